@@ -1,0 +1,6 @@
+import { PsyopsError } from '@psyops/signing';
+
+/** The command line asks for something that cannot be done as asked. */
+export class UsageError extends PsyopsError {
+  override readonly code = 'USAGE';
+}

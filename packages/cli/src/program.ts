@@ -1,0 +1,60 @@
+import { Command, CommanderError } from 'commander';
+import { PsyopsError } from '@psyops/signing';
+import { initCommand } from './commands/init.js';
+import { keygenCommand } from './commands/keygen.js';
+import { signCommand } from './commands/sign.js';
+import { verifyCommand } from './commands/verify.js';
+import { workspaceCommand } from './commands/workspace.js';
+import { WORKSPACE_ENV } from './workspace.js';
+import { version } from '../package.json';
+
+/** Exit codes: 0 success, 1 any failure psyops reports, 2 a command line commander rejects, 130 interrupted. */
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
+export const EXIT_INTERRUPTED = 130;
+
+export function createProgram(): Command {
+  const program = new Command('psyops')
+    .description('Build, sign, publish and boot psyopsOS nodes.')
+    .version(version, '-V, --version', 'print the psyops version')
+    .option('--workspace <DIR>', `workspace directory (default: $${WORKSPACE_ENV}, or the nearest psyops.config.json upwards)`)
+    .option('--debug', 'print stack traces with errors')
+    .showSuggestionAfterError(true)
+    .enablePositionalOptions(false)
+    .configureOutput({
+      // commander's own errors (unknown option, missing argument) become one psyops line too.
+      outputError: (message, write) => write(`psyops: ${message.replace(/^error: /, '').trimEnd()} (USAGE)\n`),
+    })
+    .exitOverride();
+  for (const command of [initCommand(), workspaceCommand(), keygenCommand(), signCommand(), verifyCommand()]) {
+    program.addCommand(command.exitOverride().configureOutput(program.configureOutput()));
+  }
+  return program;
+}
+
+/** The stable code of a psyops error; Node's own errors keep theirs (ENOENT…); anything else is a bug. */
+function errorCode(error: unknown): string {
+  if (error instanceof PsyopsError) return error.code;
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : 'INTERNAL';
+}
+
+/** Runs the CLI; returns the exit code instead of exiting, so it can be embedded and tested. */
+export async function runCli(argv: readonly string[]): Promise<number> {
+  const program = createProgram();
+  try {
+    await program.parseAsync(argv as string[], { from: 'user' });
+    return 0;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // --help and --version end through here with exit code 0.
+      return error.exitCode === 0 ? 0 : EXIT_USAGE;
+    }
+    const debug = argv.includes('--debug');
+    const code = errorCode(error);
+    const message = error instanceof Error ? error.message : String(error);
+    process.stderr.write(`psyops: ${message.split('\n')[0]} (${code})\n`);
+    if (debug && error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
+    return code === 'INTERRUPTED' ? EXIT_INTERRUPTED : EXIT_FAILURE;
+  }
+}

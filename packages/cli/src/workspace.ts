@@ -1,0 +1,138 @@
+import { existsSync, statSync } from 'node:fs';
+import { mkdir, readFile, readdir } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { PsyopsError, fileAccessError } from '@psyops/signing';
+import schema from './psyops.config.schema.json';
+
+export const CONFIG_FILE = 'psyops.config.json';
+export const SCHEMA_FILE = 'psyops.config.schema.json';
+export const WORKSPACE_ENV = 'PSYOPS_WORKSPACE';
+
+/** Folders `psyops init` creates; later commands fill them. */
+export const WORKSPACE_FOLDERS = ['keys', 'keys/apk', 'psynet', 'nodes', 'overlay'] as const;
+
+/** psyops.config.json with every default filled in. */
+export interface WorkspaceConfig {
+  version: 1;
+  site: { url: string; outDir: string };
+  signing: { publicKey: string; secretKey: string };
+  repositories: { url: string; keys: string }[];
+  psynet: { network: string; pools: { lighthouse: string; client: string; node: string } };
+}
+
+export interface Workspace {
+  /** Absolute path of the workspace directory. */
+  dir: string;
+  config: WorkspaceConfig;
+  /** Resolves a path from the config against the workspace directory. */
+  path(relative: string): string;
+}
+
+export class NoWorkspaceError extends PsyopsError {
+  override readonly code = 'NO_WORKSPACE';
+}
+
+export class ConfigError extends PsyopsError {
+  override readonly code = 'BAD_CONFIG';
+}
+
+export class WorkspaceExistsError extends PsyopsError {
+  override readonly code = 'WORKSPACE_EXISTS';
+}
+
+type ConfigValidator = ((data: unknown) => data is WorkspaceConfig) & { errors?: { instancePath: string; message?: string; params: Record<string, unknown> }[] | null };
+let validateConfig: ConfigValidator | undefined;
+
+// useDefaults fills every missing section from the schema's `default`s: the schema is the one
+// place defaults are written down, and an older config gains new sections on load. ajv is
+// loaded on first use, keeping it out of the start-up of commands that need no config.
+async function configValidator(): Promise<ConfigValidator> {
+  if (!validateConfig) {
+    // ajv is CommonJS: its class is the default export both under Node and in the bundled CLI.
+    const Ajv = (await import('ajv')).default;
+    validateConfig = new Ajv({ useDefaults: true, allErrors: false, strict: true }).compile<WorkspaceConfig>(schema) as ConfigValidator;
+  }
+  return validateConfig;
+}
+
+/** The documented JSON schema of psyops.config.json. */
+export const configSchema: object = schema;
+
+/** Checks a parsed config and fills in defaults; `source` names the file in errors. */
+export async function parseConfig(value: unknown, source: string): Promise<WorkspaceConfig> {
+  const config = structuredClone(value);
+  const validate = await configValidator();
+  if (!validate(config)) {
+    const first = validate.errors?.[0];
+    const where = first?.instancePath || '(top level)';
+    const extra = first?.params && 'additionalProperty' in first.params ? ` "${String(first.params.additionalProperty)}"` : '';
+    throw new ConfigError(`${source}: ${where} ${first?.message ?? 'is invalid'}${extra}`);
+  }
+  return config;
+}
+
+/** A new config with every default, as `psyops init` writes it. */
+export async function defaultConfig(): Promise<WorkspaceConfig & { $schema: string }> {
+  return { $schema: `./${SCHEMA_FILE}`, ...(await parseConfig({}, 'defaults')) };
+}
+
+/**
+ * Finds the workspace directory: `explicit` (--workspace), else $PSYOPS_WORKSPACE, else the
+ * nearest directory holding psyops.config.json from `cwd` upwards.
+ */
+export function findWorkspace(options: { explicit?: string | undefined; env?: NodeJS.ProcessEnv; cwd?: string } = {}): string {
+  const env = options.env ?? process.env;
+  const cwd = options.cwd ?? process.cwd();
+  const given = options.explicit ?? env[WORKSPACE_ENV];
+  if (given !== undefined && given !== '') {
+    const dir = resolve(cwd, given);
+    const how = options.explicit !== undefined ? '--workspace' : WORKSPACE_ENV;
+    if (!existsSync(join(dir, CONFIG_FILE))) {
+      throw new NoWorkspaceError(`${how} names ${dir}, which has no ${CONFIG_FILE} (create one with: psyops init ${given})`);
+    }
+    return dir;
+  }
+  for (let dir = resolve(cwd); ; dir = dirname(dir)) {
+    if (existsSync(join(dir, CONFIG_FILE))) return dir;
+    if (dirname(dir) === dir) break;
+  }
+  throw new NoWorkspaceError(
+    `no psyops workspace here: no ${CONFIG_FILE} in ${resolve(cwd)} or above; create one with "psyops init DIR", or point to one with --workspace DIR or ${WORKSPACE_ENV}`,
+  );
+}
+
+/** Reads and validates a workspace's config. */
+export async function loadWorkspace(dir: string): Promise<Workspace> {
+  const file = join(dir, CONFIG_FILE);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw fileAccessError(error, file, 'workspace config');
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError(`${file} is not valid JSON (${(error as Error).message})`);
+  }
+  const config = await parseConfig(parsed, file);
+  return { dir, config, path: (relative) => resolve(dir, relative) };
+}
+
+/** Makes sure `dir` can become a workspace: absent, or a directory without a config. */
+export async function checkNewWorkspaceDir(dir: string): Promise<void> {
+  if (!existsSync(dir)) return;
+  if (!statSync(dir).isDirectory()) throw new WorkspaceExistsError(`${dir} exists and is not a directory`);
+  if (existsSync(join(dir, CONFIG_FILE))) throw new WorkspaceExistsError(`${dir} is already a psyops workspace (it has ${CONFIG_FILE})`);
+  const taken = (await readdir(dir)).filter((name) => name === 'keys');
+  if (taken.length > 0) throw new WorkspaceExistsError(`${dir} already has a keys/ folder; refusing to mix a new workspace into it`);
+}
+
+/** Creates the empty folders of a new workspace (the keys folder is private). */
+export async function createWorkspaceFolders(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  for (const folder of WORKSPACE_FOLDERS) {
+    await mkdir(join(dir, folder), { recursive: true, mode: folder === 'keys' ? 0o700 : 0o755 });
+  }
+}

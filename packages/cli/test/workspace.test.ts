@@ -1,0 +1,157 @@
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { describe, expect, it } from 'vitest';
+import { errorLine, listing, psyops, tempDir } from './helpers.js';
+
+const root = tempDir('cli-workspace');
+const NO_PASSWORD = ['--no-password'];
+
+describe('psyops init', () => {
+  it('creates a workspace with documented defaults, a key pair and the folders', async () => {
+    const ws = join(root, 'first');
+    const result = await psyops(['init', ws, ...NO_PASSWORD]);
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(listing(ws)).toEqual(['.gitignore', 'keys', 'nodes', 'overlay', 'psynet', 'psyops.config.json', 'psyops.config.schema.json']);
+    const config = JSON.parse(readFileSync(join(ws, 'psyops.config.json'), 'utf8'));
+    expect(config).toMatchObject({
+      $schema: './psyops.config.schema.json',
+      version: 1,
+      signing: { publicKey: 'keys/minisign.pub', secretKey: 'keys/minisign.key' },
+      psynet: { network: '10.10.8.0/22', pools: { lighthouse: '10.10.8.0/24', client: '10.10.9.0/24', node: '10.10.10.0/23' } },
+    });
+    expect(config.site.url).toMatch(/^https:\/\//);
+    expect(config.repositories.length).toBeGreaterThan(0);
+    const schema = JSON.parse(readFileSync(join(ws, 'psyops.config.schema.json'), 'utf8'));
+    expect(schema.properties.psynet.properties.network.default).toBe('10.10.8.0/22');
+    expect(statSync(join(ws, 'keys/minisign.key')).mode & 0o777).toBe(0o600);
+    expect(statSync(join(ws, 'keys')).mode & 0o777).toBe(0o700);
+    expect(statSync(ws).mode & 0o777).toBe(0o755);
+    // The key pair works with the real minisign.
+    writeFileSync(join(ws, 'data'), 'x');
+    expect((await psyops(['sign', '-m', 'data'], { cwd: ws })).exitCode).toBe(0);
+    expect((await execa('minisign', ['-V', '-p', 'keys/minisign.pub', '-m', 'data'], { cwd: ws, reject: false, timeout: 60_000 })).exitCode).toBe(0);
+  });
+
+  it('encrypts the key with a password from the sources; refuses without one', async () => {
+    const ws = join(root, 'encrypted');
+    const refused = await psyops(['init', ws]);
+    expect(errorLine(refused).code).toBe('PASSWORD_REQUIRED');
+    expect(existsSync(ws)).toBe(false);
+    const made = await psyops(['init', ws], { env: { PSYOPS_MINISIGN_PASSWORD: 'pw' } });
+    expect(made.exitCode, made.stderr).toBe(0);
+    writeFileSync(join(ws, 'data'), 'x');
+    const wrong = await psyops(['sign', '-m', 'data'], { cwd: ws, env: { PSYOPS_MINISIGN_PASSWORD: 'nope' } });
+    expect(errorLine(wrong).code).toBe('WRONG_PASSWORD');
+    const signed = await execa('minisign', ['-S', '-s', 'keys/minisign.key', '-m', 'data'], { cwd: ws, input: 'pw\n', reject: false, timeout: 60_000 });
+    expect(signed.exitCode, signed.stderr).toBe(0);
+    expect((await psyops(['verify', '-m', 'data'], { cwd: ws })).exitCode).toBe(0);
+  });
+
+  it('refuses to initialise over an existing workspace and changes nothing', async () => {
+    const ws = join(root, 'twice');
+    expect((await psyops(['init', ws, ...NO_PASSWORD])).exitCode).toBe(0);
+    const key = readFileSync(join(ws, 'keys/minisign.key'));
+    const again = await psyops(['init', ws, ...NO_PASSWORD]);
+    expect(again.exitCode).toBe(1);
+    expect(errorLine(again).code).toBe('WORKSPACE_EXISTS');
+    expect(readFileSync(join(ws, 'keys/minisign.key'))).toEqual(key);
+  });
+
+  it('initialises the current directory by default, keeping what is there', async () => {
+    const ws = join(root, 'here');
+    mkdirSync(ws);
+    writeFileSync(join(ws, 'notes.txt'), 'mine');
+    expect((await psyops(['init', ...NO_PASSWORD], { cwd: ws })).exitCode).toBe(0);
+    expect(readFileSync(join(ws, 'notes.txt'), 'utf8')).toBe('mine');
+    expect(existsSync(join(ws, 'psyops.config.json'))).toBe(true);
+  });
+});
+
+describe('finding the workspace', () => {
+  const ws = join(root, 'found');
+  const elsewhere = join(root, 'elsewhere');
+
+  it('walks up from a subdirectory, or takes --workspace or PSYOPS_WORKSPACE', async () => {
+    expect((await psyops(['init', ws, ...NO_PASSWORD])).exitCode).toBe(0);
+    mkdirSync(join(ws, 'nodes', 'deep', 'er'), { recursive: true });
+    mkdirSync(elsewhere, { recursive: true });
+    const fromSub = await psyops(['workspace', '--json'], { cwd: join(ws, 'nodes', 'deep', 'er') });
+    expect(JSON.parse(fromSub.stdout).dir).toBe(ws);
+    const byFlag = await psyops(['--workspace', ws, 'workspace', '--json'], { cwd: elsewhere });
+    expect(JSON.parse(byFlag.stdout).dir).toBe(ws);
+    const byFlagAfter = await psyops(['workspace', '--json', '--workspace', ws], { cwd: elsewhere });
+    expect(JSON.parse(byFlagAfter.stdout).dir).toBe(ws);
+    const byEnv = await psyops(['workspace', '--json'], { cwd: elsewhere, env: { PSYOPS_WORKSPACE: ws } });
+    expect(JSON.parse(byEnv.stdout).dir).toBe(ws);
+  });
+
+  it('says clearly when there is none', async () => {
+    const none = await psyops(['workspace'], { cwd: elsewhere });
+    expect(none.exitCode).toBe(1);
+    const error = errorLine(none);
+    expect(error.code).toBe('NO_WORKSPACE');
+    expect(error.message).toContain('psyops init');
+    const wrongFlag = await psyops(['--workspace', elsewhere, 'workspace']);
+    expect(errorLine(wrongFlag).message).toContain(`--workspace names ${elsewhere}`);
+    writeFileSync(join(elsewhere, 'x'), 'x');
+    const signNoKey = await psyops(['sign', '-m', 'x'], { cwd: elsewhere });
+    expect(errorLine(signNoKey).code).toBe('NO_WORKSPACE');
+    const wrongEnv = await psyops(['sign', '-m', 'x'], { cwd: elsewhere, env: { PSYOPS_WORKSPACE: join(root, 'missing') } });
+    expect(errorLine(wrongEnv).message).toContain('PSYOPS_WORKSPACE names');
+  });
+
+  it('fills sections an older config lacks with defaults', async () => {
+    const old = join(root, 'old');
+    mkdirSync(old);
+    writeFileSync(join(old, 'psyops.config.json'), JSON.stringify({ version: 1, site: { url: 'https://example.net' } }));
+    const result = await psyops(['workspace', '--json'], { cwd: old });
+    expect(result.exitCode, result.stderr).toBe(0);
+    const { config } = JSON.parse(result.stdout);
+    expect(config.site).toEqual({ url: 'https://example.net', outDir: 'site' });
+    expect(config.psynet.pools.node).toBe('10.10.10.0/23');
+    expect(config.signing.secretKey).toBe('keys/minisign.key');
+  });
+
+  it('refuses a broken config with the file and the field', async () => {
+    const bad = join(root, 'bad');
+    mkdirSync(bad);
+    const cases: [string, RegExp][] = [
+      ['{ not json', /is not valid JSON/],
+      [JSON.stringify({ psynet: { network: '10.10.8.0/33' } }), /\/psynet\/network must match pattern/],
+      [JSON.stringify({ sites: {} }), /must NOT have additional properties "sites"/],
+      [JSON.stringify({ version: 2 }), /\/version must be equal to constant/],
+    ];
+    for (const [content, message] of cases) {
+      writeFileSync(join(bad, 'psyops.config.json'), content);
+      const result = await psyops(['workspace'], { cwd: bad });
+      const error = errorLine(result);
+      expect(error.code).toBe('BAD_CONFIG');
+      expect(error.message).toMatch(message);
+    }
+  });
+});
+
+describe('help and version', () => {
+  it('prints the version and help for the program and every command', async () => {
+    const version = await psyops(['--version']);
+    expect(version.exitCode).toBe(0);
+    expect(version.stdout).toMatch(/^\d+\.\d+\.\d+\n$/);
+    const help = await psyops(['--help']);
+    expect(help.exitCode).toBe(0);
+    for (const command of ['init', 'workspace', 'keygen', 'sign', 'verify']) {
+      expect(help.stdout).toContain(command);
+      const commandHelp = await psyops([command, '--help']);
+      expect(commandHelp.exitCode, command).toBe(0);
+      expect(commandHelp.stdout).toContain(`Usage: psyops ${command}`);
+    }
+  });
+
+  it('an unknown command or option is one usage line and exit 2', async () => {
+    for (const args of [['frobnicate'], ['verify', '--frobnicate', '-m', 'x']]) {
+      const result = await psyops(args);
+      expect(result.exitCode).toBe(2);
+      expect(errorLine(result).code).toBe('USAGE');
+    }
+  });
+});

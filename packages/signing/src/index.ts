@@ -1,0 +1,40 @@
+/**
+ * @psyops/signing: minisign-compatible keys, signatures and verification.
+ *
+ * Keys and signatures are byte-compatible with minisign 0.11 in both directions: prehashed
+ * ("ED", the default) and legacy ("Ed") signatures, unencrypted and password-encrypted keys.
+ */
+export {
+  generateKeyPair,
+  publicKeyOf,
+  encodePublicKey,
+  encodePublicKeyBase64,
+  decodePublicKey,
+  decodePublicKeyBase64,
+  encodeSecretKey,
+  decodeSecretKey,
+  isEncryptedSecretKey,
+  scryptParameters,
+  MINISIGN_KDF_LIMITS,
+} from './keys.js';
+export type { PublicKey, SecretKey, PasswordInput, KdfLimits, EncodeSecretKeyOptions, DecodeSecretKeyOptions } from './keys.js';
+export { signBytes, signFile, verifyBytes, verifyFile, parseSignature, prehashFile, MAX_LEGACY_BYTES } from './signature.js';
+export type { Signature, SignOptions, VerifyOptions, VerifyResult, ProgressCallback } from './signature.js';
+export { fileAccessError, assertReadableFile } from './files.js';
+export { readPublicKeyFile, readSecretKeyFile, readSignatureFile } from './read.js';
+export { formatKeyId } from './encoding.js';
+export { prehashBackend } from './blake2b.js';
+export {
+  PsyopsError,
+  KeyFormatError,
+  SignatureFormatError,
+  UnsupportedAlgorithmError,
+  KeyIdMismatchError,
+  SignatureError,
+  TrustedCommentError,
+  WrongPasswordError,
+  PasswordRequiredError,
+  CommentError,
+  FileAccessError,
+} from './errors.js';
+export type { FileErrorCode } from './errors.js';

@@ -1,0 +1,2 @@
+// @psyops/siteapi: not written yet (see README.md). Its public API will be exported from here.
+export {};

@@ -1,0 +1,9 @@
+// `pnpm bench`: performance figures, printed as ratios against reference tools run in the same
+// process. Never part of `pnpm test`: these machines are too noisy for timing assertions.
+//   BENCH_SIZE_MIB (default 1024)  size of the file to sign and verify
+//   BENCH_ROUNDS (default 5)       rounds per tool; the median is reported
+import { benchSigning } from './signing.ts';
+
+const sizeMiB = Number(process.env.BENCH_SIZE_MIB ?? 1024);
+const rounds = Number(process.env.BENCH_ROUNDS ?? 5);
+await benchSigning(sizeMiB, rounds);

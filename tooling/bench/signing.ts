@@ -1,0 +1,80 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+
+const CLI = join(import.meta.dirname, '..', '..', 'packages', 'cli', 'dist', 'cli.js');
+const PEAK_PRELOAD = join(import.meta.dirname, 'report-peak-memory.cjs');
+const TIMEOUT_MS = 10 * 60_000;
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
+}
+
+async function timed(command: string, args: string[], env: Record<string, string> = {}): Promise<number> {
+  const start = process.hrtime.bigint();
+  await execa(command, args, { env, timeout: TIMEOUT_MS, stdout: 'ignore' });
+  return Number(process.hrtime.bigint() - start) / 1e9;
+}
+
+async function writeRandomFile(path: string, bytes: number): Promise<void> {
+  const handle = await open(path, 'w');
+  const chunk = randomBytes(1 << 20);
+  for (let written = 0; written < bytes; written += chunk.length) {
+    chunk[0] = written & 0xff; // vary the chunks a little; content does not matter for the hash's speed
+    await handle.write(chunk, 0, Math.min(chunk.length, bytes - written));
+  }
+  await handle.close();
+}
+
+/** Whether the built CLI finds libsodium (sodium-native) or falls back to node:crypto. */
+async function cliPrehashBackend(): Promise<string> {
+  const probe = `require(require('node:module').createRequire(${JSON.stringify(CLI)}).resolve('sodium-native'))`;
+  const result = await execa('node', ['-e', probe], { reject: false, timeout: TIMEOUT_MS });
+  return result.exitCode === 0 ? 'libsodium (sodium-native)' : 'node:crypto (sodium-native did not load: slower)';
+}
+
+/**
+ * Signs and verifies one big file with the psyops CLI and with the real minisign, alternating
+ * them round by round so machine noise hits both alike, and prints the median time ratio.
+ */
+export async function benchSigning(sizeMiB: number, rounds: number): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'psyops-bench-signing-'));
+  try {
+    const file = join(dir, 'big.bin');
+    const peakFile = join(dir, 'peak.txt');
+    writeFileSync(peakFile, '');
+    await writeRandomFile(file, sizeMiB * 2 ** 20);
+    await execa('node', [CLI, 'keygen', '-W', '-p', join(dir, 'k.pub'), '-s', join(dir, 'k.key')], { timeout: TIMEOUT_MS });
+    const psyopsEnv = { NODE_OPTIONS: `--require ${PEAK_PRELOAD}`, PSYOPS_BENCH_PEAK_FILE: peakFile };
+    const sign = { psyops: [] as number[], minisign: [] as number[] };
+    const verify = { psyops: [] as number[], minisign: [] as number[] };
+    const nodeStart: number[] = [];
+    await timed('cat', [file]); // warm the page cache for both
+    for (let round = 0; round < rounds; round++) {
+      sign.psyops.push(await timed('node', [CLI, 'sign', '-s', join(dir, 'k.key'), '-m', file, '-x', join(dir, 'p.minisig')], psyopsEnv));
+      sign.minisign.push(await timed('minisign', ['-S', '-s', join(dir, 'k.key'), '-m', file, '-x', join(dir, 'm.minisig')]));
+      verify.psyops.push(await timed('node', [CLI, 'verify', '-q', '-p', join(dir, 'k.pub'), '-m', file, '-x', join(dir, 'p.minisig')], psyopsEnv));
+      verify.minisign.push(await timed('minisign', ['-V', '-q', '-p', join(dir, 'k.pub'), '-m', file, '-x', join(dir, 'm.minisig')]));
+      nodeStart.push(await timed('node', ['-e', '0']));
+    }
+    const peakMiB = Math.max(...readFileSync(peakFile, 'utf8').trim().split('\n').map(Number)) / 1024;
+    const line = (name: string, t: { psyops: number[]; minisign: number[] }) => {
+      const ours = median(t.psyops);
+      const theirs = median(t.minisign);
+      const ratio = ours / theirs;
+      return `  ${name.padEnd(7)} psyops ${ours.toFixed(2)} s   minisign ${theirs.toFixed(2)} s   ratio ${ratio.toFixed(2)}  (target <= 1.15${ratio <= 1.15 ? '' : ', MISSED'})`;
+    };
+    console.log(`signing: ${sizeMiB} MiB file, median of ${rounds} alternating rounds, whole commands (process start included)`);
+    console.log(line('sign', sign));
+    console.log(line('verify', verify));
+    console.log(`  of which Node.js itself starting and stopping (node -e 0): ${median(nodeStart).toFixed(2)} s`);
+    console.log(`  BLAKE2b backend of the CLI: ${await cliPrehashBackend()}`);
+    console.log(`  psyops peak memory ${peakMiB.toFixed(0)} MiB (target <= 100 MiB${peakMiB <= 100 ? '' : ', MISSED'})`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
