@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 PNPM_VERSION=12.4.2
 NODE_MIN=20.19
 # Debian packages the tests use: the real minisign for interop; `script` (bsdutils) for a
-# pseudo-terminal in the password-prompt test. Later issues add theirs here.
-APT_PACKAGES=(minisign bsdutils)
+# pseudo-terminal in the password-prompt test; nebula (nebula-cert, nebula) for psynet.
+# Later issues add theirs here.
+APT_PACKAGES=(minisign bsdutils nebula)
 
 step() { printf 'setup: %s\n' "$*"; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
