@@ -21,6 +21,8 @@ export type { PublicKey, SecretKey, PasswordInput, KdfLimits, EncodeSecretKeyOpt
 export { signBytes, signFile, verifyBytes, verifyFile, parseSignature, prehashFile, MAX_LEGACY_BYTES } from './signature.js';
 export type { Signature, SignOptions, VerifyOptions, VerifyResult, ProgressCallback } from './signature.js';
 export { fileAccessError, assertReadableFile } from './files.js';
+export { writeFilesAtomically } from './atomic.js';
+export type { FileToWrite } from './atomic.js';
 export { readPublicKeyFile, readSecretKeyFile, readSignatureFile } from './read.js';
 export { formatKeyId } from './encoding.js';
 export { prehashBackend } from './blake2b.js';

@@ -1,15 +1,6 @@
 import { existsSync } from 'node:fs';
 import { Command } from 'commander';
-import {
-  FileAccessError,
-  encodePublicKey,
-  encodePublicKeyBase64,
-  encodeSecretKey,
-  formatKeyId,
-  generateKeyPair,
-  publicKeyOf,
-} from '@psyops/signing';
-import { writeFilesAtomically } from '../fsutil.js';
+import { encodePublicKey, encodePublicKeyBase64, encodeSecretKey, FileAccessError, formatKeyId, generateKeyPair, publicKeyOf, writeFilesAtomically } from '@psyops/signing';
 import { obtainPassword, type PasswordSources } from '../password.js';
 import { addPasswordOptions } from './options.js';
 

@@ -1,8 +1,7 @@
 import { Command } from 'commander';
-import { assertReadableFile, readSecretKeyFile, signFile } from '@psyops/signing';
+import { assertReadableFile, readSecretKeyFile, signFile, writeFilesAtomically } from '@psyops/signing';
 import { progressReporter, sourceDateEpoch, workspaceKeyPath } from '../context.js';
 import { UsageError } from '../errors.js';
-import { writeFilesAtomically } from '../fsutil.js';
 import { obtainPassword, type PasswordSources } from '../password.js';
 import { addPasswordOptions } from './options.js';
 
