@@ -1,4 +1,5 @@
 /** Byte-level helpers shared by the key and signature formats. */
+import { CommentError } from './errors.js';
 
 export const ALG_ED = Uint8Array.of(0x45, 0x64); // "Ed": Ed25519 over the message itself
 export const ALG_ED_PREHASHED = Uint8Array.of(0x45, 0x44); // "ED": Ed25519 over BLAKE2b-512(message)
@@ -67,4 +68,14 @@ export function checkComment(comment: string, what: string, maxBytes: number, ma
   if (/[\r\n]/.test(comment)) throw makeError(`${what} must be one line (it contains a line break)`);
   const bytes = Buffer.byteLength(comment, 'utf8');
   if (bytes > maxBytes) throw makeError(`${what} is too long (${bytes} bytes, at most ${maxBytes})`);
+}
+
+export const UNTRUSTED_PREFIX = 'untrusted comment: ';
+/** minisign reads a comment line (prefix and line end included) into a 1024-byte buffer. */
+export const MAX_UNTRUSTED_LINE = 1023;
+
+/** The first line of every minisign file, refusing comments minisign could not read back. */
+export function untrustedCommentLine(comment: string): string {
+  checkComment(comment, 'untrusted comment', MAX_UNTRUSTED_LINE - UNTRUSTED_PREFIX.length - 1, (r) => new CommentError(r));
+  return `${UNTRUSTED_PREFIX}${comment}\n`;
 }

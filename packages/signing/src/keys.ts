@@ -8,15 +8,14 @@ import {
   KDF_SCRYPT,
   KEY_ID_BYTES,
   bytesEqual,
-  checkComment,
   concatBytes,
   decodeBase64Exact,
   encodeBase64,
   formatKeyId,
   splitLines,
+  untrustedCommentLine,
 } from './encoding.js';
 import {
-  CommentError,
   KeyFormatError,
   PasswordRequiredError,
   UnsupportedAlgorithmError,
@@ -53,8 +52,6 @@ const PUBLIC_KEY_BYTES = 42;
 const SECRET_KEY_BYTES = 158;
 const SIGNATURE_BYTES = 74;
 const ENCRYPTED_REGION = 54; // keynum(8) + sk(64) + chk(32) are covered by the key stream
-const UNTRUSTED_PREFIX = 'untrusted comment: ';
-const MAX_COMMENT_LINE = 1023; // minisign reads the comment line into a 1024-byte buffer
 // minisign asks for 1 GiB; a key file asking for far more is damaged or hostile.
 const MAX_KDF_MEMORY = 4 * 2 ** 30;
 
@@ -69,11 +66,6 @@ export function publicKeyOf(key: SecretKey): PublicKey {
   return { keyId: key.keyId, publicKey: key.publicKey };
 }
 
-function commentLine(comment: string): string {
-  checkComment(comment, 'untrusted comment', MAX_COMMENT_LINE - UNTRUSTED_PREFIX.length - 1, (r) => new CommentError(r));
-  return `${UNTRUSTED_PREFIX}${comment}\n`;
-}
-
 /** The base64 form minisign prints for `-P` (56 characters). */
 export function encodePublicKeyBase64(key: PublicKey): string {
   return encodeBase64(concatBytes(ALG_ED, key.keyId, key.publicKey));
@@ -81,7 +73,7 @@ export function encodePublicKeyBase64(key: PublicKey): string {
 
 /** The text of a minisign public key file, byte-identical to what `minisign -G` writes. */
 export function encodePublicKey(key: PublicKey, comment = `minisign public key ${formatKeyId(key.keyId)}`): string {
-  return `${commentLine(comment)}${encodePublicKeyBase64(key)}\n`;
+  return `${untrustedCommentLine(comment)}${encodePublicKeyBase64(key)}\n`;
 }
 
 /** Names what a base64 blob of the wrong kind most likely is, for error messages. */
@@ -198,7 +190,7 @@ export async function encodeSecretKey(key: SecretKey, options: EncodeSecretKeyOp
     const stream = await deriveKeyStream(await resolvePassword(options.password!), salt, limits, 'new secret key');
     for (let i = 0; i < stream.length; i++) body[ENCRYPTED_REGION + i]! ^= stream[i]!;
   }
-  return `${commentLine(options.comment ?? 'minisign encrypted secret key')}${encodeBase64(body)}\n`;
+  return `${untrustedCommentLine(options.comment ?? 'minisign encrypted secret key')}${encodeBase64(body)}\n`;
 }
 
 function parseSecretKeyBody(text: string, source: string): Uint8Array {

@@ -10,6 +10,9 @@ import {
   encodeBase64,
   formatKeyId,
   splitLines,
+  MAX_UNTRUSTED_LINE,
+  UNTRUSTED_PREFIX,
+  untrustedCommentLine,
 } from './encoding.js';
 import {
   CommentError,
@@ -23,9 +26,7 @@ import { ed25519Sign, ed25519Verify } from './ed25519.js';
 import { forEachChunk, readRegularFile } from './files.js';
 import type { PublicKey, SecretKey } from './keys.js';
 
-const UNTRUSTED_PREFIX = 'untrusted comment: ';
 const TRUSTED_PREFIX = 'trusted comment: ';
-const MAX_UNTRUSTED_LINE = 1023;
 // minisign refuses trusted comments of 8174 bytes and more when signing.
 const MAX_TRUSTED_COMMENT = 8173;
 /** Legacy signatures cover the whole file in memory, as in minisign; beyond this use prehashing. */
@@ -88,12 +89,12 @@ function defaultTrustedComment(options: SignOptions, prehashed: boolean): string
 function signMessage(message: Uint8Array, key: SecretKey, options: SignOptions, prehashed: boolean): string {
   const untrusted = options.untrustedComment || 'signature from minisign secret key';
   const trusted = options.trustedComment || defaultTrustedComment(options, prehashed);
-  checkComment(untrusted, 'untrusted comment', MAX_UNTRUSTED_LINE - UNTRUSTED_PREFIX.length - 1, (r) => new CommentError(r));
+  const firstLine = untrustedCommentLine(untrusted);
   checkComment(trusted, 'trusted comment', MAX_TRUSTED_COMMENT, (r) => new CommentError(r));
   const signature = ed25519Sign(message, key.secretKey);
   const globalSignature = ed25519Sign(concatBytes(signature, new TextEncoder().encode(trusted)), key.secretKey);
   const sigStruct = concatBytes(prehashed ? ALG_ED_PREHASHED : ALG_ED, key.keyId, signature);
-  return `${UNTRUSTED_PREFIX}${untrusted}\n${encodeBase64(sigStruct)}\n${TRUSTED_PREFIX}${trusted}\n${encodeBase64(globalSignature)}\n`;
+  return `${firstLine}${encodeBase64(sigStruct)}\n${TRUSTED_PREFIX}${trusted}\n${encodeBase64(globalSignature)}\n`;
 }
 
 /** BLAKE2b-512 of a file, streamed: memory use does not depend on the file's size. */
