@@ -1,0 +1,397 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { copyFile, link, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { z } from 'zod';
+import { fileAccessError, signBytes, signFile, type SecretKey } from '@psyops/signing';
+import { ImageInputError, NodeDefinitionError, SiteInputError } from './errors.js';
+import {
+  NODE_NAME,
+  imageManifestSchema,
+  lighthouseSchema,
+  nodeDefinitionSchema,
+  siteJsonSchema,
+  siteSchemas,
+  type Lighthouse,
+  type ManifestEntry,
+  type NodeConfig,
+  type NodeDefinition,
+  type OsImage,
+  type OsLatest,
+  type SiteSchemaName,
+} from './schemas.js';
+import { SecretEncryptor } from './secrets.js';
+
+export interface BuildSiteOptions {
+  /** Where the site goes; replaced as a whole, only once everything is built. */
+  outDir: string;
+  /** The workspace minisign key: signs every JSON document and every OS image. */
+  signingKey: SecretKey;
+  /** Unix time for signatures' trusted comments (SOURCE_DATE_EPOCH); absent: no timestamp, never "now". */
+  timestamp?: number;
+  /** The workspace's nodes/ folder: one `<name>.json` node definition per node. Missing: no nodes. */
+  nodesDir?: string;
+  /** Folder of `psyopsOS-<release>-<arch>.iso` images with a `.json` manifest beside each. Missing: no images. */
+  imagesDir?: string;
+  /** APK repository folder holding `<arch>/APKINDEX.tar.gz` and packages. Missing: no repository. */
+  apkRepositoryDir?: string;
+  /** Lighthouses to publish (from the psynet registry). */
+  lighthouses?: readonly Lighthouse[];
+  /** Cache of age ciphertexts, so unchanged secrets keep their bytes (see SecretEncryptor). Absent: secrets are encrypted afresh. */
+  secretCacheFile?: string;
+  /** One line per step. */
+  onProgress?: (message: string) => void;
+}
+
+export interface BuildSiteResult {
+  outDir: string;
+  /** Every file of the site but manifest.json and its signature, sorted by path. */
+  files: ManifestEntry[];
+  nodes: string[];
+  images: OsImage[];
+  apkArchitectures: string[];
+}
+
+/** The image file names the site publishes: `psyopsOS-<release>-<arch>.iso`. */
+const IMAGE_NAME = /^psyopsOS-([A-Za-z0-9._+~-]+)-(x86_64|aarch64)\.iso$/;
+const ARCH_NAME = /^[a-z0-9_]+$/;
+const METADATA_VALUE = /^[^\s=]+$/;
+const MAX_DEFINITION_BYTES = 4 * 1024 * 1024;
+
+interface ImageInput {
+  path: string;
+  filename: string;
+  arch: string;
+  version: string;
+  kernel: string;
+  alpine: string;
+}
+
+interface ApkInput {
+  arch: string;
+  files: { name: string; path: string }[];
+}
+
+const byString = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+function firstIssue(error: z.ZodError): string {
+  const issue = error.issues[0];
+  if (!issue) return 'is invalid';
+  const where = issue.path.length > 0 ? issue.path.join('.') : '(top level)';
+  return `${where}: ${issue.message}`;
+}
+
+async function listDir(dir: string | undefined, what: string): Promise<string[] | undefined> {
+  if (dir === undefined) return undefined;
+  try {
+    return (await readdir(dir)).filter((name) => !name.startsWith('.')).sort(byString);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw fileAccessError(error, dir, what);
+  }
+}
+
+async function readNodeDefinitions(dir: string | undefined): Promise<{ name: string; file: string; definition: NodeDefinition }[]> {
+  const names = (await listDir(dir, 'nodes folder')) ?? [];
+  const nodes = [];
+  for (const fileName of names.filter((n) => n.endsWith('.json'))) {
+    const file = join(dir!, fileName);
+    const name = fileName.slice(0, -'.json'.length);
+    if (!NODE_NAME.test(name)) {
+      throw new NodeDefinitionError(`${file}: node name "${name}" must be lower-case letters, digits and dashes (at most 63, not starting with a dash)`);
+    }
+    const info = await stat(file).catch((error: unknown) => Promise.reject(fileAccessError(error, file, 'node definition')));
+    if (info.size > MAX_DEFINITION_BYTES) throw new NodeDefinitionError(`${file} is larger than ${MAX_DEFINITION_BYTES} bytes`);
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(await readFile(file, 'utf8'));
+    } catch (error) {
+      if (error instanceof SyntaxError) throw new NodeDefinitionError(`${file} is not valid JSON (${error.message})`);
+      throw fileAccessError(error, file, 'node definition');
+    }
+    const result = nodeDefinitionSchema.safeParse(parsed);
+    if (!result.success) throw new NodeDefinitionError(`${file}: ${firstIssue(result.error)}`);
+    const definition = result.data;
+    const hasSecrets = definition.config.k3s !== undefined || definition.config.files.some((f) => typeof f.content !== 'string');
+    if (hasSecrets && definition.ageRecipient === undefined) {
+      throw new NodeDefinitionError(`${file} has secrets but no ageRecipient to encrypt them to (psyops node create records it)`);
+    }
+    nodes.push({ name, file, definition });
+  }
+  return nodes;
+}
+
+async function readImageInputs(dir: string | undefined): Promise<ImageInput[]> {
+  const names = (await listDir(dir, 'images folder')) ?? [];
+  const images: ImageInput[] = [];
+  for (const filename of names) {
+    const match = IMAGE_NAME.exec(filename);
+    if (!match) continue;
+    const [, release, arch] = match as unknown as [string, string, string];
+    const path = join(dir!, filename);
+    // The image builder writes psyopsOS-<release>-<arch>.json; <iso>.json is accepted too.
+    const candidates = [join(dir!, `${filename.slice(0, -'.iso'.length)}.json`), `${path}.json`];
+    let manifest: z.infer<typeof imageManifestSchema> = {};
+    for (const candidate of candidates) {
+      let text: string;
+      try {
+        text = await readFile(candidate, 'utf8');
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw fileAccessError(error, candidate, 'image manifest');
+      }
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(text);
+      } catch (error) {
+        throw new ImageInputError(`${candidate} (manifest of ${filename}) is not valid JSON (${(error as Error).message})`);
+      }
+      const result = imageManifestSchema.safeParse(parsed);
+      if (!result.success) throw new ImageInputError(`${candidate} (manifest of ${filename}): ${firstIssue(result.error)}`);
+      manifest = result.data;
+      break;
+    }
+    const image = { path, filename, arch, version: manifest.version ?? release, kernel: manifest.kernel ?? 'unknown', alpine: manifest.alpine ?? 'unknown' };
+    for (const field of ['version', 'kernel', 'alpine'] as const) {
+      // The image's trusted comment is space-separated key=value pairs.
+      if (!METADATA_VALUE.test(image[field])) throw new ImageInputError(`manifest of ${filename}: ${field} "${image[field]}" must not contain spaces or "="`);
+    }
+    images.push(image);
+  }
+  return images;
+}
+
+async function readApkInputs(dir: string | undefined): Promise<ApkInput[]> {
+  const arches = (await listDir(dir, 'APK repository folder')) ?? [];
+  const repositories: ApkInput[] = [];
+  for (const arch of arches) {
+    const archDir = join(dir!, arch);
+    if (!(await stat(archDir)).isDirectory() || !ARCH_NAME.test(arch)) continue;
+    const files = [];
+    for (const name of (await listDir(archDir, 'APK repository folder')) ?? []) {
+      const path = join(archDir, name);
+      if ((await stat(path)).isFile()) files.push({ name, path });
+    }
+    if (!files.some((f) => f.name === 'APKINDEX.tar.gz')) {
+      throw new SiteInputError(`${archDir} has no APKINDEX.tar.gz: index and sign it first (psyops apk index)`);
+    }
+    repositories.push({ arch, files });
+  }
+  return repositories;
+}
+
+function sha256File(path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const hash = createHash('sha256');
+    createReadStream(path)
+      .on('data', (chunk) => hash.update(chunk))
+      .on('error', reject)
+      .on('end', () => resolve(hash.digest('hex')));
+  });
+}
+
+/** Numeric-aware version order: 2025.10 after 2025.9. */
+function compareVersions(a: string, b: string): number {
+  return a.localeCompare(b, 'en', { numeric: true }) || byString(a, b);
+}
+
+const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
+
+function html(title: string, body: string): string {
+  return `<!doctype html>\n<html lang="en">\n<head><meta charset="utf-8"><title>${title}</title></head>\n<body>\n<h1>${title}</h1>\n${body}\n</body>\n</html>\n`;
+}
+
+/**
+ * Builds the site from the workspace inputs into a fresh folder beside `outDir`, then swaps it
+ * into place: a failure leaves the previous site untouched, and unchanged inputs give
+ * byte-identical files (no clock is read; age ciphertexts come from the cache).
+ */
+export async function buildSite(options: BuildSiteOptions): Promise<BuildSiteResult> {
+  const progress = options.onProgress ?? (() => undefined);
+  // Read and check every input before writing anything.
+  const nodes = await readNodeDefinitions(options.nodesDir);
+  const imageInputs = await readImageInputs(options.imagesDir);
+  const apkInputs = await readApkInputs(options.apkRepositoryDir);
+  const lighthouses = (options.lighthouses ?? []).map((l, i) => {
+    const result = lighthouseSchema.safeParse(l);
+    if (!result.success) throw new SiteInputError(`lighthouse ${i + 1}: ${firstIssue(result.error)}`);
+    return result.data;
+  });
+
+  const key = options.signingKey;
+  const trustedComment = (path: string) => `${options.timestamp !== undefined ? `timestamp:${options.timestamp}\t` : ''}file:${path}`;
+  const parent = dirname(options.outDir);
+  await mkdir(parent, { recursive: true });
+  const staging = await mkdtemp(join(parent, `.${basename(options.outDir)}.build-`));
+  const entries = new Map<string, ManifestEntry>();
+  const documents: { path: string; signature: string; schema: string }[] = [];
+
+  const put = async (path: string, data: string) => {
+    const target = join(staging, path);
+    await mkdir(dirname(target), { recursive: true });
+    await writeFile(target, data);
+    entries.set(path, { path, size: Buffer.byteLength(data), sha256: createHash('sha256').update(data).digest('hex') });
+  };
+  // Big artifacts are hard-linked (copied across file systems): the site build never duplicates an ISO.
+  const place = async (path: string, source: string) => {
+    const target = join(staging, path);
+    await mkdir(dirname(target), { recursive: true });
+    await link(source, target).catch(() => copyFile(source, target));
+    entries.set(path, { path, size: (await stat(target)).size, sha256: await sha256File(target) });
+  };
+  const putSigned = async (path: string, value: unknown, schema: SiteSchemaName) => {
+    const data = json(siteSchemas[schema].parse(value));
+    await put(path, data);
+    await put(`${path}.minisig`, signBytes(Buffer.from(data), key, { trustedComment: trustedComment(path) }));
+    documents.push({ path, signature: `${path}.minisig`, schema: `schemas/${schema}.schema.json` });
+  };
+
+  try {
+    for (const name of Object.keys(siteSchemas).sort(byString) as SiteSchemaName[]) {
+      await put(`schemas/${name}.schema.json`, json(siteJsonSchema(name)));
+    }
+
+    for (const repo of apkInputs) {
+      progress(`apk: ${repo.arch} (${repo.files.length} files)`);
+      for (const file of repo.files) await place(`apk/psyopsOS/${repo.arch}/${file.name}`, file.path);
+    }
+
+    const images: OsImage[] = [];
+    for (const input of imageInputs) {
+      progress(`os: ${input.filename}`);
+      const path = `os/${input.filename}`;
+      await place(path, input.path);
+      const signature = await signFile(input.path, key, {
+        trustedComment: `filename=${input.filename} version=${input.version} kernel=${input.kernel} alpine=${input.alpine}`,
+      });
+      await put(`${path}.minisig`, signature);
+      const entry = entries.get(path)!;
+      images.push({
+        filename: input.filename,
+        path,
+        arch: input.arch,
+        version: input.version,
+        kernel: input.kernel,
+        alpine: input.alpine,
+        size: entry.size,
+        sha256: entry.sha256,
+        signature: `${path}.minisig`,
+      });
+    }
+    if (images.length > 0) {
+      const newestPerArch: Record<string, OsImage> = {};
+      for (const image of images) {
+        const current = newestPerArch[image.arch];
+        if (!current || compareVersions(image.version, current.version) > 0) newestPerArch[image.arch] = image;
+      }
+      const arches = Object.keys(newestPerArch).sort(byString);
+      const current = newestPerArch.x86_64 ?? [...images].sort((a, b) => compareVersions(b.version, a.version))[0]!;
+      const latest: OsLatest = {
+        format: 'psyops-os-latest/1',
+        ...current,
+        architectures: Object.fromEntries(arches.map((arch) => [arch, newestPerArch[arch]!])),
+      };
+      await putSigned('os/latest.json', latest, 'os-latest');
+    }
+
+    const encryptor = await SecretEncryptor.open(key, options.secretCacheFile);
+    for (const { name, file, definition } of nodes) {
+      progress(`node: ${name}`);
+      const recipient = definition.ageRecipient ?? '';
+      const encrypt = async (secret: { secret: string }) => {
+        try {
+          return { age: await encryptor.encrypt(secret.secret, recipient) };
+        } catch (error) {
+          throw new NodeDefinitionError(`${file}: ageRecipient cannot be used (${(error as Error).message})`);
+        }
+      };
+      const config = definition.config;
+      const published: NodeConfig = {
+        format: 'psyops-node-config/1',
+        name,
+        version: config.version,
+        hostname: config.hostname ?? name,
+        packages: config.packages,
+        services: config.services,
+        files: await Promise.all(
+          config.files.map(async (f) => ({ path: f.path, mode: f.mode, content: typeof f.content === 'string' ? f.content : await encrypt(f.content) })),
+        ),
+        ...(config.k3s
+          ? {
+              k3s: {
+                role: config.k3s.role,
+                ...(config.k3s.serverUrl !== undefined ? { serverUrl: config.k3s.serverUrl } : {}),
+                token: await encrypt(config.k3s.token),
+              },
+            }
+          : {}),
+        firewall: config.firewall,
+      };
+      await putSigned(`nodes/${name}.json`, published, 'node-config');
+    }
+
+    await putSigned('psynet/lighthouses.json', { format: 'psyops-lighthouses/1', lighthouses }, 'lighthouses');
+
+    const links = (items: [string, string][]) => `<ul>\n${items.map(([href, text]) => `<li><a href="${href}">${text}</a></li>`).join('\n')}\n</ul>`;
+    await put(
+      'index.html',
+      html(
+        'psyopsOS site',
+        `<p>Machine-readable files for psyopsOS nodes. Every JSON document has a minisign signature beside it (<code>.minisig</code>) and a schema under <code>schemas/</code>.</p>\n` +
+          links([
+            ['index.json', 'index.json: every API document'],
+            ['manifest.json', 'manifest.json: every file with its size and sha256'],
+            ...(images.length > 0 ? ([['os/latest.json', 'os/latest.json: the current OS image']] as [string, string][]) : []),
+            ['psynet/lighthouses.json', 'psynet/lighthouses.json: psynet lighthouses'],
+            ...apkInputs.map((r): [string, string] => [`apk/psyopsOS/${r.arch}/APKINDEX.tar.gz`, `APK repository (${r.arch})`]),
+          ]),
+      ),
+    );
+    await put('error.html', html('Not found', '<p>There is no such file on this site. Start from <a href="/index.json">index.json</a>.</p>'));
+
+    const nodeNames = nodes.map((n) => n.name);
+    const apkArchitectures = apkInputs.map((r) => r.arch);
+    await putSigned(
+      'index.json',
+      {
+        format: 'psyops-site-index/1',
+        documents: [...documents, { path: 'manifest.json', signature: 'manifest.json.minisig', schema: 'schemas/site-manifest.schema.json' }].sort((a, b) =>
+          byString(a.path, b.path),
+        ),
+        nodes: nodeNames,
+        architectures: { apk: apkArchitectures, os: [...new Set(images.map((i) => i.arch))].sort(byString) },
+      },
+      'site-index',
+    );
+    const files = [...entries.values()].sort((a, b) => byString(a.path, b.path));
+    await putSigned('manifest.json', { format: 'psyops-site-manifest/1', files }, 'site-manifest');
+    await encryptor.save();
+
+    await swapInto(staging, options.outDir);
+    progress(`site: ${files.length + 2} files in ${options.outDir}`);
+    return { outDir: options.outDir, files, nodes: nodeNames, images, apkArchitectures };
+  } catch (error) {
+    await rm(staging, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+/** Replaces `target` with `staging` (two renames; the old site is removed afterwards). */
+async function swapInto(staging: string, target: string): Promise<void> {
+  const old = `${staging}.old`;
+  let moved = false;
+  try {
+    await rename(target, old);
+    moved = true;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT') throw new SiteInputError(`cannot replace ${target} (${code ?? (error as Error).message})`);
+  }
+  try {
+    await rename(staging, target);
+  } catch (error) {
+    if (moved) await rename(old, target);
+    throw error;
+  }
+  if (moved) await rm(old, { recursive: true, force: true });
+}

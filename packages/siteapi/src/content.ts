@@ -1,0 +1,43 @@
+import { posix } from 'node:path';
+
+/** Content-Type by file name: what both `site serve` and `site deploy` send. */
+export function contentTypeOf(path: string): string {
+  const name = posix.basename(path);
+  if (name.endsWith('.tar.gz') || name.endsWith('.tgz')) return 'application/gzip';
+  switch (posix.extname(name).toLowerCase()) {
+    case '.html':
+      return 'text/html; charset=utf-8';
+    case '.json':
+      return 'application/json';
+    case '.minisig':
+    case '.pub':
+    case '.txt':
+      return 'text/plain; charset=utf-8';
+    case '.iso':
+      return 'application/x-iso9660-image';
+    case '.img':
+    case '.apk':
+    default:
+      return 'application/octet-stream';
+  }
+}
+
+/**
+ * Pointers (index.*, latest.*, the APKINDEX) and other documents that change in place are
+ * cached briefly; versioned artifacts (OS images, packages, and their signatures) never
+ * change under their name, so caches may keep them for a year.
+ */
+export function cacheControlOf(path: string): string {
+  return isVersionedArtifact(path) ? 'public, max-age=31536000, immutable' : 'public, max-age=60';
+}
+
+export function isVersionedArtifact(path: string): boolean {
+  const name = posix.basename(path);
+  return /\.(iso|img|apk)(\.minisig)?$/.test(name) && !isPointer(path);
+}
+
+/** Documents a client reads first to find everything else: deploy uploads them last. */
+export function isPointer(path: string): boolean {
+  const name = posix.basename(path);
+  return /^(index|latest|manifest)\./.test(name) || name.startsWith('APKINDEX');
+}

@@ -1,0 +1,154 @@
+import { z } from 'zod';
+
+/** Names used in paths (node names, architectures): no separators, no dots at the start. */
+export const NODE_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
+
+const absolutePath = z.string().regex(/^\/[^\0]*$/, 'must be an absolute path');
+const fileMode = z.string().regex(/^0?[0-7]{3,4}$/, 'must be an octal mode such as "0644"');
+
+// ---------- workspace inputs ----------
+
+/** A secret in a workspace node definition, in plaintext: `{ "secret": "…" }`. */
+export const plainSecretSchema = z.strictObject({ secret: z.string().min(1) }).describe('A secret in plaintext; the site publishes it age-encrypted to the node.');
+
+/** A secret as published: the age ciphertext (ASCII armor) for the node's recipient. */
+export const encryptedSecretSchema = z
+  .strictObject({ age: z.string().startsWith('-----BEGIN AGE ENCRYPTED FILE-----') })
+  .describe("A secret encrypted with age to the node's X25519 recipient, ASCII-armored.");
+
+function nodeConfigShape<S extends z.ZodType>(secret: S) {
+  return {
+    version: z.number().int().min(1).describe('Config version; nodeboot reports it and keeps the last good one.'),
+    hostname: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9.-]{0,252}$/).describe('Hostname the node sets.'),
+    packages: z.array(z.string().min(1)).default([]).describe('APK packages to add.'),
+    services: z.array(z.string().min(1)).default([]).describe('OpenRC services to enable and start.'),
+    files: z
+      .array(
+        z.strictObject({
+          path: absolutePath,
+          mode: fileMode.default('0644'),
+          content: z.union([z.string(), secret]).describe('File content: plain text, or a secret.'),
+        }),
+      )
+      .default([])
+      .describe('Files to write.'),
+    k3s: z
+      .strictObject({
+        role: z.enum(['server', 'agent']),
+        serverUrl: z.url().optional().describe('URL of the server to join (agents, and servers joining a cluster).'),
+        token: secret.describe('Cluster token.'),
+      })
+      .optional()
+      .describe('k3s settings; absent: k3s is not configured.'),
+    firewall: z
+      .array(
+        z.strictObject({
+          port: z.union([z.number().int().min(0).max(65535), z.string().regex(/^(any|\d+(-\d+)?)$/)]),
+          proto: z.enum(['any', 'tcp', 'udp', 'icmp']),
+          host: z.string().optional(),
+          groups: z.array(z.string()).optional(),
+          cidr: z.string().optional(),
+        }),
+      )
+      .default([])
+      .describe('Extra psynet (Nebula) inbound firewall rules.'),
+  };
+}
+
+/**
+ * A node in the workspace: `nodes/<name>.json`. Secrets are plaintext here; the workspace is
+ * private. `ageRecipient` is the node's public age key (recorded by `psyops node create`).
+ */
+export const nodeDefinitionSchema = z.strictObject({
+  $schema: z.string().optional(),
+  ageRecipient: z.string().regex(/^age1[02-9ac-hj-np-z]{58}$/, 'must be an age X25519 recipient (age1…)').optional(),
+  config: z.strictObject({
+    ...nodeConfigShape(plainSecretSchema),
+    hostname: nodeConfigShape(plainSecretSchema).hostname.optional().describe('Hostname; default: the node name.'),
+  }),
+});
+export type NodeDefinition = z.infer<typeof nodeDefinitionSchema>;
+
+/** The JSON manifest the image builder writes beside `psyopsOS-<release>-<arch>.iso`. Unknown fields are kept. */
+export const imageManifestSchema = z.looseObject({
+  version: z.string().min(1).optional(),
+  kernel: z.string().min(1).optional(),
+  alpine: z.string().min(1).optional(),
+});
+
+/** One psynet lighthouse as the site publishes it. */
+export const lighthouseSchema = z.strictObject({
+  name: z.string().min(1),
+  overlayIp: z.ipv4().describe('Address inside psynet.'),
+  publicAddresses: z.array(z.string().min(1)).min(1).describe('host:port where the lighthouse is reached from the internet.'),
+});
+export type Lighthouse = z.infer<typeof lighthouseSchema>;
+
+// ---------- published documents ----------
+
+/** `nodes/<name>.json`: what nodeboot fetches, verifies and applies. */
+export const nodeConfigSchema = z.strictObject({
+  format: z.literal('psyops-node-config/1'),
+  name: z.string().regex(NODE_NAME),
+  ...nodeConfigShape(encryptedSecretSchema),
+});
+export type NodeConfig = z.infer<typeof nodeConfigSchema>;
+
+const osImageSchema = z.strictObject({
+  filename: z.string(),
+  path: z.string().describe('Path of the image in the site.'),
+  arch: z.string(),
+  version: z.string(),
+  kernel: z.string(),
+  alpine: z.string(),
+  size: z.number().int().min(0),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  signature: z.string().describe('Path of the image’s .minisig in the site.'),
+});
+
+/** `os/latest.json`: the current image (the newest x86_64 one, else the newest), and the newest per architecture. */
+export const osLatestSchema = z.strictObject({
+  format: z.literal('psyops-os-latest/1'),
+  ...osImageSchema.shape,
+  architectures: z.record(z.string(), osImageSchema),
+});
+export type OsLatest = z.infer<typeof osLatestSchema>;
+export type OsImage = z.infer<typeof osImageSchema>;
+
+/** `psynet/lighthouses.json`. */
+export const lighthousesSchema = z.strictObject({
+  format: z.literal('psyops-lighthouses/1'),
+  lighthouses: z.array(lighthouseSchema),
+});
+
+/** `index.json`: every API document, its signature and schema. */
+export const siteIndexSchema = z.strictObject({
+  format: z.literal('psyops-site-index/1'),
+  documents: z.array(z.strictObject({ path: z.string(), signature: z.string(), schema: z.string() })),
+  nodes: z.array(z.string()),
+  architectures: z.strictObject({ apk: z.array(z.string()), os: z.array(z.string()) }),
+});
+
+/** `manifest.json`: every file of the site but itself and its signature. */
+export const siteManifestSchema = z.strictObject({
+  format: z.literal('psyops-site-manifest/1'),
+  files: z.array(z.strictObject({ path: z.string(), size: z.number().int().min(0), sha256: z.string().regex(/^[0-9a-f]{64}$/) })),
+});
+export type ManifestEntry = z.infer<typeof siteManifestSchema>['files'][number];
+
+/** Every schema the site publishes under `schemas/<name>.schema.json`, by name. */
+export const siteSchemas = {
+  'node-config': nodeConfigSchema,
+  'node-definition': nodeDefinitionSchema,
+  'os-latest': osLatestSchema,
+  lighthouses: lighthousesSchema,
+  'site-index': siteIndexSchema,
+  'site-manifest': siteManifestSchema,
+} as const;
+export type SiteSchemaName = keyof typeof siteSchemas;
+
+/** The JSON Schema (draft 2020-12) of one site document. */
+export function siteJsonSchema(name: SiteSchemaName): Record<string, unknown> {
+  // Workspace inputs are documented as written (defaults optional); published documents as produced.
+  return z.toJSONSchema(siteSchemas[name], { io: name === 'node-definition' ? 'input' : 'output' }) as Record<string, unknown>;
+}

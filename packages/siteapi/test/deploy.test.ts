@@ -1,0 +1,174 @@
+import { mkdirSync, writeFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createS3Client, deploySite, normalizePrefix, type DeployOptions } from '../src/index.ts';
+import { S3_ENV, startS3, tempDir, type S3Server } from './fixtures.ts';
+
+const dir = tempDir('deploy');
+const site = join(dir, 'site');
+let s3: S3Server;
+let client: S3Client;
+const MiB = 1024 * 1024;
+
+function write(path: string, data: string | Buffer) {
+  mkdirSync(join(site, path, '..'), { recursive: true });
+  writeFileSync(join(site, path), data);
+}
+
+/** key → ETag of every object in a bucket. */
+async function bucketState(bucket: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  let token: string | undefined;
+  for (let i = 0; i < 100; i++) {
+    const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, ContinuationToken: token }));
+    for (const o of page.Contents ?? []) out[o.Key!] = o.ETag!;
+    token = page.NextContinuationToken;
+    if (!token) break;
+  }
+  return out;
+}
+
+const deploy = (options: Partial<DeployOptions> = {}) =>
+  deploySite({ dir: site, bucket: 'site', prefix: 'live', endpoint: s3.endpoint, region: 'us-east-1', concurrency: 4, partSize: 5 * MiB, ...options });
+
+beforeAll(async () => {
+  Object.assign(process.env, S3_ENV, { AWS_EC2_METADATA_DISABLED: 'true' });
+  s3 = await startS3(['site', 'other', 'scratch']);
+  client = createS3Client({ region: 'us-east-1', endpoint: s3.endpoint });
+  write('index.html', '<html></html>\n');
+  write('error.html', '<html>404</html>\n');
+  write('index.json', '{"documents":[]}\n');
+  write('index.json.minisig', 'sig of index\n');
+  write('os/latest.json', '{"filename":"psyopsOS-1-x86_64.iso"}\n');
+  write('os/latest.json.minisig', 'sig of latest\n');
+  write('os/psyopsOS-1-x86_64.iso', Buffer.alloc(6 * MiB + 123, 9)); // multipart at 5 MiB parts
+  write('os/psyopsOS-1-x86_64.iso.minisig', 'sig of iso\n');
+  write('apk/psyopsOS/x86_64/APKINDEX.tar.gz', 'index');
+  write('apk/psyopsOS/x86_64/a-1.0-r0.apk', 'package');
+  for (let i = 0; i < 20; i++) write(`nodes/node-${i}.json`, `{"n":${i}}\n`);
+  write('.site.build-leftover.tmp', 'never uploaded');
+});
+
+afterAll(async () => {
+  client?.destroy();
+  await s3?.close();
+});
+
+describe('deploySite against a real S3 server (s3rver)', () => {
+  it('first deploy uploads every file (not dot files), pointers last, with types and cache headers', async () => {
+    const order: string[] = [];
+    const listener = (event: { Records: { eventName: string; s3: { object: { key: string } } }[] }) =>
+      order.push(...event.Records.filter((r) => r.eventName.startsWith('ObjectCreated')).map((r) => decodeURIComponent(r.s3.object.key)));
+    s3.server.on('event', listener);
+    const result = await deploy();
+    expect(result.uploads).toHaveLength(30);
+    expect(result.uploads.every((u) => u.reason === 'new')).toBe(true);
+    const state = await bucketState('site');
+    expect(Object.keys(state).sort()).toEqual(result.uploads.map((u) => u.key).sort());
+    expect(Object.keys(state).every((k) => k.startsWith('live/'))).toBe(true);
+    expect(state['live/.site.build-leftover.tmp']).toBeUndefined();
+
+    // Every pointer comes after every other object; signatures before their documents; index.json last.
+    const pointers = ['live/apk/psyopsOS/x86_64/APKINDEX.tar.gz', 'live/index.html', 'live/index.json', 'live/index.json.minisig', 'live/os/latest.json', 'live/os/latest.json.minisig'];
+    const firstPointer = Math.min(...pointers.map((p) => order.indexOf(p)));
+    expect(firstPointer).toBe(order.length - pointers.length);
+    expect(order.indexOf('live/os/latest.json.minisig')).toBeLessThan(order.indexOf('live/os/latest.json'));
+    expect(order.at(-1)).toBe('live/index.json');
+
+    const head = (Key: string) => client.send(new HeadObjectCommand({ Bucket: 'site', Key }));
+    expect(await head('live/index.json')).toMatchObject({ ContentType: 'application/json', CacheControl: 'public, max-age=60' });
+    expect(await head('live/os/psyopsOS-1-x86_64.iso')).toMatchObject({
+      ContentType: 'application/x-iso9660-image',
+      CacheControl: 'public, max-age=31536000, immutable',
+      ContentLength: 6 * MiB + 123,
+    });
+    expect(await head('live/index.html')).toMatchObject({ ContentType: 'text/html; charset=utf-8' });
+    expect(await head('live/apk/psyopsOS/x86_64/APKINDEX.tar.gz')).toMatchObject({ ContentType: 'application/gzip', CacheControl: 'public, max-age=60' });
+    expect(await head('live/os/latest.json.minisig')).toMatchObject({ ContentType: 'text/plain; charset=utf-8' });
+  });
+
+  it('a second deploy uploads nothing and sends one list request', async () => {
+    const result = await deploy();
+    expect(result.uploads).toEqual([]);
+    expect(result.unchanged).toBe(30);
+    expect(result.requests).toEqual({ ListObjectsV2: 1 });
+  });
+
+  it('one changed file uploads exactly that file', async () => {
+    write('nodes/node-3.json', '{"n":3,"changed":true}\n');
+    const result = await deploy();
+    expect(result.uploads.map((u) => [u.key, u.reason])).toEqual([['live/nodes/node-3.json', 'changed']]);
+    expect(result.requests.PutObject).toBe(1);
+  });
+
+  it('a changed big file goes up again as a multipart upload', async () => {
+    write('os/psyopsOS-1-x86_64.iso', Buffer.alloc(6 * MiB + 123, 8));
+    const result = await deploy();
+    expect(result.uploads.map((u) => u.key)).toEqual(['live/os/psyopsOS-1-x86_64.iso']);
+    expect(result.requests.UploadPart).toBe(2);
+    expect((await deploy()).uploads).toEqual([]);
+  });
+
+  it('--dry-run returns the plan and changes nothing', async () => {
+    write('nodes/new-node.json', '{}\n');
+    rmSync(join(site, 'nodes/node-19.json'));
+    const before = await bucketState('site');
+    const result = await deploy({ dryRun: true, delete: true });
+    expect(result.dryRun).toBe(true);
+    expect(result.uploads.map((u) => [u.key, u.reason])).toEqual([['live/nodes/new-node.json', 'new']]);
+    expect(result.deletions).toEqual(['live/nodes/node-19.json']);
+    expect(Object.keys(result.requests)).toEqual(['ListObjectsV2']);
+    expect(await bucketState('site')).toEqual(before);
+  });
+
+  it('without --delete stale objects stay; with --delete exactly the stale keys under the prefix go', async () => {
+    const put = (Bucket: string, Key: string) => client.send(new PutObjectCommand({ Bucket, Key, Body: 'x' }));
+    await put('site', 'live/stale/old.json');
+    await put('site', 'livestream/keep.txt'); // shares the prefix's letters, not the folder
+    await put('site', 'elsewhere/keep.txt');
+    await put('site', 'top.txt');
+    await put('other', 'live/keep.txt');
+    const kept = await deploy();
+    expect(kept.deletions).toEqual([]);
+    expect((await bucketState('site'))['live/stale/old.json']).toBeDefined();
+
+    const before = await bucketState('site');
+    const result = await deploy({ delete: true });
+    expect(result.deletions).toEqual(['live/nodes/node-19.json', 'live/stale/old.json']);
+    const after = await bucketState('site');
+    const expected = { ...before };
+    delete expected['live/nodes/node-19.json'];
+    delete expected['live/stale/old.json'];
+    expect(after).toEqual(expected);
+    expect(Object.keys(await bucketState('other'))).toEqual(['live/keep.txt']);
+  });
+
+  it('deploys at the bucket root when there is no prefix', async () => {
+    const result = await deploy({ bucket: 'scratch', prefix: '' });
+    expect(result.uploads.map((u) => u.key)).toContain('index.json');
+  });
+
+  it('names a missing bucket, refused credentials and an unreachable endpoint in one typed error', async () => {
+    await expect(deploy({ bucket: 'no-such-bucket' })).rejects.toMatchObject({ code: 'BUCKET_NOT_FOUND', message: 'bucket "no-such-bucket" does not exist at ' + s3.endpoint });
+    const saved = process.env.AWS_ACCESS_KEY_ID;
+    process.env.AWS_ACCESS_KEY_ID = 'WRONG';
+    try {
+      await expect(deploy()).rejects.toMatchObject({ code: 'S3_ACCESS_DENIED' });
+    } finally {
+      process.env.AWS_ACCESS_KEY_ID = saved;
+    }
+    await expect(deploy({ endpoint: 'http://127.0.0.1:9' })).rejects.toMatchObject({ code: 'S3_UNREACHABLE' });
+    await expect(deploy({ dir: join(dir, 'missing') })).rejects.toMatchObject({ code: 'FILE_NOT_FOUND' });
+    await expect(deploy({ concurrency: 0 })).rejects.toMatchObject({ code: 'BAD_DEPLOY_OPTIONS' });
+    await expect(deploy({ bucket: 'Bad_Bucket' })).rejects.toMatchObject({ code: 'BAD_DEPLOY_OPTIONS' });
+  });
+
+  it('normalizes prefixes and refuses ones that could escape', () => {
+    expect(normalizePrefix('/site/')).toBe('site/');
+    expect(normalizePrefix('a/b')).toBe('a/b/');
+    expect(normalizePrefix('')).toBe('');
+    expect(() => normalizePrefix('a/../b')).toThrow(/plain path/);
+    expect(() => normalizePrefix('a//b')).toThrow(/plain path/);
+  });
+});

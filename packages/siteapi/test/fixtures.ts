@@ -1,0 +1,73 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import S3rver from 's3rver';
+import { generateKeyPair, type SecretKey } from '@psyops/signing';
+import { generateX25519Identity, identityToRecipient } from 'age-encryption';
+import { afterAll } from 'vitest';
+
+/** A temporary directory removed after the test file. */
+export function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), `psyops-siteapi-${prefix}-`));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+export interface Workspace {
+  dir: string;
+  key: SecretKey;
+  identity: string;
+  recipient: string;
+}
+
+/** A workspace-like tree: two nodes (one with secrets), an image with its manifest, an APK repository. */
+export async function makeInputs(dir: string): Promise<Workspace> {
+  const key = generateKeyPair();
+  const identity = await generateX25519Identity();
+  const recipient = await identityToRecipient(identity);
+  mkdirSync(join(dir, 'nodes'), { recursive: true });
+  writeFileSync(
+    join(dir, 'nodes', 'node-a.json'),
+    JSON.stringify({
+      ageRecipient: recipient,
+      config: {
+        version: 3,
+        packages: ['k3s', 'htop'],
+        services: ['sshd'],
+        files: [
+          { path: '/etc/motd', content: 'hello\n' },
+          { path: '/etc/secret.conf', mode: '0600', content: { secret: 'very secret value' } },
+        ],
+        k3s: { role: 'server', token: { secret: 'k3s-token-123' } },
+        firewall: [{ port: 6443, proto: 'tcp', groups: ['nodes'] }],
+      },
+    }),
+  );
+  writeFileSync(join(dir, 'nodes', 'node-b.json'), JSON.stringify({ config: { version: 1, hostname: 'bee' } }));
+  mkdirSync(join(dir, 'out'), { recursive: true });
+  writeFileSync(join(dir, 'out', 'psyopsOS-2026.11.1-x86_64.iso'), Buffer.alloc(300_000, 7));
+  writeFileSync(join(dir, 'out', 'psyopsOS-2026.11.1-x86_64.json'), JSON.stringify({ version: '2026.11.1', kernel: '6.12.1', alpine: '3.22', packages: [] }));
+  writeFileSync(join(dir, 'out', 'psyopsOS-2026.9.0-x86_64.iso'), Buffer.alloc(1000, 1));
+  writeFileSync(join(dir, 'out', 'unrelated.txt'), 'not an image');
+  mkdirSync(join(dir, 'apk', 'x86_64'), { recursive: true });
+  writeFileSync(join(dir, 'apk', 'x86_64', 'APKINDEX.tar.gz'), Buffer.from('fake index'));
+  writeFileSync(join(dir, 'apk', 'x86_64', 'psyops-nodeboot-1.0-r0.apk'), Buffer.from('fake package'));
+  return { dir, key, identity, recipient };
+}
+
+export interface S3Server {
+  endpoint: string;
+  directory: string;
+  server: S3rver;
+  close(): Promise<void>;
+}
+
+/** A real S3-compatible server on 127.0.0.1, any free port, data in a temp directory. */
+export async function startS3(buckets: string[]): Promise<S3Server> {
+  const directory = tempDir('s3');
+  const server = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory, configureBuckets: buckets.map((name) => ({ name })) });
+  const address = (await server.run()) as { port: number };
+  return { endpoint: `http://127.0.0.1:${address.port}`, directory, server, close: () => server.close() };
+}
+
+export const S3_ENV = { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' };
