@@ -1,0 +1,130 @@
+/** Safe extraction of a package's data stream into a directory. */
+import { lstat, mkdir, chmod, symlink, writeFile, utimes, lutimes, link, unlink, rm } from 'node:fs/promises';
+import { dirname, join, posix } from 'node:path';
+import { UnsafeEntryError } from './errors.js';
+import type { ApkPackage } from './read.js';
+
+export interface ExtractOptions {
+  /**
+   * Device nodes and FIFOs are refused unless allowed; when allowed they are skipped (Node cannot
+   * create them) and listed in the result so the caller can create them (e.g. with mknod).
+   */
+  allowDevices?: boolean;
+  /** Timestamp given to every extracted entry (default: the entry's own mtime). */
+  mtime?: number;
+}
+
+export interface ExtractResult {
+  files: number;
+  directories: number;
+  symlinks: number;
+  skippedDevices: { path: string; type: string; mode: number }[];
+}
+
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\x00-\x1f\x7f]/;
+
+function checkPath(path: string): void {
+  if (path === '' || path.startsWith('/') || CONTROL.test(path) || path.split('/').some((p) => p === '..' || p === '')) {
+    throw new UnsafeEntryError(`refusing archive entry ${JSON.stringify(path)}: absolute, with "..", empty components or control characters`);
+  }
+}
+
+/** A link target must stay inside the root, with absolute targets read relative to the root (chroot view). */
+function checkLinkTarget(path: string, target: string): void {
+  if (target === '' || CONTROL.test(target)) throw new UnsafeEntryError(`refusing symlink ${path}: empty or control characters in target`);
+  const resolved = target.startsWith('/') ? posix.normalize(target) : posix.normalize(posix.join('/', posix.dirname(path), target));
+  // Relative targets that climb above the root escape it (for absolute ones the root is "/").
+  if (!target.startsWith('/')) {
+    let depth = posix.dirname(path) === '.' ? 0 : posix.dirname(path).split('/').length;
+    for (const part of target.split('/')) {
+      if (part === '..') depth--;
+      else if (part !== '.' && part !== '') depth++;
+      if (depth < 0) throw new UnsafeEntryError(`refusing symlink ${path} -> ${target}: it points outside the target directory`);
+    }
+  }
+  if (!resolved.startsWith('/')) throw new UnsafeEntryError(`refusing symlink ${path} -> ${target}`);
+}
+
+/** No component between root and the entry may be a symlink on disk: writes never follow links. */
+async function checkNoSymlinkParents(root: string, path: string): Promise<void> {
+  const parts = path.split('/');
+  let current = root;
+  for (const part of parts.slice(0, -1)) {
+    current = join(current, part);
+    const stat = await lstat(current).catch(() => undefined);
+    if (stat?.isSymbolicLink()) throw new UnsafeEntryError(`refusing ${path}: ${current} is a symlink, writing through it could leave the target directory`);
+    if (stat && !stat.isDirectory()) throw new UnsafeEntryError(`refusing ${path}: ${current} is not a directory`);
+  }
+}
+
+/**
+ * Extracts the package's files into `dir` keeping modes and symlinks. Every entry is checked
+ * before anything is written: absolute paths, `..`, escaping symlinks and (unless allowed)
+ * device nodes are refused with UnsafeEntryError. Entries starting with `.` at the top level and
+ * `.keep_*` files are skipped, as apk does.
+ */
+export async function extractPackage(pkg: ApkPackage, dir: string, options: ExtractOptions = {}): Promise<ExtractResult> {
+  const result: ExtractResult = { files: 0, directories: 0, symlinks: 0, skippedDevices: [] };
+  const entries = pkg.dataEntries.filter((e) => !e.path.startsWith('.') && !posix.basename(e.path).startsWith('.keep_'));
+  for (const entry of entries) {
+    checkPath(entry.path);
+    if (entry.type === 'symlink') checkLinkTarget(entry.path, entry.linkname);
+    if (entry.type === 'hardlink') checkPath(entry.linkname);
+    if ((entry.type === 'char' || entry.type === 'block' || entry.type === 'fifo') && !options.allowDevices) {
+      throw new UnsafeEntryError(`refusing device node ${entry.path} (${entry.type}); allow devices to skip it instead`);
+    }
+    if (entry.type === 'other') throw new UnsafeEntryError(`refusing ${entry.path}: unsupported tar entry type "${entry.typeflag}"`);
+  }
+  await mkdir(dir, { recursive: true });
+  const directories: { path: string; mode: number; mtime: number }[] = [];
+  for (const entry of entries) {
+    const target = join(dir, entry.path);
+    await checkNoSymlinkParents(dir, entry.path);
+    const mtime = options.mtime ?? entry.mtime;
+    switch (entry.type) {
+      case 'dir': {
+        const stat = await lstat(target).catch(() => undefined);
+        if (stat && !stat.isDirectory()) throw new UnsafeEntryError(`refusing directory ${entry.path}: something else exists there`);
+        await mkdir(target, { recursive: true });
+        directories.push({ path: target, mode: entry.mode & 0o7777, mtime });
+        result.directories++;
+        break;
+      }
+      case 'file': {
+        await mkdir(dirname(target), { recursive: true });
+        const stat = await lstat(target).catch(() => undefined);
+        if (stat?.isDirectory()) throw new UnsafeEntryError(`refusing file ${entry.path}: a directory exists there`);
+        if (stat) await unlink(target); // replace, never write through an existing symlink
+        await writeFile(target, entry.data, { mode: 0o600, flag: 'wx' });
+        await chmod(target, entry.mode & 0o7777);
+        await utimes(target, mtime, mtime);
+        result.files++;
+        break;
+      }
+      case 'symlink': {
+        await mkdir(dirname(target), { recursive: true });
+        await rm(target, { force: true });
+        await symlink(entry.linkname, target);
+        await lutimes(target, mtime, mtime).catch(() => undefined);
+        result.symlinks++;
+        break;
+      }
+      case 'hardlink': {
+        await checkNoSymlinkParents(dir, entry.linkname);
+        await rm(target, { force: true });
+        await link(join(dir, entry.linkname), target);
+        result.files++;
+        break;
+      }
+      default:
+        result.skippedDevices.push({ path: entry.path, type: entry.type, mode: entry.mode });
+    }
+  }
+  // Directory modes last (a read-only directory would block its own contents).
+  for (const d of directories.reverse()) {
+    await chmod(d.path, d.mode);
+    await utimes(d.path, d.mtime, d.mtime);
+  }
+  return result;
+}
