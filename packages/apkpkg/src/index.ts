@@ -7,7 +7,7 @@ export { buildPackage, signatureMember } from './build.js';
 export type { BuildOptions, BuiltPackage } from './build.js';
 export { readSpecFile, validateSpec, collectContents, SCRIPT_NAMES } from './spec.js';
 export type { PackageSpec, FileSpec, ScriptName, ScriptSource } from './spec.js';
-export { readPackage, readIndex, parseIndexText, formatIndexText, indexEntryOf } from './read.js';
+export { readPackage, readIndex, apkFileKind, parseIndexText, formatIndexText, indexEntryOf } from './read.js';
 export type { ApkPackage, ApkFileEntry, ApkIndex, IndexEntry, SignatureEntry, VerifyOptions } from './read.js';
 export { indexRepository, createIndex, checkAgainstIndex, INDEX_FILE } from './repo.js';
 export type { IndexOptions, ArchIndexResult } from './repo.js';

@@ -330,3 +330,13 @@ export function readIndex(bytes: Uint8Array, options: VerifyOptions & { name?: s
   if (trustedBy) result.trustedBy = trustedBy;
   return result;
 }
+
+/** Whether bytes hold a package (.PKGINFO) or a repository index (APKINDEX). */
+export function apkFileKind(bytes: Uint8Array): 'package' | 'index' {
+  for (const member of splitGzipMembers(bytes)) {
+    const names = readTar(member.data).entries.map((e) => e.path);
+    if (names.includes('.PKGINFO')) return 'package';
+    if (names.includes('APKINDEX')) return 'index';
+  }
+  throw new ApkFormatError('neither an APK package (.PKGINFO) nor an APKINDEX');
+}

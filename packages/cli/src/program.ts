@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { PsyopsError } from '@psyops/signing';
+import { apkCommand } from './commands/apk.js';
 import { initCommand } from './commands/init.js';
 import { keygenCommand } from './commands/keygen.js';
 import { signCommand } from './commands/sign.js';
@@ -26,7 +27,7 @@ export function createProgram(): Command {
       outputError: (message, write) => write(`psyops: ${message.replace(/^error: /, '').trimEnd()} (USAGE)\n`),
     })
     .exitOverride();
-  for (const command of [initCommand(), workspaceCommand(), keygenCommand(), signCommand(), verifyCommand()]) {
+  for (const command of [initCommand(), workspaceCommand(), keygenCommand(), signCommand(), verifyCommand(), apkCommand()]) {
     program.addCommand(command.exitOverride().configureOutput(program.configureOutput()));
   }
   return program;
