@@ -17,7 +17,13 @@ export interface WorkspaceConfig {
   site: { url: string; outDir: string };
   signing: { publicKey: string; secretKey: string };
   repositories: { url: string; keys: string }[];
-  psynet: { network: string; pools: { lighthouse: string; client: string; node: string } };
+  psynet: {
+    network: string;
+    pools: { lighthouse: string; client: string; node: string };
+    lighthouses: Record<string, string[]>;
+    lighthousePort: number;
+    domain: string;
+  };
 }
 
 export interface Workspace {
