@@ -32,10 +32,14 @@ export interface BuiltPackage {
   identity: string;
 }
 
-/** abuild's `du -sk` estimate: 4 KiB blocks per directory, symlink and started file block. */
+/**
+ * abuild's `du -sk` of the package directory on ext4: 4 KiB for the root and every directory,
+ * started 4 KiB blocks of files, nothing for (inline) symlinks. Matches the psyops-hello vector.
+ */
 function installedSize(entries: readonly DataEntry[]): number {
-  let size = 0;
-  for (const e of entries) size += e.type === 'file' ? Math.ceil((e.data?.length ?? 0) / 4096) * 4096 : 4096;
+  if (entries.length === 0) return 0;
+  let size = 4096;
+  for (const e of entries) size += e.type === 'file' ? Math.ceil((e.data?.length ?? 0) / 4096) * 4096 : e.type === 'dir' ? 4096 : 0;
   return size;
 }
 

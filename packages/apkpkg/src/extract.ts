@@ -66,9 +66,9 @@ async function checkNoSymlinkParents(root: string, path: string): Promise<void> 
  */
 export async function extractPackage(pkg: ApkPackage, dir: string, options: ExtractOptions = {}): Promise<ExtractResult> {
   const result: ExtractResult = { files: 0, directories: 0, symlinks: 0, skippedDevices: [] };
+  for (const entry of pkg.dataEntries) checkPath(entry.path);
   const entries = pkg.dataEntries.filter((e) => !e.path.startsWith('.') && !posix.basename(e.path).startsWith('.keep_'));
   for (const entry of entries) {
-    checkPath(entry.path);
     if (entry.type === 'symlink') checkLinkTarget(entry.path, entry.linkname);
     if (entry.type === 'hardlink') checkPath(entry.linkname);
     if ((entry.type === 'char' || entry.type === 'block' || entry.type === 'fifo') && !options.allowDevices) {

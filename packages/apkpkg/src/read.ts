@@ -94,10 +94,20 @@ function identityOf(control: Buffer): string {
 }
 
 /** Parses and checks an .apk: streams, `datahash`, per-file SHA-1s, and (with `keys`) the signature. */
+/** Prefixes format errors from the gzip/tar layers with the file they came from. */
+function named<T>(what: string, read: () => T): T {
+  try {
+    return read();
+  } catch (error) {
+    if (error instanceof ApkFormatError && !error.message.startsWith(`${what}:`)) throw new ApkFormatError(`${what}: ${error.message}`, { cause: error });
+    throw error;
+  }
+}
+
 export function readPackage(bytes: Uint8Array, options: VerifyOptions & { name?: string } = {}): ApkPackage {
   const what = options.name ?? 'package';
-  const members = splitGzipMembers(bytes);
-  const trees = members.map((m) => readTar(m.data));
+  const members = named(what, () => splitGzipMembers(bytes));
+  const trees = named(what, () => members.map((m) => readTar(m.data)));
   let index = 0;
   let signatures: SignatureEntry[] = [];
   if (trees[0]?.entries[0]?.path.startsWith('.SIGN.')) {
@@ -309,18 +319,18 @@ export function sortIndexEntries(entries: IndexEntry[], compare: (a: string, b: 
 /** Parses and checks an `APKINDEX.tar.gz` (signature with `keys`, like apk's repository loading). */
 export function readIndex(bytes: Uint8Array, options: VerifyOptions & { name?: string } = {}): ApkIndex {
   const what = options.name ?? 'APKINDEX';
-  const members = splitGzipMembers(bytes);
+  const members = named(what, () => splitGzipMembers(bytes));
   let signatures: SignatureEntry[] = [];
   let body = members[0]!;
   if (members.length === 2) {
-    const sigTree = readTar(members[0]!.data);
+    const sigTree = named(what, () => readTar(members[0]!.data));
     signatures = signatureEntries(sigTree.entries);
     if (signatures.length === 0 || sigTree.endMarker) throw new ApkFormatError(`${what}: first stream is not a signature`);
     body = members[1]!;
   } else if (members.length !== 1) {
     throw new ApkFormatError(`${what}: expected 1 or 2 gzip streams, found ${members.length}`);
   }
-  const tree = readTar(body.data);
+  const tree = named(what, () => readTar(body.data));
   const apkindex = tree.entries.find((e) => e.path === 'APKINDEX');
   if (!apkindex) throw new ApkFormatError(`${what}: no APKINDEX entry`);
   const trustedBy = checkSignatures(what, signatures, body.compressed, options);
