@@ -5,6 +5,7 @@ import { initCommand } from './commands/init.js';
 import { keygenCommand } from './commands/keygen.js';
 import { psynetCommand } from './commands/psynet.js';
 import { signCommand } from './commands/sign.js';
+import { siteCommand } from './commands/site.js';
 import { verifyCommand } from './commands/verify.js';
 import { workspaceCommand } from './commands/workspace.js';
 import { WORKSPACE_ENV } from './workspace.js';
@@ -28,7 +29,7 @@ export function createProgram(): Command {
       outputError: (message, write) => write(`psyops: ${message.replace(/^error: /, '').trimEnd()} (USAGE)\n`),
     })
     .exitOverride();
-  for (const command of [initCommand(), workspaceCommand(), keygenCommand(), signCommand(), verifyCommand(), psynetCommand(), apkCommand()]) {
+  for (const command of [initCommand(), workspaceCommand(), keygenCommand(), signCommand(), verifyCommand(), psynetCommand(), siteCommand(), apkCommand()]) {
     program.addCommand(command.exitOverride().configureOutput(program.configureOutput()));
   }
   return program;

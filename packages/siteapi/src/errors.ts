@@ -27,17 +27,17 @@ export class MissingCredentialsError extends PsyopsError {
 
 /** The S3 server refused the credentials or the operation. */
 export class S3AccessError extends PsyopsError {
-  override readonly code = 'S3_ACCESS_DENIED';
+  override readonly code = 'BUCKET_ACCESS_DENIED';
 }
 
 /** The S3 endpoint could not be reached. */
 export class S3UnreachableError extends PsyopsError {
-  override readonly code = 'S3_UNREACHABLE';
+  override readonly code = 'STORAGE_UNREACHABLE';
 }
 
 /** Any other S3 failure, with the service's error name in the message. */
 export class S3OperationError extends PsyopsError {
-  override readonly code = 'S3_ERROR';
+  override readonly code = 'STORAGE_ERROR';
 }
 
 /** A deploy was given options that cannot work (bad prefix, concurrency, missing directory). */

@@ -154,11 +154,11 @@ describe('deploySite against a real S3 server (s3rver)', () => {
     const saved = process.env.AWS_ACCESS_KEY_ID;
     process.env.AWS_ACCESS_KEY_ID = 'WRONG';
     try {
-      await expect(deploy()).rejects.toMatchObject({ code: 'S3_ACCESS_DENIED' });
+      await expect(deploy()).rejects.toMatchObject({ code: 'BUCKET_ACCESS_DENIED' });
     } finally {
       process.env.AWS_ACCESS_KEY_ID = saved;
     }
-    await expect(deploy({ endpoint: 'http://127.0.0.1:9' })).rejects.toMatchObject({ code: 'S3_UNREACHABLE' });
+    await expect(deploy({ endpoint: 'http://127.0.0.1:9' })).rejects.toMatchObject({ code: 'STORAGE_UNREACHABLE' });
     await expect(deploy({ dir: join(dir, 'missing') })).rejects.toMatchObject({ code: 'FILE_NOT_FOUND' });
     await expect(deploy({ concurrency: 0 })).rejects.toMatchObject({ code: 'BAD_DEPLOY_OPTIONS' });
     await expect(deploy({ bucket: 'Bad_Bucket' })).rejects.toMatchObject({ code: 'BAD_DEPLOY_OPTIONS' });

@@ -1,0 +1,330 @@
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { execa, type ResultPromise } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLI, errorLine, psyops, tempDir } from './helpers.js';
+
+const dir = tempDir('cli-site');
+const ws = join(dir, 'ws');
+const at = (...parts: string[]) => join(ws, ...parts);
+const S3_ENV = {
+  AWS_ACCESS_KEY_ID: 'S3RVER',
+  AWS_SECRET_ACCESS_KEY: 'S3RVER',
+  AWS_REGION: undefined,
+  // Never let the AWS credential chain look beyond the environment (no ~/.aws, no instance metadata).
+  AWS_SHARED_CREDENTIALS_FILE: join(dir, 'no-aws-credentials'),
+  AWS_CONFIG_FILE: join(dir, 'no-aws-config'),
+  AWS_EC2_METADATA_DISABLED: 'true',
+};
+
+/** sha256 of every file under a folder, by relative path. */
+function tree(root: string, suffix = ''): Record<string, string> {
+  const out: Record<string, string> = {};
+  const walk = (d: string) => {
+    for (const name of readdirSync(d).sort()) {
+      const p = join(d, name);
+      if (statSync(p).isDirectory()) walk(p);
+      else if (p.endsWith(suffix)) out[relative(root, p).slice(0, suffix.length ? -suffix.length : undefined)] = createHash('sha256').update(readFileSync(p)).digest('hex');
+    }
+  };
+  walk(root);
+  return out;
+}
+
+// ---------- a real S3 server (s3rver) in its own process ----------
+interface S3Process {
+  endpoint: string;
+  data: string;
+  created: string[];
+  child: ResultPromise;
+}
+const S3RVER = join(import.meta.dirname, '..', '..', 'siteapi', 'test', 's3rver-process.mjs');
+
+async function startS3(buckets: string[]): Promise<S3Process> {
+  const data = join(dir, `s3-${buckets.join('-')}`);
+  mkdirSync(data, { recursive: true });
+  const child = execa('node', [S3RVER, data, ...buckets], { timeout: 600_000, reject: false, stdin: 'pipe', buffer: false });
+  const created: string[] = [];
+  const port = await new Promise<number>((resolve, reject) => {
+    let pending = '';
+    child.stdout!.on('data', (chunk: Buffer) => {
+      pending += chunk.toString();
+      const lines = pending.split('\n');
+      pending = lines.pop()!;
+      for (const line of lines) {
+        const fact = JSON.parse(line) as { port?: number; created?: string };
+        if (fact.port !== undefined) resolve(fact.port);
+        if (fact.created !== undefined) created.push(fact.created);
+      }
+    });
+    setTimeout(() => reject(new Error('s3rver did not start within 30 s')), 30_000).unref();
+  });
+  return { endpoint: `http://127.0.0.1:${port}`, data, created, child };
+}
+
+/** key → sha256 of every object in a bucket, read from s3rver's data folder. */
+const bucket = (s3: S3Process, name: string) => tree(join(s3.data, name), '._S3rver_object');
+
+let s3: S3Process;
+
+beforeAll(async () => {
+  const init = await psyops(['init', '--no-password', ws]);
+  expect(init.exitCode, init.stderr).toBe(0);
+  writeFileSync(
+    at('nodes', 'node-1.json'),
+    JSON.stringify({ config: { version: 7, packages: ['htop'], files: [{ path: '/etc/motd', content: 'hi\n' }] } }),
+  );
+  mkdirSync(at('out'));
+  writeFileSync(at('out', 'psyopsOS-2026.11.0-x86_64.iso'), Buffer.alloc(100_000, 3));
+  writeFileSync(at('out', 'psyopsOS-2026.11.0-x86_64.json'), JSON.stringify({ version: '2026.11.0', kernel: '6.12.9', alpine: '3.22' }));
+  mkdirSync(at('apk', 'x86_64'), { recursive: true });
+  writeFileSync(at('apk', 'x86_64', 'APKINDEX.tar.gz'), 'index');
+  s3 = await startS3(['bucket', 'other']);
+});
+
+afterAll(() => {
+  s3?.child.kill('SIGTERM');
+});
+
+describe('psyops site build', () => {
+  it('builds the site from the workspace, signed with the workspace key; minisign verifies it', async () => {
+    const result = await psyops(['site', 'build'], { cwd: ws, env: { SOURCE_DATE_EPOCH: '1700000000' } });
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/^site built: .*\/site \(\d+ files: 1 node\(s\), 1 OS image\(s\), APK repository for x86_64, 0 lighthouse\(s\)\)\n$/);
+    const files = Object.keys(tree(at('site')));
+    expect(files).toEqual(expect.arrayContaining(['nodes/node-1.json', 'os/latest.json', 'os/psyopsOS-2026.11.0-x86_64.iso.minisig', 'apk/psyopsOS/x86_64/APKINDEX.tar.gz', 'manifest.json']));
+    for (const doc of ['nodes/node-1.json', 'os/latest.json', 'index.json', 'manifest.json']) {
+      const run = await execa('minisign', ['-V', '-p', at('keys', 'minisign.pub'), '-m', at('site', doc)], { reject: false, timeout: 30_000 });
+      expect(run.exitCode, run.stderr).toBe(0);
+      expect(run.stdout).toContain(`timestamp:1700000000\tfile:${doc}`);
+    }
+    const iso = await execa('minisign', ['-V', '-p', at('keys', 'minisign.pub'), '-m', at('site', 'os', 'psyopsOS-2026.11.0-x86_64.iso')], { reject: false, timeout: 30_000 });
+    expect(iso.stdout).toContain('Trusted comment: filename=psyopsOS-2026.11.0-x86_64.iso version=2026.11.0 kernel=6.12.9 alpine=3.22');
+  });
+
+  it('rebuilding with no input change changes no byte; --out writes elsewhere', async () => {
+    const before = tree(at('site'));
+    const again = await psyops(['site', 'build'], { cwd: ws, env: { SOURCE_DATE_EPOCH: '1700000000' } });
+    expect(again.exitCode, again.stderr).toBe(0);
+    expect(tree(at('site'))).toEqual(before);
+    const elsewhere = await psyops(['site', 'build', '--out', join(dir, 'other-site')], { cwd: ws, env: { SOURCE_DATE_EPOCH: '1700000000' } });
+    expect(elsewhere.exitCode, elsewhere.stderr).toBe(0);
+    expect(tree(join(dir, 'other-site'))).toEqual(before);
+  });
+
+  it('publishes the psynet lighthouses from the registry with their public addresses', async () => {
+    const config = JSON.parse(readFileSync(at('psyops.config.json'), 'utf8'));
+    const registry = {
+      version: 1,
+      hosts: [
+        { name: 'lighthouse1', role: 'lighthouse', ip: '10.10.8.1', groups: ['lighthouse'], created: '2026-01-01T00:00:00Z' },
+        { name: 'node-1', role: 'node', ip: '10.10.10.1', groups: ['node'], created: '2026-01-01T00:00:00Z' },
+      ],
+      released: [],
+    };
+    writeFileSync(at('psynet', 'registry.json'), JSON.stringify(registry));
+    try {
+      const missing = await psyops(['site', 'build', '--out', join(dir, 'lh-site')], { cwd: ws });
+      expect(missing.exitCode).toBe(1);
+      expect(errorLine(missing)).toEqual({ code: 'USAGE', message: 'lighthouse lighthouse1 has no public address: add it to psynet.lighthouses in psyops.config.json' });
+      writeFileSync(at('psyops.config.json'), JSON.stringify({ ...config, psynet: { ...config.psynet, lighthouses: { lighthouse1: ['198.51.100.7:4242'] } } }));
+      const built = await psyops(['site', 'build', '--out', join(dir, 'lh-site')], { cwd: ws });
+      expect(built.exitCode, built.stderr).toBe(0);
+      expect(JSON.parse(readFileSync(join(dir, 'lh-site', 'psynet', 'lighthouses.json'), 'utf8')).lighthouses).toEqual([
+        { name: 'lighthouse1', overlayIp: '10.10.8.1', publicAddresses: ['198.51.100.7:4242'] },
+      ]);
+    } finally {
+      rmSync(at('psynet', 'registry.json'));
+      writeFileSync(at('psyops.config.json'), JSON.stringify(config, null, 2));
+    }
+  });
+
+  it('refuses a bad node definition in one line and leaves the site as it was', async () => {
+    const before = tree(at('site'));
+    writeFileSync(at('nodes', 'broken.json'), '{"config": {"version": "seven"}}');
+    try {
+      const result = await psyops(['site', 'build'], { cwd: ws });
+      expect(result.exitCode).toBe(1);
+      const error = errorLine(result);
+      expect(error.code).toBe('BAD_NODE_DEFINITION');
+      expect(error.message).toContain('broken.json: config.version');
+      expect(tree(at('site'))).toEqual(before);
+      expect(readdirSync(ws).filter((n) => n.startsWith('.site'))).toEqual([]);
+    } finally {
+      rmSync(at('nodes', 'broken.json'));
+    }
+  });
+
+  it('asks for the key password like every signing command, and fails cleanly without one', async () => {
+    const locked = join(dir, 'locked');
+    const made = await psyops(['init', locked], { env: { PSYOPS_MINISIGN_PASSWORD: 'pw' } });
+    expect(made.exitCode, made.stderr).toBe(0);
+    const refused = await psyops(['site', 'build'], { cwd: locked });
+    expect(refused.exitCode).toBe(1);
+    expect(errorLine(refused).code).toBe('PASSWORD_REQUIRED');
+    expect(readdirSync(locked)).not.toContain('site');
+    const wrong = await psyops(['site', 'build'], { cwd: locked, env: { PSYOPS_MINISIGN_PASSWORD: 'nope' } });
+    expect(errorLine(wrong).code).toBe('WRONG_PASSWORD');
+  });
+
+  it('outside a workspace says so in one line', async () => {
+    const result = await psyops(['site', 'build'], { cwd: dir });
+    expect(errorLine(result).code).toBe('NO_WORKSPACE');
+  });
+});
+
+describe('psyops site deploy (against s3rver on 127.0.0.1)', () => {
+  const deploy = (args: string[], env: Record<string, string | undefined> = {}) =>
+    psyops(['site', 'deploy', '--bucket', 'bucket', '--endpoint', s3.endpoint, '--prefix', 'prod', ...args], { cwd: ws, env: { ...S3_ENV, ...env } });
+
+  it('first deploy uploads all, a second nothing, one changed file exactly one', async () => {
+    const files = tree(at('site'));
+    const first = await deploy([]);
+    expect(first.exitCode, first.stderr).toBe(0);
+    expect(first.stdout).toBe(`deployed ${at('site')} to s3://bucket/prod/: ${Object.keys(files).length} uploaded, 0 unchanged, 0 deleted\n`);
+    expect(bucket(s3, 'bucket')).toEqual(Object.fromEntries(Object.entries(files).map(([k, v]) => [`prod/${k}`, v])));
+
+    const second = await deploy([]);
+    expect(second.stdout).toContain(': 0 uploaded');
+
+    const node = at('nodes', 'node-1.json');
+    writeFileSync(node, JSON.stringify({ config: { version: 8, packages: ['htop'] } }));
+    await psyops(['site', 'build'], { cwd: ws, env: { SOURCE_DATE_EPOCH: '1700000000' } });
+    const changed = await deploy(['--dry-run']);
+    expect(changed.stdout.split('\n').filter((l) => l.startsWith('upload ')).map((l) => l.split(' ')[1]).sort()).toEqual(
+      ['prod/manifest.json', 'prod/manifest.json.minisig', 'prod/nodes/node-1.json', 'prod/nodes/node-1.json.minisig'],
+    );
+    const one = await deploy([]);
+    expect(one.stdout).toContain(': 4 uploaded');
+    expect(bucket(s3, 'bucket')['prod/nodes/node-1.json']).toBe(tree(at('site'))['nodes/node-1.json']);
+  });
+
+  it('--dry-run prints the plan and changes nothing', async () => {
+    writeFileSync(at('site', 'extra.txt'), 'new file\n');
+    try {
+      const before = bucket(s3, 'bucket');
+      const result = await deploy(['--dry-run', '--delete']);
+      expect(result.exitCode, result.stderr).toBe(0);
+      expect(result.stdout).toBe('upload prod/extra.txt (new, 9 bytes)\ndry run, nothing changed: 1 to upload, ' + (Object.keys(tree(at('site'))).length - 1) + ' unchanged, 0 to delete (s3://bucket/prod/)\n');
+      expect(bucket(s3, 'bucket')).toEqual(before);
+    } finally {
+      rmSync(at('site', 'extra.txt'));
+    }
+  });
+
+  it('--delete removes exactly the stale keys under the prefix, nothing else', async () => {
+    // Stale objects: one under the prefix from an older site, and neighbours that must survive.
+    mkdirSync(join(dir, 'stale', 'old'), { recursive: true });
+    writeFileSync(join(dir, 'stale', 'old', 'gone.json'), '{}');
+    writeFileSync(join(dir, 'stale', 'index.json'), '{}');
+    const seed = (prefix: string, b = 'bucket') =>
+      psyops(['site', 'deploy', join(dir, 'stale'), '--bucket', b, '--endpoint', s3.endpoint, '--prefix', prefix], { env: S3_ENV });
+    for (const p of ['prod/legacy', 'production', 'staging']) expect((await seed(p)).exitCode).toBe(0);
+    expect((await seed('prod', 'other')).exitCode).toBe(0);
+    const before = bucket(s3, 'bucket');
+    const otherBefore = bucket(s3, 'other');
+
+    const kept = await deploy([]);
+    expect(kept.stdout).toContain('0 deleted');
+    expect(bucket(s3, 'bucket')).toEqual(before);
+
+    const result = await deploy(['--delete']);
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(result.stdout).toContain(': 0 uploaded');
+    expect(result.stdout).toContain('2 deleted');
+    const expected = { ...before };
+    delete expected['prod/legacy/old/gone.json'];
+    delete expected['prod/legacy/index.json'];
+    expect(bucket(s3, 'bucket')).toEqual(expected);
+    expect(bucket(s3, 'other')).toEqual(otherBefore);
+  });
+
+  it('a deploy killed half-way and run again converges to the same bucket as an uninterrupted one', async () => {
+    const big = join(dir, 'big-site');
+    for (let i = 0; i < 150; i++) {
+      mkdirSync(join(big, 'files'), { recursive: true });
+      writeFileSync(join(big, 'files', `f${String(i).padStart(3, '0')}.bin`), Buffer.alloc(20_000, i));
+    }
+    writeFileSync(join(big, 'index.json'), '{"pointer":true}\n');
+    const args = (prefix: string) => ['site', 'deploy', big, '--bucket', 'bucket', '--endpoint', s3.endpoint, '--prefix', prefix, '--concurrency', '1'];
+
+    const reference = await psyops(args('reference'), { env: S3_ENV });
+    expect(reference.exitCode, reference.stderr).toBe(0);
+
+    const createdBefore = s3.created.length;
+    const child = execa('node', [CLI, ...args('killed')], { env: S3_ENV, reject: false, timeout: 60_000 });
+    for (let i = 0; i < 600 && s3.created.length - createdBefore < 20; i++) await new Promise((r) => setTimeout(r, 50));
+    child.kill('SIGKILL');
+    const killed = await child;
+    expect(killed.signal).toBe('SIGKILL');
+    const partial = Object.keys(bucket(s3, 'bucket')).filter((k) => k.startsWith('killed/'));
+    expect(partial.length).toBeGreaterThanOrEqual(20);
+    expect(partial.length).toBeLessThan(151);
+    expect(partial).not.toContain('killed/index.json'); // the pointer goes last
+
+    const resumed = await psyops(args('killed'), { env: S3_ENV });
+    expect(resumed.exitCode, resumed.stderr).toBe(0);
+    const uploaded = Number(/: (\d+) uploaded/.exec(resumed.stdout)![1]);
+    expect(uploaded).toBeLessThanOrEqual(151 - partial.length + 1 + 1); // the rest, plus at most the object in flight
+    const strip = (prefix: string) =>
+      Object.fromEntries(Object.entries(bucket(s3, 'bucket')).filter(([k]) => k.startsWith(prefix)).map(([k, v]) => [k.slice(prefix.length), v]));
+    expect(strip('killed/')).toEqual(strip('reference/'));
+    expect(Object.keys(strip('killed/'))).toHaveLength(151);
+  });
+
+  it('a missing bucket, missing credentials, a bad prefix: one clear line each', async () => {
+    const missing = await psyops(['site', 'deploy', '--bucket', 'nobucket', '--endpoint', s3.endpoint], { cwd: ws, env: S3_ENV });
+    expect(errorLine(missing)).toEqual({ code: 'BUCKET_NOT_FOUND', message: `bucket "nobucket" does not exist at ${s3.endpoint}` });
+    const noCredentials = await psyops(['site', 'deploy', '--bucket', 'bucket', '--endpoint', s3.endpoint], {
+      cwd: ws,
+      env: { ...S3_ENV, AWS_ACCESS_KEY_ID: undefined, AWS_SECRET_ACCESS_KEY: undefined, AWS_PROFILE: undefined },
+    });
+    expect(errorLine(noCredentials).code).toBe('NO_AWS_CREDENTIALS');
+    const wrongCredentials = await deploy([], { AWS_ACCESS_KEY_ID: 'NOT-S3RVER' });
+    expect(errorLine(wrongCredentials).code).toBe('BUCKET_ACCESS_DENIED');
+    const badPrefix = await deploy(['--prefix', '../escape']);
+    expect(errorLine(badPrefix).code).toBe('BAD_DEPLOY_OPTIONS');
+    const noSite = await psyops(['site', 'deploy', join(dir, 'nothing-here'), '--bucket', 'bucket', '--endpoint', s3.endpoint], { env: S3_ENV });
+    expect(errorLine(noSite).code).toBe('FILE_NOT_FOUND');
+    const noBucket = await psyops(['site', 'deploy'], { cwd: ws, env: S3_ENV });
+    expect(noBucket.exitCode).toBe(2);
+    expect(errorLine(noBucket).code).toBe('USAGE');
+  });
+});
+
+describe('psyops site serve', () => {
+  it('serves the site on 127.0.0.1; a signed document it serves verifies with the workspace public key', async () => {
+    const server = execa('node', [CLI, 'site', 'serve', '--port', '0'], { cwd: ws, reject: false, timeout: 60_000, buffer: false });
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        server.stdout!.on('data', (chunk: Buffer) => {
+          const match = /^serving .* at (http:\/\/127\.0\.0\.1:\d+\/)\n/.exec(chunk.toString());
+          if (match) resolve(match[1]!);
+        });
+        setTimeout(() => reject(new Error('site serve printed no URL within 20 s')), 20_000).unref();
+      });
+      const fetched = join(dir, 'fetched');
+      mkdirSync(fetched, { recursive: true });
+      for (const name of ['node-1.json', 'node-1.json.minisig']) {
+        const response = await fetch(`${url}nodes/${name}`);
+        expect(response.status).toBe(200);
+        writeFileSync(join(fetched, name), Buffer.from(await response.arrayBuffer()));
+      }
+      const run = await execa('minisign', ['-V', '-p', at('keys', 'minisign.pub'), '-m', join(fetched, 'node-1.json')], { reject: false, timeout: 30_000 });
+      expect(run.exitCode, run.stderr).toBe(0);
+      const missing = await fetch(`${url}nodes/nobody.json`);
+      expect(missing.status).toBe(404);
+      expect(await missing.text()).toContain('Not found');
+    } finally {
+      server.kill('SIGTERM');
+    }
+    const ended = await server;
+    expect(ended.exitCode).toBe(0);
+  });
+
+  it('refuses a port that is not a number', async () => {
+    const result = await psyops(['site', 'serve', '--port', 'eighty'], { cwd: ws });
+    expect(errorLine(result).code).toBe('USAGE');
+  });
+});
