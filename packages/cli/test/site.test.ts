@@ -78,8 +78,17 @@ beforeAll(async () => {
   mkdirSync(at('out'));
   writeFileSync(at('out', 'psyopsOS-2026.11.0-x86_64.iso'), Buffer.alloc(100_000, 3));
   writeFileSync(at('out', 'psyopsOS-2026.11.0-x86_64.json'), JSON.stringify({ version: '2026.11.0', kernel: '6.12.9', alpine: '3.22' }));
-  mkdirSync(at('apk', 'x86_64'), { recursive: true });
-  writeFileSync(at('apk', 'x86_64', 'APKINDEX.tar.gz'), 'index');
+  // A real signed APK repository, made the way a user makes one.
+  const env = { SOURCE_DATE_EPOCH: '1700000000' };
+  writeFileSync(join(dir, 'pkg.json'), JSON.stringify({ name: 'hello', version: '1.0-r0', arch: 'x86_64', description: 'hello', url: 'https://example.org', license: 'MIT' }));
+  for (const args of [
+    ['apk', 'keygen', '--name', 'test@example.org', '--bits', '2048'],
+    ['apk', 'build', join(dir, 'pkg.json'), '--out', at('apk', 'x86_64')],
+    ['apk', 'index', at('apk')],
+  ]) {
+    const run = await psyops(args, { cwd: ws, env });
+    expect(run.exitCode, `${args.join(' ')}: ${run.stderr}`).toBe(0);
+  }
   s3 = await startS3(['bucket', 'other']);
 });
 
@@ -93,7 +102,11 @@ describe('psyops site build', () => {
     expect(result.exitCode, result.stderr).toBe(0);
     expect(result.stdout).toMatch(/^site built: .*\/site \(\d+ files: 1 node\(s\), 1 OS image\(s\), APK repository for x86_64, 0 lighthouse\(s\)\)\n$/);
     const files = Object.keys(tree(at('site')));
-    expect(files).toEqual(expect.arrayContaining(['nodes/node-1.json', 'os/latest.json', 'os/psyopsOS-2026.11.0-x86_64.iso.minisig', 'apk/psyopsOS/x86_64/APKINDEX.tar.gz', 'manifest.json']));
+    expect(files).toEqual(
+      expect.arrayContaining(['nodes/node-1.json', 'os/latest.json', 'os/psyopsOS-2026.11.0-x86_64.iso.minisig', 'apk/psyopsOS/x86_64/APKINDEX.tar.gz', 'apk/psyopsOS/x86_64/hello-1.0-r0.apk', 'manifest.json']),
+    );
+    const verified = await psyops(['apk', 'verify', '--keys-dir', at('keys', 'apk'), at('site', 'apk/psyopsOS/x86_64/APKINDEX.tar.gz'), at('site', 'apk/psyopsOS/x86_64/hello-1.0-r0.apk')]);
+    expect(verified.exitCode, verified.stderr).toBe(0);
     for (const doc of ['nodes/node-1.json', 'os/latest.json', 'index.json', 'manifest.json']) {
       const run = await execa('minisign', ['-V', '-p', at('keys', 'minisign.pub'), '-m', at('site', doc)], { reject: false, timeout: 30_000 });
       expect(run.exitCode, run.stderr).toBe(0);

@@ -33,8 +33,13 @@ export interface BuildSiteOptions {
   nodesDir?: string;
   /** Folder of `psyopsOS-<release>-<arch>.iso` images with a `.json` manifest beside each. Missing: no images. */
   imagesDir?: string;
-  /** APK repository folder holding `<arch>/APKINDEX.tar.gz` and packages. Missing: no repository. */
+  /** APK repository folder holding `<arch>/APKINDEX.tar.gz` and packages (`psyops apk index` writes it). Missing: no repository. */
   apkRepositoryDir?: string;
+  /**
+   * Folder of trusted APK public keys (`*.rsa.pub`). When given, each APKINDEX must be signed by one
+   * of them and every package it lists must be present with its indexed size, or nothing is built.
+   */
+  apkTrustedKeysDir?: string;
   /** Lighthouses to publish (from the psynet registry). */
   lighthouses?: readonly Lighthouse[];
   /** Cache of age ciphertexts, so unchanged secrets keep their bytes (see SecretEncryptor). Absent: secrets are encrypted afresh. */
@@ -180,6 +185,30 @@ async function readApkInputs(dir: string | undefined): Promise<ApkInput[]> {
   return repositories;
 }
 
+/** The published repository must be one apk will accept: a trusted signature, and no package missing. */
+async function checkApkRepositories(repositories: ApkInput[], keysDir: string): Promise<void> {
+  const { loadKeysDir, readIndex } = await import('@psyops/apkpkg');
+  const keys = await loadKeysDir(keysDir);
+  if (keys.size === 0) throw new SiteInputError(`${keysDir} has no APK public key (*.rsa.pub) to check the repository's APKINDEX with`);
+  for (const repo of repositories) {
+    const indexFile = repo.files.find((f) => f.name === 'APKINDEX.tar.gz')!;
+    let index;
+    try {
+      index = readIndex(await readFile(indexFile.path), { keys, name: indexFile.path });
+    } catch (error) {
+      throw new SiteInputError(`${(error as Error).message} (re-index and sign it with: psyops apk index)`, { cause: error });
+    }
+    const sizes = new Map<string, number>();
+    for (const file of repo.files) sizes.set(file.name, (await stat(file.path)).size);
+    for (const entry of index.entries) {
+      const name = `${entry.name}-${entry.version}.apk`;
+      const size = sizes.get(name);
+      if (size === undefined) throw new SiteInputError(`${indexFile.path} lists ${name}, which is not in the repository folder`);
+      if (size !== entry.size) throw new SiteInputError(`${name} is ${size} bytes but its APKINDEX says ${entry.size}: re-index with psyops apk index`);
+    }
+  }
+}
+
 function sha256File(path: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const hash = createHash('sha256');
@@ -212,6 +241,7 @@ export async function buildSite(options: BuildSiteOptions): Promise<BuildSiteRes
   const nodes = await readNodeDefinitions(options.nodesDir);
   const imageInputs = await readImageInputs(options.imagesDir);
   const apkInputs = await readApkInputs(options.apkRepositoryDir);
+  if (options.apkTrustedKeysDir !== undefined && apkInputs.length > 0) await checkApkRepositories(apkInputs, options.apkTrustedKeysDir);
   const lighthouses = (options.lighthouses ?? []).map((l, i) => {
     const result = lighthouseSchema.safeParse(l);
     if (!result.success) throw new SiteInputError(`lighthouse ${i + 1}: ${firstIssue(result.error)}`);

@@ -6,7 +6,7 @@ import { execa } from 'execa';
 import { encodePublicKey, publicKeyOf, verifyBytes, parseSignature, verifyFile, readSignatureFile } from '@psyops/signing';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildSite, nodeConfigSchema, osLatestSchema, siteIndexSchema, siteManifestSchema, siteJsonSchema, type NodeConfig } from '../src/index.ts';
-import { makeInputs, tempDir, type Workspace } from './fixtures.ts';
+import { makeApkRepository, makeInputs, tempDir, type Workspace } from './fixtures.ts';
 
 const dir = tempDir('build');
 let ws: Workspace;
@@ -34,6 +34,7 @@ const build = (overrides: Partial<Parameters<typeof buildSite>[0]> = {}) =>
     nodesDir: join(dir, 'nodes'),
     imagesDir: join(dir, 'out'),
     apkRepositoryDir: join(dir, 'apk'),
+    apkTrustedKeysDir: join(dir, 'keys', 'apk'),
     lighthouses: [{ name: 'lh1', overlayIp: '10.10.8.1', publicAddresses: ['lh1.example.org:4242'] }],
     secretCacheFile: join(dir, 'cache', 'site-secrets.json'),
     ...overrides,
@@ -41,6 +42,7 @@ const build = (overrides: Partial<Parameters<typeof buildSite>[0]> = {}) =>
 
 beforeAll(async () => {
   ws = await makeInputs(dir);
+  await makeApkRepository(join(dir, 'other-repo'), join(dir, 'other-keys')); // signed by a key the workspace does not trust
   writeFileSync(join(dir, 'key.pub'), encodePublicKey(publicKeyOf(ws.key)));
   await build();
 });
@@ -194,6 +196,25 @@ describe('buildSite bad inputs: one typed error, the previous site untouched', (
     { name: 'an image manifest that is not JSON', setup: () => writeFileSync(join(dir, 'out', 'psyopsOS-2026.11.1-x86_64.json'), 'garbage'), code: 'BAD_IMAGE_INPUT', message: /not valid JSON/ },
     { name: 'an image version with a space', setup: () => writeFileSync(join(dir, 'out', 'psyopsOS-2026.11.1-x86_64.json'), '{"version":"1 2"}'), code: 'BAD_IMAGE_INPUT', message: /must not contain spaces/ },
     { name: 'an APK folder without APKINDEX', setup: () => mkdirSync(join(dir, 'apk', 'aarch64'), { recursive: true }), code: 'BAD_SITE_INPUT', message: /no APKINDEX/ },
+    {
+      name: 'an APKINDEX signed by an untrusted key',
+      setup: () => {
+        mkdirSync(join(dir, 'apk', 'aarch64'), { recursive: true });
+        writeFileSync(join(dir, 'apk', 'aarch64', 'APKINDEX.tar.gz'), readFileSync(join(dir, 'other-repo', 'x86_64', 'APKINDEX.tar.gz')));
+      },
+      code: 'BAD_SITE_INPUT',
+      message: /psyops apk index/,
+    },
+    {
+      name: 'an APKINDEX listing a package that is missing',
+      setup: () => {
+        mkdirSync(join(dir, 'apk', 'aarch64'), { recursive: true });
+        const index = readFileSync(join(dir, 'apk', 'x86_64', 'APKINDEX.tar.gz'));
+        writeFileSync(join(dir, 'apk', 'aarch64', 'APKINDEX.tar.gz'), index);
+      },
+      code: 'BAD_SITE_INPUT',
+      message: /lists psyops-nodeboot-1\.0-r0\.apk, which is not in the repository folder/,
+    },
   ];
   for (const c of cases) {
     it(`refuses ${c.name}`, async () => {

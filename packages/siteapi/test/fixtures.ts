@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import S3rver from 's3rver';
 import { generateKeyPair, type SecretKey } from '@psyops/signing';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
+import { buildPackage, generateApkKey, indexRepository } from '@psyops/apkpkg';
 import { afterAll } from 'vitest';
 
 /** A temporary directory removed after the test file. */
@@ -49,10 +50,23 @@ export async function makeInputs(dir: string): Promise<Workspace> {
   writeFileSync(join(dir, 'out', 'psyopsOS-2026.11.1-x86_64.json'), JSON.stringify({ version: '2026.11.1', kernel: '6.12.1', alpine: '3.22', packages: [] }));
   writeFileSync(join(dir, 'out', 'psyopsOS-2026.9.0-x86_64.iso'), Buffer.alloc(1000, 1));
   writeFileSync(join(dir, 'out', 'unrelated.txt'), 'not an image');
-  mkdirSync(join(dir, 'apk', 'x86_64'), { recursive: true });
-  writeFileSync(join(dir, 'apk', 'x86_64', 'APKINDEX.tar.gz'), Buffer.from('fake index'));
-  writeFileSync(join(dir, 'apk', 'x86_64', 'psyops-nodeboot-1.0-r0.apk'), Buffer.from('fake package'));
+  await makeApkRepository(join(dir, 'apk'), join(dir, 'keys', 'apk'));
   return { dir, key, identity, recipient };
+}
+
+/** A real signed APK repository made with apkpkg: one package in `<repo>/x86_64/`, its public key in `keysDir`. */
+export async function makeApkRepository(repo: string, keysDir: string): Promise<void> {
+  const apkKey = await generateApkKey({ name: 'test', bits: 2048, now: 1_700_000_000 });
+  const signingKey = { keyName: apkKey.keyName, privateKey: apkKey.privateKeyPem };
+  mkdirSync(join(repo, 'x86_64'), { recursive: true });
+  mkdirSync(keysDir, { recursive: true });
+  writeFileSync(join(keysDir, apkKey.keyName), apkKey.publicKeyPem);
+  const built = await buildPackage(
+    { name: 'psyops-nodeboot', version: '1.0-r0', arch: 'x86_64', description: 'test package', url: 'https://example.org', license: 'MIT' },
+    { sourceDateEpoch: 1_700_000_000, key: signingKey },
+  );
+  writeFileSync(join(repo, 'x86_64', built.fileName), built.bytes);
+  await indexRepository(repo, { sourceDateEpoch: 1_700_000_000, key: signingKey });
 }
 
 export interface S3Server {

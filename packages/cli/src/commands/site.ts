@@ -12,6 +12,7 @@ import { addPasswordOptions } from './options.js';
 const NODES_DIR = 'nodes';
 const IMAGES_DIR = 'out';
 const APK_DIR = 'apk';
+const APK_KEYS_DIR = 'keys/apk';
 const SECRET_CACHE = 'cache/site-secrets.json';
 
 interface BuildOptions extends PasswordSources {
@@ -64,7 +65,7 @@ function buildCommand(): Command {
       'Build the site nodes configure themselves from, into --out (default: site.outDir of the workspace):\n' +
         `  ${NODES_DIR}/<name>.json        node definitions -> nodes/<name>.json (+ .minisig), secrets age-encrypted to each node\n` +
         `  ${IMAGES_DIR}/psyopsOS-*.iso        OS images (+ their .json manifest) -> os/ with signatures and os/latest.json\n` +
-        `  ${APK_DIR}/<arch>/               the APK repository (signed APKINDEX) -> apk/psyopsOS/<arch>/\n` +
+        `  ${APK_DIR}/<arch>/               the APK repository (psyops apk index; signed by a key in ${APK_KEYS_DIR}) -> apk/psyopsOS/<arch>/\n` +
         '  psynet registry            lighthouses -> psynet/lighthouses.json\n' +
         'plus index.json, manifest.json, schemas/, index.html and error.html. Every JSON document is signed with the\n' +
         'workspace minisign key. Nothing is replaced unless the whole build succeeds; the same inputs give the same\n' +
@@ -87,6 +88,7 @@ function buildCommand(): Command {
       nodesDir: workspace.path(NODES_DIR),
       imagesDir: workspace.path(IMAGES_DIR),
       apkRepositoryDir: workspace.path(APK_DIR),
+      apkTrustedKeysDir: workspace.path(APK_KEYS_DIR),
       lighthouses,
       secretCacheFile: workspace.path(SECRET_CACHE),
       ...(process.stderr.isTTY ? { onProgress: (line: string) => process.stderr.write(`${line}\n`) } : {}),
