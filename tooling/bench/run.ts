@@ -7,3 +7,4 @@ import { benchSigning } from './signing.ts';
 const sizeMiB = Number(process.env.BENCH_SIZE_MIB ?? 1024);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 5);
 await benchSigning(sizeMiB, rounds);
+await (await import('./psynet.ts')).benchPsynet(Number(process.env.BENCH_PSYNET_CERTS ?? 500), Number(process.env.BENCH_PSYNET_CLI ?? 20));

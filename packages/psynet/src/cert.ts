@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import nacl from 'tweetnacl';
 import {
   CaConstraintError,
   CaExpiredError,
@@ -9,6 +8,7 @@ import {
   InvalidCaError,
   UnknownIssuerError,
 } from './errors.js';
+import { ed25519Sign, ed25519Verify } from './curve25519.js';
 import { formatNet, type IPv4Net } from './ip.js';
 import { decodePemBlocks, encodePem, PEM } from './pem.js';
 import { ProtoWriter, readFields, readPackedUint32 } from './protobuf.js';
@@ -158,13 +158,12 @@ export function parseCertificatePem(text: string, source = 'certificate'): Nebul
 
 /** Signs details with a CA's 64-byte Ed25519 secret key (seed || public key). */
 export function signCertificate(details: CertificateDetails, caSecretKey: Uint8Array): NebulaCertificate {
-  return { details, signature: nacl.sign.detached(marshalDetails(details), caSecretKey) };
+  return { details, signature: ed25519Sign(marshalDetails(details), caSecretKey) };
 }
 
 /** Whether the signature over the details matches `publicKey` (Ed25519). */
 export function checkSignature(cert: NebulaCertificate, publicKey: Uint8Array): boolean {
-  if (cert.signature.length !== 64 || publicKey.length !== 32) return false;
-  return nacl.sign.detached.verify(marshalDetails(cert.details), cert.signature, publicKey);
+  return ed25519Verify(marshalDetails(cert.details), cert.signature, publicKey);
 }
 
 /** Nebula's "expired": not valid yet, or past NotAfter. */

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import nacl from 'tweetnacl';
+import { ed25519PublicKey, x25519PublicKey } from './curve25519.js';
 import { CertificateFormatError } from './errors.js';
 import { decodeSinglePem, encodePem, PEM } from './pem.js';
 
@@ -11,12 +11,12 @@ export interface HostKeyPair {
 
 export function generateHostKeyPair(): HostKeyPair {
   const privateKey = new Uint8Array(randomBytes(32));
-  return { privateKey, publicKey: nacl.scalarMult.base(privateKey) };
+  return { privateKey, publicKey: x25519PublicKey(privateKey) };
 }
 
 /** The X25519 public key of a private key (clamping happens inside the multiplication). */
 export function hostPublicKeyOf(privateKey: Uint8Array): Uint8Array {
-  return nacl.scalarMult.base(privateKey);
+  return x25519PublicKey(privateKey);
 }
 
 /** A CA's Ed25519 key: 64-byte secret key (seed || public key) and the 32-byte public key. */
@@ -26,8 +26,12 @@ export interface CaKeyPair {
 }
 
 export function generateCaKeyPair(): CaKeyPair {
-  const pair = nacl.sign.keyPair.fromSeed(new Uint8Array(randomBytes(32)));
-  return { secretKey: pair.secretKey, publicKey: pair.publicKey };
+  const seed = new Uint8Array(randomBytes(32));
+  const publicKey = ed25519PublicKey(seed);
+  const secretKey = new Uint8Array(64);
+  secretKey.set(seed);
+  secretKey.set(publicKey, 32);
+  return { secretKey, publicKey };
 }
 
 export const encodeHostPrivateKey = (key: Uint8Array): string => encodePem(PEM.hostPrivateKey, key);
@@ -50,9 +54,9 @@ export function parseHostPublicKey(text: string, source = 'host public key'): Ui
 /** Reads `NEBULA ED25519 PRIVATE KEY` (64 bytes); the public half is checked against the seed. */
 export function parseCaPrivateKey(text: string, source = 'CA key'): CaKeyPair {
   const secretKey = sized(decodeSinglePem(text, PEM.caPrivateKey, source), 64, 'ed25519 private key', source);
-  const derived = nacl.sign.keyPair.fromSeed(secretKey.subarray(0, 32));
-  if (!Buffer.from(derived.publicKey).equals(secretKey.subarray(32))) {
+  const publicKey = ed25519PublicKey(secretKey.subarray(0, 32));
+  if (!Buffer.from(publicKey).equals(secretKey.subarray(32))) {
     throw new CertificateFormatError(`${source}: the public half of the Ed25519 key does not match its seed`);
   }
-  return { secretKey, publicKey: derived.publicKey };
+  return { secretKey, publicKey };
 }

@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
+import nacl from 'tweetnacl';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   assertCaUsable,
@@ -25,6 +26,7 @@ import {
   hostPublicKeyOf,
   issueHostCertificate,
   marshalCertificate,
+  marshalDetails,
   parseCaPool,
   parseCaPrivateKey,
   parseCertificatePem,
@@ -250,6 +252,20 @@ describe('bad certificates and keys', () => {
     expect(parseDuration('8760h0m0s')).toBe(8760 * 3600);
     expect(parseDuration('1h30m')).toBe(5400);
     for (const bad of ['', '10', '-1h', '0s', '1d', 'h']) expect(() => parseDuration(bad), bad).toThrow(DurationError);
+  });
+});
+
+describe('node:crypto curve25519 against tweetnacl', () => {
+  it('gives the same Ed25519 keys and signatures and X25519 public keys', () => {
+    for (let i = 0; i < 50; i++) {
+      const { cert, key } = createCa({ name: `ca${i}`, durationSeconds: 60, now: now() });
+      const reference = nacl.sign.keyPair.fromSeed(key.secretKey.subarray(0, 32));
+      expect(Buffer.from(key.secretKey)).toEqual(Buffer.from(reference.secretKey));
+      expect(Buffer.from(cert.signature)).toEqual(Buffer.from(nacl.sign.detached(marshalDetails(cert.details), reference.secretKey)));
+      const host = generateHostKeyPair();
+      expect(Buffer.from(host.publicKey)).toEqual(Buffer.from(nacl.scalarMult.base(host.privateKey)));
+      expect(checkSignature({ ...cert, signature: cert.signature.map((byte, index) => (index === i ? byte ^ 1 : byte)) }, key.publicKey)).toBe(false);
+    }
   });
 });
 
