@@ -1,4 +1,5 @@
 /** Signed APKINDEX.tar.gz for a repository directory (`<repo>/<arch>/*.apk`), like abuild's index step. */
+import type { Stats } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileAccessError, writeFilesAtomically } from '@psyops/signing';
@@ -89,22 +90,33 @@ async function indexArch(archDir: string, arch: string, options: IndexOptions): 
     throw fileAccessError(error, archDir, 'repository arch directory');
   }
   const previous = await previousEntries(indexPath);
+  // stat in parallel batches: 2,000 sequential awaits cost more than the whole warm index.
+  const stats: Stats[] = [];
+  for (let i = 0; i < names.length; i += 256) stats.push(...(await Promise.all(names.slice(i, i + 256).map((n) => stat(join(archDir, n))))));
+  const reuse = names.map((name, i) => {
+    const old = previous.entries.get(name);
+    return old && old.size === stats[i]!.size && stats[i]!.mtimeMs < previous.mtimeMs ? old : undefined;
+  });
   const entries: IndexEntry[] = [];
   let read = 0;
-  for (const name of names) {
-    const path = join(archDir, name);
-    const info = await stat(path);
-    const old = previous.entries.get(name);
-    if (old && old.size === info.size && info.mtimeMs < previous.mtimeMs) {
-      entries.push({ ...old, arch });
-      continue;
+  for (let start = 0; start < names.length; start += 64) {
+    const batch = names.slice(start, start + 64);
+    // Read the changed files of a batch in parallel; parsing stays sequential (CPU bound).
+    const contents = await Promise.all(batch.map((name, j) => (reuse[start + j] ? undefined : readFile(join(archDir, name)))));
+    for (const [j, name] of batch.entries()) {
+      const old = reuse[start + j];
+      if (old) {
+        entries.push({ ...old, arch });
+        continue;
+      }
+      const path = join(archDir, name);
+      const pkg = readPackage(contents[j]!, { name: path });
+      const expected = `${pkg.info.pkgname}-${pkg.info.pkgver}.apk`;
+      if (expected !== name) throw new ApkFormatError(`${path} holds ${expected}: apk fetches packages by <name>-<version>.apk, rename it`);
+      entries.push(indexEntryOf(pkg, arch));
+      options.onRead?.(path);
+      read++;
     }
-    const pkg = readPackage(await readFile(path), { name: path });
-    const expected = `${pkg.info.pkgname}-${pkg.info.pkgver}.apk`;
-    if (expected !== name) throw new ApkFormatError(`${path} holds ${expected}: apk fetches packages by <name>-<version>.apk, rename it`);
-    entries.push(indexEntryOf(pkg, arch));
-    options.onRead?.(path);
-    read++;
   }
   await writeFilesAtomically([{ path: indexPath, data: createIndex(entries, options) }]);
   return { arch, path: indexPath, packages: entries.length, read };

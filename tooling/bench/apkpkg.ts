@@ -1,0 +1,90 @@
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { buildPackage } from '@psyops/apkpkg';
+
+const CLI = join(import.meta.dirname, '..', '..', 'packages', 'cli', 'dist', 'cli.js');
+const TIMEOUT_MS = 10 * 60_000;
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
+}
+
+async function timed(command: string, args: string[], env: Record<string, string> = {}): Promise<number> {
+  const start = process.hrtime.bigint();
+  await execa(command, args, { env: { ...env, SOURCE_DATE_EPOCH: '1700000000' }, timeout: TIMEOUT_MS, stdout: 'ignore' });
+  return Number(process.hrtime.bigint() - start) / 1e9;
+}
+
+/** A tree of `sizeMiB`: half incompressible files, half text-like ones, in nested directories. */
+function writeTree(root: string, sizeMiB: number): void {
+  const text = Buffer.from('psyopsOS node configuration line with some repetition 0123456789\n'.repeat(16_384)); // 1 MiB
+  let written = 0;
+  for (let i = 0; written < sizeMiB * 2 ** 20; i++) {
+    const dir = join(root, `usr/share/bench/d${i % 50}`);
+    mkdirSync(dir, { recursive: true });
+    const size = 256 * 1024 + ((i * 7919) % (3 * 1024 * 1024));
+    const data = i % 2 === 0 ? randomBytes(size) : text.subarray(0, Math.min(size, text.length));
+    writeFileSync(join(dir, `f${i}`), data);
+    written += data.length;
+  }
+}
+
+/**
+ * `psyops apk build` on a big tree against `tar -c | gzip -6` of the same tree (alternating, median),
+ * then `psyops apk index` of `packages` small packages, cold (no previous index) and warm.
+ */
+export async function benchApkpkg(treeMiB: number, packages: number, rounds: number): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'psyops-bench-apkpkg-'));
+  try {
+    writeTree(join(dir, 'tree'), treeMiB);
+    const spec = join(dir, 'big.json');
+    writeFileSync(spec, JSON.stringify({ name: 'big', version: '1.0-r0', arch: 'noarch', description: 'bench', url: 'https://example.org', license: 'MIT', tree: 'tree' }));
+    const build: number[] = [];
+    const tarGzip: number[] = [];
+    await timed('tar', ['-cf', '/dev/null', '-C', join(dir, 'tree'), '.']); // warm the page cache
+    for (let round = 0; round < rounds; round++) {
+      build.push(await timed('node', [CLI, 'apk', 'build', spec, '--out', join(dir, 'out'), '--unsigned']));
+      tarGzip.push(await timed('sh', ['-c', `tar -cf - -C '${join(dir, 'tree')}' . | gzip -6 > '${join(dir, 'ref.tar.gz')}'`]));
+    }
+    const b = median(build);
+    const t = median(tarGzip);
+    console.log(`apkpkg build ${treeMiB} MiB tree: psyops apk build ${b.toFixed(2)} s, tar | gzip -6 ${t.toFixed(2)} s, ratio ${(b / t).toFixed(2)}x`);
+
+    const repo = join(dir, 'repo');
+    mkdirSync(join(repo, 'x86_64'), { recursive: true });
+    for (let i = 0; i < packages; i++) {
+      const built = await buildPackage(
+        {
+          name: `pkg${i}`,
+          version: `1.${i}-r0`,
+          arch: 'x86_64',
+          description: `package ${i}`,
+          url: 'https://example.org',
+          license: 'MIT',
+          depends: i > 0 ? [`pkg${i - 1}`] : [],
+          files: [{ path: `usr/share/pkg${i}/data`, content: `package ${i}\n`.repeat(100) }],
+        },
+        { sourceDateEpoch: 1700000000, compressionLevel: 6 },
+      );
+      writeFileSync(join(repo, 'x86_64', built.fileName), built.bytes);
+    }
+    const cold: number[] = [];
+    const warm: number[] = [];
+    for (let round = 0; round < rounds; round++) {
+      rmSync(join(repo, 'x86_64', 'APKINDEX.tar.gz'), { force: true });
+      cold.push(await timed('node', [CLI, 'apk', 'index', repo, '--unsigned']));
+      warm.push(await timed('node', [CLI, 'apk', 'index', repo, '--unsigned']));
+    }
+    const nodeStart = median(await Promise.all([0].map(() => timed('node', [CLI, '--version']))));
+    console.log(
+      `apkpkg index ${packages} packages: cold ${median(cold).toFixed(2)} s (target <= 2 s), warm ${median(warm).toFixed(2)} s (target <= 0.3 s); ` +
+        `CLI start-up alone ${nodeStart.toFixed(2)} s`,
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
