@@ -9,3 +9,4 @@ const rounds = Number(process.env.BENCH_ROUNDS ?? 5);
 await benchSigning(sizeMiB, rounds);
 await (await import('./psynet.ts')).benchPsynet(Number(process.env.BENCH_PSYNET_CERTS ?? 500), Number(process.env.BENCH_PSYNET_CLI ?? 20));
 await (await import('./apkpkg.ts')).benchApkpkg(Number(process.env.BENCH_APK_TREE_MIB ?? 200), Number(process.env.BENCH_APK_PACKAGES ?? 2000), rounds);
+await (await import('./siteapi.ts')).benchSiteapi(Number(process.env.BENCH_SITE_FILES ?? 1000), Number(process.env.BENCH_SITE_ROUNDS ?? 3));
