@@ -164,6 +164,21 @@ describe('psyops psynet: allocate, CA, sign, print, verify', () => {
     expect(paths).toContain('ca: /etc/nebula/ca.crt\n  cert: /etc/nebula/host.crt\n  key: /etc/nebula/host.key\n');
     // A host signed from its own public key has no key to inline.
     expect(await fails(ws, ['psynet', 'config', 'phone'], 'BAD_NEBULA_CONFIG')).toContain('--pki-dir');
+    // A key that is not the certificate's pair is refused before nebula would refuse it.
+    const nodeKey = join(ws, 'psynet/hosts/node1.key');
+    const goodKey = readFileSync(nodeKey);
+    writeFileSync(nodeKey, readFileSync(join(ws, 'psynet/hosts/lighthouse1.key')), { mode: 0o600 });
+    const before = readFileSync(join(ws, 'psynet/hosts/node1.yml'), 'utf8');
+    expect(await fails(ws, ['psynet', 'config', 'node1'], 'BAD_NEBULA_CONFIG')).toContain('is not the key of');
+    expect(readFileSync(join(ws, 'psynet/hosts/node1.yml'), 'utf8')).toBe(before);
+    writeFileSync(nodeKey, goodKey, { mode: 0o600 });
+    // No lighthouse endpoint configured: a node config would be useless.
+    const bare = await newWorkspace('bare');
+    await ok(bare, ['psynet', 'ca', 'init', '--name', 'bare']);
+    await ok(bare, ['psynet', 'allocate', 'n1', '--role', 'node']);
+    await ok(bare, ['psynet', 'sign', 'n1']);
+    expect(await fails(bare, ['psynet', 'config', 'n1'], 'BAD_NEBULA_CONFIG')).toContain('psynet.lighthouses');
+    await fails(bare, ['psynet', 'config', 'nobody'], 'HOST_NOT_FOUND');
   });
 
   it('exports /etc/hosts lines and DNS records', async () => {
@@ -205,9 +220,13 @@ describe('psyops psynet: bad input', () => {
     await fails(ws, ['psynet', 'allocate', 'node1', '--role', 'client'], 'HOST_CONFLICT');
     await fails(ws, ['psynet', 'sign', 'nobody'], 'HOST_NOT_FOUND');
     expect(snapshot(ws)).toEqual(before);
-    const usage = await psyops(['psynet', 'allocate', 'x'], { cwd: ws });
-    expect(usage.exitCode).toBe(2);
-    expect(errorLine(usage).code).toBe('USAGE');
+    for (const args of [['psynet', 'allocate', 'x'], ['psynet', 'allocate', 'x', '--role', 'node', '--bogus'], ['psynet', 'ca', 'init', '--name', 'x', '--bogus'], ['psynet', 'nonsense']]) {
+      const usage = await psyops(args, { cwd: ws });
+      expect(usage.exitCode, args.join(' ')).toBe(2);
+      expect(errorLine(usage).code).toBe('USAGE');
+    }
+    // The workspace option works after the subcommand too, from any directory.
+    expect(JSON.parse(await ok(root, ['psynet', 'list', '--json', '--workspace', ws])).hosts).toHaveLength(1);
   });
 
   it('a full pool is a clear error', async () => {

@@ -88,7 +88,6 @@ export function unmarshalCertificate(bytes: Uint8Array, source = 'certificate'):
   };
   const toInt64 = (value: bigint) => Number(BigInt.asIntN(64, value));
   for (const field of readFields(detailsBytes, fail)) {
-    const { value } = field;
     switch (field.field) {
       case 1:
         if (field.wireType === 2) details.name = text(field.value, 'name');
@@ -113,7 +112,7 @@ export function unmarshalCertificate(bytes: Uint8Array, source = 'certificate'):
         if (field.wireType === 2) details.publicKey = new Uint8Array(field.value);
         break;
       case 8:
-        if (field.wireType === 0) details.isCA = (value as bigint) !== 0n;
+        if (field.wireType === 0) details.isCA = field.value !== 0n;
         break;
       case 9:
         if (field.wireType === 2) details.issuer = Buffer.from(field.value).toString('hex');
@@ -172,9 +171,9 @@ export function isExpired(cert: NebulaCertificate, now: number): boolean {
 }
 
 function netContains(outer: IPv4Net, inner: IPv4Net): boolean {
-  // Same rule as nebula's CheckRootConstrains: inside the CA's (masked) network, and a mask at least as long.
-  const maskLength = (mask: number) => mask.toString(2).replace(/0+$/, '').length;
-  return ((inner.address & outer.mask) >>> 0) === ((outer.address & outer.mask) >>> 0) && maskLength(inner.mask) >= maskLength(outer.mask);
+  // nebula's CheckRootConstrains: inside the CA's (masked) network, with a mask at least as long.
+  const leadingOnes = (mask: number) => Math.clz32(~mask >>> 0);
+  return ((inner.address & outer.mask) >>> 0) === ((outer.address & outer.mask) >>> 0) && leadingOnes(inner.mask) >= leadingOnes(outer.mask);
 }
 
 /** The limits a CA puts on what it signs (nebula's CheckRootConstrains), in nebula's order. */
@@ -253,7 +252,12 @@ function formatGoTime(seconds: number): string {
   const date = new Date(seconds * 1000);
   const offsetMinutes = -date.getTimezoneOffset();
   const local = new Date(date.getTime() + offsetMinutes * 60_000);
-  const zone = new Intl.DateTimeFormat('en-US', { timeZoneName: 'short' }).formatToParts(date).find((part) => part.type === 'timeZoneName')?.value ?? '';
+  // Go prints the tz database abbreviation; ICU knows it for American zones in en-US and for
+  // European ones in en-GB, and falls back to "GMT+1"-style names elsewhere.
+  const zoneName = (locale: string) =>
+    new Intl.DateTimeFormat(locale, { timeZoneName: 'short' }).formatToParts(date).find((part) => part.type === 'timeZoneName')?.value ?? '';
+  let zone = zoneName('en-US');
+  if (/^GMT[+-]/.test(zone)) zone = zoneName('en-GB');
   const sign = offsetMinutes < 0 ? '-' : '+';
   return `${local.toISOString().slice(0, 19).replace('T', ' ')} ${sign}${pad(Math.trunc(offsetMinutes / 60))}${pad(offsetMinutes % 60)} ${zone}`;
 }

@@ -77,6 +77,21 @@ describe('Nebula v1 certificates, against the vectors made by nebula-cert 1.6.1'
     expect(`${formatCertificateText(parseCertificatePem(fixture('node1.crt')))}\n`).toBe(fixture('node1.print.txt'));
   });
 
+  it('prints times in the local zone as nebula-cert does', async () => {
+    for (const zone of ['America/Chicago', 'Europe/Berlin', 'UTC']) {
+      process.env.TZ = zone;
+      try {
+        const cert = parseCertificatePem(fixture('node1.crt'));
+        const json = await execa(NEBULA_CERT, ['print', '-json', '-path', join(fixtures, 'node1.crt')], { timeout: 30_000, env: { TZ: zone } });
+        expect(formatCertificateJson(cert), zone).toBe(json.stdout);
+        const text = await execa(NEBULA_CERT, ['print', '-path', join(fixtures, 'node1.crt')], { timeout: 30_000, env: { TZ: zone } });
+        expect(formatCertificateText(cert), zone).toBe(text.stdout);
+      } finally {
+        process.env.TZ = 'UTC';
+      }
+    }
+  });
+
   it('reproduces nebula-cert signatures byte for byte (Ed25519 over the details)', () => {
     const ca = parseCaPrivateKey(fixture('ca.key'));
     expect(encodeCaPrivateKey(ca.secretKey)).toBe(fixture('ca.key'));
