@@ -40,3 +40,5 @@ export {
   ApkFetchError,
   ApkKeyError,
 } from './errors.js';
+export { psyopsBaseSpec, nodebootSpec } from './project.js';
+export type { PsyopsBaseOptions, NodebootOptions, ProjectPackageCommon } from './project.js';
