@@ -248,6 +248,8 @@ export async function buildSite(options: BuildSiteOptions): Promise<BuildSiteRes
     return result.data;
   });
 
+  await assertReplaceable(options.outDir);
+
   const key = options.signingKey;
   const trustedComment = (path: string) => `${options.timestamp !== undefined ? `timestamp:${options.timestamp}\t` : ''}file:${path}`;
   const parent = dirname(options.outDir);
@@ -403,6 +405,32 @@ export async function buildSite(options: BuildSiteOptions): Promise<BuildSiteRes
   } catch (error) {
     await rm(staging, { recursive: true, force: true });
     throw error;
+  }
+}
+
+/**
+ * The build replaces the output folder as a whole, so it must be a site built before (it has our
+ * manifest.json) or empty: a mistyped --out must never wipe someone's files.
+ */
+async function assertReplaceable(outDir: string): Promise<void> {
+  let names: string[];
+  try {
+    names = await readdir(outDir);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return;
+    if (code === 'ENOTDIR') throw new SiteInputError(`${outDir} exists and is not a folder; refusing to replace it with the site`);
+    throw fileAccessError(error, outDir, 'site output folder');
+  }
+  if (names.length === 0) return;
+  let format: unknown;
+  try {
+    format = (JSON.parse(await readFile(join(outDir, 'manifest.json'), 'utf8')) as { format?: unknown }).format;
+  } catch {
+    format = undefined;
+  }
+  if (format !== 'psyops-site-manifest/1') {
+    throw new SiteInputError(`${outDir} is not empty and is not a psyops site (no manifest.json of ours); refusing to replace it`);
   }
 }
 

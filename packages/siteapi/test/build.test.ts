@@ -235,6 +235,20 @@ describe('buildSite bad inputs: one typed error, the previous site untouched', (
     });
   }
 
+  it('never replaces an output folder that is not a site it built', async () => {
+    const foreign = join(dir, 'precious');
+    mkdirSync(foreign);
+    writeFileSync(join(foreign, 'thesis.txt'), 'years of work');
+    await expect(build({ outDir: foreign })).rejects.toMatchObject({ code: 'BAD_SITE_INPUT', message: expect.stringContaining('is not a psyops site') });
+    expect(readFileSync(join(foreign, 'thesis.txt'), 'utf8')).toBe('years of work');
+    writeFileSync(join(dir, 'a-file'), 'x');
+    await expect(build({ outDir: join(dir, 'a-file') })).rejects.toMatchObject({ code: 'BAD_SITE_INPUT' });
+    const empty = join(dir, 'empty-out');
+    mkdirSync(empty);
+    await build({ outDir: empty });
+    expect(existsSync(join(empty, 'manifest.json'))).toBe(true);
+  });
+
   it('refuses a lighthouse without a public address', async () => {
     await expect(build({ lighthouses: [{ name: 'x', overlayIp: '10.10.8.1', publicAddresses: [] }] })).rejects.toMatchObject({ code: 'BAD_SITE_INPUT' });
   });
