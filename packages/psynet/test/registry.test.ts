@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -161,6 +161,11 @@ describe('registry file', () => {
     writeFileSync(`${path}.lock`, JSON.stringify({ pid: 2 ** 22 + 1, host: hostname() }));
     expect(await withFileLock(path, async () => 2, { timeoutMs: 2000 })).toBe(2);
     expect(existsSync(`${path}.lock`)).toBe(false);
+    // A live owner that has held it for longer than staleMs is taken to be hung.
+    writeFileSync(`${path}.lock`, JSON.stringify({ pid: process.pid, host: hostname() }));
+    const old = new Date(Date.now() - 120_000);
+    utimesSync(`${path}.lock`, old, old);
+    expect(await withFileLock(path, async () => 3, { timeoutMs: 2000, staleMs: 60_000 })).toBe(3);
   });
 
   it('serialises concurrent read-modify-write in one process', async () => {
