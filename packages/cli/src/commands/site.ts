@@ -62,14 +62,17 @@ function buildCommand(): Command {
   const command = new Command('build')
     .summary('build the signed static site from the workspace')
     .description(
-      'Build the site nodes configure themselves from, into --out (default: site.outDir of the workspace):\n' +
-        `  ${NODES_DIR}/<name>.json        node definitions -> nodes/<name>.json (+ .minisig), secrets age-encrypted to each node\n` +
-        `  ${IMAGES_DIR}/psyopsOS-*.iso        OS images (+ their .json manifest) -> os/ with signatures and os/latest.json\n` +
-        `  ${APK_DIR}/<arch>/               the APK repository (psyops apk index; signed by a key in ${APK_KEYS_DIR}) -> apk/psyopsOS/<arch>/\n` +
-        '  psynet registry            lighthouses -> psynet/lighthouses.json\n' +
-        'plus index.json, manifest.json, schemas/, index.html and error.html. Every JSON document is signed with the\n' +
-        'workspace minisign key. Nothing is replaced unless the whole build succeeds; the same inputs give the same\n' +
-        'bytes (signature timestamps come from SOURCE_DATE_EPOCH when set, never from the clock).',
+      'Build the site nodes configure themselves from into --out (default: site.outDir of the workspace), from:\n' +
+        [
+          [`${NODES_DIR}/<name>.json`, 'node definitions: nodes/<name>.json, secrets age-encrypted'],
+          [`${IMAGES_DIR}/psyopsOS-*.iso`, 'OS images and their .json manifests: os/, os/latest.json'],
+          [`${APK_DIR}/<arch>/`, `APK repository (psyops apk index), trusted by ${APK_KEYS_DIR}`],
+          ['psynet registry', 'lighthouses: psynet/lighthouses.json'],
+        ]
+          .map(([input, output]) => `  ${input!.padEnd(20)}${output}\n`)
+          .join('') +
+        'plus index.json, manifest.json, schemas/, index.html and error.html. Every JSON document is signed with the workspace minisign key. ' +
+        'Nothing is replaced unless the whole build succeeds, and the same inputs give the same bytes: signature timestamps come from SOURCE_DATE_EPOCH when set, never from the clock.',
     )
     .option('-o, --out <DIR>', 'output folder (default: the workspace site.outDir)');
   addPasswordOptions(command);
@@ -103,13 +106,11 @@ function deployCommand(): Command {
   return new Command('deploy')
     .summary('sync the built site to an S3 bucket, sending only what changed')
     .description(
-      'Make the objects under --prefix in --bucket match the site folder DIR (default: the workspace site.outDir).\n' +
-        'Files are compared by size and checksum with one listing of the bucket; only new and changed files are\n' +
-        'uploaded (multipart for big ones), with Content-Type by extension and Cache-Control short for index.*,\n' +
-        'latest.*, manifest.* and APKINDEX, a year and immutable for images and packages. Those pointer files go\n' +
-        'up last, so a client never sees a pointer to an object that is not there yet. An interrupted deploy is\n' +
-        'finished by running it again.\n' +
-        'Credentials come from the standard AWS chain: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ~/.aws.',
+      'Make the objects under --prefix in --bucket match the site folder DIR (default: the workspace site.outDir). ' +
+        'Files are compared by size and checksum with one listing of the bucket; only new and changed files are uploaded (multipart for big ones), ' +
+        'with Content-Type by extension and Cache-Control short for index.*, latest.*, manifest.* and APKINDEX, a year and immutable for images and packages. ' +
+        'Those pointer files go up last, so a client never sees a pointer to an object that is not there yet. An interrupted deploy is finished by running it again.\n' +
+        'Credentials come from the standard AWS chain: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ~/.aws.',
     )
     .argument('[DIR]', 'the built site (default: the workspace site.outDir)')
     .requiredOption('-b, --bucket <BUCKET>', 'S3 bucket name')
@@ -163,8 +164,8 @@ function serveCommand(): Command {
   return new Command('serve')
     .summary('serve the built site over HTTP, for development and QEMU tests')
     .description(
-      'Serve DIR (default: the workspace site.outDir) as static files: Content-Type by extension, HEAD and Range\n' +
-        'requests, error.html with status 404, and nothing outside DIR. Prints the URL, then runs until interrupted.',
+      'Serve DIR (default: the workspace site.outDir) as static files: Content-Type by extension, HEAD and Range requests, ' +
+        'error.html with status 404, and nothing outside DIR. Prints the URL, then runs until interrupted.',
     )
     .argument('[DIR]', 'the built site (default: the workspace site.outDir)')
     .option('-p, --port <PORT>', 'TCP port; 0 picks a free one', '8080')
