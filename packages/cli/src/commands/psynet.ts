@@ -51,7 +51,11 @@ function allocateCommand(): Command {
   return new Command('allocate')
     .summary('give a host its psynet address (idempotent)')
     .description(
-      'Record NAME in the psynet registry (psynet/registry.json) with an address from its role\'s pool. Running it again for the same name returns the same address. New hosts get the lowest address never used in the pool (never one ending in .0, nor the network\'s broadcast address); addresses of released hosts are reused only once the pool has no never-used address left. Safe to run from many processes at once: the registry is locked and replaced atomically.',
+      "Record NAME in the psynet registry (psynet/registry.json) with an address from its role's pool. " +
+        'Running it again for the same name returns the same address. New hosts get the lowest address never ' +
+        "used in the pool (never one ending in .0, nor the network's broadcast address); addresses of " +
+        'released hosts are reused only once the pool has no never-used address left. Safe to run from many ' +
+        'processes at once: the registry is locked and replaced atomically.',
     )
     .argument('<NAME>', 'host name, a DNS label (lower-case letters, digits, hyphens)')
     .requiredOption('-r, --role <ROLE>', `host role: ${ROLE_HELP}`)
@@ -75,7 +79,9 @@ function releaseCommand(): Command {
   return new Command('release')
     .summary('remove a host from the registry; its address is reused last')
     .description(
-      'Remove NAME from the psynet registry. Its address goes to the released list and is handed out again only when its pool has no never-used address left. Its certificate stays valid until it expires: add its fingerprint to pki.blocklist on the other hosts to cut it off sooner.',
+      'Remove NAME from the psynet registry. Its address goes to the released list and is handed out again ' +
+        'only when its pool has no never-used address left. Its certificate stays valid until it expires: add ' +
+        'its fingerprint to pki.blocklist on the other hosts to cut it off sooner.',
     )
     .argument('<NAME>', 'host name')
     .option('--json', 'print one JSON document')
@@ -92,7 +98,9 @@ function caCommand(): Command {
   ca.command('init')
     .summary('create the psynet CA')
     .description(
-      'Create an Ed25519 Nebula CA (v1 format, as nebula-cert 1.6.1 makes it) in psynet/ca.crt and psynet/ca.key (mode 0600; keep it secret and backed up). The CA may only sign addresses inside the psynet network. Refuses to replace an existing CA: every host certificate depends on it.',
+      'Create an Ed25519 Nebula CA (v1 format, as nebula-cert 1.6.1 makes it) in psynet/ca.crt and ' +
+        'psynet/ca.key (mode 0600; keep it secret and backed up). The CA may only sign addresses inside the ' +
+        'psynet network. Refuses to replace an existing CA: every host certificate depends on it.',
     )
     .requiredOption('-n, --name <NAME>', 'CA name, shown in every certificate it signs')
     .option('-d, --duration <DURATION>', 'lifetime, in hours/minutes/seconds like nebula-cert (e.g. 87600h)', '876000h')
@@ -115,7 +123,11 @@ function signCommand(): Command {
   return new Command('sign')
     .summary('issue the Nebula certificate of an allocated host')
     .description(
-      'Sign a Nebula host certificate for NAME with its allocated address and the network\'s prefix length (e.g. 10.10.10.1/22), the group of its role (lighthouses, clients or psyopsOS) plus --groups. Without --in-pub a new X25519 key pair is made (psynet/hosts/NAME.key, 0600); phones and other devices that make their own key pass their public key with --in-pub. Writes psynet/hosts/NAME.crt and records the fingerprint and expiry in the registry. Signing again renews the certificate.',
+      "Sign a Nebula host certificate for NAME with its allocated address and the network's prefix length " +
+        '(e.g. 10.10.10.1/22), the group of its role (lighthouses, clients or psyopsOS) plus --groups. ' +
+        'Without --in-pub a new X25519 key pair is made (psynet/hosts/NAME.key, 0600); phones and other ' +
+        'devices that make their own key pass their public key with --in-pub. Writes psynet/hosts/NAME.crt ' +
+        'and records the fingerprint and expiry in the registry. Signing again renews the certificate.',
     )
     .argument('<NAME>', 'an allocated host name')
     .option('-g, --groups <GROUPS>', 'extra groups, comma-separated')
@@ -199,7 +211,12 @@ function configCommand(): Command {
   return new Command('config')
     .summary("write a host's Nebula config.yaml")
     .description(
-      'Write the Nebula config of NAME: pki, static_host_map and lighthouse hosts from psynet.lighthouses (public endpoints of the lighthouses in psyops.config.json), am_lighthouse for lighthouses (they listen on psynet.lighthousePort), punchy, tun, and the default firewall: outbound anything; inbound ICMP from anyone and anything from group clients. By default the CA, certificate and key are inlined (the file is then 0600); --pki-dir refers to files on the host instead. Check it with nebula -test -config.',
+      'Write the Nebula config of NAME: pki, static_host_map and lighthouse hosts from psynet.lighthouses ' +
+        '(public endpoints of the lighthouses in psyops.config.json), am_lighthouse for lighthouses (they ' +
+        'listen on psynet.lighthousePort), punchy, tun, and the default firewall: outbound anything; inbound ' +
+        'ICMP from anyone and anything from group clients. By default the CA, certificate and key are inlined ' +
+        '(the file is then 0600); --pki-dir refers to files on the host instead. Check it with nebula -test ' +
+        '-config.',
     )
     .argument('<NAME>', 'a signed host')
     .option('-o, --out <FILE>', 'where to write it (default psynet/hosts/NAME.yml); - prints it')
@@ -290,7 +307,8 @@ export function psynetCommand(): Command {
   const psynet = new Command('psynet')
     .summary('the psynet Nebula overlay: addresses, CA, certificates, configs')
     .description(
-      'Manage psynet, the Nebula overlay every psyopsOS node joins: the address registry (psynet/registry.json), the Nebula CA, host certificates and configs, and hosts/DNS exports.',
+      'Manage psynet, the Nebula overlay every psyopsOS node joins: the address registry ' +
+        '(psynet/registry.json), the Nebula CA, host certificates and configs, and hosts/DNS exports.',
     );
   for (const sub of [allocateCommand(), releaseCommand(), caCommand(), signCommand(), printCommand(), verifyCommand(), configCommand(), listCommand(), hostsCommand(), dnsCommand()]) {
     psynet.addCommand(sub);
