@@ -4,20 +4,32 @@
  * service) and `psyops-nodeboot` (the bundled nodeboot program and its boot hook).
  */
 import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fileAccessError } from '@psyops/signing';
 import { InvalidSpecError } from './errors.js';
 import type { FileSpec, PackageSpec } from './spec.js';
 import { isValidVersion } from './version.js';
 
-/** Where the scripts shipped with this package live (`project/` beside `src/` and `dist/`). */
-const ASSETS = fileURLToPath(new URL('../project/', import.meta.url));
+/**
+ * Where the scripts shipped with this package live (`project/` in the package). Resolved through
+ * the package name, not import.meta.url: the psyops CLI bundles this code into its own file.
+ */
+function assetsDir(): string {
+  try {
+    return join(dirname(createRequire(import.meta.url).resolve('@psyops/apkpkg/package.json')), 'project');
+  } catch {
+    return fileURLToPath(new URL('../project/', import.meta.url));
+  }
+}
 
 async function asset(path: string): Promise<string> {
+  const full = join(assetsDir(), path);
   try {
-    return await readFile(`${ASSETS}${path}`, 'utf8');
+    return await readFile(full, 'utf8');
   } catch (error) {
-    throw fileAccessError(error, `${ASSETS}${path}`, 'psyops package asset');
+    throw fileAccessError(error, full, 'psyops package asset');
   }
 }
 

@@ -150,6 +150,38 @@ describe('psyops apk', () => {
     expect(result.stdout).toContain(`signed by ${keyFiles[1]}`);
   });
 
+  it('project builds signed psyopsOS-base and psyops-nodeboot from the workspace', async () => {
+    const ws = tempDir('apk-project');
+    expect((await psyops(['init', ws, '--no-password'])).exitCode).toBe(0);
+    expect((await psyops(['apk', 'keygen', '--name', 'ops@example.org', '--bits', '2048'], { cwd: ws })).exitCode).toBe(0);
+    writeFileSync(join(ws, 'keys/ssh-authorized-keys'), 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample op\n');
+    writeFileSync(join(ws, 'keys/root-password.hash'), `$6$abcdefgh$${'x'.repeat(86)}\n`);
+    const base = await psyops(['apk', 'project', 'psyopsOS-base'], { cwd: ws, env: EPOCH });
+    expect(base.exitCode, base.stderr).toBe(0);
+    const apk = join(ws, 'apk/x86_64/psyopsOS-base-1.0.1700000000-r0.apk');
+    expect(base.stdout).toContain(`${apk} (`);
+    const info = JSON.parse((await psyops(['apk', 'info', apk, '--json', '--keys-dir', join(ws, 'keys/apk')])).stdout) as {
+      trustedBy: string;
+      files: { path: string; mode: number }[];
+    };
+    const keyName = listing(join(ws, 'keys/apk')).find((n) => n.endsWith('.pub'))!;
+    expect(info.trustedBy).toBe(keyName);
+    const files = Object.fromEntries(info.files.map((f) => [f.path, f.mode]));
+    expect(files[`etc/apk/keys/${keyName}`]).toBe(0o644);
+    expect(files['etc/psyopsOS/root-password.hash']).toBe(0o600);
+    expect(files['etc/psyopsOS/authorized_keys']).toBe(0o600);
+    expect(files['usr/sbin/psyopsOS-write-bootmedia']).toBe(0o755);
+
+    writeFileSync(join(ws, 'nodeboot.mjs'), 'console.log("nodeboot");\n');
+    const nodeboot = await psyops(['apk', 'project', 'psyops-nodeboot', '--bundle', join(ws, 'nodeboot.mjs')], { cwd: ws, env: EPOCH });
+    expect(nodeboot.exitCode, nodeboot.stderr).toBe(0);
+    expect(listing(join(ws, 'apk/x86_64'))).toEqual(['psyops-nodeboot-1.0.1700000000-r0.apk', 'psyopsOS-base-1.0.1700000000-r0.apk']);
+    expect(errorLine(await psyops(['apk', 'project', 'psyops-nodeboot'], { cwd: ws })).code).toBe('FILE_NOT_FOUND');
+    expect(errorLine(await psyops(['apk', 'project', 'other'], { cwd: ws })).code).toBe('USAGE');
+    writeFileSync(join(ws, 'keys/root-password.hash'), 'hunter2\n');
+    expect(errorLine(await psyops(['apk', 'project', 'psyopsOS-base'], { cwd: ws })).code).toBe('INVALID_SPEC');
+  });
+
   it('version prints <, = or > like apk version -t and rejects invalid versions', async () => {
     expect((await psyops(['apk', 'version', '1.0_rc1', '1.0'])).stdout).toBe('<\n');
     expect((await psyops(['apk', 'version', '1.0-r1', '1.0-r01'])).stdout).toBe('=\n');

@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
-import { join } from 'node:path';
-import { Command, Option } from 'commander';
-import { FileAccessError, PsyopsError, writeFilesAtomically } from '@psyops/signing';
+import { readdir, readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { Argument, Command, Option } from 'commander';
+import { FileAccessError, fileAccessError, PsyopsError, writeFilesAtomically } from '@psyops/signing';
 import { currentWorkspace, sourceDateEpoch } from '../context.js';
 
 /** A signing key is required unless --unsigned is given explicitly. */
@@ -30,29 +30,32 @@ function addSigningOptions(command: Command): Command {
     );
 }
 
+/** The signing key and the path it was read from (psyopsOS-base ships the matching .pub). */
+async function signingKeyPath(command: Command, options: SigningOptions): Promise<string> {
+  if (options.key) return options.key;
+  let dir: string;
+  try {
+    const workspace = await currentWorkspace(command);
+    dir = workspace.path('keys/apk');
+  } catch {
+    throw new ApkKeyMissingError('no --key given and not in a psyops workspace; pass --key FILE or --unsigned');
+  }
+  const keys = existsSync(dir) ? (await readdir(dir)).filter((n) => n.endsWith('.rsa')).sort() : [];
+  if (keys.length !== 1) {
+    throw new ApkKeyMissingError(
+      keys.length === 0 ? `no --key given and no ${dir}/*.rsa; run \`psyops apk keygen --name EMAIL\` or pass --unsigned` : `several keys in ${dir} (${keys.join(', ')}); pick one with --key`,
+    );
+  }
+  return join(dir, keys[0]!);
+}
+
 async function signingKey(command: Command, options: SigningOptions) {
   const { readSigningKey } = await apkpkg();
   if (options.unsigned) {
     if (options.key) throw new ApkKeyMissingError('--key and --unsigned contradict each other');
     return undefined;
   }
-  let path = options.key;
-  if (!path) {
-    let dir: string;
-    try {
-      const workspace = await currentWorkspace(command);
-      dir = workspace.path('keys/apk');
-    } catch {
-      throw new ApkKeyMissingError('no --key given and not in a psyops workspace; pass --key FILE or --unsigned');
-    }
-    const keys = existsSync(dir) ? (await readdir(dir)).filter((n) => n.endsWith('.rsa')).sort() : [];
-    if (keys.length !== 1) {
-      throw new ApkKeyMissingError(
-        keys.length === 0 ? `no --key given and no ${dir}/*.rsa; run \`psyops apk keygen --name EMAIL\` or pass --unsigned` : `several keys in ${dir} (${keys.join(', ')}); pick one with --key`,
-      );
-    }
-    path = join(dir, keys[0]!);
-  }
+  const path = await signingKeyPath(command, options);
   return readSigningKey(path, options.keyName);
 }
 
@@ -87,6 +90,86 @@ function buildCommand(): Command {
     const path = join(options.out, built.fileName);
     await writeFilesAtomically([{ path, data: built.bytes, mode: 0o644 }]);
     process.stdout.write(`${path} (${built.bytes.length} bytes, ${key ? `signed by ${key.keyName}` : 'unsigned'}, C:${built.identity})\n`);
+  });
+}
+
+interface ProjectOptions extends SigningOptions {
+  out?: string;
+  arch: string;
+  pkgVersion?: string;
+  repositoryUrl?: string;
+  rootPasswordHash?: string;
+  sshKey?: string;
+  bundle?: string;
+}
+
+async function readOptionalFile(path: string | undefined, fallback: string | undefined, what: string): Promise<string | undefined> {
+  const chosen = path ?? (fallback && existsSync(fallback) ? fallback : undefined);
+  if (!chosen) return undefined;
+  try {
+    return await readFile(chosen, 'utf8');
+  } catch (error) {
+    throw fileAccessError(error, chosen, what);
+  }
+}
+
+function projectCommand(): Command {
+  const command = new Command('project')
+    .summary("build psyopsOS's own packages (psyopsOS-base, psyops-nodeboot) from the workspace")
+    .description(
+      'Build psyopsOS-base or psyops-nodeboot from workspace values and sign it with the workspace APK key.\n' +
+        'psyopsOS-base installs /etc/apk/keys/<key>.pub, the repository line (<site.url>/apk/psyopsOS), a setup\n' +
+        'script setting root\'s password hash (keys/root-password.hash, a crypt(3) hash: it is published with the\n' +
+        'package, so make it strong) and SSH key (keys/ssh-authorized-keys), psyopsOS-write-bootmedia and the\n' +
+        'telepathy status service. psyops-nodeboot packages --bundle (the bundled nodeboot program) and its boot hook.\n' +
+        'Writes to <workspace>/apk/<arch>/ unless --out is given; run `psyops apk index apk` afterwards.',
+    )
+    .addArgument(new Argument('<NAME>', 'package to build').choices(['psyopsOS-base', 'psyops-nodeboot']))
+    .option('--out <DIR>', 'directory to write the package into (default: <workspace>/apk/<arch>)')
+    .option('--arch <ARCH>', 'target architecture', 'x86_64')
+    .option('--pkg-version <VERSION>', 'package version (default: 1.0.<SOURCE_DATE_EPOCH or now>-r0, like the original psyopsOS)')
+    .option('--repository-url <URL>', 'apk repository line for psyopsOS-base (default: <site.url>/apk/psyopsOS)')
+    .option('--root-password-hash <FILE>', 'crypt(3) hash for root (default: keys/root-password.hash if present)')
+    .option('--ssh-key <FILE>', "authorized_keys for root (default: keys/ssh-authorized-keys if present)")
+    .option('--bundle <FILE>', 'psyops-nodeboot: the bundled nodeboot program');
+  addSigningOptions(command);
+  return command.action(async (name: string, options: ProjectOptions) => {
+    const { buildPackage, psyopsBaseSpec, nodebootSpec, readSigningKey } = await apkpkg();
+    const workspace = await currentWorkspace(command);
+    const epoch = epochNow();
+    const version = options.pkgVersion ?? `1.0.${epoch}-r0`;
+    if (options.unsigned) throw new ApkKeyMissingError('psyopsOS packages are always signed: nodes only trust the workspace key');
+    const keyPath = await signingKeyPath(command, options);
+    const key = await readSigningKey(keyPath, options.keyName);
+    let spec;
+    if (name === 'psyopsOS-base') {
+      const publicKeyPath = join(dirname(keyPath), key.keyName);
+      const apkPublicKeyPem = await readOptionalFile(publicKeyPath, undefined, 'APK public key');
+      const rootPasswordHash = await readOptionalFile(options.rootPasswordHash, workspace.path('keys/root-password.hash'), 'root password hash');
+      const sshAuthorizedKeys = await readOptionalFile(options.sshKey, workspace.path('keys/ssh-authorized-keys'), 'SSH authorized keys');
+      spec = await psyopsBaseSpec({
+        version,
+        arch: options.arch,
+        repositoryUrl: options.repositoryUrl ?? `${workspace.config.site.url.replace(/\/+$/, '')}/apk/psyopsOS`,
+        apkKeyName: key.keyName,
+        apkPublicKeyPem: apkPublicKeyPem!,
+        ...(rootPasswordHash ? { rootPasswordHash } : {}),
+        ...(sshAuthorizedKeys ? { sshAuthorizedKeys } : {}),
+      });
+    } else {
+      if (!options.bundle) throw new FileAccessError('psyops-nodeboot needs --bundle FILE (the bundled nodeboot program)', 'FILE_NOT_FOUND', '');
+      let bundle: Buffer;
+      try {
+        bundle = await readFile(options.bundle);
+      } catch (error) {
+        throw fileAccessError(error, options.bundle, 'nodeboot bundle');
+      }
+      spec = await nodebootSpec({ version, arch: options.arch, bundle });
+    }
+    const built = await buildPackage(spec, { sourceDateEpoch: epoch, key, signatureType: options.signatureType });
+    const path = join(options.out ?? workspace.path(join('apk', options.arch)), built.fileName);
+    await writeFilesAtomically([{ path, data: built.bytes, mode: 0o644 }]);
+    process.stdout.write(`${path} (${built.bytes.length} bytes, signed by ${key.keyName}, C:${built.identity})\n`);
   });
 }
 
@@ -240,9 +323,9 @@ function versionCommand(): Command {
 
 export function apkCommand(): Command {
   const command = new Command('apk')
-    .summary('Alpine packages and signed repositories: build, keygen, index, verify, info, version')
+    .summary('Alpine packages and signed repositories: build, project, keygen, index, verify, info, version')
     .description('Build, sign, index, read and verify Alpine APK v2 packages and repositories without an Alpine host.');
-  for (const sub of [buildCommand(), keygenCommand(), indexCommand(), verifyCommand(), infoCommand(), versionCommand()]) command.addCommand(sub);
+  for (const sub of [buildCommand(), projectCommand(), keygenCommand(), indexCommand(), verifyCommand(), infoCommand(), versionCommand()]) command.addCommand(sub);
   // createProgram configures `apk` (exit override, one-line errors); pass that on to the subcommand chosen.
   return command.hook('preSubcommand', (apk, sub) => {
     sub.exitOverride().configureOutput(apk.configureOutput());
