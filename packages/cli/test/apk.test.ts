@@ -1,4 +1,6 @@
 import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { errorLine, listing, psyops, tempDir } from './helpers.ts';
@@ -85,6 +87,28 @@ describe('psyops apk', () => {
     expect(pkgInfo.stdout).toContain('  0644 etc/hello.conf\n');
     const json = JSON.parse((await psyops(['apk', 'info', apk, '--json', '--keys-dir', keys])).stdout) as { trustedBy: string; scripts: string[] };
     expect(json).toMatchObject({ trustedBy: 'psyops-test-65000000.rsa.pub', scripts: ['.post-install'] });
+  });
+
+  it('verify and info read http(s) URLs', async () => {
+    const keys = tempDir('apk-url-keys');
+    copyFileSync(join(FIXTURES, 'psyops-test-65000000.rsa.pub'), join(keys, 'psyops-test-65000000.rsa.pub'));
+    const server = createServer((req, res) => {
+      const name = (req.url ?? '').split('/').pop()!;
+      if (['APKINDEX.tar.gz', 'psyops-hello-1.0.0-r0.apk'].includes(name)) res.end(readFileSync(join(FIXTURES, name)));
+      else res.writeHead(404).end();
+    });
+    await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+    try {
+      const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/x86_64`;
+      const verify = await psyops(['apk', 'verify', `${base}/APKINDEX.tar.gz`, `${base}/psyops-hello-1.0.0-r0.apk`, '--keys-dir', keys]);
+      expect(verify.stdout).toBe(`${base}/APKINDEX.tar.gz: OK (signed by psyops-test-65000000.rsa.pub)\n${base}/psyops-hello-1.0.0-r0.apk: OK (signed by psyops-test-65000000.rsa.pub)\n`);
+      const info = await psyops(['apk', 'info', `${base}/psyops-hello-1.0.0-r0.apk`]);
+      expect(info.stdout).toContain('psyops-hello-1.0.0-r0 (noarch): Test package for psyops format notes\n');
+      const missing = await psyops(['apk', 'info', `${base}/missing.apk`]);
+      expect(errorLine(missing)).toEqual({ code: 'APK_FETCH_FAILED', message: `cannot fetch ${base}/missing.apk: HTTP 404` });
+    } finally {
+      await new Promise<void>((done) => server.close(() => done()));
+    }
   });
 
   it('verify refuses tampered, unsigned and untrusted files with one-line typed errors', async () => {
