@@ -242,6 +242,13 @@ describe('psyops psynet: bad input', () => {
     expect(await fails(small, ['psynet', 'list'], 'BAD_ADDRESS_PLAN')).toContain('overlap');
   });
 
+  it('lighthouse endpoints in the config are validated', async () => {
+    const odd = await newWorkspace('odd-endpoints', { lighthouse1: ['203.0.113.10'] });
+    expect(await fails(odd, ['psynet', 'list'], 'BAD_CONFIG')).toContain('/psynet/lighthouses/lighthouse1/0');
+    const badName = await newWorkspace('odd-names', { Light_House: ['203.0.113.10:4242'] });
+    expect(await fails(badName, ['psynet', 'list'], 'BAD_CONFIG')).toContain('/psynet/lighthouses');
+  });
+
   it('CA missing', async () => {
     expect(await fails(ws, ['psynet', 'sign', 'node1'], 'CA_MISSING')).toContain('psyops psynet ca init');
     await fails(ws, ['psynet', 'verify', 'whatever.crt'], 'CA_MISSING');
