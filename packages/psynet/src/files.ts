@@ -55,6 +55,11 @@ export interface InitCaOptions {
 
 /** Creates psynet/ca.crt and psynet/ca.key (0600); refuses to replace an existing CA. */
 export async function initCa(files: PsynetFiles, options: InitCaOptions): Promise<{ cert: NebulaCertificate; fingerprint: string }> {
+  // Locked so that two `ca init` at once cannot both pass the existence check and replace each other.
+  return withFileLock(files.caKey, () => createCaFiles(files, options));
+}
+
+async function createCaFiles(files: PsynetFiles, options: InitCaOptions): Promise<{ cert: NebulaCertificate; fingerprint: string }> {
   for (const [path, what] of [
     [files.caKey, 'CA key'],
     [files.caCert, 'CA certificate'],

@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
-import { open, readFile, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, readFile, stat, unlink } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { fileAccessError, writeFilesAtomically } from '@psyops/signing';
 import {
   AddressOutsidePoolError,
@@ -166,11 +167,15 @@ export async function withFileLock<T>(path: string, fn: () => Promise<T>, option
   const lockPath = `${path}.lock`;
   const deadline = Date.now() + (options.timeoutMs ?? 30_000);
   const staleMs = options.staleMs ?? 60_000;
+  await mkdir(dirname(lockPath), { recursive: true });
   for (let attempt = 0; ; attempt++) {
     try {
       const handle = await open(lockPath, 'wx', 0o644);
       try {
         await handle.writeFile(JSON.stringify({ pid: process.pid, host: hostname(), since: new Date().toISOString() }));
+      } catch (error) {
+        await unlink(lockPath).catch(() => undefined);
+        throw error;
       } finally {
         await handle.close();
       }

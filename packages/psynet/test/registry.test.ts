@@ -19,6 +19,8 @@ import {
   releaseHost,
   resolvePlan,
   serializeRegistry,
+  initCa,
+  psynetFiles,
   UnknownRoleError,
   updateRegistry,
   withFileLock,
@@ -166,6 +168,20 @@ describe('registry file', () => {
     const old = new Date(Date.now() - 120_000);
     utimesSync(`${path}.lock`, old, old);
     expect(await withFileLock(path, async () => 3, { timeoutMs: 2000, staleMs: 60_000 })).toBe(3);
+  });
+
+  it('creates the registry folder when it is missing', async () => {
+    const path = join(dir, 'not', 'yet', 'registry.json');
+    await updateRegistry(path, (registry) => allocateHost(registry, plan, { name: 'n', role: 'node', created }));
+    expect((await readRegistry(path)).hosts).toHaveLength(1);
+  });
+
+  it('two CA inits at once: exactly one CA is created, the other is refused', async () => {
+    const files = psynetFiles(join(dir, 'ca-race'));
+    const now = Math.floor(Date.now() / 1000);
+    const results = await Promise.allSettled([1, 2, 3].map((n) => initCa(files, { name: `ca${n}`, durationSeconds: 60, now })));
+    expect(results.filter((result) => result.status === 'fulfilled')).toHaveLength(1);
+    for (const result of results) if (result.status === 'rejected') expect((result.reason as { code: string }).code).toBe('FILE_EXISTS');
   });
 
   it('serialises concurrent read-modify-write in one process', async () => {
