@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { Argument, Command, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { FileAccessError, fileAccessError, PsyopsError, writeFilesAtomically } from '@psyops/signing';
 import { currentWorkspace, sourceDateEpoch } from '../context.js';
 
@@ -124,7 +124,8 @@ function projectCommand(): Command {
         'telepathy status service. psyops-nodeboot packages --bundle (the bundled nodeboot program) and its boot hook.\n' +
         'Writes to <workspace>/apk/<arch>/ unless --out is given; run `psyops apk index apk` afterwards.',
     )
-    .addArgument(new Argument('<NAME>', 'package to build').choices(['psyopsOS-base', 'psyops-nodeboot']))
+    // createArgument, not `new Argument`: commander's CommonJS build does not expose it to ESM importers.
+    .addArgument(new Command().createArgument('<NAME>', 'package to build').choices(['psyopsOS-base', 'psyops-nodeboot']))
     .option('--out <DIR>', 'directory to write the package into (default: <workspace>/apk/<arch>)')
     .option('--arch <ARCH>', 'target architecture', 'x86_64')
     .option('--pkg-version <VERSION>', 'package version (default: 1.0.<SOURCE_DATE_EPOCH or now>-r0, like the original psyopsOS)')
