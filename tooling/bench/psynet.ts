@@ -58,6 +58,7 @@ export async function benchPsynet(count: number, cliSample: number): Promise<voi
 
     console.log(`psynet: allocate + sign ${count} node certificates, time per certificate`);
     console.log(`  psyops library      ${libraryMs.toFixed(2)} ms   nebula-cert sign ${nebulaMs.toFixed(2)} ms   ratio ${(libraryMs / nebulaMs).toFixed(2)}`);
+    console.log('  (psyops also allocates, locks and fsyncs registry, certificate and key; nebula-cert writes two files without fsync)');
     if (cliSample > 0) {
       console.log(`  psyops CLI (allocate + sign commands, ${cliSample} hosts, Node start-up included) ${cliMs.toFixed(2)} ms   ratio ${(cliMs / nebulaMs).toFixed(2)}`);
     }
