@@ -219,13 +219,18 @@ function indexCommand(): Command {
   return command.action(async (dir: string, options: SigningOptions & { description?: string; arch?: string[] }) => {
     const { indexRepository } = await apkpkg();
     const key = await signingKey(command, options);
+    // Progress on a terminal only: a count of the packages read, on one self-updating line.
+    let readCount = 0;
+    const onRead = process.stderr.isTTY ? () => process.stderr.write(`\rreading packages: ${++readCount}`) : undefined;
     const results = await indexRepository(dir, {
+      ...(onRead ? { onRead } : {}),
       sourceDateEpoch: epochNow(),
       signatureType: options.signatureType,
       ...(key ? { key } : {}),
       ...(options.description !== undefined ? { description: options.description } : {}),
       ...(options.arch ? { arches: options.arch } : {}),
     });
+    if (readCount > 0) process.stderr.write('\r\x1b[K');
     for (const r of results) process.stdout.write(`${r.path}: ${r.packages} package(s), ${r.read} read, ${key ? `signed by ${key.keyName}` : 'unsigned'}\n`);
   });
 }
