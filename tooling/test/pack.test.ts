@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -35,16 +35,20 @@ beforeAll(async () => {
     await execa('tar', ['-xzf', join(packs, tarball), '-C', target, '--strip-components=1'], { timeout: 60_000 });
     packed.set(name, JSON.parse(readFileSync(join(target, 'package.json'), 'utf8')));
   }
-  const thirdParty = new Set<string>();
-  for (const manifest of packed.values()) {
+  // Link each third-party dependency to the version its own package resolves in this checkout
+  // (pnpm's hoisted copy may be another major version pulled in by a dev tool).
+  const linked = new Set<string>();
+  for (const [name, manifest] of packed) {
+    const packageDir = join(repo, 'packages', name.replace('@psyops/', ''));
     for (const dep of Object.keys({ ...manifest.dependencies, ...manifest.optionalDependencies })) {
-      if (!dep.startsWith('@psyops/')) thirdParty.add(dep);
+      if (dep.startsWith('@psyops/') || linked.has(dep)) continue;
+      const source = join(packageDir, 'node_modules', dep);
+      if (!existsSync(source)) continue; // an optional dependency that did not install here
+      const link = join(modules, dep);
+      mkdirSync(join(link, '..'), { recursive: true });
+      symlinkSync(realpathSync(source), link);
+      linked.add(dep);
     }
-  }
-  for (const dep of thirdParty) {
-    const link = join(modules, dep);
-    mkdirSync(join(link, '..'), { recursive: true });
-    symlinkSync(join(repo, 'node_modules', '.pnpm', 'node_modules', dep), link);
   }
 }, 180_000);
 
