@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -63,8 +63,11 @@ async function startS3(buckets: string[]): Promise<S3Process> {
   return { endpoint: `http://127.0.0.1:${port}`, data, created, child };
 }
 
-/** key → sha256 of every object in a bucket, read from s3rver's data folder. */
-const bucket = (s3: S3Process, name: string) => tree(join(s3.data, name), '._S3rver_object');
+const DEPLOY_STATE = '.psyops-deploy-state.json';
+
+/** key → sha256 of every object in a bucket, read from s3rver's data folder; the deploy's own state objects are left out. */
+const bucket = (s3: S3Process, name: string) =>
+  Object.fromEntries(Object.entries(tree(join(s3.data, name), '._S3rver_object')).filter(([key]) => !key.endsWith(DEPLOY_STATE)));
 
 let s3: S3Process;
 
@@ -197,6 +200,7 @@ describe('psyops site deploy (against s3rver on 127.0.0.1)', () => {
     expect(first.exitCode, first.stderr).toBe(0);
     expect(first.stdout).toBe(`deployed ${at('site')} to s3://bucket/prod/: ${Object.keys(files).length} uploaded, 0 unchanged, 0 deleted\n`);
     expect(bucket(s3, 'bucket')).toEqual(Object.fromEntries(Object.entries(files).map(([k, v]) => [`prod/${k}`, v])));
+    expect(existsSync(join(s3.data, 'bucket', 'prod', `${DEPLOY_STATE}._S3rver_object`))).toBe(true);
 
     const second = await deploy([]);
     expect(second.stdout).toContain(': 0 uploaded');
@@ -245,7 +249,7 @@ describe('psyops site deploy (against s3rver on 127.0.0.1)', () => {
     const result = await deploy(['--delete']);
     expect(result.exitCode, result.stderr).toBe(0);
     expect(result.stdout).toContain(': 0 uploaded');
-    expect(result.stdout).toContain('2 deleted');
+    expect(result.stdout).toContain('3 deleted'); // gone.json, index.json and prod/legacy's deploy state
     const expected = { ...before };
     delete expected['prod/legacy/old/gone.json'];
     delete expected['prod/legacy/index.json'];

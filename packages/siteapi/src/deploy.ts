@@ -4,6 +4,7 @@ import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   DeleteObjectsCommand,
+  GetObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
@@ -74,6 +75,20 @@ interface LocalFile {
   size: number;
   /** ETags this content has in S3: the MD5 of a single PUT, and the multipart form for big files. */
   etags: string[];
+  sha256: string;
+}
+
+/**
+ * Where S3's ETag is not an MD5 of the content (SSE-KMS buckets, some S3-compatible stores), the
+ * deploy remembers in this object, under the prefix, the ETag S3 gave each upload and the sha256
+ * of what was uploaded: an object whose ETag is still the remembered one still holds that content.
+ */
+export const DEPLOY_STATE_KEY = '.psyops-deploy-state.json';
+
+interface DeployState {
+  format: 'psyops-deploy-state/1';
+  /** By key relative to the prefix. */
+  objects: Record<string, { etag: string; sha256: string }>;
 }
 
 /** `prefix` as stored in keys: no leading slash, a trailing one unless empty. */
@@ -104,18 +119,20 @@ async function walk(root: string, relative = ''): Promise<{ relative: string; pa
   return files;
 }
 
-/** MD5 of the whole file and, when it is multipart-sized, the S3 multipart ETag (MD5 of the parts' MD5s, "-N"). */
-async function etagsOf(path: string, size: number, partSize: number): Promise<string[]> {
+/** sha256, MD5 of the whole file and, when it is multipart-sized, the S3 multipart ETag (MD5 of the parts' MD5s, "-N"). */
+async function checksumsOf(path: string, size: number, partSize: number): Promise<{ sha256: string; etags: string[] }> {
   const whole = createHash('md5');
+  const sha256 = createHash('sha256');
   if (size < partSize) {
-    whole.update(await readFile(path));
-    return [whole.digest('hex')];
+    const data = await readFile(path);
+    return { sha256: sha256.update(data).digest('hex'), etags: [whole.update(data).digest('hex')] };
   }
   const partDigests: Buffer[] = [];
   let part = createHash('md5');
   let inPart = 0;
   for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 }) as AsyncIterable<Buffer>) {
     whole.update(chunk);
+    sha256.update(chunk);
     let offset = 0;
     while (offset < chunk.length) {
       const take = Math.min(chunk.length - offset, partSize - inPart);
@@ -131,7 +148,26 @@ async function etagsOf(path: string, size: number, partSize: number): Promise<st
   }
   if (inPart > 0) partDigests.push(part.digest());
   const multipart = `${createHash('md5').update(Buffer.concat(partDigests)).digest('hex')}-${partDigests.length}`;
-  return [whole.digest('hex'), multipart];
+  return { sha256: sha256.digest('hex'), etags: [whole.digest('hex'), multipart] };
+}
+
+/** The previous deploy's state; an unreadable or foreign one counts as none (everything is then compared by ETag alone). */
+async function readState(client: S3Client, bucket: string, key: string, fail: (error: unknown) => PsyopsError): Promise<DeployState['objects']> {
+  let text: string;
+  try {
+    const object = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    text = (await object.Body?.transformToString()) ?? '';
+  } catch (error) {
+    if ((error as { name?: string }).name === 'NoSuchKey') return {};
+    throw fail(error);
+  }
+  try {
+    const state = JSON.parse(text) as Partial<DeployState>;
+    if (state.format !== 'psyops-deploy-state/1' || typeof state.objects !== 'object' || state.objects === null) return {};
+    return state.objects;
+  } catch {
+    return {};
+  }
 }
 
 /** Maps SDK and network failures to one clear psyops error. */
@@ -210,7 +246,7 @@ export async function deploySite(options: DeployOptions): Promise<DeployResult> 
   const local: LocalFile[] = [];
   for (const file of await walk(options.dir)) {
     const { size } = await stat(file.path);
-    local.push({ ...file, size, etags: await etagsOf(file.path, size, partSize) });
+    local.push({ ...file, size, ...(await checksumsOf(file.path, size, partSize)) });
   }
 
   const client = options.client ?? createS3Client(options);
@@ -242,34 +278,41 @@ export async function deploySite(options: DeployOptions): Promise<DeployResult> 
       token = listed.IsTruncated ? listed.NextContinuationToken : undefined;
       if (!token) break;
     }
+    const stateKey = `${prefix}${DEPLOY_STATE_KEY}`;
+    const previousState = remote.has(stateKey) ? await readState(client, options.bucket, stateKey, fail) : {};
 
     const uploads: PlannedUpload[] = [];
     for (const file of local) {
       const key = `${prefix}${file.relative}`;
       const there = remote.get(key);
-      if (there && there.size === file.size && file.etags.includes(there.etag)) continue;
+      const remembered = previousState[file.relative];
+      const sameEtag = there !== undefined && (file.etags.includes(there.etag) || (remembered?.etag === there.etag && remembered.sha256 === file.sha256));
+      if (there && there.size === file.size && sameEtag) continue;
       uploads.push({ key, path: file.path, size: file.size, reason: there ? 'changed' : 'new' });
     }
     const localKeys = new Set(local.map((f) => `${prefix}${f.relative}`));
-    const deletions = options.delete ? [...remote.keys()].filter((key) => !localKeys.has(key)).sort() : [];
+    const deletions = options.delete ? [...remote.keys()].filter((key) => !localKeys.has(key) && key !== stateKey).sort() : [];
     const unchanged = local.length - uploads.length;
     progress({ type: 'planned', uploads: uploads.length, unchanged, deletions: deletions.length });
     if (options.dryRun) return { uploads, deletions, unchanged, dryRun: true, requests };
 
+    const uploadedEtags = new Map<string, string>();
     const upload = async (item: PlannedUpload) => {
       const headers = { ContentType: contentTypeOf(item.key), CacheControl: cacheControlOf(item.key) };
       try {
+        let etag: string | undefined;
         if (item.size < partSize) {
-          await client.send(new PutObjectCommand({ Bucket: options.bucket, Key: item.key, Body: await readFile(item.path), ...headers }));
+          etag = (await client.send(new PutObjectCommand({ Bucket: options.bucket, Key: item.key, Body: await readFile(item.path), ...headers }))).ETag;
         } else {
-          await new Upload({
+          etag = (await new Upload({
             client,
             params: { Bucket: options.bucket, Key: item.key, Body: createReadStream(item.path), ...headers },
             partSize,
             queueSize: 2,
             leavePartsOnError: false,
-          }).done();
+          }).done()).ETag;
         }
+        if (etag !== undefined) uploadedEtags.set(item.key, etag.replace(/"/g, ''));
       } catch (error) {
         throw fail(error);
       }
@@ -302,6 +345,24 @@ export async function deploySite(options: DeployOptions): Promise<DeployResult> 
       const firstError = result.Errors?.[0];
       if (firstError) throw new S3OperationError(`deleting ${firstError.Key ?? 'an object'} failed: ${firstError.Code ?? ''} ${firstError.Message ?? ''}`.trim());
       progress({ type: 'deleted', keys: batch });
+    }
+
+    // Remember what each object holds, for stores whose ETags are not MD5s; written only when it changed.
+    const state: DeployState = { format: 'psyops-deploy-state/1', objects: {} };
+    for (const file of local) {
+      const key = `${prefix}${file.relative}`;
+      const etag = uploadedEtags.get(key) ?? remote.get(key)?.etag;
+      if (etag) state.objects[file.relative] = { etag, sha256: file.sha256 };
+    }
+    const stateText = `${JSON.stringify(state, null, 1)}\n`;
+    if (JSON.stringify(previousState) !== JSON.stringify(state.objects)) {
+      try {
+        await client.send(
+          new PutObjectCommand({ Bucket: options.bucket, Key: stateKey, Body: stateText, ContentType: 'application/json', CacheControl: 'no-store' }),
+        );
+      } catch (error) {
+        throw fail(error);
+      }
     }
     return { uploads, deletions, unchanged, dryRun: false, requests };
   } finally {

@@ -5,7 +5,7 @@
  */
 export { buildSite } from './build.js';
 export type { BuildSiteOptions, BuildSiteResult } from './build.js';
-export { deploySite, createS3Client, normalizePrefix } from './deploy.js';
+export { deploySite, createS3Client, normalizePrefix, DEPLOY_STATE_KEY } from './deploy.js';
 export type { DeployOptions, DeployEvent, DeployResult, PlannedUpload } from './deploy.js';
 export { serveSite } from './serve.js';
 export type { ServeOptions, SiteServer } from './serve.js';

@@ -1,8 +1,9 @@
 import { mkdirSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { createHash } from 'node:crypto';
+import { DeleteObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createS3Client, deploySite, normalizePrefix, type DeployOptions } from '../src/index.ts';
+import { DEPLOY_STATE_KEY, createS3Client, deploySite, normalizePrefix, type DeployOptions } from '../src/index.ts';
 import { S3_ENV, startS3, tempDir, type S3Server } from './fixtures.ts';
 
 const dir = tempDir('deploy');
@@ -65,16 +66,16 @@ describe('deploySite against a real S3 server (s3rver)', () => {
     expect(result.uploads).toHaveLength(30);
     expect(result.uploads.every((u) => u.reason === 'new')).toBe(true);
     const state = await bucketState('site');
-    expect(Object.keys(state).sort()).toEqual(result.uploads.map((u) => u.key).sort());
+    expect(Object.keys(state).sort()).toEqual([...result.uploads.map((u) => u.key), `live/${DEPLOY_STATE_KEY}`].sort());
     expect(Object.keys(state).every((k) => k.startsWith('live/'))).toBe(true);
     expect(state['live/.site.build-leftover.tmp']).toBeUndefined();
 
     // Every pointer comes after every other object; signatures before their documents; index.json last.
     const pointers = ['live/apk/psyopsOS/x86_64/APKINDEX.tar.gz', 'live/index.html', 'live/index.json', 'live/index.json.minisig', 'live/os/latest.json', 'live/os/latest.json.minisig'];
     const firstPointer = Math.min(...pointers.map((p) => order.indexOf(p)));
-    expect(firstPointer).toBe(order.length - pointers.length);
+    expect(firstPointer).toBe(order.length - pointers.length - 1);
     expect(order.indexOf('live/os/latest.json.minisig')).toBeLessThan(order.indexOf('live/os/latest.json'));
-    expect(order.at(-1)).toBe('live/index.json');
+    expect(order.slice(-2)).toEqual(['live/index.json', `live/${DEPLOY_STATE_KEY}`]); // the state is not for clients
 
     const head = (Key: string) => client.send(new HeadObjectCommand({ Bucket: 'site', Key }));
     expect(await head('live/index.json')).toMatchObject({ ContentType: 'application/json', CacheControl: 'public, max-age=60' });
@@ -88,18 +89,18 @@ describe('deploySite against a real S3 server (s3rver)', () => {
     expect(await head('live/os/latest.json.minisig')).toMatchObject({ ContentType: 'text/plain; charset=utf-8' });
   });
 
-  it('a second deploy uploads nothing and sends one list request', async () => {
+  it('a second deploy uploads nothing: one list request and one read of the deploy state', async () => {
     const result = await deploy();
     expect(result.uploads).toEqual([]);
     expect(result.unchanged).toBe(30);
-    expect(result.requests).toEqual({ ListObjectsV2: 1 });
+    expect(result.requests).toEqual({ ListObjectsV2: 1, GetObject: 1 });
   });
 
   it('one changed file uploads exactly that file', async () => {
     write('nodes/node-3.json', '{"n":3,"changed":true}\n');
     const result = await deploy();
     expect(result.uploads.map((u) => [u.key, u.reason])).toEqual([['live/nodes/node-3.json', 'changed']]);
-    expect(result.requests.PutObject).toBe(1);
+    expect(result.requests.PutObject).toBe(2); // the file, then the deploy state
   });
 
   it('a changed big file goes up again as a multipart upload', async () => {
@@ -118,7 +119,7 @@ describe('deploySite against a real S3 server (s3rver)', () => {
     expect(result.dryRun).toBe(true);
     expect(result.uploads.map((u) => [u.key, u.reason])).toEqual([['live/nodes/new-node.json', 'new']]);
     expect(result.deletions).toEqual(['live/nodes/node-19.json']);
-    expect(Object.keys(result.requests)).toEqual(['ListObjectsV2']);
+    expect(Object.keys(result.requests).sort()).toEqual(['GetObject', 'ListObjectsV2']);
     expect(await bucketState('site')).toEqual(before);
   });
 
@@ -142,6 +143,34 @@ describe('deploySite against a real S3 server (s3rver)', () => {
     delete expected['live/stale/old.json'];
     expect(after).toEqual(expected);
     expect(Object.keys(await bucketState('other'))).toEqual(['live/keep.txt']);
+  });
+
+  it('where ETags are not MD5s (SSE-KMS), the deploy state still finds unchanged files', async () => {
+    // s3rver's ETags are always MD5s; this client sees them as SSE-KMS buckets show them: opaque.
+    const kms = createS3Client({ region: 'us-east-1', endpoint: s3.endpoint });
+    const opaque = (etag: string) => `"${createHash('sha1').update(`kms:${etag}`).digest('hex')}"`;
+    kms.middlewareStack.add(
+      (next) => async (args) => {
+        const result = await next(args);
+        const output = result.output as { Contents?: { ETag?: string }[]; ETag?: string };
+        for (const object of output.Contents ?? []) if (object.ETag) object.ETag = opaque(object.ETag);
+        if (output.ETag) output.ETag = opaque(output.ETag);
+        return result;
+      },
+      { step: 'initialize', name: 'opaqueEtags' },
+    );
+    try {
+      const first = await deploy({ client: kms, prefix: 'kms' });
+      expect(first.uploads).toHaveLength(30);
+      expect((await deploy({ client: kms, prefix: 'kms' })).uploads).toEqual([]);
+      write('nodes/node-4.json', '{"n":4,"changed":true}\n');
+      expect((await deploy({ client: kms, prefix: 'kms' })).uploads.map((u) => u.key)).toEqual(['kms/nodes/node-4.json']);
+      // Without the state, every object would have to go up again.
+      await client.send(new DeleteObjectCommand({ Bucket: 'site', Key: `kms/${DEPLOY_STATE_KEY}` }));
+      expect((await deploy({ client: kms, prefix: 'kms', dryRun: true })).uploads).toHaveLength(30);
+    } finally {
+      kms.destroy();
+    }
   });
 
   it('deploys at the bucket root when there is no prefix', async () => {
