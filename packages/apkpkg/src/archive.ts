@@ -14,8 +14,12 @@ export interface DataEntry {
   gid: number;
   uname: string;
   gname: string;
-  /** Content of a regular file. */
+  /** Content of a regular file, or… */
   data?: Buffer;
+  /** …the file to read it from when the tar is written (big trees stay on disk). */
+  source?: string;
+  /** Size of `source` (for the installed size). */
+  size?: number;
   /** Target of a symlink. */
   target?: string;
 }
@@ -49,42 +53,72 @@ export function compareBytewise(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
 }
 
+/** The headers (pax + ustar) of one data entry, given its content. */
+function entryHeaders(entry: DataEntry, content: Buffer | undefined, mtime: number): Buffer[] {
+  let records = TIMES;
+  let linkname: string | Buffer | undefined;
+  if (entry.type === 'file') {
+    const digest = sha1(content ?? Buffer.alloc(0));
+    records += paxRecord('APK-TOOLS.checksum.SHA1', digest.toString('hex'));
+    linkname = legacyChecksum(digest);
+  } else if (entry.type === 'symlink') {
+    records += paxRecord('APK-TOOLS.checksum.SHA1', sha1(Buffer.from(entry.target ?? '', 'utf8')).toString('hex'));
+    linkname = entry.target;
+  }
+  return [
+    ...paxHeader(entry.path, records, mtime),
+    tarHeader({
+      name: entry.type === 'dir' ? `${entry.path}/` : entry.path,
+      mode: entry.mode,
+      uid: entry.uid,
+      gid: entry.gid,
+      size: entry.type === 'file' ? (content?.length ?? 0) : 0,
+      mtime,
+      type: entry.type,
+      linkname,
+      uname: entry.uname,
+      gname: entry.gname,
+      style: 'posix',
+    }),
+  ];
+}
+
 /**
  * The data tar exactly as abuild 3.11 makes it (GNU tar --format=posix | abuild-tar --hash):
  * byte-wise sorted paths, a pax header per entry (ctime/atime, plus APK-TOOLS.checksum.SHA1 for
- * files and symlinks), end blocks padded to a 10240-byte record.
+ * files and symlinks), end blocks padded to a 10240-byte record. Yields it piece by piece; file
+ * contents are read (`readContent`) one file at a time, so a big tree never sits in memory.
  */
+export async function* dataTarStream(
+  entries: readonly DataEntry[],
+  mtime: number,
+  readContent: (entry: DataEntry) => Promise<Buffer>,
+): AsyncGenerator<Buffer> {
+  let length = 0;
+  const sorted = [...entries].sort((a, b) => compareBytewise(a.path, b.path));
+  for (const entry of sorted) {
+    const content = entry.type === 'file' ? (entry.data ?? (await readContent(entry))) : undefined;
+    for (const part of entryHeaders(entry, content, mtime)) {
+      length += part.length;
+      yield part;
+    }
+    if (content && content.length > 0) {
+      const pad = padding(content.length);
+      length += content.length + pad.length;
+      yield content;
+      yield pad;
+    }
+  }
+  const total = Math.ceil((length + 2 * BLOCK) / RECORD_SIZE) * RECORD_SIZE;
+  yield Buffer.alloc(total - length);
+}
+
+/** The whole data tar in memory, for entries that carry their content (`data`). */
 export function dataTar(entries: readonly DataEntry[], mtime: number): Buffer {
   const parts: Buffer[] = [];
   const sorted = [...entries].sort((a, b) => compareBytewise(a.path, b.path));
   for (const entry of sorted) {
-    let records = TIMES;
-    let linkname: string | Buffer | undefined;
-    if (entry.type === 'file') {
-      const digest = sha1(entry.data ?? Buffer.alloc(0));
-      records += paxRecord('APK-TOOLS.checksum.SHA1', digest.toString('hex'));
-      linkname = legacyChecksum(digest);
-    } else if (entry.type === 'symlink') {
-      records += paxRecord('APK-TOOLS.checksum.SHA1', sha1(Buffer.from(entry.target ?? '', 'utf8')).toString('hex'));
-      linkname = entry.target;
-    }
-    parts.push(...paxHeader(entry.path, records, mtime));
-    const size = entry.type === 'file' ? (entry.data?.length ?? 0) : 0;
-    parts.push(
-      tarHeader({
-        name: entry.type === 'dir' ? `${entry.path}/` : entry.path,
-        mode: entry.mode,
-        uid: entry.uid,
-        gid: entry.gid,
-        size,
-        mtime,
-        type: entry.type,
-        linkname,
-        uname: entry.uname,
-        gname: entry.gname,
-        style: 'posix',
-      }),
-    );
+    parts.push(...entryHeaders(entry, entry.data, mtime));
     if (entry.type === 'file' && entry.data) parts.push(entry.data, padding(entry.data.length));
   }
   const length = parts.reduce((n, p) => n + p.length, 0);

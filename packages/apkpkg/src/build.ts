@@ -1,8 +1,10 @@
 /** Building signed .apk files the way abuild 3.11 does. */
 import { createPrivateKey, sign as cryptoSign } from 'node:crypto';
-import { dataTar, controlTar, signatureTar, SIGNATURE_DIGEST, type DataEntry, type SignatureType } from './archive.js';
+import { readFile } from 'node:fs/promises';
+import { fileAccessError } from '@psyops/signing';
+import { dataTarStream, controlTar, signatureTar, SIGNATURE_DIGEST, type DataEntry, type SignatureType } from './archive.js';
 import { ApkKeyError, InvalidSpecError } from './errors.js';
-import { gzipMember, sha1, sha256 } from './gzip.js';
+import { gzipMember, gzipStream, sha1 } from './gzip.js';
 import type { ApkSigningKey } from './keys.js';
 import { formatPkgInfo, type PkgInfo } from './pkginfo.js';
 import { collectContents, collectScripts, validateSpec, type PackageSpec } from './spec.js';
@@ -39,8 +41,20 @@ export interface BuiltPackage {
 function installedSize(entries: readonly DataEntry[]): number {
   if (entries.length === 0) return 0;
   let size = 4096;
-  for (const e of entries) size += e.type === 'file' ? Math.ceil((e.data?.length ?? 0) / 4096) * 4096 : e.type === 'dir' ? 4096 : 0;
+  for (const e of entries) size += e.type === 'file' ? Math.ceil((e.data?.length ?? e.size ?? 0) / 4096) * 4096 : e.type === 'dir' ? 4096 : 0;
   return size;
+}
+
+async function readSource(entry: DataEntry): Promise<Buffer> {
+  try {
+    const data = await readFile(entry.source!);
+    // The size was taken when the tree was listed; a file changing under the build is an error.
+    if (entry.size !== undefined && data.length !== entry.size) throw new InvalidSpecError(`${entry.source} changed while the package was built`);
+    return data;
+  } catch (error) {
+    if (error instanceof InvalidSpecError) throw error;
+    throw fileAccessError(error, entry.source!, `content of ${entry.path}`);
+  }
 }
 
 /** Builds an .apk from a spec. Same spec, files and sourceDateEpoch give identical bytes. */
@@ -51,8 +65,7 @@ export async function buildPackage(specInput: PackageSpec, options: BuildOptions
   const baseDir = options.baseDir ?? process.cwd();
   const entries = await collectContents(spec, baseDir);
   const scripts = await collectScripts(spec, baseDir);
-  const data = dataTar(entries, epoch);
-  const dataGz = gzipMember(data, options.compressionLevel ?? 9);
+  const dataGz = await gzipStream(dataTarStream(entries, epoch, readSource), options.compressionLevel ?? 9);
 
   const depend = [...(spec.depends ?? [])];
   // abuild adds /bin/sh when an install script needs it: apk runs scripts chrooted in the target.
@@ -75,7 +88,7 @@ export async function buildPackage(specInput: PackageSpec, options: BuildOptions
     provides: spec.provides ?? [],
     triggers: spec.triggers ?? [],
     install_if: spec.install_if ?? [],
-    datahash: sha256(dataGz).toString('hex'),
+    datahash: dataGz.sha256.toString('hex'),
   };
   if (spec.commit !== undefined) info.commit = spec.commit;
   if (spec.maintainer !== undefined) info.maintainer = spec.maintainer;
@@ -87,7 +100,7 @@ export async function buildPackage(specInput: PackageSpec, options: BuildOptions
     epoch,
   );
   const controlGz = gzipMember(control);
-  const parts = [controlGz, dataGz];
+  const parts = [controlGz, ...dataGz.chunks];
   if (options.key) parts.unshift(signatureMember(controlGz, options.key, options.signatureType ?? 'RSA', epoch));
   return {
     fileName: `${spec.name}-${spec.version}.apk`,

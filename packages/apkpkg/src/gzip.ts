@@ -11,6 +11,32 @@ export function gzipMember(data: Uint8Array, level = 9): Buffer {
   return gzipSync(data, { level, memLevel: 8, windowBits: 15 });
 }
 
+/**
+ * gzip of a stream of chunks into one member (same header as gzipMember), without the input in
+ * memory. Returns the compressed chunks and their SHA-256, so the caller concatenates only once.
+ */
+export async function gzipStream(chunks: AsyncIterable<Buffer>, level = 9): Promise<{ chunks: Buffer[]; length: number; sha256: Buffer }> {
+  const gzip = zlib.createGzip({ level, memLevel: 8, windowBits: 15 });
+  const output: Buffer[] = [];
+  const hash = createHash('sha256');
+  let length = 0;
+  gzip.on('data', (chunk: Buffer) => {
+    output.push(chunk);
+    hash.update(chunk);
+    length += chunk.length;
+  });
+  const done = new Promise<void>((resolve, reject) => {
+    gzip.on('end', resolve);
+    gzip.on('error', reject);
+  });
+  for await (const chunk of chunks) {
+    if (!gzip.write(chunk)) await new Promise<void>((resolve) => gzip.once('drain', resolve));
+  }
+  gzip.end();
+  await done;
+  return { chunks: output, length, sha256: hash.digest() };
+}
+
 /** Splits concatenated gzip members (APK files are 2 or 3 of them) and inflates each one. */
 export function splitGzipMembers(file: Uint8Array, maxMembers = 8): { compressed: Buffer; data: Buffer }[] {
   const buf = Buffer.from(file.buffer, file.byteOffset, file.byteLength);

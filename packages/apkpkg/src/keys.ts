@@ -1,6 +1,6 @@
 /** abuild-style RSA keys: `<name>-<hex unix time>.rsa` (PKCS#8 PEM) and `.rsa.pub` (SPKI PEM). */
 import { createPrivateKey, createPublicKey, generateKeyPair as generateKeyPairCallback, type KeyObject } from 'node:crypto';
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { fileAccessError } from '@psyops/signing';
@@ -88,6 +88,9 @@ export async function loadKeysDir(dir: string): Promise<ApkKeyRing> {
   }
   const keys = new Map<string, KeyObject>();
   for (const name of names.sort()) {
+    // Only small regular files can be PEM keys; anything else is skipped unread.
+    const info = await stat(join(dir, name)).catch(() => undefined);
+    if (!info?.isFile() || info.size > 64 * 1024) continue;
     const key = await readFile(join(dir, name)).then(parsePublicKey, () => undefined);
     if (key) keys.set(name, key);
   }

@@ -205,7 +205,7 @@ async function walkTree(root: string, entries: Map<string, DataEntry>, maxEntrie
         entries.set(path, { ...base, type: 'dir' });
         pending.push(path);
       } else if (stat.isFile()) {
-        entries.set(path, { ...base, type: 'file', data: await readFile(full) });
+        entries.set(path, { ...base, type: 'file', source: full, size: stat.size });
       } else if (stat.isSymbolicLink()) {
         entries.set(path, { ...base, mode: 0o777, type: 'symlink', target: await readlink(full) });
       } else {
