@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { execa } from 'execa';
@@ -24,6 +24,16 @@ const keys = await loadKeysDir(FIXTURES);
 describe('reading the abuild-made vectors', () => {
   it('loads only the public key from a directory that also holds the private key', () => {
     expect([...keys.keys()]).toEqual([VECTOR_KEY_NAME]);
+  });
+
+  it('skips directories, big files and non-keys in a keys directory, as apk does', async () => {
+    const dir = tempDir('keysdir');
+    writeFileSync(join(dir, VECTOR_KEY_NAME), readFileSync(join(FIXTURES, VECTOR_KEY_NAME)));
+    writeFileSync(join(dir, 'big.iso'), Buffer.alloc(1 << 20));
+    writeFileSync(join(dir, 'garbage.pub'), '-----BEGIN PUBLIC KEY-----\nnot base64\n-----END PUBLIC KEY-----\n');
+    mkdirSync(join(dir, 'sub.pub'));
+    expect([...(await loadKeysDir(dir)).keys()]).toEqual([VECTOR_KEY_NAME]);
+    await expect(loadKeysDir(join(dir, 'missing'))).rejects.toMatchObject({ code: 'FILE_NOT_FOUND' });
   });
 
   it('splits psyops-hello into the stream boundaries apk sees (376/809/1462)', () => {
