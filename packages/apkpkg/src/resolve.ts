@@ -12,7 +12,7 @@ export interface RepositoryIndex {
   entries: readonly IndexEntry[];
   /** Higher wins over version (default 0); among equal priorities the earlier repository wins ties. */
   priority?: number;
-  /** Repository tag: only `name@tag` dependencies may use its packages. */
+  /** Repository tag: only `name@tag` dependencies may use its packages (they may also use untagged repositories). */
   tag?: string;
   /** Where it came from (URL or path), passed through to the result. */
   source?: string;
@@ -127,7 +127,8 @@ export function resolve(world: readonly string[], indexes: readonly RepositoryIn
       if (all.length === 0) unsatisfiable(chain, dep, 'no package provides it');
       const usable = all.filter(
         (c) =>
-          (dep.tag ? c.tag === dep.tag : c.tag === undefined) &&
+          // Tagged repositories serve only `name@tag`; a pinned name may still come from untagged ones.
+          (c.tag === undefined || c.tag === dep.tag) &&
           // A provides entry without a version is a pure virtual: apk never picks it on its own.
           (c.direct || c.providedVersion !== undefined) &&
           (constraints.get(dep.name) ?? []).every((k) => versionSatisfies(k.dep, c.providedVersion, c.entry.identity)) &&

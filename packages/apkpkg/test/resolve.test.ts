@@ -103,6 +103,8 @@ describe('resolve', () => {
     const edge: RepositoryIndex = { entries: [pkg('docs', '9-r0')], tag: 'edge' };
     expect(resolve(['docs'], [main, edge])[0]!.entry.version).toBe('1-r0');
     expect(resolve(['docs@edge'], [main, edge])[0]!.entry.version).toBe('9-r0');
+    expect(resolve(['sysvinit@edge'], [main, edge])[0]!.entry.version).toBe('3.0-r0');
+    expect(() => resolve(['docs@other'], [edge])).toThrow(/no candidate fits/);
   });
 
   it('refuses invalid world entries with a typed error', () => {
