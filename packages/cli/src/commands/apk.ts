@@ -67,11 +67,11 @@ function buildCommand(): Command {
   const command = new Command('build')
     .summary('build an .apk from a JSON or YAML package spec')
     .description(
-      'Build a signed Alpine package from SPEC (JSON or YAML): name, version (e.g. 1.2.3-r0), arch (or noarch),\n' +
-        'description, url, license; optional origin, maintainer, packager, commit, depends, provides, install_if,\n' +
-        'replaces, replaces_priority, provider_priority, triggers, scripts {pre-install: FILE, …}, tree (a directory\n' +
-        'copied as the package root) and files [{path, mode, content|contentBase64|source, type: file|dir|symlink,\n' +
-        'target, uid, gid}]. Paths are relative to the spec file. Timestamps come from $SOURCE_DATE_EPOCH (else now):\n' +
+      'Build a signed Alpine package from SPEC (JSON or YAML): name, version (e.g. 1.2.3-r0), arch (or noarch), ' +
+        'description, url, license; optional origin, maintainer, packager, commit, depends, provides, install_if, ' +
+        'replaces, replaces_priority, provider_priority, triggers, scripts {pre-install: FILE, …}, tree (a directory ' +
+        'copied as the package root) and files [{path, mode, content|contentBase64|source, type: file|dir|symlink, ' +
+        'target, uid, gid}]. Paths are relative to the spec file. Timestamps come from $SOURCE_DATE_EPOCH (else now): ' +
         'the same spec and SOURCE_DATE_EPOCH give the same bytes. Writes OUT/<name>-<version>.apk.',
     )
     .argument('<SPEC>', 'package spec file (.json, .yaml or .yml)')
@@ -117,11 +117,11 @@ function projectCommand(): Command {
   const command = new Command('project')
     .summary("build psyopsOS's own packages (psyopsOS-base, psyops-nodeboot) from the workspace")
     .description(
-      'Build psyopsOS-base or psyops-nodeboot from workspace values and sign it with the workspace APK key.\n' +
-        'psyopsOS-base installs /etc/apk/keys/<key>.pub, the repository line (<site.url>/apk/psyopsOS), a setup\n' +
-        'script setting root\'s password hash (keys/root-password.hash, a crypt(3) hash: it is published with the\n' +
-        'package, so make it strong) and SSH key (keys/ssh-authorized-keys), psyopsOS-write-bootmedia and the\n' +
-        'telepathy status service. psyops-nodeboot packages --bundle (the bundled nodeboot program) and its boot hook.\n' +
+      'Build psyopsOS-base or psyops-nodeboot from workspace values and sign it with the workspace APK key. ' +
+        'psyopsOS-base installs /etc/apk/keys/<key>.pub, the repository line (<site.url>/apk/psyopsOS), a setup ' +
+        'script setting root\'s password hash (keys/root-password.hash, a crypt(3) hash: it is published with the ' +
+        'package, so make it strong) and SSH key (keys/ssh-authorized-keys), psyopsOS-write-bootmedia and the ' +
+        'telepathy status service. psyops-nodeboot packages --bundle (the bundled nodeboot program) and its boot hook. ' +
         'Writes to <workspace>/apk/<arch>/ unless --out is given; run `psyops apk index apk` afterwards.',
     )
     // createArgument, not `new Argument`: commander's CommonJS build does not expose it to ESM importers.
@@ -178,8 +178,8 @@ function keygenCommand(): Command {
   return new Command('keygen')
     .summary('create an abuild-style RSA key pair for signing packages and indexes')
     .description(
-      'Create NAME-<hex time>.rsa (private, PKCS#8 PEM, mode 0600) and NAME-<hex time>.rsa.pub (public,\n' +
-        'SubjectPublicKeyInfo PEM) like abuild-keygen. Install the .rsa.pub file under that exact name in\n' +
+      'Create NAME-<hex time>.rsa (private, PKCS#8 PEM, mode 0600) and NAME-<hex time>.rsa.pub (public, ' +
+        'SubjectPublicKeyInfo PEM) like abuild-keygen. Install the .rsa.pub file under that exact name in ' +
         '/etc/apk/keys/ of every machine that trusts the repository.',
     )
     .requiredOption('--name <EMAIL>', 'key name, usually the packager e-mail address')
@@ -207,9 +207,9 @@ function indexCommand(): Command {
   const command = new Command('index')
     .summary('write a signed APKINDEX.tar.gz for each DIR/<arch>/')
     .description(
-      'Index every package in DIR/<arch>/ (every arch directory with .apk files, or those given with --arch) and\n' +
-        'write a signed DIR/<arch>/APKINDEX.tar.gz, as abuild does. noarch packages placed in an arch directory\n' +
-        'are indexed under that arch (apk fetches DIR/<A:>/<file>). Packages unchanged since the previous index\n' +
+      'Index every package in DIR/<arch>/ (every arch directory with .apk files, or those given with --arch) and ' +
+        'write a signed DIR/<arch>/APKINDEX.tar.gz, as abuild does. noarch packages placed in an arch directory ' +
+        'are indexed under that arch (apk fetches DIR/<A:>/<file>). Packages unchanged since the previous index ' +
         '(same size, older than it) are not read again. Timestamp: $SOURCE_DATE_EPOCH, else now.',
     )
     .argument('<DIR>', 'repository directory')
@@ -244,8 +244,8 @@ function verifyCommand(): Command {
   return new Command('verify')
     .summary('verify .apk files and APKINDEX.tar.gz against trusted keys')
     .description(
-      'Check each FILE (path or http(s) URL) like `apk verify`: gzip streams, layout, datahash and per-file\n' +
-        'checksums of packages, and the signature against the public keys in --keys-dir (file names as in\n' +
+      'Check each FILE (path or http(s) URL) like `apk verify`: gzip streams, layout, datahash and per-file ' +
+        'checksums of packages, and the signature against the public keys in --keys-dir (file names as in ' +
         '/etc/apk/keys). Unsigned, untrusted, tampered or corrupted input fails. Prints "<file>: OK (<key>)".',
     )
     .argument('<FILE...>', '.apk or APKINDEX.tar.gz files or URLs')
@@ -267,7 +267,7 @@ function infoCommand(): Command {
   return new Command('info')
     .summary('show what an .apk or APKINDEX.tar.gz contains')
     .description(
-      'Print the metadata of a package (.PKGINFO fields, identity, files) or an index (its packages). The file\n' +
+      'Print the metadata of a package (.PKGINFO fields, identity, files) or an index (its packages). The file ' +
         'is checked for integrity; its signature is checked only with --keys-dir.',
     )
     .argument('<FILE>', '.apk or APKINDEX.tar.gz file or http(s) URL')
