@@ -5,7 +5,8 @@ import { execa, type ResultPromise } from 'execa';
 import { deploySite } from '@psyops/siteapi';
 
 const CLI = join(import.meta.dirname, '..', '..', 'packages', 'cli', 'dist', 'cli.js');
-// A real S3-compatible server (s3rver) in its own process, so its work is not timed as ours.
+// A real S3-compatible server (s3rver) in its own process, so its work is not timed as ours
+// (--openssl-legacy-provider: its listing continuation tokens use DES; see s3rver-process.mjs).
 const S3RVER = join(import.meta.dirname, '..', '..', 'packages', 'siteapi', 'test', 's3rver-process.mjs');
 const TIMEOUT_MS = 10 * 60_000;
 const S3_ENV = {
@@ -28,7 +29,7 @@ async function timed(command: string, args: string[]): Promise<number> {
 }
 
 async function startS3(dir: string): Promise<{ endpoint: string; child: ResultPromise }> {
-  const child = execa('node', [S3RVER, dir, 'psyops', 'reference'], { timeout: TIMEOUT_MS, reject: false, stdin: 'pipe', buffer: false });
+  const child = execa('node', ['--openssl-legacy-provider', S3RVER, dir, 'psyops', 'reference'], { timeout: TIMEOUT_MS, reject: false, stdin: 'pipe', buffer: false });
   const port = await new Promise<number>((resolve, reject) => {
     child.stdout!.on('data', (chunk: Buffer) => {
       const match = /\{"port":(\d+)\}/.exec(chunk.toString());

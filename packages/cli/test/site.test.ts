@@ -33,6 +33,7 @@ function tree(root: string, suffix = ''): Record<string, string> {
 }
 
 // ---------- a real S3 server (s3rver) in its own process ----------
+// (--openssl-legacy-provider: s3rver's listing continuation tokens use DES; see s3rver-process.mjs)
 interface S3Process {
   endpoint: string;
   data: string;
@@ -44,7 +45,7 @@ const S3RVER = join(import.meta.dirname, '..', '..', 'siteapi', 'test', 's3rver-
 async function startS3(buckets: string[]): Promise<S3Process> {
   const data = join(dir, `s3-${buckets.join('-')}`);
   mkdirSync(data, { recursive: true });
-  const child = execa('node', [S3RVER, data, ...buckets], { timeout: 600_000, reject: false, stdin: 'pipe', buffer: false });
+  const child = execa('node', ['--openssl-legacy-provider', S3RVER, data, ...buckets], { timeout: 600_000, reject: false, stdin: 'pipe', buffer: false });
   const created: string[] = [];
   const port = await new Promise<number>((resolve, reject) => {
     let pending = '';

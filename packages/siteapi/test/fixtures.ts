@@ -1,7 +1,7 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import S3rver from 's3rver';
+import { execa } from 'execa';
 import { generateKeyPair, type SecretKey } from '@psyops/signing';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { buildPackage, generateApkKey, indexRepository } from '@psyops/apkpkg';
@@ -72,16 +72,47 @@ export async function makeApkRepository(repo: string, keysDir: string): Promise<
 export interface S3Server {
   endpoint: string;
   directory: string;
-  server: S3rver;
+  /** Keys of the objects written so far, in the order the server stored them. */
+  created: string[];
   close(): Promise<void>;
 }
 
-/** A real S3-compatible server on 127.0.0.1, any free port, data in a temp directory. */
+const S3RVER_PROCESS = join(import.meta.dirname, 's3rver-process.mjs');
+
+/** A real S3-compatible server (s3rver) in its own process on 127.0.0.1, any free port, data in a temp directory. */
 export async function startS3(buckets: string[]): Promise<S3Server> {
   const directory = tempDir('s3');
-  const server = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory, configureBuckets: buckets.map((name) => ({ name })) });
-  const address = (await server.run()) as { port: number };
-  return { endpoint: `http://127.0.0.1:${address.port}`, directory, server, close: () => server.close() };
+  const child = execa('node', ['--openssl-legacy-provider', S3RVER_PROCESS, directory, ...buckets], {
+    timeout: 600_000,
+    reject: false,
+    stdin: 'pipe',
+    buffer: false,
+  });
+  const created: string[] = [];
+  const port = await new Promise<number>((resolve, reject) => {
+    let pending = '';
+    child.stdout!.on('data', (chunk: Buffer) => {
+      pending += chunk.toString();
+      const lines = pending.split('\n');
+      pending = lines.pop()!;
+      for (const line of lines) {
+        const fact = JSON.parse(line) as { port?: number; created?: string };
+        if (fact.port !== undefined) resolve(fact.port);
+        if (fact.created !== undefined) created.push(fact.created);
+      }
+    });
+    void child.then((result) => reject(new Error(`s3rver ended before it listened: ${String(result.stderr ?? '')}`)));
+    setTimeout(() => reject(new Error('s3rver did not start within 30 s')), 30_000).unref();
+  });
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    directory,
+    created,
+    close: async () => {
+      child.kill('SIGTERM');
+      await child;
+    },
+  };
 }
 
 export const S3_ENV = { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' };

@@ -1,5 +1,7 @@
-// A real S3-compatible server (s3rver) in its own process, for tests of the psyops CLI:
-//   node s3rver-process.mjs DATA_DIR BUCKET...
+// A real S3-compatible server (s3rver) in its own process, for tests and benchmarks:
+//   node --openssl-legacy-provider s3rver-process.mjs DATA_DIR BUCKET...
+// s3rver encrypts ListObjectsV2 continuation tokens with DES, which OpenSSL 3 only offers with the
+// legacy provider: without the flag, listing more than 1,000 keys fails with InternalError.
 // Listens on 127.0.0.1 on a free port and prints one JSON line per fact:
 //   {"port":N} once started, then {"created":"<key>"} for every object written.
 // Ends on SIGTERM or when stdin closes (so it never outlives the test that started it).
