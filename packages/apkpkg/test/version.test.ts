@@ -119,7 +119,7 @@ describe('compareVersions', () => {
     expect(versionOrderSymbol(compareVersions(b, a))).toBe(flipped);
   });
 
-  // The first nine are rejected by `apk version -c` (apk-tools 2.14.10) too; apk's tokenizer
+  // The first eight are rejected by `apk version -c` (apk-tools 2.14.10) too; apk's tokenizer
   // lets the rest through, but they are outside the version grammar, so psyops refuses them.
   it.each(['abc', '1_0', '1.0aa', '1.0 ', '1.0_foo', '1.0-1', '1.0_rc1a', '123456789012345678', '', '1.0.a', '1.0-r', '1..0', '.1', 'v1.0', '1.0-r1-r2'])(
     'rejects the invalid version %j',
