@@ -158,7 +158,20 @@ describe('psyops apk', () => {
       const result = await psyops(['apk', 'build', join(dir, 'bad.json'), '--out', out, '--unsigned']);
       expect(errorLine(result).code).toBe(code);
     }
+    writeFileSync(join(dir, 'bad.yaml'), 'name: [unclosed\n');
+    const badYaml = await psyops(['apk', 'build', join(dir, 'bad.yaml'), '--out', out, '--unsigned']);
+    expect(errorLine(badYaml).message).toMatch(/bad\.yaml is not valid YAML/);
     expect(readdirSync(dir)).not.toContain('out');
+    // The same spec as YAML gives the same package as the JSON one.
+    writeFileSync(
+      join(dir, 'hello.yaml'),
+      'name: hello\nversion: 1.2.3-r0\narch: x86_64\ndescription: Says hello\nurl: https://example.org\nlicense: MIT\n' +
+        'depends: [busybox]\ntree: root\nfiles:\n  - { path: etc/hello.conf, mode: "0644", content: "greeting=hi\\n" }\n' +
+        'scripts:\n  post-install: hello.post-install\n',
+    );
+    expect((await psyops(['apk', 'build', join(dir, 'hello.yaml'), '--out', join(dir, 'yaml'), '--unsigned'], { env: EPOCH })).exitCode).toBe(0);
+    expect((await psyops(['apk', 'build', spec, '--out', join(dir, 'json'), '--unsigned'], { env: EPOCH })).exitCode).toBe(0);
+    expect(readFileSync(join(dir, 'yaml/hello-1.2.3-r0.apk')).equals(readFileSync(join(dir, 'json/hello-1.2.3-r0.apk')))).toBe(true);
     const unsigned = await psyops(['apk', 'build', spec, '--out', out, '--unsigned'], { env: EPOCH });
     expect(unsigned.stdout).toContain('unsigned');
   });
