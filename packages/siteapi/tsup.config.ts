@@ -1,7 +1,8 @@
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
-  entry: ['src/index.ts'],
+  // schemas: the document formats alone (zod only), for nodeboot's single-file bundle.
+  entry: ['src/index.ts', 'src/schemas.ts'],
   format: ['esm'],
   dts: true,
   clean: true,
