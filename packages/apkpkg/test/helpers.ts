@@ -13,9 +13,16 @@ export const DEP = readFileSync(join(FIXTURES, 'psyops-dep-2.1_rc1-r3.apk'));
 export const INDEX = readFileSync(join(FIXTURES, 'APKINDEX.tar.gz'));
 export const EPOCH = 1700000000;
 
+const made: string[] = [];
+// Registered once per test file at collection time (a hook added from inside a test never runs).
+afterAll(() => {
+  for (const dir of made.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A temporary directory removed after the test file. */
 export function tempDir(prefix: string): string {
   const dir = mkdtempSync(join(tmpdir(), `apkpkg-${prefix}-`));
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  made.push(dir);
   return dir;
 }
 
