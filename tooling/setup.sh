@@ -10,7 +10,7 @@ NODE_MIN=20.19
 # Debian packages the tests use: the real minisign for interop; `script` (bsdutils) for a
 # pseudo-terminal in the password-prompt test; nebula (nebula-cert, nebula) for psynet.
 # Later issues add theirs here.
-APT_PACKAGES=(minisign bsdutils nebula openssl)
+APT_PACKAGES=(minisign bsdutils nebula openssl age)
 
 step() { printf 'setup: %s\n' "$*"; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

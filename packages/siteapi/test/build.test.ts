@@ -138,6 +138,28 @@ describe('buildSite layout', () => {
     expect(JSON.parse(read('nodes/node-b.json'))).toMatchObject({ hostname: 'bee', files: [], packages: [] });
   });
 
+  it('the real age decrypts the published secrets with an identity made by age-keygen', async () => {
+    const keygen = await execa('age-keygen', ['-o', join(dir, 'node-c.agekey')], { timeout: 30_000 });
+    const recipient = /age1[0-9a-z]+/.exec(keygen.stderr)![0];
+    writeFileSync(
+      join(dir, 'nodes', 'node-c.json'),
+      JSON.stringify({ ageRecipient: recipient, config: { version: 1, k3s: { role: 'agent', serverUrl: 'https://10.10.8.10:6443', token: { secret: 'from-age-cli' } } } }),
+    );
+    try {
+      const out = join(dir, 'site-age');
+      await build({ outDir: out });
+      const config = nodeConfigSchema.parse(JSON.parse(readFileSync(join(out, 'nodes', 'node-c.json'), 'utf8')));
+      const decrypted = await execa('age', ['-d', '-i', join(dir, 'node-c.agekey')], { input: config.k3s!.token.age, timeout: 30_000 });
+      expect(decrypted.stdout).toBe('from-age-cli');
+      // Another node's identity cannot read it.
+      await execa('age-keygen', ['-o', join(dir, 'other.agekey')], { timeout: 30_000 });
+      const refused = await execa('age', ['-d', '-i', join(dir, 'other.agekey')], { input: config.k3s!.token.age, reject: false, timeout: 30_000 });
+      expect(refused.exitCode).not.toBe(0);
+    } finally {
+      rmSync(join(dir, 'nodes', 'node-c.json'));
+    }
+  });
+
   it('exports JSON Schemas the documents conform to', () => {
     const schema = siteJsonSchema('node-config');
     expect(schema).toMatchObject({ type: 'object', required: expect.arrayContaining(['format', 'name', 'version', 'hostname']) });
