@@ -2,22 +2,13 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execa } from 'execa';
 import { buildPackage } from '@psyops/apkpkg';
+import { CLI, median, timed } from './measure.ts';
 
-const CLI = join(import.meta.dirname, '..', '..', 'packages', 'cli', 'dist', 'cli.js');
-const TIMEOUT_MS = 10 * 60_000;
+const FIXED_EPOCH = { SOURCE_DATE_EPOCH: '1700000000' };
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
 
-async function timed(command: string, args: string[], env: Record<string, string> = {}): Promise<number> {
-  const start = process.hrtime.bigint();
-  await execa(command, args, { env: { ...env, SOURCE_DATE_EPOCH: '1700000000' }, timeout: TIMEOUT_MS, stdout: 'ignore' });
-  return Number(process.hrtime.bigint() - start) / 1e9;
-}
+
 
 /** A tree of `sizeMiB`: half incompressible files, half text-like ones, in nested directories. */
 function writeTree(root: string, sizeMiB: number): void {
@@ -47,7 +38,7 @@ export async function benchApkpkg(treeMiB: number, packages: number, rounds: num
     const tarGzip: number[] = [];
     await timed('tar', ['-cf', '/dev/null', '-C', join(dir, 'tree'), '.']); // warm the page cache
     for (let round = 0; round < rounds; round++) {
-      build.push(await timed('node', [CLI, 'apk', 'build', spec, '--out', join(dir, 'out'), '--unsigned']));
+      build.push(await timed('node', [CLI, 'apk', 'build', spec, '--out', join(dir, 'out'), '--unsigned'], FIXED_EPOCH));
       tarGzip.push(await timed('sh', ['-c', `tar -cf - -C '${join(dir, 'tree')}' . | gzip -6 > '${join(dir, 'ref.tar.gz')}'`]));
     }
     const b = median(build);
@@ -76,10 +67,10 @@ export async function benchApkpkg(treeMiB: number, packages: number, rounds: num
     const warm: number[] = [];
     for (let round = 0; round < rounds; round++) {
       rmSync(join(repo, 'x86_64', 'APKINDEX.tar.gz'), { force: true });
-      cold.push(await timed('node', [CLI, 'apk', 'index', repo, '--unsigned']));
-      warm.push(await timed('node', [CLI, 'apk', 'index', repo, '--unsigned']));
+      cold.push(await timed('node', [CLI, 'apk', 'index', repo, '--unsigned'], FIXED_EPOCH));
+      warm.push(await timed('node', [CLI, 'apk', 'index', repo, '--unsigned'], FIXED_EPOCH));
     }
-    const nodeStart = median(await Promise.all([0].map(() => timed('node', [CLI, '--version']))));
+    const nodeStart = await timed('node', [CLI, '--version']);
     console.log(
       `apkpkg index ${packages} packages: cold ${median(cold).toFixed(2)} s (target <= 2 s), warm ${median(warm).toFixed(2)} s (target <= 0.3 s); ` +
         `CLI start-up alone ${nodeStart.toFixed(2)} s`,

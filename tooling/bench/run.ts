@@ -1,12 +1,18 @@
 // `pnpm bench`: performance figures, printed as ratios against reference tools run in the same
 // process. Never part of `pnpm test`: these machines are too noisy for timing assertions.
-//   BENCH_SIZE_MIB (default 1024)  size of the file to sign and verify
-//   BENCH_ROUNDS (default 5)       rounds per tool; the median is reported
+//   BENCH_SIZE_MIB (1024), BENCH_ROUNDS (5)        signing: file size, rounds (medians reported)
+//   BENCH_PSYNET_CERTS (500), BENCH_PSYNET_CLI (20)  psynet: certificates, whole-CLI sample
+//   BENCH_APK_TREE_MIB (200), BENCH_APK_PACKAGES (2000)  apkpkg: tree to package, packages to index
+//   BENCH_SITE_FILES (1000), BENCH_SITE_ROUNDS (3)  siteapi: files to deploy, rounds
+import { benchApkpkg } from './apkpkg.ts';
+import { benchPsynet } from './psynet.ts';
 import { benchSigning } from './signing.ts';
+import { benchSiteapi } from './siteapi.ts';
 
-const sizeMiB = Number(process.env.BENCH_SIZE_MIB ?? 1024);
-const rounds = Number(process.env.BENCH_ROUNDS ?? 5);
-await benchSigning(sizeMiB, rounds);
-await (await import('./psynet.ts')).benchPsynet(Number(process.env.BENCH_PSYNET_CERTS ?? 500), Number(process.env.BENCH_PSYNET_CLI ?? 20));
-await (await import('./apkpkg.ts')).benchApkpkg(Number(process.env.BENCH_APK_TREE_MIB ?? 200), Number(process.env.BENCH_APK_PACKAGES ?? 2000), rounds);
-await (await import('./siteapi.ts')).benchSiteapi(Number(process.env.BENCH_SITE_FILES ?? 1000), Number(process.env.BENCH_SITE_ROUNDS ?? 3));
+const setting = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
+const rounds = setting('BENCH_ROUNDS', 5);
+
+await benchSigning(setting('BENCH_SIZE_MIB', 1024), rounds);
+await benchPsynet(setting('BENCH_PSYNET_CERTS', 500), setting('BENCH_PSYNET_CLI', 20));
+await benchApkpkg(setting('BENCH_APK_TREE_MIB', 200), setting('BENCH_APK_PACKAGES', 2000), rounds);
+await benchSiteapi(setting('BENCH_SITE_FILES', 1000), setting('BENCH_SITE_ROUNDS', 3));

@@ -2,13 +2,12 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
+import { CLI, median, TIMEOUT_MS, timed } from './measure.ts';
 import { deploySite } from '@psyops/siteapi';
 
-const CLI = join(import.meta.dirname, '..', '..', 'packages', 'cli', 'dist', 'cli.js');
 // A real S3-compatible server (s3rver) in its own process, so its work is not timed as ours
 // (--openssl-legacy-provider: its listing continuation tokens use DES; see s3rver-process.mjs).
 const S3RVER = join(import.meta.dirname, '..', '..', 'packages', 'siteapi', 'test', 's3rver-process.mjs');
-const TIMEOUT_MS = 10 * 60_000;
 const S3_ENV = {
   AWS_ACCESS_KEY_ID: 'S3RVER',
   AWS_SECRET_ACCESS_KEY: 'S3RVER',
@@ -17,16 +16,7 @@ const S3_ENV = {
   AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
 };
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
 
-async function timed(command: string, args: string[]): Promise<number> {
-  const start = process.hrtime.bigint();
-  await execa(command, args, { env: S3_ENV, timeout: TIMEOUT_MS, stdout: 'ignore' });
-  return Number(process.hrtime.bigint() - start) / 1e9;
-}
 
 async function startS3(dir: string): Promise<{ endpoint: string; child: ResultPromise }> {
   const child = execa('node', ['--openssl-legacy-provider', S3RVER, dir, 'psyops', 'reference'], { timeout: TIMEOUT_MS, reject: false, stdin: 'pipe', buffer: false });
@@ -69,12 +59,12 @@ export async function benchSiteapi(files: number, rounds: number): Promise<void>
     const reference = { first: [] as number[], noop: [] as number[] };
     for (let round = 0; round < rounds; round++) {
       const psyops = ['site', 'deploy', site, '--bucket', 'psyops', '--endpoint', endpoint, '--prefix', `round${round}`];
-      ours.first.push(await timed('node', [CLI, ...psyops]));
-      ours.noop.push(await timed('node', [CLI, ...psyops]));
+      ours.first.push(await timed('node', [CLI, ...psyops], S3_ENV));
+      ours.noop.push(await timed('node', [CLI, ...psyops], S3_ENV));
       if (aws) {
         const sync = ['s3', 'sync', site, `s3://reference/round${round}`, '--endpoint-url', endpoint, '--only-show-errors'];
-        reference.first.push(await timed('aws', sync));
-        reference.noop.push(await timed('aws', sync));
+        reference.first.push(await timed('aws', sync, S3_ENV));
+        reference.noop.push(await timed('aws', sync, S3_ENV));
       }
     }
     Object.assign(process.env, S3_ENV);
