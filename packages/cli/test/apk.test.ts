@@ -1,22 +1,9 @@
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { errorLine, listing, psyops } from './helpers.ts';
-
-// helpers.ts' tempDir registers afterAll from inside a test, where vitest never runs it; these
-// directories are removed by a hook registered at collection time instead.
-const made: string[] = [];
-afterAll(() => {
-  for (const dir of made.splice(0)) rmSync(dir, { recursive: true, force: true });
-});
-function tempDir(prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), `psyops-${prefix}-`));
-  made.push(dir);
-  return dir;
-}
+import { describe, expect, it } from 'vitest';
+import { errorLine, listing, psyops, tempDir } from './helpers.ts';
 
 const FIXTURES = join(import.meta.dirname, '..', '..', 'apkpkg', 'test', 'fixtures');
 const EPOCH = { SOURCE_DATE_EPOCH: '1700000000' };

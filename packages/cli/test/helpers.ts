@@ -2,7 +2,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { afterAll } from 'vitest';
+import { afterAll, onTestFinished } from 'vitest';
 
 /** The built CLI: tests run what users run (turbo builds it before `test`). */
 export const CLI = join(import.meta.dirname, '..', 'dist', 'cli.js');
@@ -32,10 +32,15 @@ export async function psyops(args: string[], options: RunOptions = {}): Promise<
   return { exitCode: result.exitCode ?? -1, stdout: String(result.stdout), stderr: String(result.stderr) };
 }
 
-/** A temporary directory removed after the test file. */
+/** A temporary directory, removed after the test that made it (or, at file level, after the file). */
 export function tempDir(prefix: string): string {
   const dir = mkdtempSync(join(tmpdir(), `psyops-${prefix}-`));
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const remove = () => rmSync(dir, { recursive: true, force: true });
+  try {
+    onTestFinished(remove); // throws outside a running test
+  } catch {
+    afterAll(remove);
+  }
   return dir;
 }
 
