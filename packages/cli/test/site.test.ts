@@ -1,9 +1,11 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { execa, type ResultPromise } from 'execa';
+import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, errorLine, psyops, tempDir } from './helpers.js';
+// The same real S3 server (s3rver in its own process) the siteapi package's tests use.
+import { startS3, type S3Server } from '../../siteapi/test/fixtures.ts';
 
 const dir = tempDir('cli-site');
 const ws = join(dir, 'ws');
@@ -34,43 +36,13 @@ function tree(root: string, suffix = ''): Record<string, string> {
 
 // ---------- a real S3 server (s3rver) in its own process ----------
 // (--openssl-legacy-provider: s3rver's listing continuation tokens use DES; see s3rver-process.mjs)
-interface S3Process {
-  endpoint: string;
-  data: string;
-  created: string[];
-  child: ResultPromise;
-}
-const S3RVER = join(import.meta.dirname, '..', '..', 'siteapi', 'test', 's3rver-process.mjs');
-
-async function startS3(buckets: string[]): Promise<S3Process> {
-  const data = join(dir, `s3-${buckets.join('-')}`);
-  mkdirSync(data, { recursive: true });
-  const child = execa('node', ['--openssl-legacy-provider', S3RVER, data, ...buckets], { timeout: 600_000, reject: false, stdin: 'pipe', buffer: false });
-  const created: string[] = [];
-  const port = await new Promise<number>((resolve, reject) => {
-    let pending = '';
-    child.stdout!.on('data', (chunk: Buffer) => {
-      pending += chunk.toString();
-      const lines = pending.split('\n');
-      pending = lines.pop()!;
-      for (const line of lines) {
-        const fact = JSON.parse(line) as { port?: number; created?: string };
-        if (fact.port !== undefined) resolve(fact.port);
-        if (fact.created !== undefined) created.push(fact.created);
-      }
-    });
-    setTimeout(() => reject(new Error('s3rver did not start within 30 s')), 30_000).unref();
-  });
-  return { endpoint: `http://127.0.0.1:${port}`, data, created, child };
-}
-
 const DEPLOY_STATE = '.psyops-deploy-state.json';
 
 /** key → sha256 of every object in a bucket, read from s3rver's data folder; the deploy's own state objects are left out. */
-const bucket = (s3: S3Process, name: string) =>
-  Object.fromEntries(Object.entries(tree(join(s3.data, name), '._S3rver_object')).filter(([key]) => !key.endsWith(DEPLOY_STATE)));
+const bucket = (s3: S3Server, name: string) =>
+  Object.fromEntries(Object.entries(tree(join(s3.directory, name), '._S3rver_object')).filter(([key]) => !key.endsWith(DEPLOY_STATE)));
 
-let s3: S3Process;
+let s3: S3Server;
 
 beforeAll(async () => {
   const init = await psyops(['init', '--no-password', ws]);
@@ -96,8 +68,8 @@ beforeAll(async () => {
   s3 = await startS3(['bucket', 'other']);
 });
 
-afterAll(() => {
-  s3?.child.kill('SIGTERM');
+afterAll(async () => {
+  await s3?.close();
 });
 
 describe('psyops site build', () => {
@@ -201,7 +173,7 @@ describe('psyops site deploy (against s3rver on 127.0.0.1)', () => {
     expect(first.exitCode, first.stderr).toBe(0);
     expect(first.stdout).toBe(`deployed ${at('site')} to s3://bucket/prod/: ${Object.keys(files).length} uploaded, 0 unchanged, 0 deleted\n`);
     expect(bucket(s3, 'bucket')).toEqual(Object.fromEntries(Object.entries(files).map(([k, v]) => [`prod/${k}`, v])));
-    expect(existsSync(join(s3.data, 'bucket', 'prod', `${DEPLOY_STATE}._S3rver_object`))).toBe(true);
+    expect(existsSync(join(s3.directory, 'bucket', 'prod', `${DEPLOY_STATE}._S3rver_object`))).toBe(true);
 
     const second = await deploy([]);
     expect(second.stdout).toContain(': 0 uploaded');

@@ -81,7 +81,8 @@ const S3RVER_PROCESS = join(import.meta.dirname, 's3rver-process.mjs');
 
 /** A real S3-compatible server (s3rver) in its own process on 127.0.0.1, any free port, data in a temp directory. */
 export async function startS3(buckets: string[]): Promise<S3Server> {
-  const directory = tempDir('s3');
+  // Removed by close(): startS3 runs inside hooks and tests, where a new afterAll would not run.
+  const directory = mkdtempSync(join(tmpdir(), 'psyops-siteapi-s3-'));
   const child = execa('node', ['--openssl-legacy-provider', S3RVER_PROCESS, directory, ...buckets], {
     timeout: 600_000,
     reject: false,
@@ -111,6 +112,7 @@ export async function startS3(buckets: string[]): Promise<S3Server> {
     close: async () => {
       child.kill('SIGTERM');
       await child;
+      rmSync(directory, { recursive: true, force: true });
     },
   };
 }
