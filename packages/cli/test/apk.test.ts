@@ -135,9 +135,9 @@ describe('psyops apk', () => {
 
     const missing = await psyops(['apk', 'verify', join(dir, 'missing.apk'), '--keys-dir', keys]);
     expect(errorLine(missing).code).toBe('FILE_NOT_FOUND');
-    const noKeysDir = await psyops(['apk', 'verify', good]);
-    expect(noKeysDir.exitCode).toBe(2);
-    expect(errorLine(noKeysDir).code).toBe('USAGE');
+    const noKeysDir = await psyops(['apk', 'verify', good], { cwd: dir }); // no --keys-dir and no workspace to take keys/apk from
+    expect(noKeysDir.exitCode).toBe(1);
+    expect(errorLine(noKeysDir).code).toBe('NO_WORKSPACE');
   });
 
   it('build refuses bad specs without writing anything, and demands a key or --unsigned', async () => {
@@ -197,6 +197,8 @@ describe('psyops apk', () => {
     expect(base.exitCode, base.stderr).toBe(0);
     const apk = join(ws, 'apk/x86_64/psyopsOS-base-1.0.1700000000-r0.apk');
     expect(base.stdout).toContain(`${apk} (`);
+    const verified = await psyops(['apk', 'verify', apk], { cwd: ws }); // the workspace's keys/apk by default
+    expect(verified.exitCode, verified.stderr).toBe(0);
     const info = JSON.parse((await psyops(['apk', 'info', apk, '--json', '--keys-dir', join(ws, 'keys/apk')])).stdout) as {
       trustedBy: string;
       files: { path: string; mode: number }[];

@@ -246,14 +246,15 @@ function verifyCommand(): Command {
     .description(
       'Check each FILE (path or http(s) URL) like `apk verify`: gzip streams, layout, datahash and per-file ' +
         'checksums of packages, and the signature against the public keys in --keys-dir (file names as in ' +
-        '/etc/apk/keys). Unsigned, untrusted, tampered or corrupted input fails. Prints "<file>: OK (<key>)".',
+        '/etc/apk/keys; default: the workspace\'s keys/apk). Unsigned, untrusted, tampered or corrupted input ' +
+        'fails. Prints "<file>: OK (<key>)".',
     )
     .argument('<FILE...>', '.apk or APKINDEX.tar.gz files or URLs')
-    .requiredOption('--keys-dir <DIR>', 'directory of trusted public keys (like /etc/apk/keys)')
+    .option('--keys-dir <DIR>', "directory of trusted public keys, like /etc/apk/keys (default: the workspace's keys/apk)")
     .option('--allow-untrusted', 'accept unsigned files and unknown keys (a bad signature by a known key still fails)')
-    .action(async (files: string[], options: { keysDir: string; allowUntrusted?: boolean }) => {
+    .action(async (files: string[], options: { keysDir?: string; allowUntrusted?: boolean }, cmd: Command) => {
       const { readSource, apkFileKind, readPackage, readIndex } = await apkpkg();
-      const keys = await readKeys(options.keysDir);
+      const keys = await readKeys(options.keysDir ?? (await currentWorkspace(cmd)).path('keys/apk'));
       for (const file of files) {
         const bytes = await readSource(file);
         const verify = { keys: keys!, allowUntrusted: options.allowUntrusted ?? false, name: file };
