@@ -22,14 +22,23 @@ export function createProgram(): Command {
     .version(version, '-V, --version', 'print the psyops version')
     .option('--workspace <DIR>', `workspace directory (default: $${WORKSPACE_ENV}, or the nearest psyops.config.json upwards)`)
     .option('--debug', 'print stack traces with errors')
-    .showSuggestionAfterError(true)
-    .enablePositionalOptions(false)
     .configureOutput({
       // commander's own errors (unknown option, missing argument) become one psyops line too.
-      outputError: (message, write) => write(`psyops: ${message.replace(/^error: /, '').trimEnd()} (USAGE)\n`),
+      // Its "Did you mean …?" hint arrives on a second line: keep it, on the same line.
+      outputError: (message, write) => write(`psyops: ${message.replace(/^error: /, '').trim().replace(/\s*\n\s*/g, ' ')} (USAGE)\n`),
     })
     .exitOverride();
-  for (const command of [initCommand(), workspaceCommand(), keygenCommand(), signCommand(), verifyCommand(), psynetCommand(), siteCommand(), apkCommand()]) {
+  const commands = [
+    initCommand(),
+    workspaceCommand(),
+    keygenCommand(),
+    signCommand(),
+    verifyCommand(),
+    psynetCommand(),
+    apkCommand(),
+    siteCommand(),
+  ];
+  for (const command of commands) {
     program.addCommand(command.exitOverride().configureOutput(program.configureOutput()));
   }
   return program;

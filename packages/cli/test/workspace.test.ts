@@ -148,10 +148,12 @@ describe('help and version', () => {
   });
 
   it('an unknown command or option is one usage line and exit 2', async () => {
-    for (const args of [['frobnicate'], ['verify', '--frobnicate', '-m', 'x']]) {
+    for (const args of [['frobnicate'], ['verify', '--frobnicate', '-m', 'x'], ['psynet', 'allocate', 'n1']]) {
       const result = await psyops(args);
       expect(result.exitCode).toBe(2);
       expect(errorLine(result).code).toBe('USAGE');
     }
+    const typo = await psyops(['sgin']);
+    expect(errorLine(typo)).toEqual({ code: 'USAGE', message: "unknown command 'sgin' (Did you mean sign?)" });
   });
 });
