@@ -81,16 +81,23 @@ export async function psyopsBaseSpec(options: PsyopsBaseOptions): Promise<Packag
   if (options.sshAuthorizedKeys?.trim()) files.push({ path: 'etc/psyopsOS/authorized_keys', mode: '0600', content: `${options.sshAuthorizedKeys.trim()}\n` });
   const postInstall = await asset('psyopsOS-base/post-install');
   return {
-    name: 'psyopsOS-base',
+    ...projectPackage('psyopsOS-base', 'psyopsOS base: apk repository and key, root access setup, boot media writer, telepathy status', options),
+    files,
+    scripts: { 'post-install': { content: postInstall }, 'post-upgrade': { content: postInstall } },
+  };
+}
+
+/** What every psyopsOS package spec shares: identity, licence and the runtime it needs. */
+function projectPackage(name: string, description: string, options: ProjectPackageCommon) {
+  return {
+    name,
     version: options.version,
     arch: options.arch,
-    description: 'psyopsOS base: apk repository and key, root access setup, boot media writer, telepathy status',
+    description,
     url: options.url ?? 'https://github.com/mrled/psyops',
     license: 'MIT',
     ...(options.maintainer ? { maintainer: options.maintainer } : {}),
     depends: ['nodejs', 'openrc'],
-    files,
-    scripts: { 'post-install': { content: postInstall }, 'post-upgrade': { content: postInstall } },
   };
 }
 
@@ -104,14 +111,7 @@ export async function nodebootSpec(options: NodebootOptions): Promise<PackageSpe
   checkCommon(options);
   const postInstall = await asset('psyops-nodeboot/post-install');
   return {
-    name: 'psyops-nodeboot',
-    version: options.version,
-    arch: options.arch,
-    description: 'psyops nodeboot: individuates a psyopsOS node at boot',
-    url: options.url ?? 'https://github.com/mrled/psyops',
-    license: 'MIT',
-    ...(options.maintainer ? { maintainer: options.maintainer } : {}),
-    depends: ['nodejs', 'openrc'],
+    ...projectPackage('psyops-nodeboot', 'psyops nodeboot: individuates a psyopsOS node at boot', options),
     files: [
       { path: 'usr/lib/psyops/nodeboot.mjs', mode: '0755', contentBase64: Buffer.from(options.bundle).toString('base64') },
       { path: 'etc/init.d/psyops-nodeboot', mode: '0755', content: await asset('psyops-nodeboot/nodeboot.initd') },
