@@ -25,15 +25,8 @@ export interface SignatureEntry {
   signature: Buffer;
 }
 
-export interface ApkFileEntry {
-  path: string;
-  type: TarEntry['type'];
-  mode: number;
-  uid: number;
-  gid: number;
-  uname: string;
-  gname: string;
-  size: number;
+/** A file of a package's data stream: its tar header fields, plus what apk adds. */
+export interface ApkFileEntry extends Pick<TarEntry, 'path' | 'type' | 'mode' | 'uid' | 'gid' | 'uname' | 'gname' | 'size'> {
   /** Symlink or hardlink target. */
   target?: string;
   /** SHA-1 hex from the APK-TOOLS.checksum.SHA1 pax record. */

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { UsageError } from './errors.js';
 import { findWorkspace, loadWorkspace, type Workspace } from './workspace.js';
 
 /** Options every command accepts (given before or after the command name). */
@@ -20,7 +21,7 @@ export async function currentWorkspace(command: Command): Promise<Workspace> {
 export function sourceDateEpoch(): number | undefined {
   const value = process.env.SOURCE_DATE_EPOCH;
   if (value === undefined || value === '') return undefined;
-  if (!/^\d+$/.test(value)) throw new Error(`SOURCE_DATE_EPOCH must be a whole number of seconds, got "${value}"`);
+  if (!/^\d+$/.test(value)) throw new UsageError(`SOURCE_DATE_EPOCH must be a whole number of seconds, got "${value}"`);
   return Number(value);
 }
 

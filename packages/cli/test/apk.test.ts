@@ -1,4 +1,4 @@
-import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -146,6 +146,11 @@ describe('psyops apk', () => {
     const out = join(dir, 'out');
     const noKey = await psyops(['apk', 'build', spec, '--out', out], { cwd: dir });
     expect(errorLine(noKey).code).toBe('APK_KEY_MISSING');
+    // A workspace whose config is broken says so, rather than "no workspace".
+    writeFileSync(join(dir, 'psyops.config.json'), '{ broken');
+    const brokenConfig = await psyops(['apk', 'build', spec, '--out', out], { cwd: dir });
+    expect(errorLine(brokenConfig).code).toBe('BAD_CONFIG');
+    rmSync(join(dir, 'psyops.config.json'));
     const cases: [Record<string, unknown>, string][] = [
       [{ version: '1.2.3-beta' }, 'INVALID_SPEC'],
       [{ name: 'Hello World' }, 'INVALID_SPEC'],

@@ -136,6 +136,12 @@ describe('psyops sign and verify', () => {
     expect(readFileSync(at('a.minisig'))).toEqual(readFileSync(at('b.minisig')));
   });
 
+  it('a SOURCE_DATE_EPOCH that is not a number is refused before anything is written', async () => {
+    const result = await psyops(['sign', '-s', 'k.key', '-m', 'hello.txt', '-x', 'epoch.minisig'], { cwd: dir, env: { SOURCE_DATE_EPOCH: 'yesterday' } });
+    expect(errorLine(result)).toEqual({ code: 'USAGE', message: 'SOURCE_DATE_EPOCH must be a whole number of seconds, got "yesterday"' });
+    expect(listing(dir)).not.toContain('epoch.minisig');
+  });
+
   it('-x with several files is a usage error', async () => {
     const result = await psyops(['sign', '-s', 'k.key', '-m', 'hello.txt', 'other.txt', '-x', 'one.minisig'], { cwd: dir });
     expect(errorLine(result).code).toBe('USAGE');

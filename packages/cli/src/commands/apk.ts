@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path';
 import { Command, Option } from 'commander';
 import { FileAccessError, fileAccessError, PsyopsError, writeFilesAtomically } from '@psyops/signing';
 import { currentWorkspace, sourceDateEpoch } from '../context.js';
+import { NoWorkspaceError } from '../workspace.js';
 
 /** A signing key is required unless --unsigned is given explicitly. */
 class ApkKeyMissingError extends PsyopsError {
@@ -37,7 +38,9 @@ async function signingKeyPath(command: Command, options: SigningOptions): Promis
   try {
     const workspace = await currentWorkspace(command);
     dir = workspace.path('keys/apk');
-  } catch {
+  } catch (error) {
+    // Only "no workspace" means "give --key": a broken config must say so itself.
+    if (!(error instanceof NoWorkspaceError)) throw error;
     throw new ApkKeyMissingError('no --key given and not in a psyops workspace; pass --key FILE or --unsigned');
   }
   const keys = existsSync(dir) ? (await readdir(dir)).filter((n) => n.endsWith('.rsa')).sort() : [];

@@ -239,7 +239,8 @@ function configCommand(): Command {
         let key: string;
         try {
           key = await readFile(files.hostKey(name), 'utf8');
-        } catch {
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw fileAccessError(error, files.hostKey(name), 'host key');
           throw new lib.NebulaConfigError(`${name} has no private key in the workspace (signed from its own public key?): use --pki-dir to refer to its key on the host`);
         }
         const publicKey = lib.hostPublicKeyOf(lib.parseHostPrivateKey(key, files.hostKey(name)));

@@ -34,10 +34,10 @@ export function signCommand(): Command {
       throw new UsageError(`-x names one signature file, but ${options.file.length} files were given`);
     }
     // Check every input before asking for a password, so a typo costs no prompt.
+    const timestamp = sourceDateEpoch();
     for (const file of options.file) await assertReadableFile(file, 'file to sign');
     const keyPath = options.secretKey ?? (await workspaceKeyPath(cmd, 'secretKey'));
     const key = await readSecretKeyFile(keyPath, () => obtainPassword(options, `secret key ${keyPath}`));
-    const timestamp = sourceDateEpoch();
     const signatures = [];
     for (const file of options.file) {
       const text = await signFile(file, key, {
