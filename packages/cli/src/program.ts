@@ -1,9 +1,12 @@
 import { Command, CommanderError } from 'commander';
 import { PsyopsError } from '@psyops/signing';
 import { apkCommand } from './commands/apk.js';
+import { buildIsoCommand } from './commands/build-iso.js';
 import { initCommand } from './commands/init.js';
 import { keygenCommand } from './commands/keygen.js';
+import { nodeCommand } from './commands/node.js';
 import { psynetCommand } from './commands/psynet.js';
+import { qemuCommand } from './commands/qemu.js';
 import { signCommand } from './commands/sign.js';
 import { siteCommand } from './commands/site.js';
 import { verifyCommand } from './commands/verify.js';
@@ -37,6 +40,9 @@ export function createProgram(): Command {
     psynetCommand(),
     apkCommand(),
     siteCommand(),
+    buildIsoCommand(),
+    qemuCommand(),
+    nodeCommand(),
   ];
   for (const command of commands) {
     program.addCommand(command.exitOverride().configureOutput(program.configureOutput()));

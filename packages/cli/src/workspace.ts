@@ -24,6 +24,17 @@ export interface WorkspaceConfig {
     lighthousePort: number;
     domain: string;
   };
+  image: {
+    flavor: 'pc' | 'rpi';
+    release?: string;
+    world: string[];
+    kernel: string;
+    initramfsPackages: string[];
+    overlay: string;
+    kernelCmdline: string;
+    hostname: string;
+    outDir: string;
+  };
 }
 
 export interface Workspace {
