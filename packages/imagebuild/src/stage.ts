@@ -1,0 +1,98 @@
+/**
+ * Stage cache: each stage's output lives in `<cacheDir>/stages/<name>-<hash of its inputs>/`,
+ * built in a temporary directory and renamed into place only when complete, so an interrupted
+ * build never leaves a stage that looks finished.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { mkdir, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const COMPLETE_MARK = '.complete';
+/** Older stage outputs of the same name kept besides the newest (for switching back and forth). */
+const KEEP_OLDER = 1;
+
+// The code that builds a stage is one of its inputs: a new psyops must not reuse what an older
+// one built. Hashing this module's own file covers the library (and the bundled CLI) as a whole.
+let codeHash: string | undefined;
+function ownCodeHash(): string {
+  if (codeHash === undefined) {
+    try {
+      codeHash = createHash('sha256').update(readFileSync(fileURLToPath(import.meta.url))).digest('hex');
+    } catch {
+      codeHash = 'unknown';
+    }
+  }
+  return codeHash;
+}
+
+/** A stable hash of JSON-able inputs (object keys sorted). */
+export function hashInputs(value: unknown): string {
+  const canonical = JSON.stringify(value, (_key, item: unknown) =>
+    item !== null && typeof item === 'object' && !Array.isArray(item)
+      ? Object.fromEntries(Object.entries(item as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : item,
+  );
+  return createHash('sha256').update(canonical).digest('hex');
+}
+
+export interface StageResult {
+  dir: string;
+  cached: boolean;
+}
+
+/**
+ * Returns the directory of stage `name` for `inputs`, building it with `build(tempDir)` when it
+ * is not cached (or `rebuild` is set).
+ */
+export async function runStage(
+  cacheDir: string,
+  name: string,
+  inputs: unknown,
+  build: (dir: string) => Promise<void>,
+  options: { rebuild?: boolean } = {},
+): Promise<StageResult> {
+  const stagesDir = join(cacheDir, 'stages');
+  const dir = join(stagesDir, `${name}-${hashInputs({ name, inputs, code: ownCodeHash() }).slice(0, 20)}`);
+  if (!options.rebuild && (await exists(join(dir, COMPLETE_MARK)))) {
+    // Marks it as recently used, so pruning keeps it.
+    const now = new Date();
+    await utimes(dir, now, now).catch(() => undefined);
+    return { dir, cached: true };
+  }
+  await mkdir(stagesDir, { recursive: true });
+  const temp = `${dir}.tmp-${randomBytes(4).toString('hex')}`;
+  try {
+    await mkdir(temp);
+    await build(temp);
+    await writeFile(join(temp, COMPLETE_MARK), '');
+    await rm(dir, { recursive: true, force: true });
+    await rename(temp, dir);
+  } catch (error) {
+    await rm(temp, { recursive: true, force: true });
+    throw error;
+  }
+  await pruneOlder(stagesDir, name, dir);
+  return { dir, cached: false };
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Removes older outputs of a stage (and leftovers of interrupted builds), keeping the newest few. */
+async function pruneOlder(stagesDir: string, name: string, keep: string): Promise<void> {
+  const prefix = `${name}-`;
+  const entries = (await readdir(stagesDir)).filter((entry) => entry.startsWith(prefix) && /^[0-9a-f]{20}(\.tmp-[0-9a-f]{8})?$/.test(entry.slice(prefix.length)));
+  const dated = await Promise.all(
+    entries.map(async (entry) => ({ path: join(stagesDir, entry), mtime: (await stat(join(stagesDir, entry)).catch(() => undefined))?.mtimeMs ?? 0, temp: entry.includes('.tmp-') })),
+  );
+  const complete = dated.filter((entry) => !entry.temp && entry.path !== keep).sort((a, b) => b.mtime - a.mtime);
+  // Temporary directories older than an hour belong to builds that were killed.
+  const stale = [...complete.slice(KEEP_OLDER), ...dated.filter((entry) => entry.temp && Date.now() - entry.mtime > 3_600_000)];
+  await Promise.all(stale.map((entry) => rm(entry.path, { recursive: true, force: true })));
+}
