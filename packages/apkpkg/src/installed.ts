@@ -1,0 +1,131 @@
+/**
+ * apk-tools 2's installed-package database (`lib/apk/db/installed`, `scripts.tar`, `triggers`,
+ * `etc/apk/world`), written the way `apk add --root` leaves it, so a root assembled without apk
+ * is one apk can later manage.
+ */
+import { BLOCK, padding, tarHeader } from './tar.js';
+import { SCRIPT_NAMES } from './spec.js';
+import { formatIndexText, indexEntryOf, type ApkPackage, type IndexEntry } from './read.js';
+
+/** A package as installed: its repository index entry (arch, size as the repository gave them) and its contents. */
+export interface InstalledPackage {
+  entry: IndexEntry;
+  pkg: ApkPackage;
+}
+
+const DEFAULT_DIR_ACL = '0:0:755';
+const DEFAULT_FILE_ACL = '0:0:644';
+
+/** `uid:gid:mode` with the mode in octal without leading zero, as apk writes M: and a:. */
+function acl(uid: number, gid: number, mode: number): string {
+  return `${uid}:${gid}:${(mode & 0o7777).toString(8)}`;
+}
+
+/** apk's checksum notation: `Q1` + base64 of a SHA-1 given in hex. */
+export function sha1Checksum(hex: string): string {
+  return `Q1${Buffer.from(hex, 'hex').toString('base64')}`;
+}
+
+interface DirRecord {
+  acl: string;
+  files: { name: string; acl: string; checksum?: string }[];
+}
+
+/**
+ * Directories a package owns, in archive order, each with the files it holds. Like apk, a file
+ * counts only when its directory has its own entry (top-level files go under the root, `F:`
+ * with an empty name); entries starting with `.` and `.keep_*` files are not installed.
+ */
+function ownedDirectories(pkg: ApkPackage): Map<string, DirRecord> {
+  const dirs = new Map<string, DirRecord>();
+  const checksums = new Map<string, string>();
+  for (const file of pkg.files) {
+    if (file.path.startsWith('.')) continue;
+    if (file.type === 'dir') {
+      const record = dirs.get(file.path) ?? { acl: DEFAULT_DIR_ACL, files: [] };
+      record.acl = acl(file.uid, file.gid, file.mode);
+      dirs.set(file.path, record);
+      continue;
+    }
+    const slash = file.path.lastIndexOf('/');
+    const dir = slash === -1 ? '' : file.path.slice(0, slash);
+    const name = file.path.slice(slash + 1);
+    if (name.startsWith('.keep_')) continue;
+    let record = dirs.get(dir);
+    if (!record) {
+      if (dir !== '') continue; // apk: "no dirent in archive", the file is not installed
+      record = { acl: DEFAULT_DIR_ACL, files: [] };
+      dirs.set(dir, record);
+    }
+    // A hard link is recorded with the checksum of the file it links to.
+    const checksum = file.sha1 ?? (file.type === 'hardlink' && file.target ? checksums.get(file.target) : undefined);
+    if (checksum) checksums.set(file.path, checksum);
+    const entry: DirRecord['files'][number] = { name, acl: acl(file.uid, file.gid, file.mode) };
+    if (checksum) entry.checksum = sha1Checksum(checksum);
+    record.files.push(entry);
+  }
+  return dirs;
+}
+
+/**
+ * One package's block of `lib/apk/db/installed`: the index fields (C P V A S I T U L o m t c k D
+ * p i), then r: q: from `.PKGINFO`, then per owned directory `F:` (+ `M:` when not 0:0:755) and
+ * per file `R:` (+ `a:` when not 0:0:644) and `Z:` (Q1 SHA-1); a blank line ends the block.
+ */
+export function formatInstalledEntry({ entry, pkg }: InstalledPackage): string {
+  const lines = [formatIndexText([entry]).replace(/\n\n$/, '')];
+  if (pkg.info.replaces.length > 0) lines.push(`r:${pkg.info.replaces.join(' ')}`);
+  if (pkg.info.replaces_priority) lines.push(`q:${pkg.info.replaces_priority}`);
+  for (const [dir, record] of ownedDirectories(pkg)) {
+    lines.push(`F:${dir}`);
+    if (record.acl !== DEFAULT_DIR_ACL) lines.push(`M:${record.acl}`);
+    for (const file of record.files) {
+      lines.push(`R:${file.name}`);
+      if (file.acl !== DEFAULT_FILE_ACL) lines.push(`a:${file.acl}`);
+      if (file.checksum) lines.push(`Z:${file.checksum}`);
+    }
+  }
+  return `${lines.join('\n')}\n\n`;
+}
+
+/** `lib/apk/db/installed` for packages in install order. */
+export function formatInstalledDb(packages: readonly InstalledPackage[]): string {
+  return packages.map(formatInstalledEntry).join('');
+}
+
+/** The installed entry for a package read from a file (index fields derived as `apk index` would). */
+export function installedPackageOf(pkg: ApkPackage, arch?: string): InstalledPackage {
+  return { entry: indexEntryOf(pkg, arch), pkg };
+}
+
+/**
+ * `lib/apk/db/scripts.tar`: every install script as `<name>-<version>.<Q1 checksum>.<script>`
+ * (mode 0755, apk's own tar headers, script kinds in apk's order), then two end blocks.
+ */
+export function formatScriptsTar(packages: readonly InstalledPackage[], mtime: number): Buffer {
+  const parts: Buffer[] = [];
+  for (const { entry, pkg } of packages) {
+    for (const script of SCRIPT_NAMES) {
+      const data = pkg.scripts[`.${script}`];
+      if (!data) continue;
+      const name = `${entry.name}-${entry.version}.${entry.identity}.${script}`;
+      parts.push(tarHeader({ name, mode: 0o755, size: data.length, mtime, type: 'file', uname: 'root', gname: 'root', style: 'apk' }), data, padding(data.length));
+    }
+  }
+  parts.push(Buffer.alloc(2 * BLOCK));
+  return Buffer.concat(parts);
+}
+
+/** `lib/apk/db/triggers`: `<Q1 checksum> <dir> <dir>…` for each package that declares triggers. */
+export function formatTriggers(packages: readonly InstalledPackage[]): string {
+  return packages
+    .filter(({ pkg }) => pkg.info.triggers.length > 0)
+    .map(({ entry, pkg }) => `${entry.identity} ${pkg.info.triggers.join(' ')}\n`)
+    .join('');
+}
+
+/** `etc/apk/world`: one dependency per line, sorted, newline-terminated. */
+export function formatWorld(world: readonly string[]): string {
+  const sorted = [...new Set(world)].sort();
+  return `${sorted.join('\n')}\n`;
+}
