@@ -1,0 +1,387 @@
+/**
+ * The root tree of the image, assembled from packages without root and without running their
+ * scripts (the chainguard apko model): files extracted in install order, apk's database written
+ * as `apk add --root` would leave it, busybox applet links made, install scripts kept for the
+ * first boot.
+ */
+import { chmod, lstat, lutimes, mkdir, open, readdir, readFile, readlink, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { basename, dirname, join, posix } from 'node:path';
+import {
+  ApkChecksumError,
+  extractPackage,
+  formatInstalledDb,
+  formatScriptsTar,
+  formatTriggers,
+  formatWorld,
+  readPackage,
+  type ApkPackage,
+  type InstalledPackage,
+} from '@psyops/apkpkg';
+import { fileAccessError } from '@psyops/signing';
+import { ImageConfigError } from './errors.js';
+import type { FetchedPackage } from './packages.js';
+
+/** An entry the image must keep with an owner other than 0:0 or a setuid/setgid mode (the tree on disk belongs to the builder). */
+export interface SpecialEntry {
+  /** Relative to the tree (`usr/bin/su`). */
+  path: string;
+  uid: number;
+  gid: number;
+  mode: number;
+}
+
+/** A device node or FIFO from a package: not created on disk (that needs root), listed for the image writer. */
+export interface DeviceEntry {
+  path: string;
+  type: 'char' | 'block' | 'fifo';
+  mode: number;
+  major?: number;
+  minor?: number;
+}
+
+export interface ExtractedTree {
+  dir: string;
+  specialEntries: SpecialEntry[];
+  devices: DeviceEntry[];
+}
+
+export interface RootTree extends ExtractedTree {
+  /** Scripts written to lib/psyops/firstboot/ for the first boot to run. */
+  firstBootScripts: number;
+}
+
+export interface AssembleRootTreeOptions {
+  /** Install order (dependencies first), as resolve returns it. */
+  packages: readonly FetchedPackage[];
+  /** etc/apk/world lines. */
+  world: readonly string[];
+  /** etc/apk/repositories lines. */
+  repositories: readonly string[];
+  /** Their `*.pub` files become etc/apk/keys/. */
+  keysDirs: readonly string[];
+  arch: string;
+  /** Must not exist; created. */
+  outDir: string;
+  /** Timestamp (seconds) of every entry in the tree. */
+  mtime: number;
+}
+
+export const FIRSTBOOT_DIR = 'lib/psyops/firstboot';
+const FIRSTBOOT_SCRIPTS = ['pre-install', 'post-install'] as const;
+const MAX_SYMLINK_HOPS = 40;
+
+/**
+ * The host path of `path` (relative, chroot view) inside `root`, following symlinks of its parent
+ * components the way the image will (absolute targets are read relative to `root`), so nothing is
+ * ever written through a link to the build host. The last component is not followed.
+ */
+async function resolveInRoot(root: string, path: string): Promise<string> {
+  const pending = path.split('/').filter((p) => p !== '' && p !== '.');
+  const resolved: string[] = [];
+  let hops = 0;
+  while (pending.length > 0) {
+    const part = pending.shift()!;
+    if (part === '..') {
+      resolved.pop();
+      continue;
+    }
+    if (pending.length > 0) {
+      const here = join(root, ...resolved, part);
+      const info = await lstat(here).catch(() => undefined);
+      if (info?.isSymbolicLink()) {
+        if (++hops > MAX_SYMLINK_HOPS) throw new ImageConfigError(`too many levels of symbolic links under ${root} resolving ${path}`);
+        const target = await readlink(here);
+        if (target.startsWith('/')) resolved.length = 0;
+        pending.unshift(...target.split('/').filter((p) => p !== '' && p !== '.'));
+        continue;
+      }
+    }
+    resolved.push(part);
+  }
+  return join(root, ...resolved);
+}
+
+/** Creates the missing directories of `dir` (a host path inside the tree) with mode 0755, whatever the umask. */
+async function makeDirs(dir: string): Promise<void> {
+  const info = await lstat(dir).catch(() => undefined);
+  if (info) return;
+  await makeDirs(dirname(dir));
+  await mkdir(dir);
+  await chmod(dir, 0o755);
+}
+
+/** Writes a file into the tree (path in chroot view) with an exact mode. */
+async function writeTreeFile(root: string, path: string, data: string | Uint8Array, mode: number): Promise<void> {
+  const target = await resolveInRoot(root, path);
+  await makeDirs(dirname(target));
+  await rm(target, { force: true });
+  await writeFile(target, data, { mode, flag: 'wx' });
+  await chmod(target, mode);
+}
+
+async function readFetchedPackage(fetched: FetchedPackage): Promise<ApkPackage> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(fetched.path);
+  } catch (error) {
+    throw fileAccessError(error, fetched.path, `package ${fetched.entry.name}`);
+  }
+  const pkg = readPackage(bytes, { name: fetched.path });
+  if (pkg.identity !== fetched.entry.identity) {
+    throw new ApkChecksumError(`${fetched.path}: holds ${pkg.identity}, not ${fetched.entry.name}-${fetched.entry.version} (${fetched.entry.identity})`);
+  }
+  return pkg;
+}
+
+async function createOutDir(outDir: string): Promise<void> {
+  await mkdir(dirname(outDir), { recursive: true });
+  try {
+    await mkdir(outDir);
+  } catch (error) {
+    throw fileAccessError(error, outDir, 'output directory');
+  }
+  await chmod(outDir, 0o755);
+}
+
+/** Removes a half-built tree, even where a package made a directory read-only. */
+async function removeTree(dir: string): Promise<void> {
+  try {
+    await rm(dir, { recursive: true, force: true });
+  } catch {
+    const unlock = async (path: string): Promise<void> => {
+      const info = await lstat(path).catch(() => undefined);
+      if (!info?.isDirectory()) return;
+      await chmod(path, 0o700).catch(() => undefined);
+      for (const name of await readdir(path).catch(() => [] as string[])) await unlock(join(path, name));
+    };
+    await unlock(dir);
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Builds into `outDir`; on failure nothing is left behind. */
+async function building<T>(outDir: string, build: () => Promise<T>): Promise<T> {
+  await createOutDir(outDir);
+  try {
+    return await build();
+  } catch (error) {
+    await removeTree(outDir);
+    throw error;
+  }
+}
+
+/** Every entry of the tree gets `mtime` (directories changed when later entries were added). */
+async function setTreeTimes(dir: string, mtime: number): Promise<void> {
+  for (const name of (await readdir(dir)).sort()) {
+    const path = join(dir, name);
+    const info = await lstat(path);
+    if (info.isSymbolicLink()) await lutimes(path, mtime, mtime);
+    else {
+      if (info.isDirectory()) await setTreeTimes(path, mtime);
+      await utimes(path, mtime, mtime);
+    }
+  }
+  await utimes(dir, mtime, mtime);
+}
+
+const DEVICE_TYPES = new Set(['char', 'block', 'fifo']);
+
+/** Extracts packages in order (later files replace earlier ones, as with apk) and tracks who owns what. */
+async function extractPackages(packages: readonly FetchedPackage[], outDir: string, mtime: number): Promise<{ installed: InstalledPackage[]; tree: ExtractedTree }> {
+  const installed: InstalledPackage[] = [];
+  const owners = new Map<string, { type: string; uid: number; gid: number; mode: number }>();
+  for (const fetched of packages) {
+    const pkg = await readFetchedPackage(fetched);
+    await extractPackage(pkg, outDir, { allowDevices: true, mtime });
+    for (const file of pkg.files) {
+      if (file.path.startsWith('.') || posix.basename(file.path).startsWith('.keep_')) continue;
+      owners.set(file.path, { type: file.type, uid: file.uid, gid: file.gid, mode: file.mode & 0o7777 });
+    }
+    installed.push({ entry: fetched.entry, pkg });
+  }
+  const specialEntries: SpecialEntry[] = [];
+  const devices: DeviceEntry[] = [];
+  for (const [path, owner] of [...owners].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    if (DEVICE_TYPES.has(owner.type)) devices.push({ path, type: owner.type as DeviceEntry['type'], mode: owner.mode });
+    else if (owner.type !== 'symlink' && (owner.uid !== 0 || owner.gid !== 0 || (owner.mode & 0o6000) !== 0)) {
+      specialEntries.push({ path, uid: owner.uid, gid: owner.gid, mode: owner.mode });
+    }
+  }
+  return { installed, tree: { dir: outDir, specialEntries, devices } };
+}
+
+/** Plain ordered extraction (the boot set: kernel, modules, initramfs tools), every entry at `mtime`. */
+export async function extractTree(packages: readonly FetchedPackage[], outDir: string, mtime: number): Promise<ExtractedTree> {
+  return building(outDir, async () => {
+    const { tree } = await extractPackages(packages, outDir, mtime);
+    await setTreeTimes(outDir, mtime);
+    return tree;
+  });
+}
+
+/**
+ * Busybox applet links from `etc/busybox-paths.d/*` (one absolute path per line, shipped by
+ * Alpine's busybox), each a symlink to /bin/busybox unless something exists there already.
+ * Returns false when the tree has no such list.
+ */
+async function linkBusyboxApplets(root: string): Promise<boolean> {
+  const listDir = join(root, 'etc/busybox-paths.d');
+  const lists = await readdir(listDir).catch(() => [] as string[]);
+  if (lists.length === 0) return false;
+  for (const list of lists.sort()) {
+    const text = await readFile(join(listDir, list), 'utf8').catch(() => '');
+    for (const line of text.split('\n')) {
+      const applet = line.trim();
+      if (!applet.startsWith('/') || posix.normalize(applet) === '/') continue;
+      const target = await resolveInRoot(root, applet);
+      if (await lstat(target).catch(() => undefined)) continue;
+      await makeDirs(dirname(target));
+      await symlink('/bin/busybox', target);
+    }
+  }
+  return true;
+}
+
+/** Install scripts for the first boot: `<NNNN>-<pkgname>.<pre-install|post-install>`, NNNN the 1-based install position. */
+function firstBootScripts(installed: readonly InstalledPackage[], installBusyboxLinks: boolean): { name: string; data: Buffer }[] {
+  const scripts: { name: string; data: Buffer }[] = [];
+  // 0000 runs before every package script, which may need the applets.
+  if (installBusyboxLinks) scripts.push({ name: '0000-busybox.post-install', data: Buffer.from('#!/bin/sh\nexec /bin/busybox --install -s\n') });
+  installed.forEach(({ entry, pkg }, i) => {
+    for (const kind of FIRSTBOOT_SCRIPTS) {
+      const data = pkg.scripts[`.${kind}`];
+      if (data) scripts.push({ name: `${String(i + 1).padStart(4, '0')}-${entry.name}.${kind}`, data });
+    }
+  });
+  return scripts;
+}
+
+async function trustedKeys(keysDirs: readonly string[]): Promise<Map<string, Buffer>> {
+  const keys = new Map<string, Buffer>();
+  for (const dir of keysDirs) {
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch (error) {
+      throw fileAccessError(error, dir, 'keys directory');
+    }
+    for (const name of names.filter((n) => n.endsWith('.pub')).sort()) {
+      const data = await readFile(join(dir, name));
+      const known = keys.get(name);
+      if (known && !known.equals(data)) throw new ImageConfigError(`two different keys are named ${name} (in ${dir} and an earlier keys directory)`);
+      keys.set(name, data);
+    }
+  }
+  return keys;
+}
+
+/**
+ * Assembles the root tree in `outDir` (created; it must not exist): packages extracted in order
+ * without running scripts, apk's files (world, arch, repositories, keys, installed db,
+ * scripts.tar, triggers, lock), busybox applet links, and install scripts under
+ * lib/psyops/firstboot/ for /init to run at first boot. Same inputs, same tree (bytes, modes,
+ * mtimes). On failure `outDir` is removed.
+ */
+export async function assembleRootTree(options: AssembleRootTreeOptions): Promise<RootTree> {
+  const { outDir, mtime } = options;
+  return building(outDir, async () => {
+    const { installed, tree } = await extractPackages(options.packages, outDir, mtime);
+    const keys = await trustedKeys(options.keysDirs);
+
+    await writeTreeFile(outDir, 'etc/apk/world', formatWorld(options.world), 0o644);
+    await writeTreeFile(outDir, 'etc/apk/arch', `${options.arch}\n`, 0o644);
+    await writeTreeFile(outDir, 'etc/apk/repositories', options.repositories.map((r) => `${r}\n`).join(''), 0o644);
+    await makeDirs(await resolveInRoot(outDir, 'etc/apk/keys'));
+    for (const [name, data] of keys) await writeTreeFile(outDir, `etc/apk/keys/${name}`, data, 0o644);
+    await writeTreeFile(outDir, 'lib/apk/db/installed', formatInstalledDb(installed), 0o644);
+    await writeTreeFile(outDir, 'lib/apk/db/scripts.tar', formatScriptsTar(installed, mtime), 0o644);
+    await writeTreeFile(outDir, 'lib/apk/db/triggers', formatTriggers(installed), 0o644);
+    await writeTreeFile(outDir, 'lib/apk/db/lock', '', 0o600);
+
+    const linked = await linkBusyboxApplets(outDir);
+    const hasBusybox = await lstat(await resolveInRoot(outDir, 'bin/busybox')).then(
+      () => true,
+      () => false,
+    );
+    const scripts = firstBootScripts(installed, !linked && hasBusybox);
+    for (const script of scripts) await writeTreeFile(outDir, `${FIRSTBOOT_DIR}/${script.name}`, script.data, 0o700);
+
+    await setTreeTimes(outDir, mtime);
+    return { ...tree, firstBootScripts: scripts.length };
+  });
+}
+
+/** What the image needs from the kernel package. */
+export interface KernelFiles {
+  /** The `lib/modules/<version>` directory name (`uname -r` of that kernel). */
+  version: string;
+  /** Absolute path of `boot/vmlinuz-<flavor>`. */
+  image: string;
+  modulesDir: string;
+  firmwareDir?: string;
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  return (await lstat(path).catch(() => undefined))?.isDirectory() ?? false;
+}
+
+/** Finds `boot/vmlinuz-<flavor>` and the one `lib/modules/<version>` of an extracted kernel package. */
+export async function findKernel(treeDir: string, flavor: string): Promise<KernelFiles> {
+  const image = join(treeDir, 'boot', `vmlinuz-${flavor}`);
+  if (!(await lstat(image).catch(() => undefined))?.isFile()) {
+    throw new ImageConfigError(`no kernel image boot/vmlinuz-${flavor} in the boot packages: is linux-${flavor} the kernel package and is "${flavor}" its flavor?`);
+  }
+  const modulesRoot = join(treeDir, 'lib/modules');
+  const versions = [];
+  for (const name of (await readdir(modulesRoot).catch(() => [] as string[])).sort()) if (await isDirectory(join(modulesRoot, name))) versions.push(name);
+  if (versions.length !== 1) {
+    throw new ImageConfigError(
+      versions.length === 0 ? `linux-${flavor} has no lib/modules/<version> directory` : `the boot packages hold several kernel module trees (${versions.join(', ')}); expected one`,
+    );
+  }
+  const version = versions[0]!;
+  const kernel: KernelFiles = { version, image, modulesDir: join(modulesRoot, version) };
+  const firmwareDir = join(treeDir, 'lib/firmware');
+  if (await isDirectory(firmwareDir)) kernel.firmwareDir = firmwareDir;
+  return kernel;
+}
+
+const PT_INTERP = 3;
+
+/** Whether an ELF executable has no PT_INTERP program header (needs no dynamic loader). */
+async function isStaticElf(path: string): Promise<boolean> {
+  const handle = await open(path, 'r');
+  try {
+    const header = Buffer.alloc(64);
+    await handle.read(header, 0, 64, 0);
+    if (header.readUInt32BE(0) !== 0x7f454c46) return false;
+    const is64 = header[4] === 2;
+    const little = header[5] === 1;
+    const u16 = (b: Buffer, o: number): number => (little ? b.readUInt16LE(o) : b.readUInt16BE(o));
+    const u32 = (b: Buffer, o: number): number => (little ? b.readUInt32LE(o) : b.readUInt32BE(o));
+    const phoff = is64 ? Number(little ? header.readBigUInt64LE(0x20) : header.readBigUInt64BE(0x20)) : u32(header, 0x1c);
+    const phentsize = u16(header, is64 ? 0x36 : 0x2a);
+    const phnum = u16(header, is64 ? 0x38 : 0x2c);
+    if (phnum === 0 || phentsize < 4) return false;
+    const table = Buffer.alloc(phentsize * phnum);
+    const { bytesRead } = await handle.read(table, 0, table.length, phoff);
+    if (bytesRead !== table.length) return false;
+    for (let i = 0; i < phnum; i++) if (u32(table, i * phentsize) === PT_INTERP) return false;
+    return true;
+  } finally {
+    await handle.close();
+  }
+}
+
+/** The static busybox for the initramfs: `bin/busybox.static`, else `bin/busybox` when it is a static ELF. */
+export async function findStaticBusybox(treeDir: string): Promise<string> {
+  const dedicated = join(treeDir, 'bin/busybox.static');
+  if ((await lstat(dedicated).catch(() => undefined))?.isFile()) return dedicated;
+  const plain = join(treeDir, 'bin/busybox');
+  if ((await lstat(plain).catch(() => undefined))?.isFile() && (await isStaticElf(plain))) return plain;
+  throw new ImageConfigError(
+    `the initramfs needs a static busybox: the boot packages have no bin/busybox.static and ${basename(plain)} is ${
+      (await lstat(plain).catch(() => undefined)) ? 'dynamically linked' : 'missing'
+    } (on Alpine add busybox-static to initramfsPackages)`,
+  );
+}
