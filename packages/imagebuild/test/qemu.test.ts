@@ -1,0 +1,108 @@
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bootInQemu, QemuAbortedError } from '../src/qemu.js';
+import { buildBootFixture, type BootFixture } from './qemu-fixture.js';
+
+const BOOT_TIMEOUT_MS = 150_000;
+
+describe('bootInQemu (direct kernel boot under TCG)', () => {
+  let dir: string;
+  let fixture: BootFixture;
+  let secretImage: string;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'psyops-qemu-test-'));
+    fixture = await buildBootFixture(dir);
+    const secretTree = join(dir, 'secret');
+    mkdirSync(secretTree);
+    writeFileSync(join(secretTree, 'node.txt'), 'secret\n');
+    secretImage = join(dir, 'secret.img');
+    execFileSync('mkfs.ext4', ['-q', '-L', 'psyops-secret', '-d', secretTree, secretImage, '8M']);
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('powers off, sees the secret USB disk, reaches a host server twice and logs the serial console', async () => {
+    let requests = 0;
+    const server = createServer((_request, response) => response.end(`answer-${++requests}`));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    const serialLog = join(dir, 'serial.log');
+    const streamed: string[] = [];
+    try {
+      const result = await bootInQemu({
+        kernel: { image: fixture.kernel, initrd: fixture.initrd, append: fixture.append('fixture.usb', 'fixture.net') },
+        secretImage,
+        network: { forwards: [{ guestAddress: '10.0.2.100', guestPort: 80, hostPort: port }] },
+        serialLog,
+        onSerial: (text) => streamed.push(text),
+        timeoutMs: BOOT_TIMEOUT_MS,
+      });
+      expect(result.reason).toBe('poweroff');
+      expect(result.exitCode).toBe(0);
+      expect(result.serial).toContain('fixture: guest up');
+      expect(result.serial).toContain('fixture: powering off');
+      expect(result.serial).toMatch(/fixture: sda at \S*usb/);
+      expect(result.serial).toMatch(/fixture: findfs \/dev\/sda\r?\n/);
+      expect(result.serial).toContain('fixture: fetch 1 [answer-1]');
+      expect(result.serial).toContain('fixture: fetch 2 [answer-2]');
+      expect(requests).toBe(2);
+      expect(streamed.join('')).toBe(result.serial);
+      expect(readFileSync(serialLog, 'utf8')).toBe(result.serial);
+    } finally {
+      server.close();
+    }
+  }, BOOT_TIMEOUT_MS + 30_000);
+
+  it('stops as soon as the serial output matches, with no network device unless asked', async () => {
+    const result = await bootInQemu({
+      kernel: { image: fixture.kernel, initrd: fixture.initrd, append: fixture.append('fixture.hang') },
+      until: /fixture: hanging/,
+      timeoutMs: BOOT_TIMEOUT_MS,
+    });
+    expect(result.reason).toBe('matched');
+    expect(result.exitCode).toBeNull();
+    expect(result.serial).toContain('fixture: net devices lo \r\n');
+    expect(result.serial).not.toContain('fixture: powering off');
+  }, BOOT_TIMEOUT_MS + 30_000);
+
+  it('kills QEMU when the time is up', async () => {
+    const result = await bootInQemu({
+      kernel: { image: fixture.kernel, initrd: fixture.initrd, append: fixture.append('fixture.hang') },
+      timeoutMs: 2_000,
+    });
+    expect(result.reason).toBe('timeout');
+    expect(result.exitCode).toBeNull();
+    expect(result.serial).not.toContain('fixture: powering off');
+  });
+
+  it('ends the boot when its signal aborts', async () => {
+    const controller = new AbortController();
+    const boot = bootInQemu({
+      kernel: { image: fixture.kernel, initrd: fixture.initrd, append: fixture.append('fixture.hang') },
+      timeoutMs: BOOT_TIMEOUT_MS,
+      onSerial: () => controller.abort(),
+      signal: controller.signal,
+    });
+    await expect(boot).rejects.toBeInstanceOf(QemuAbortedError);
+  }, BOOT_TIMEOUT_MS);
+
+  it('refuses a missing ISO in one line, before starting QEMU', async () => {
+    await expect(bootInQemu({ iso: join(dir, 'missing.iso'), timeoutMs: 1_000 })).rejects.toMatchObject({
+      code: 'FILE_NOT_FOUND',
+      message: `ISO image not found: ${join(dir, 'missing.iso')}`,
+    });
+  });
+
+  it('reports what QEMU itself rejects', async () => {
+    const notAKernel = join(dir, 'not-a-kernel');
+    writeFileSync(notAKernel, 'plain text');
+    await expect(
+      bootInQemu({ kernel: { image: notAKernel, initrd: fixture.initrd, append: '' }, timeoutMs: 60_000 }),
+    ).rejects.toMatchObject({ code: 'TOOL_FAILED', message: expect.stringMatching(/^qemu-system-x86_64 failed: .+/) });
+  });
+});
