@@ -1,0 +1,214 @@
+/**
+ * The initramfs: a static busybox, our `/init`, and the kernel modules needed to reach the boot
+ * media (CD, USB, SATA, NVMe, virtio) with their dependencies and a matching `modules.dep`.
+ */
+import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, stat, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { writeFilesAtomically } from '@psyops/signing';
+import { type CpioEntry, gzipDeterministic, newcArchive } from './cpio.js';
+import { ImageConfigError } from './errors.js';
+import { initScript, type InitScriptOptions } from './init-script.js';
+import { requireTools, runTool } from './tools.js';
+
+/** What /init loads before it looks for the media; names the kernel has built in or lacks are skipped. */
+export const EARLY_BOOT_MODULES = [
+  'ata_piix',
+  'ahci',
+  'sr_mod',
+  'cdrom',
+  'isofs',
+  'loop',
+  'squashfs',
+  'virtio_pci',
+  'virtio_blk',
+  'virtio_scsi',
+  'virtio_net',
+  'usb_storage',
+  'uas',
+  'xhci_pci',
+  'ehci_pci',
+  'ohci_pci',
+  'sd_mod',
+  'nvme',
+  'ext4',
+  'af_packet',
+] as const;
+
+export interface InitramfsOptions {
+  kernelVersion: string;
+  /** The directory holding `<kernelVersion>/` (a tree's `lib/modules`). */
+  modulesDir: string;
+  /** A statically linked busybox. */
+  busybox: string;
+  volumeId: string;
+  release: string;
+  kernelFlavor: string;
+  out: string;
+  /** Seconds since the epoch, for every entry. */
+  mtime: number;
+  /** Default EARLY_BOOT_MODULES. */
+  modules?: readonly string[];
+  mediaWaitSeconds?: InitScriptOptions['mediaWaitSeconds'];
+  firstBootScriptTimeoutSeconds?: InitScriptOptions['firstBootScriptTimeoutSeconds'];
+}
+
+export interface InitramfsResult {
+  /** The requested modules present as loadable modules, in load order. */
+  earlyModules: string[];
+  /** Every module file in the initramfs (relative to `lib/modules/<kver>`, dependencies included). */
+  moduleFiles: string[];
+}
+
+const MODULE_SUFFIX = /\.ko(\.gz|\.xz|\.zst)?$/;
+
+/** `kernel/drivers/usb/storage/usb-storage.ko.gz` → `usb_storage`. */
+export function moduleName(path: string): string {
+  return (path.split('/').pop() ?? path).replace(MODULE_SUFFIX, '').replace(/-/g, '_');
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/**
+ * The kernel's modules.dep text; when the tree has none (package files only), depmod runs on a
+ * temporary tree that links to the modules, so the input is never written to.
+ */
+async function readModulesDep(kernelModules: string, kernelVersion: string): Promise<string> {
+  const depFile = join(kernelModules, 'modules.dep');
+  if (await exists(depFile)) return readFile(depFile, 'utf8');
+  const { depmod } = await requireTools(['depmod']);
+  const base = await mkdtemp(join(tmpdir(), 'psyops-depmod-'));
+  try {
+    const copy = join(base, 'lib', 'modules', kernelVersion);
+    await mkdir(copy, { recursive: true });
+    for (const entry of await readdir(kernelModules, { withFileTypes: true })) {
+      // depmod replaces its output files by rename: copies of plain files keep the input untouched.
+      if (entry.isDirectory()) await symlink(join(kernelModules, entry.name), join(copy, entry.name));
+      else if (entry.isFile()) await copyFile(join(kernelModules, entry.name), join(copy, entry.name));
+    }
+    await runTool(depmod, ['-b', base, kernelVersion], { timeoutMs: 120_000 });
+    return await readFile(join(copy, 'modules.dep'), 'utf8');
+  } finally {
+    await rm(base, { recursive: true, force: true });
+  }
+}
+
+function parseModulesDep(text: string): Map<string, string[]> {
+  const deps = new Map<string, string[]>();
+  for (const line of text.split('\n')) {
+    const colon = line.indexOf(':');
+    if (colon <= 0) continue;
+    deps.set(line.slice(0, colon).trim(), line.slice(colon + 1).trim().split(/\s+/).filter(Boolean));
+  }
+  return deps;
+}
+
+async function loadModulesDep(modulesDir: string, kernelVersion: string): Promise<Map<string, string[]>> {
+  const kernelModules = join(modulesDir, kernelVersion);
+  if (!(await exists(kernelModules))) throw new ImageConfigError(`no modules for kernel ${kernelVersion} in ${modulesDir}`);
+  return parseModulesDep(await readModulesDep(kernelModules, kernelVersion));
+}
+
+function closureOf(deps: Map<string, string[]>, requested: readonly string[]): InitramfsResult {
+  const byName = new Map([...deps.keys()].map((path) => [moduleName(path), path]));
+  const closure = new Set<string>();
+  const add = (path: string): void => {
+    if (closure.has(path)) return;
+    closure.add(path);
+    for (const dep of deps.get(path) ?? []) add(dep);
+  };
+  const earlyModules: string[] = [];
+  // Built-in or absent modules are skipped silently: kernel configurations differ.
+  for (const name of requested) {
+    const path = byName.get(name.replace(/-/g, '_'));
+    if (path === undefined) continue;
+    earlyModules.push(moduleName(path));
+    add(path);
+  }
+  return { earlyModules, moduleFiles: [...closure].sort() };
+}
+
+/** The requested modules that are loadable, and every module file they need, from modules.dep. */
+export async function resolveEarlyModules(
+  modulesDir: string,
+  kernelVersion: string,
+  requested: readonly string[] = EARLY_BOOT_MODULES,
+): Promise<InitramfsResult> {
+  return closureOf(await loadModulesDep(modulesDir, kernelVersion), requested);
+}
+
+/** Module bytes, decompressed (busybox modprobe loads plain `.ko` files). */
+async function moduleBytes(path: string): Promise<Buffer> {
+  const data = await readFile(path);
+  if (path.endsWith('.ko')) return data;
+  if (path.endsWith('.ko.gz')) return gunzipSync(data);
+  throw new ImageConfigError(`cannot decompress kernel module ${path}: only .ko and .ko.gz are supported`);
+}
+
+const plainName = (path: string): string => path.replace(/\.ko\.gz$/, '.ko');
+
+/** Refuses a dynamically linked program (it would fail at boot as "no working init found"). */
+function assertStaticElf(data: Buffer, path: string): void {
+  if (data.length < 64 || data.readUInt32BE(0) !== 0x7f454c46 || data[4] !== 2) throw new ImageConfigError(`${path} is not a 64-bit ELF program`);
+  const phoff = Number(data.readBigUInt64LE(0x20));
+  const phentsize = data.readUInt16LE(0x36);
+  const phnum = data.readUInt16LE(0x38);
+  for (let i = 0; i < phnum; i++) {
+    const PT_INTERP = 3;
+    if (data.readUInt32LE(phoff + i * phentsize) === PT_INTERP) throw new ImageConfigError(`${path} is dynamically linked: the initramfs needs a static busybox`);
+  }
+}
+
+function parentDirs(path: string): string[] {
+  const parts = path.split('/');
+  return parts.slice(0, -1).map((_, index) => parts.slice(0, index + 1).join('/'));
+}
+
+/** Builds the gzip'ed newc initramfs at `out`. */
+export async function buildInitramfs(options: InitramfsOptions): Promise<InitramfsResult> {
+  const deps = await loadModulesDep(options.modulesDir, options.kernelVersion);
+  const resolved = closureOf(deps, options.modules ?? EARLY_BOOT_MODULES);
+  const busybox = await readFile(options.busybox);
+  assertStaticElf(busybox, options.busybox);
+  const kernelModules = join(options.modulesDir, options.kernelVersion);
+  const moduleRoot = `lib/modules/${options.kernelVersion}`;
+
+  const files: CpioEntry[] = [
+    { path: 'bin/busybox', type: 'file', mode: 0o755, data: busybox },
+    { path: 'bin/sh', type: 'symlink', target: 'busybox' },
+    {
+      path: 'init',
+      type: 'file',
+      mode: 0o755,
+      data: Buffer.from(
+        initScript({
+          volumeId: options.volumeId,
+          release: options.release,
+          kernelVersion: options.kernelVersion,
+          kernelFlavor: options.kernelFlavor,
+          earlyModules: resolved.earlyModules,
+          mediaWaitSeconds: options.mediaWaitSeconds,
+          firstBootScriptTimeoutSeconds: options.firstBootScriptTimeoutSeconds,
+        }),
+      ),
+    },
+  ];
+  const depLines: string[] = [];
+  for (const path of resolved.moduleFiles) {
+    files.push({ path: `${moduleRoot}/${plainName(path)}`, type: 'file', mode: 0o644, data: await moduleBytes(join(kernelModules, path)) });
+    depLines.push(`${plainName(path)}: ${(deps.get(path) ?? []).map(plainName).join(' ')}`.trimEnd());
+  }
+  files.push({ path: `${moduleRoot}/modules.dep`, type: 'file', mode: 0o644, data: Buffer.from(depLines.map((line) => `${line}\n`).join('')) });
+
+  const dirs = new Set(['dev', 'proc', 'sys', 'tmp', 'media', 'media/boot', 'rootimage', 'sysroot']);
+  for (const entry of files) for (const dir of parentDirs(entry.path)) dirs.add(dir);
+  const entries: CpioEntry[] = [...[...dirs].map((path): CpioEntry => ({ path, type: 'dir', mode: 0o755 })), ...files];
+  await writeFilesAtomically([{ path: options.out, data: gzipDeterministic(newcArchive(entries, options.mtime)) }]);
+  return resolved;
+}

@@ -1,0 +1,188 @@
+/**
+ * The two squashfs images on the boot media: the modloop (kernel modules and firmware,
+ * loop-mounted from RAM after boot) and the root image (copied into the tmpfs root by /init).
+ */
+import { randomBytes } from 'node:crypto';
+import { chmod, copyFile, link, lstat, mkdir, mkdtemp, readdir, readlink, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { ImageConfigError } from './errors.js';
+import { requireTools, runTool } from './tools.js';
+
+export type SquashfsCompression = 'xz' | 'zstd' | 'lz4' | 'gzip';
+
+/**
+ * Runs `produce(temp)` to create a file at `temp` beside `out`, then renames it to `out`; on
+ * failure the temporary file is removed and `out` is untouched.
+ */
+export async function produceAtomically<T>(out: string, produce: (temp: string) => Promise<T>): Promise<T> {
+  const temp = join(dirname(out), `.${basename(out)}.${randomBytes(6).toString('hex')}.tmp`);
+  try {
+    const result = await produce(temp);
+    await rename(temp, out);
+    return result;
+  } catch (error) {
+    await rm(temp, { force: true });
+    throw error;
+  }
+}
+
+function compressionArgs(compression: SquashfsCompression): string[] {
+  switch (compression) {
+    case 'xz':
+      return ['-comp', 'xz', '-Xbcj', 'x86'];
+    case 'zstd':
+      return ['-comp', 'zstd', '-Xcompression-level', '15'];
+    case 'lz4':
+      return ['-comp', 'lz4', '-Xhc'];
+    case 'gzip':
+      return ['-comp', 'gzip', '-Xcompression-level', '9'];
+  }
+}
+
+async function mksquashfs(sources: string[], out: string, mtime: number, extra: string[]): Promise<void> {
+  const tools = await requireTools(['mksquashfs']);
+  await produceAtomically(out, (temp) =>
+    runTool(tools.mksquashfs, [
+      ...sources,
+      temp,
+      '-noappend',
+      '-no-xattrs',
+      '-quiet',
+      '-no-progress',
+      // Host times and the build time would make every build differ.
+      '-mkfs-time',
+      String(mtime),
+      '-all-time',
+      String(mtime),
+      ...extra,
+    ]),
+  );
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  return lstat(path).then(
+    (stats) => stats.isDirectory(),
+    () => false,
+  );
+}
+
+export interface ModloopOptions {
+  kernelVersion: string;
+  /** The directory holding `<kernelVersion>/` (a tree's `lib/modules`). */
+  modulesDir: string;
+  /** Firmware files (a tree's `lib/firmware`), stored as `modules/firmware/`. */
+  firmwareDir?: string;
+  out: string;
+  /** Seconds since the epoch: every time stamp in the image. */
+  mtime: number;
+  /** Default xz: the modloop stays mounted, only what is loaded gets decompressed. */
+  compression?: SquashfsCompression;
+}
+
+/** Squashfs with `modules/<kver>/…` and `modules/firmware/…`, all owned by root. */
+export async function buildModloop(options: ModloopOptions): Promise<void> {
+  const kernelModules = join(options.modulesDir, options.kernelVersion);
+  if (!(await isDirectory(kernelModules))) throw new ImageConfigError(`no modules for kernel ${options.kernelVersion} in ${options.modulesDir}`);
+  const layout = await mkdtemp(join(dirname(options.out), '.modloop-layout-'));
+  try {
+    await mkdir(join(layout, 'modules'));
+    await chmod(join(layout, 'modules'), 0o755);
+    await mirrorTree(kernelModules, join(layout, 'modules', options.kernelVersion));
+    if (options.firmwareDir !== undefined && (await isDirectory(options.firmwareDir))) {
+      await mirrorTree(options.firmwareDir, join(layout, 'modules', 'firmware'));
+    }
+    await mksquashfs([layout], options.out, options.mtime, [...compressionArgs(options.compression ?? 'xz'), '-all-root', '-root-mode', '755']);
+  } finally {
+    await rm(layout, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Recreates `source` at `target` with hard links (a copy across file systems), so the modloop
+ * layout costs no copying of the modules themselves.
+ */
+async function mirrorTree(source: string, target: string): Promise<void> {
+  await mkdir(target, { recursive: true });
+  await chmod(target, (await lstat(source)).mode & 0o7777);
+  for (const entry of await readdir(source, { withFileTypes: true })) {
+    const from = join(source, entry.name);
+    const to = join(target, entry.name);
+    if (entry.isDirectory()) await mirrorTree(from, to);
+    else if (entry.isSymbolicLink()) await symlink(await readlink(from), to);
+    else if (entry.isFile()) await link(from, to).catch(() => copyFile(from, to));
+  }
+}
+
+export interface SpecialEntry {
+  /** Path inside the root, without a leading `/`. */
+  path: string;
+  uid: number;
+  gid: number;
+  mode: number;
+}
+
+export interface RootImageOptions {
+  rootDir: string;
+  /** Entries not owned by root, or whose mode differs from the tree's (setuid, 0700 dirs...). */
+  specialEntries: readonly SpecialEntry[];
+  out: string;
+  mtime: number;
+  /** Default zstd: small on the media and quick to unpack into the tmpfs under emulation. */
+  compression?: SquashfsCompression;
+}
+
+function pseudoName(path: string): string {
+  if (/[\n\r]/.test(path)) throw new ImageConfigError(`file name with a line break in the root tree: ${JSON.stringify(path)}`);
+  return `"${path.replace(/["\\]/g, (char) => `\\${char}`)}"`;
+}
+
+/** Every path of `root`, relative, parents first. */
+async function walk(root: string, prefix = ''): Promise<{ path: string; mode: number }[]> {
+  const result: { path: string; mode: number }[] = [];
+  const names = (await readdir(join(root, prefix))).sort();
+  for (const name of names) {
+    const path = prefix ? `${prefix}/${name}` : name;
+    const stats = await lstat(join(root, path));
+    result.push({ path, mode: stats.mode & 0o7777 });
+    if (stats.isDirectory()) result.push(...(await walk(root, path)));
+  }
+  return result;
+}
+
+/**
+ * Squashfs of `rootDir`, every entry owned by root:root with its mode from the tree, except the
+ * special entries. Ownership comes from mksquashfs pseudo definitions, so no root is needed.
+ */
+export async function buildRootImage(options: RootImageOptions): Promise<void> {
+  if (!(await isDirectory(options.rootDir))) throw new ImageConfigError(`root tree ${options.rootDir} is not a directory`);
+  const entries = await walk(options.rootDir);
+  const known = new Set(entries.map((entry) => entry.path));
+  const special = new Map<string, SpecialEntry>();
+  for (const entry of options.specialEntries) {
+    const path = entry.path.replace(/^\/+/, '');
+    if (!known.has(path)) throw new ImageConfigError(`special entry ${entry.path} is not in the root tree`);
+    special.set(path, entry);
+  }
+  const lines = entries.map(({ path, mode }) => {
+    const owner = special.get(path) ?? { uid: 0, gid: 0, mode };
+    return `${pseudoName(path)} m ${owner.mode.toString(8)} ${owner.uid} ${owner.gid}`;
+  });
+  const work = await mkdtemp(join(dirname(options.out), '.rootimage-'));
+  try {
+    const pseudoFile = join(work, 'owners.pseudo');
+    await writeFile(pseudoFile, `${lines.join('\n')}\n`);
+    await mksquashfs([options.rootDir], options.out, options.mtime, [
+      ...compressionArgs(options.compression ?? 'zstd'),
+      '-pf',
+      pseudoFile,
+      '-root-mode',
+      '755',
+      '-root-uid',
+      '0',
+      '-root-gid',
+      '0',
+    ]);
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
