@@ -1,2 +1,36 @@
-// @psyops/nodeboot: not written yet (see README.md). Its public API will be exported from here.
-export {};
+/**
+ * @psyops/nodeboot: what runs on a psyopsOS node at boot (the secret volume, individuation,
+ * network, psynet, the signed node config, k3s, status) and the host side that creates a node's
+ * secret volume.
+ */
+export {
+  SECRET_LABEL,
+  SECRET_FILES,
+  NODE_INTERFACE,
+  TESTONLY_TOOR_VARIABLE,
+  DEFAULT_INTERFACES,
+  checkNodeName,
+  normalizeMac,
+  checkNodeSecretsInput,
+  generateNodeSecrets,
+  assertOutputFree,
+  writeSecretDir,
+  writeSecretImage,
+  readSecretVolume,
+} from './secret-volume.js';
+export type { SecretFile, NodeSecretsInput, NodeSecrets, SecretVolume } from './secret-volume.js';
+export { generateSshHostKey, sshPublicKeyOf } from './ssh.js';
+export type { SshHostKey } from './ssh.js';
+export { nodeNebulaConfig } from './nebula.js';
+export type { NodeNebulaConfigOptions } from './nebula.js';
+export { runPostboot, NODE_PATHS, POSTBOOT_EXIT } from './postboot.js';
+export type { PostbootOptions, PostbootResult, NodeStatus, StepStatus, StepName, StepResult } from './postboot.js';
+export { readNodeStatus } from './status.js';
+export { LinuxSystem, RootedSystem } from './system.js';
+export type { NodeSystem, CommandResult, FetchResult, NetworkInterface } from './system.js';
+export { TempRootSystem } from './temp-root-system.js';
+export type { TempRootSystemOptions, RecordedEffect } from './temp-root-system.js';
+export { NodeInputError, SecretVolumeError, ToolError, NodeConfigRejectedError, SiteUnreachableError } from './errors.js';
+/** The node configuration document (`nodes/<name>.json` on the site) and its workspace source. */
+export { nodeConfigSchema, nodeDefinitionSchema, encryptedSecretSchema, plainSecretSchema } from '@psyops/siteapi/schemas';
+export type { NodeConfig, NodeDefinition } from '@psyops/siteapi/schemas';

@@ -62,6 +62,12 @@ function nodeConfigShape<S extends z.ZodType>(secret: S) {
 export const nodeDefinitionSchema = z.strictObject({
   $schema: z.string().optional(),
   ageRecipient: z.string().regex(/^age1[02-9ac-hj-np-z]{58}$/, 'must be an age X25519 recipient (age1…)').optional(),
+  sshHostPublicKey: z
+    .string()
+    .regex(/^ssh-ed25519 [A-Za-z0-9+/]+={0,2}( [^\n]*)?$/, 'must be an OpenSSH ed25519 public key line')
+    .optional()
+    .describe("The node's SSH host public key (recorded by `psyops node create`); the private key exists only on its secret volume."),
+  psynetAddress: z.ipv4().optional().describe("The node's psynet address (recorded by `psyops node create`)."),
   config: z.strictObject({
     ...nodeConfigShape(plainSecretSchema),
     hostname: nodeConfigShape(plainSecretSchema).hostname.optional().describe('Hostname; default: the node name.'),

@@ -1,0 +1,26 @@
+import { PsyopsError } from '@psyops/signing';
+
+/** A node name, MAC address or other input to `node create` is not usable. */
+export class NodeInputError extends PsyopsError {
+  override readonly code = 'BAD_NODE_INPUT';
+}
+
+/** The secret volume is missing a required file, or a file on it is malformed. */
+export class SecretVolumeError extends PsyopsError {
+  override readonly code = 'BAD_SECRET_VOLUME';
+}
+
+/** An external tool (mkfs.ext4, debugfs, mount…) failed or is missing. */
+export class ToolError extends PsyopsError {
+  override readonly code = 'TOOL_FAILED';
+}
+
+/** The node config from the site cannot be used: unsigned, tampered, another node's, or malformed. */
+export class NodeConfigRejectedError extends PsyopsError {
+  override readonly code = 'CONFIG_REJECTED';
+}
+
+/** The site could not be reached (after the bounded retries). */
+export class SiteUnreachableError extends PsyopsError {
+  override readonly code = 'SITE_UNREACHABLE';
+}

@@ -1,0 +1,39 @@
+import type { Lighthouse, NodeConfig } from '@psyops/siteapi/schemas';
+
+export interface NodeNebulaConfigOptions {
+  /** Paths of the PKI files on the node. */
+  pki: { ca: string; cert: string; key: string };
+  lighthouses: readonly Lighthouse[];
+  /** Extra inbound rules from the node config. */
+  firewall?: NodeConfig['firewall'];
+}
+
+/**
+ * The Nebula config of a psyopsOS node: the same defaults as `psyops psynet config` (outbound
+ * anything; inbound ICMP from anyone and anything from group clients) plus the node config's
+ * rules. Written as JSON, which is YAML too: the bundle needs no YAML library.
+ */
+export function nodeNebulaConfig(options: NodeNebulaConfigOptions): string {
+  const staticHostMap: Record<string, string[]> = {};
+  for (const lighthouse of [...options.lighthouses].sort((a, b) => (a.name < b.name ? -1 : 1))) staticHostMap[lighthouse.overlayIp] = [...lighthouse.publicAddresses];
+  const extra = (options.firewall ?? []).map((rule) => {
+    const { port, proto, host, groups, cidr } = rule;
+    const selectors = { ...(host !== undefined ? { host } : {}), ...(groups !== undefined ? { groups } : {}), ...(cidr !== undefined ? { cidr } : {}) };
+    return { port: String(port), proto, ...(Object.keys(selectors).length > 0 ? selectors : { host: 'any' }) };
+  });
+  const config = {
+    pki: options.pki,
+    static_host_map: staticHostMap,
+    lighthouse: { am_lighthouse: false, interval: 60, hosts: Object.keys(staticHostMap) },
+    listen: { host: '0.0.0.0', port: 0 },
+    punchy: { punch: true, respond: true },
+    tun: { disabled: false, dev: 'nebula1', drop_local_broadcast: false, drop_multicast: false, tx_queue: 500, mtu: 1300, routes: [], unsafe_routes: [] },
+    logging: { level: 'info', format: 'text' },
+    firewall: {
+      conntrack: { tcp_timeout: '12m', udp_timeout: '3m', default_timeout: '10m' },
+      outbound: [{ port: 'any', proto: 'any', host: 'any' }],
+      inbound: [{ port: 'any', proto: 'icmp', host: 'any' }, { port: 'any', proto: 'any', group: 'clients' }, ...extra],
+    },
+  };
+  return `${JSON.stringify(config, null, 2)}\n`;
+}

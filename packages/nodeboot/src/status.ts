@@ -1,0 +1,16 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileAccessError } from '@psyops/signing';
+import { NODE_PATHS, type NodeStatus } from './postboot.js';
+
+/** The status postboot wrote on a node whose root is `root` (`/` on the node itself). */
+export async function readNodeStatus(root = '/'): Promise<NodeStatus> {
+  const path = join(root, NODE_PATHS.status);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    throw fileAccessError(error, path, 'node status (written by postboot at the end of each boot)');
+  }
+  return JSON.parse(text) as NodeStatus;
+}

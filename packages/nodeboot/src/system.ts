@@ -1,0 +1,216 @@
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { dirname, join, normalize } from 'node:path';
+
+export interface CommandResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface FetchResult {
+  status: number;
+  body: Buffer;
+}
+
+export interface NetworkInterface {
+  name: string;
+  mac: string;
+}
+
+/**
+ * Everything postboot does to the machine, in one place: the node runs it for real
+ * (LinuxSystem), host tests run the very same steps against a temporary root (TempRootSystem).
+ * Paths are as the node sees them (`/etc/hostname`).
+ */
+export interface NodeSystem {
+  /** Where a node path (`/etc/hostname`) is on this machine. */
+  pathOnHost(path: string): string;
+  /** The block device (or image) whose file system has this label; undefined when there is none yet. */
+  findDeviceByLabel(label: string): Promise<string | undefined>;
+  /** Mounts an ext4 device read-only. */
+  mountReadOnly(device: string, mountpoint: string): Promise<void>;
+  setHostname(name: string): Promise<void>;
+  listInterfaces(): Promise<NetworkInterface[]>;
+  /** Renames interfaces as /etc/mactab says (each must be down). */
+  renameInterfaces(): Promise<void>;
+  /** Brings up every `auto` interface of /etc/network/interfaces. */
+  bringUpNetworking(): Promise<void>;
+  /** Whether the init script of a service is installed. */
+  hasService(name: string): Promise<boolean>;
+  startService(name: string): Promise<void>;
+  restartService(name: string): Promise<void>;
+  /** Whether a command is installed in one of the standard bin directories. */
+  hasCommand(name: string): Promise<boolean>;
+  run(command: string, args: readonly string[], timeoutMs: number): Promise<CommandResult>;
+  readFile(path: string): Promise<Buffer | undefined>;
+  /** Replaces a file atomically, created with its final mode. */
+  writeFile(path: string, data: string | Uint8Array, mode: number): Promise<void>;
+  mkdir(path: string, mode: number): Promise<void>;
+  exists(path: string): Promise<boolean>;
+  /** One line on the console(s). */
+  console(line: string): void;
+  fetch(url: string, timeoutMs: number): Promise<FetchResult>;
+  /** Milliseconds since the epoch. */
+  now(): number;
+  sleep(ms: number): Promise<void>;
+}
+
+const BIN_DIRS = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
+
+function runCommand(command: string, args: readonly string[], timeoutMs: number): Promise<CommandResult> {
+  return new Promise((resolve) => {
+    execFile(command, args, { timeout: timeoutMs, maxBuffer: 4 * 1024 * 1024 }, (error, stdout, stderr) => {
+      const code = error ? (typeof error.code === 'number' ? error.code : 127) : 0;
+      resolve({ exitCode: code, stdout: String(stdout), stderr: String(stderr || (error && !stderr ? error.message : '')) });
+    });
+  });
+}
+
+/** File operations relative to a root directory, shared by both systems. */
+export abstract class RootedSystem implements NodeSystem {
+  constructor(readonly root: string) {}
+
+  /** Where a node path is on this machine; never outside the root. */
+  pathOnHost(path: string): string {
+    const clean = normalize(`/${path}`);
+    return this.root === '/' ? clean : join(this.root, clean);
+  }
+
+  abstract findDeviceByLabel(label: string): Promise<string | undefined>;
+  abstract mountReadOnly(device: string, mountpoint: string): Promise<void>;
+  abstract setHostname(name: string): Promise<void>;
+  abstract listInterfaces(): Promise<NetworkInterface[]>;
+  abstract renameInterfaces(): Promise<void>;
+  abstract bringUpNetworking(): Promise<void>;
+  abstract startService(name: string): Promise<void>;
+  abstract restartService(name: string): Promise<void>;
+  abstract run(command: string, args: readonly string[], timeoutMs: number): Promise<CommandResult>;
+  abstract console(line: string): void;
+
+  async hasService(name: string): Promise<boolean> {
+    return this.exists(`/etc/init.d/${name}`);
+  }
+
+  async hasCommand(name: string): Promise<boolean> {
+    for (const dir of BIN_DIRS) if (await this.exists(`${dir}/${name}`)) return true;
+    return false;
+  }
+
+  async readFile(path: string): Promise<Buffer | undefined> {
+    try {
+      return await readFile(this.pathOnHost(path));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw error;
+    }
+  }
+
+  async writeFile(path: string, data: string | Uint8Array, mode: number): Promise<void> {
+    const target = this.pathOnHost(path);
+    await mkdir(dirname(target), { recursive: true });
+    const temp = `${target}.${randomBytes(6).toString('hex')}.tmp`;
+    const handle = await open(temp, 'wx', mode);
+    try {
+      await handle.writeFile(data);
+      await handle.chmod(mode);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    try {
+      await rename(temp, target);
+    } catch (error) {
+      await unlink(temp).catch(() => undefined);
+      throw error;
+    }
+  }
+
+  /** Creates a directory with `mode`; an existing one keeps its mode (packages may have set it). */
+  async mkdir(path: string, mode: number): Promise<void> {
+    if (existsSync(this.pathOnHost(path))) return;
+    await mkdir(this.pathOnHost(path), { recursive: true, mode });
+    await chmod(this.pathOnHost(path), mode);
+  }
+
+  async exists(path: string): Promise<boolean> {
+    return existsSync(this.pathOnHost(path));
+  }
+
+  async fetch(url: string, timeoutMs: number): Promise<FetchResult> {
+    const response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), redirect: 'follow' });
+    return { status: response.status, body: Buffer.from(await response.arrayBuffer()) };
+  }
+
+  now(): number {
+    return Date.now();
+  }
+
+  sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => setTimeout(resolve, ms));
+  }
+}
+
+/** The real node: busybox tools on a Linux root. */
+export class LinuxSystem extends RootedSystem {
+  constructor() {
+    super('/');
+  }
+
+  private async must(command: string, args: readonly string[], timeoutMs = 30_000): Promise<void> {
+    const result = await runCommand(command, args, timeoutMs);
+    if (result.exitCode !== 0) throw new Error(`${command} ${args.join(' ')} exited ${result.exitCode}: ${result.stderr.trim().split('\n').at(-1) ?? ''}`);
+  }
+
+  async findDeviceByLabel(label: string): Promise<string | undefined> {
+    const result = await runCommand('findfs', [`LABEL=${label}`], 10_000);
+    const device = result.stdout.trim();
+    return result.exitCode === 0 && device.startsWith('/dev/') ? device : undefined;
+  }
+
+  async mountReadOnly(device: string, mountpoint: string): Promise<void> {
+    // ext4 is a module in the Debian kernel; mount asks for it by name, but only when modprobe can find it.
+    await runCommand('modprobe', ['ext4'], 10_000);
+    await this.must('mount', ['-t', 'ext4', '-o', 'ro,nodev,nosuid,noexec', device, mountpoint]);
+  }
+
+  async setHostname(name: string): Promise<void> {
+    await this.must('hostname', [name]);
+  }
+
+  async listInterfaces(): Promise<NetworkInterface[]> {
+    const names = (await readdir('/sys/class/net').catch(() => [] as string[])).filter((name) => name !== 'lo').sort();
+    const interfaces = [];
+    for (const name of names) {
+      const mac = (await readFile(`/sys/class/net/${name}/address`, 'utf8').catch(() => '')).trim().toLowerCase();
+      if (mac !== '' && mac !== '00:00:00:00:00:00') interfaces.push({ name, mac });
+    }
+    return interfaces;
+  }
+
+  async renameInterfaces(): Promise<void> {
+    await this.must('nameif', ['-c', '/etc/mactab']);
+  }
+
+  async bringUpNetworking(): Promise<void> {
+    await this.must('ifup', ['-a'], 60_000);
+  }
+
+  async startService(name: string): Promise<void> {
+    await this.must(`/etc/init.d/${name}`, ['start'], 120_000);
+  }
+
+  async restartService(name: string): Promise<void> {
+    await this.must(`/etc/init.d/${name}`, ['restart'], 120_000);
+  }
+
+  run(command: string, args: readonly string[], timeoutMs: number): Promise<CommandResult> {
+    return runCommand(command, args, timeoutMs);
+  }
+
+  console(line: string): void {
+    process.stdout.write(`${line}\n`);
+  }
+}
