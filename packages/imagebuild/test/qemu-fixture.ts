@@ -86,3 +86,24 @@ export async function buildBootFixture(dir: string): Promise<BootFixture> {
     append: (...words) => ['console=ttyS0,115200', 'panic=-1', 'quiet', ...words].join(' '),
   };
 }
+
+/** A BIOS-bootable ISO (isolinux) that boots the fixture with the given fixture words. */
+export async function buildBootFixtureIso(dir: string, fixture: BootFixture, ...words: string[]): Promise<string> {
+  const tree = join(dir, 'iso');
+  await mkdir(join(tree, 'isolinux'), { recursive: true });
+  await copyFile('/usr/lib/ISOLINUX/isolinux.bin', join(tree, 'isolinux/isolinux.bin'));
+  await copyFile('/usr/lib/syslinux/modules/bios/ldlinux.c32', join(tree, 'isolinux/ldlinux.c32'));
+  await copyFile(fixture.kernel, join(tree, 'vmlinuz'));
+  await copyFile(fixture.initrd, join(tree, 'initrd.gz'));
+  await writeFile(
+    join(tree, 'isolinux/isolinux.cfg'),
+    `SERIAL 0 115200\nDEFAULT fixture\nLABEL fixture\n  KERNEL /vmlinuz\n  INITRD /initrd.gz\n  APPEND ${fixture.append(...words)}\n`,
+  );
+  const iso = join(dir, 'fixture.iso');
+  await execa('xorriso', [
+    '-as', 'mkisofs', '-quiet', '-o', iso, '-R',
+    '-b', 'isolinux/isolinux.bin', '-c', 'isolinux/boot.cat', '-no-emul-boot', '-boot-load-size', '4', '-boot-info-table',
+    tree,
+  ]);
+  return iso;
+}
