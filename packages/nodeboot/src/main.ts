@@ -2,12 +2,15 @@
  * The nodeboot program on the node (bundled into one file, /usr/lib/psyops/nodeboot.mjs):
  *   node nodeboot.mjs postboot   individuate this node (run once per boot by the boot hook)
  *   node nodeboot.mjs status     print /etc/psyopsOS/status.json
+ *   node nodeboot.mjs check-secret DIR   validate a secret volume's files (prints no secret)
  */
+import { basename } from 'node:path';
 import { runPostboot } from './postboot.js';
+import { readSecretVolume } from './secret-volume.js';
 import { readNodeStatus } from './status.js';
 import { LinuxSystem } from './system.js';
 
-const USAGE = 'usage: nodeboot.mjs postboot | status';
+const USAGE = 'usage: nodeboot.mjs postboot | status | check-secret DIR';
 
 async function main(args: string[]): Promise<number> {
   switch (args[0]) {
@@ -23,10 +26,16 @@ async function main(args: string[]): Promise<number> {
     case 'status':
       process.stdout.write(`${JSON.stringify(await readNodeStatus('/'), null, 2)}\n`);
       return 0;
-    default:
-      process.stderr.write(`${USAGE}\n`);
-      return 64;
+    case 'check-secret': {
+      if (args[1] === undefined) break;
+      const volume = await readSecretVolume(args[1]);
+      const files = Object.values(volume.paths).map((path) => basename(path)).sort().join(' ');
+      process.stdout.write(`${volume.nodename}: valid secret volume (${files}${volume.testonlyToor ? '; TESTONLY toor user' : ''})\n`);
+      return 0;
+    }
   }
+  process.stderr.write(`${USAGE}\n`);
+  return 64;
 }
 
 main(process.argv.slice(2)).then(

@@ -1,0 +1,219 @@
+import { execFile } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { NODE_PATHS, TempRootSystem, runPostboot, type NodeStatus, type PostbootOptions } from '../src/index.js';
+import { FILE_SECRET, K3S_TOKEN, MAC, NODE, makeWorld, tempDir, type World } from './fixtures.js';
+
+const FAST: PostbootOptions = { secretWaitMs: 0, siteAttempts: 3, siteRetryDelayMs: 100, fetchTimeoutMs: 5000 };
+
+/** A node root as the image gives it: the site URL, and init scripts for sshd, nebula, k3s and the config's service. */
+function nodeRoot(siteUrl: string, installed: string[] = ['sshd', 'nebula', 'k3s', 'app']): string {
+  const root = tempDir('noderoot');
+  const put = (path: string, text: string, mode = 0o644) => {
+    mkdirSync(join(root, path, '..'), { recursive: true });
+    writeFileSync(join(root, path), text, { mode });
+  };
+  put('etc/psyopsOS/site.url', `${siteUrl}\n`);
+  put('etc/passwd', 'root:x:0:0:root:/root:/bin/sh\n');
+  for (const service of installed) put(`etc/init.d/${service}`, '#!/bin/sh\n', 0o755);
+  for (const command of installed.filter((s) => s === 'nebula' || s === 'k3s')) put(`usr/bin/${command}`, '#!/bin/sh\n', 0o755);
+  return root;
+}
+
+const read = (root: string, path: string) => readFileSync(join(root, path), 'utf8');
+const mode = (root: string, path: string) => statSync(join(root, path)).mode & 0o777;
+const statusOf = (root: string) => JSON.parse(read(root, NODE_PATHS.status)) as NodeStatus;
+const lastLine = (system: TempRootSystem) => system.consoleLines.at(-1);
+
+/** Every file under root readable by others, with its content. */
+function worldReadable(root: string): { path: string; text: string }[] {
+  const out: { path: string; text: string }[] = [];
+  const walk = (dir: string) => {
+    for (const name of readdirSync(dir)) {
+      const path = join(dir, name);
+      const info = statSync(path);
+      if (info.isDirectory()) walk(path);
+      else if (info.mode & 0o004) out.push({ path: path.slice(root.length), text: readFileSync(path, 'utf8') });
+    }
+  };
+  walk(root);
+  return out;
+}
+
+/** A new boot on the same root: /run is a tmpfs, the rest (last good config) stays. */
+const reboot = (root: string) => rmSync(join(root, 'run'), { recursive: true, force: true });
+
+function bootSystem(world: World, root: string, withVolume = true): TempRootSystem {
+  return new TempRootSystem({ root, devices: withVolume ? { 'psyops-secret': world.image } : {}, interfaces: [{ name: 'eth0', mac: MAC }] });
+}
+
+describe('postboot against a temporary root, a real secret image and a real served site', () => {
+  let world: World;
+  beforeAll(async () => {
+    world = await makeWorld();
+  });
+
+  it('applies the signed config: hostname, psy0, SSH key, psynet, files, services, k3s, status', async () => {
+    const root = nodeRoot(world.server.url);
+    const system = bootSystem(world, root);
+    const result = await runPostboot(system, FAST);
+
+    expect(lastLine(system)).toBe(`psyopsOS: postboot finished status=ok hostname=${NODE} config=3 secret=mounted-ro`);
+    expect(result.exitCode).toBe(0);
+    const status = statusOf(root);
+    expect(status).toMatchObject({ status: 'ok', hostname: NODE, secret: 'mounted-ro', config: { version: 3, source: 'site', signature: 'verified' }, k3s: 'started' });
+    expect(status.steps.map((s) => `${s.name}:${s.result}`)).toEqual(['secret:ok', 'network:ok', 'psynet:ok', 'config:ok', 'k3s:ok']);
+
+    // The volume: mounted read-only under a root-only directory, its variables exported.
+    expect(system.effects[0]).toEqual({ kind: 'mount', detail: `${world.image} ${NODE_PATHS.secretMount} ro` });
+    expect(mode(root, NODE_PATHS.secretParent)).toBe(0o700);
+    expect(read(root, NODE_PATHS.secretEnv)).toContain(`PSYOPSOS_NODENAME='${NODE}'\nPSYOPSOS_AGEKEY='/mnt/psyops-secret/mount/age.key'\n`);
+    expect(read(root, NODE_PATHS.secretEnv)).toContain(`PSYOPSOS_SITE='${world.server.url.replace(/\/$/, '')}'`);
+
+    // Individuation.
+    expect(read(root, '/etc/hostname')).toBe(`${NODE}\n`);
+    expect(system.effects).toContainEqual({ kind: 'hostname', detail: NODE });
+    expect(read(root, '/etc/mactab')).toBe(`psy0 ${MAC}\n`);
+    expect(system.effects).toContainEqual({ kind: 'rename', detail: 'eth0 psy0' });
+    expect(read(root, '/etc/network/interfaces')).toContain('iface psy0 inet dhcp');
+    expect(mode(root, '/etc/ssh/ssh_host_ed25519_key')).toBe(0o600);
+    expect(read(root, '/etc/ssh/ssh_host_ed25519_key.pub')).toBe(`${world.secrets.sshHostPublicKey}\n`);
+
+    // psynet: the real nebula accepts the config (PKI paths pointed into the temp root).
+    expect(mode(root, '/etc/nebula/host.key')).toBe(0o600);
+    const nebulaConfig = JSON.parse(read(root, '/etc/nebula/config.yml'));
+    expect(nebulaConfig.static_host_map).toEqual({ '10.10.8.1': ['203.0.113.10:4242'] });
+    expect(nebulaConfig.firewall.inbound).toContainEqual({ port: '22', proto: 'tcp', groups: ['admins'] });
+    const testConfig = join(root, 'nebula-test.yml');
+    writeFileSync(testConfig, read(root, '/etc/nebula/config.yml').replaceAll('"/etc/nebula/', `"${root}/etc/nebula/`));
+    await promisify(execFile)('/usr/bin/nebula', ['-test', '-config', testConfig], { timeout: 30_000 });
+
+    // The config: files (a secret decrypted with the volume's age key), services, k3s.
+    expect(read(root, '/etc/motd')).toBe(`welcome to ${NODE}\n`);
+    expect(read(root, '/etc/app/token')).toBe(FILE_SECRET);
+    expect(mode(root, '/etc/app/token')).toBe(0o600);
+    expect(JSON.parse(read(root, NODE_PATHS.k3sConfig))).toEqual({ token: K3S_TOKEN, server: 'https://10.10.8.10:6443', 'node-name': NODE });
+    expect(mode(root, NODE_PATHS.k3sConfig)).toBe(0o600);
+    expect(system.startedServices).toEqual(['sshd', 'nebula', 'app', 'k3s']);
+    expect(mode(root, NODE_PATHS.lastGoodConfig)).toBe(0o600);
+
+    // Nothing secret in the log, on the console or in any world-readable file.
+    const logs = readdirSync(join(root, 'var/log')).filter((n) => n.startsWith('postboot.'));
+    expect(logs).toHaveLength(1);
+    expect(mode(root, `/var/log/${logs[0]}`)).toBe(0o600);
+    const identity = world.secrets.files.find((f) => f.name === 'age.key')!.data.split('\n')[1]!;
+    const sshPrivate = world.secrets.files.find((f) => f.name === 'ssh_host_ed25519_key')!.data.split('\n')[1]!;
+    const exposed = [read(root, `/var/log/${logs[0]}`), system.consoleLines.join('\n'), ...worldReadable(root).map((f) => f.text)].join('\n');
+    for (const secret of [FILE_SECRET, K3S_TOKEN, identity, sshPrivate]) expect(exposed).not.toContain(secret);
+
+    // Once per boot: a second run this boot does nothing.
+    const effects = system.effects.length;
+    const again = await runPostboot(system, FAST);
+    expect(again).toEqual({ status: null, exitCode: 0 });
+    expect(lastLine(system)).toMatch(/^psyopsOS: postboot already finished this boot/);
+    expect(system.effects).toHaveLength(effects);
+  });
+
+  it('refuses a tampered config, applies nothing from it and keeps the last good one', async () => {
+    const root = nodeRoot(world.server.url);
+    expect((await runPostboot(bootSystem(world, root), FAST)).exitCode).toBe(0);
+    const published = join(world.siteDir, 'nodes', `${NODE}.json`);
+    const original = readFileSync(published, 'utf8');
+    try {
+      writeFileSync(published, original.replace('"version": 3', '"version": 4').replace(`welcome to ${NODE}`, 'owned'));
+      reboot(root);
+      const system = bootSystem(world, root);
+      const result = await runPostboot(system, FAST);
+      expect(result.exitCode).toBe(2);
+      expect(lastLine(system)).toBe(`psyopsOS: postboot finished status=degraded hostname=${NODE} config=3 secret=mounted-ro`);
+      const status = statusOf(root);
+      expect(status.config).toMatchObject({ version: 3, source: 'last-good', signature: 'refused' });
+      expect(status.config.reason).toMatch(/signature check failed/);
+      expect(status.steps.find((s) => s.name === 'config')).toMatchObject({ result: 'failed' });
+      expect(read(root, '/etc/motd')).toBe(`welcome to ${NODE}\n`);
+
+      // A node that never had a good config applies nothing.
+      const fresh = nodeRoot(world.server.url);
+      const freshSystem = bootSystem(world, fresh);
+      expect((await runPostboot(freshSystem, FAST)).exitCode).toBe(2);
+      expect(lastLine(freshSystem)).toBe(`psyopsOS: postboot finished status=degraded hostname=${NODE} config=none secret=mounted-ro`);
+      expect(statusOf(fresh).config).toMatchObject({ version: null, source: null, signature: 'refused' });
+      expect(() => read(fresh, '/etc/motd')).toThrow();
+      expect(freshSystem.startedServices).not.toContain('app');
+    } finally {
+      writeFileSync(published, original);
+    }
+  });
+
+  it('refuses a validly signed config of an older version than the last good one', async () => {
+    const root = nodeRoot(world.server.url);
+    await world.publish(5);
+    try {
+      expect((await runPostboot(bootSystem(world, root), FAST)).exitCode).toBe(0);
+      await world.publish(3);
+      reboot(root);
+      const system = bootSystem(world, root);
+      expect((await runPostboot(system, FAST)).exitCode).toBe(2);
+      expect(statusOf(root).config).toMatchObject({ version: 5, source: 'last-good', signature: 'refused' });
+      expect(statusOf(root).config.reason).toMatch(/older than the last good version 5/);
+    } finally {
+      await world.publish(3);
+    }
+  });
+
+  it('without a secret volume: DHCP fallback, status failed, non-zero exit, no site requests', async () => {
+    const root = nodeRoot(world.server.url);
+    const system = bootSystem(world, root, false);
+    const result = await runPostboot(system, { ...FAST, secretWaitMs: 1000, secretPollMs: 250 });
+    expect(result.exitCode).toBe(1);
+    expect(lastLine(system)).toBe('psyopsOS: postboot finished status=failed hostname=psyopsOS-unconfigured config=none secret=missing');
+    expect(read(root, '/etc/network/interfaces')).toContain('auto eth0\niface eth0 inet dhcp');
+    expect(system.effects).toContainEqual({ kind: 'networking', detail: 'ifup -a' });
+    const status = statusOf(root);
+    expect(status.steps.map((s) => `${s.name}:${s.result}`)).toEqual(['secret:failed', 'network:ok', 'psynet:skipped', 'config:skipped', 'k3s:skipped']);
+    expect(status.steps[0]!.reason).toMatch(/no volume labelled psyops-secret/);
+    // It waited a bounded time for the volume to appear, then went on: no loop.
+    const sleeps = system.effects.filter((e) => e.kind === 'sleep');
+    expect(sleeps.map((e) => e.detail)).toEqual(['250', '250', '250', '250']);
+    expect(system.effects.filter((e) => e.kind === 'mount')).toEqual([]);
+  });
+
+  it('with an unreachable site: bounded retries with backoff, then the last good config', async () => {
+    const root = nodeRoot(world.server.url);
+    expect((await runPostboot(bootSystem(world, root), FAST)).exitCode).toBe(0);
+
+    // A port that refuses connections: a server that was started and closed.
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise((resolve) => closed.close(resolve));
+    writeFileSync(join(root, 'etc/psyopsOS/site.url'), `http://127.0.0.1:${port}\n`);
+    reboot(root);
+    const system = bootSystem(world, root);
+    const result = await runPostboot(system, FAST);
+
+    expect(result.exitCode).toBe(2);
+    expect(lastLine(system)).toBe(`psyopsOS: postboot finished status=degraded hostname=${NODE} config=3 secret=mounted-ro`);
+    // Three attempts (two waits, doubling) for the first document; later ones give up at once.
+    expect(system.effects.filter((e) => e.kind === 'sleep').map((e) => e.detail)).toEqual(['100', '200']);
+    const status = statusOf(root);
+    expect(status.config).toMatchObject({ version: 3, source: 'last-good', signature: 'not-fetched' });
+    expect(status.config.reason).toMatch(/unreachable/);
+    expect(read(root, '/etc/app/token')).toBe(FILE_SECRET);
+  });
+
+  it('rejects a secret volume with a broken file: status failed, fallback networking', async () => {
+    const root = nodeRoot(world.server.url);
+    const image = join(tempDir('badimage'), 'secret.img');
+    const { writeSecretImage } = await import('../src/index.js');
+    await writeSecretImage(image, world.secrets.files.map((f) => (f.name === 'age.key' ? { ...f, data: 'not an age key\n' } : f)));
+    const system = new TempRootSystem({ root, devices: { 'psyops-secret': image }, interfaces: [{ name: 'eth0', mac: MAC }] });
+    expect((await runPostboot(system, FAST)).exitCode).toBe(1);
+    expect(lastLine(system)).toBe('psyopsOS: postboot finished status=failed hostname=psyopsOS-unconfigured config=none secret=invalid');
+    expect(statusOf(root).steps[0]!.reason).toMatch(/age\.key must hold exactly one age identity/);
+  });
+});
