@@ -89,8 +89,19 @@ export interface TestMedia {
   timings: Record<string, number>;
 }
 
+export interface TestMediaOptions {
+  mtime: number;
+  /** Names the ISO (`<name>.iso`) and its work directory. */
+  name?: string;
+  /** Modules for the modloop (default: the FAT driver only). */
+  modulesDir?: string;
+  /** The label /init looks for, when it should differ from the ISO's (to test the failure path). */
+  initramfsVolumeId?: string;
+  mediaWaitSeconds?: number;
+}
+
 /** Builds every stage in `dir` and writes `dir/<name>.iso`. */
-export async function buildTestMedia(dir: string, options: { mtime: number; name?: string; modulesDir?: string }): Promise<TestMedia> {
+export async function buildTestMedia(dir: string, options: TestMediaOptions): Promise<TestMedia> {
   const kernelVersion = await hostKernelVersion();
   const volumeId = volumeIdFor(RELEASE, ARCH);
   const timings: Record<string, number> = {};
@@ -114,7 +125,17 @@ export async function buildTestMedia(dir: string, options: { mtime: number; name
     buildRootImage({ rootDir: root, specialEntries: [{ path: 'etc/owned-by-1000', uid: 1000, gid: 1000, mode: 0o640 }], out: out('rootfs.squashfs'), mtime }),
   );
   await timed('initramfs', () =>
-    buildInitramfs({ kernelVersion, modulesDir: '/lib/modules', busybox: '/bin/busybox', volumeId, release: RELEASE, kernelFlavor: FLAVOR, out: out('initramfs'), mtime }),
+    buildInitramfs({
+      kernelVersion,
+      modulesDir: '/lib/modules',
+      busybox: '/bin/busybox',
+      volumeId: options.initramfsVolumeId ?? volumeId,
+      release: RELEASE,
+      kernelFlavor: FLAVOR,
+      out: out('initramfs'),
+      mtime,
+      mediaWaitSeconds: options.mediaWaitSeconds,
+    }),
   );
   const efi = await timed('efi', () => buildEfiBoot({ volumeId, outDir: out('efi'), mtime }));
   await timed('apkovl', () =>
