@@ -62,7 +62,8 @@ async function fetchOne(resolved: ResolvedPackage, repositories: readonly Loaded
 /**
  * Makes sure every package is in the cache, downloading what is missing (verified against the
  * index's C: and S: before it is renamed into place, so the cache only holds good files).
- * Returns the cached paths in input order.
+ * Returns the cached paths in input order. `ResolvedPackage.repository` indexes `repositories`:
+ * pass resolve the repositories in the order loadRepositories returned them.
  */
 export async function fetchPackages(
   packages: readonly ResolvedPackage[],

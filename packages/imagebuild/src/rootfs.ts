@@ -110,6 +110,10 @@ async function makeDirs(dir: string): Promise<void> {
   await chmod(dir, 0o755);
 }
 
+async function isDirectory(path: string): Promise<boolean> {
+  return (await lstat(path).catch(() => undefined))?.isDirectory() ?? false;
+}
+
 /** Writes a file into the tree (path in chroot view) with an exact mode. */
 async function writeTreeFile(root: string, path: string, data: string | Uint8Array, mode: number): Promise<void> {
   const target = await resolveInRoot(root, path);
@@ -225,11 +229,14 @@ export async function extractTree(packages: readonly FetchedPackage[], outDir: s
  * Returns false when the tree has no such list.
  */
 async function linkBusyboxApplets(root: string): Promise<boolean> {
-  const listDir = join(root, 'etc/busybox-paths.d');
-  const lists = await readdir(listDir).catch(() => [] as string[]);
+  const listDir = await resolveInRoot(root, 'etc/busybox-paths.d');
+  if (!(await isDirectory(listDir))) return false;
+  const lists = (await readdir(listDir)).sort();
   if (lists.length === 0) return false;
-  for (const list of lists.sort()) {
-    const text = await readFile(join(listDir, list), 'utf8').catch(() => '');
+  for (const list of lists) {
+    // Only regular files: a symlink here could point anywhere on the build host.
+    if (!(await lstat(join(listDir, list))).isFile()) continue;
+    const text = await readFile(join(listDir, list), 'utf8');
     for (const line of text.split('\n')) {
       const applet = line.trim();
       if (!applet.startsWith('/') || posix.normalize(applet) === '/') continue;
@@ -319,10 +326,6 @@ export interface KernelFiles {
   image: string;
   modulesDir: string;
   firmwareDir?: string;
-}
-
-async function isDirectory(path: string): Promise<boolean> {
-  return (await lstat(path).catch(() => undefined))?.isDirectory() ?? false;
 }
 
 /** Finds `boot/vmlinuz-<flavor>` and the one `lib/modules/<version>` of an extracted kernel package. */
