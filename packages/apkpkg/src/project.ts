@@ -1,7 +1,7 @@
 /**
  * Package specs for psyopsOS's own packages, filled from workspace values: `psyopsOS-base` (apk
  * repository + key, root password hash and SSH key setup, boot media writer, telepathy status
- * service) and `psyops-nodeboot` (the bundled nodeboot program and its boot hook).
+ * service) and `psyops-nodeboot` (the bundled nodeboot program).
  */
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -106,16 +106,19 @@ export interface NodebootOptions extends ProjectPackageCommon {
   bundle: string | Buffer;
 }
 
-/** The `psyops-nodeboot` spec: the bundle and its OpenRC boot hook. */
+/**
+ * The `psyops-nodeboot` spec: the bundle and `psyops-node`, its command on the node. No init
+ * script and no install script: the image's boot hook runs `node /usr/lib/psyops/nodeboot.mjs
+ * postboot`, so the package works under OpenRC and under the embedded default's busybox init alike.
+ */
 export async function nodebootSpec(options: NodebootOptions): Promise<PackageSpec> {
   checkCommon(options);
-  const postInstall = await asset('psyops-nodeboot/post-install');
   return {
     ...projectPackage('psyops-nodeboot', 'psyops nodeboot: individuates a psyopsOS node at boot', options),
+    depends: ['nodejs'],
     files: [
       { path: 'usr/lib/psyops/nodeboot.mjs', mode: '0755', contentBase64: Buffer.from(options.bundle).toString('base64') },
-      { path: 'etc/init.d/psyops-nodeboot', mode: '0755', content: await asset('psyops-nodeboot/nodeboot.initd') },
+      { path: 'usr/sbin/psyops-node', mode: '0755', content: await asset('psyops-nodeboot/psyops-node') },
     ],
-    scripts: { 'post-install': { content: postInstall } },
   };
 }

@@ -121,11 +121,11 @@ describe('psyopsOS-base', () => {
 });
 
 describe('psyops-nodeboot', () => {
-  it('packages the bundle and its boot hook', async () => {
+  it('packages the bundle and its command, needing only nodejs (no OpenRC on the embedded default)', async () => {
     const spec = await nodebootSpec({ version: '1.0.1700000000-r0', arch: 'x86_64', bundle: 'console.log("nodeboot");\n' });
     const pkg = readPackage((await buildPackage(spec, { sourceDateEpoch: EPOCH })).bytes);
-    expect(pkg.files.filter((f) => f.type === 'file').map((f) => `${f.path}:${f.mode.toString(8)}`)).toEqual(['etc/init.d/psyops-nodeboot:755', 'usr/lib/psyops/nodeboot.mjs:755']);
-    expect(pkg.info.depend).toContain('nodejs');
-    expect(Object.keys(pkg.scripts)).toEqual(['.post-install']);
+    expect(pkg.files.filter((f) => f.type === 'file').map((f) => `${f.path}:${f.mode.toString(8)}`)).toEqual(['usr/lib/psyops/nodeboot.mjs:755', 'usr/sbin/psyops-node:755']);
+    expect(pkg.info.depend).toEqual(['nodejs']);
+    expect(Object.keys(pkg.scripts)).toEqual([]);
   });
 });
