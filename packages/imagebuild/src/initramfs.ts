@@ -2,15 +2,13 @@
  * The initramfs: a static busybox, our `/init`, and the kernel modules needed to reach the boot
  * media (CD, USB, SATA, NVMe, virtio) with their dependencies and a matching `modules.dep`.
  */
-import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, stat, symlink } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { writeFilesAtomically } from '@psyops/signing';
 import { type CpioEntry, gzipDeterministic, newcArchive } from './cpio.js';
 import { ImageConfigError } from './errors.js';
 import { initScript, type InitScriptOptions } from './init-script.js';
-import { requireTools, runTool } from './tools.js';
 
 /** What /init loads before it looks for the media; names the kernel has built in or lacks are skipped. */
 export const EARLY_BOOT_MODULES = [
@@ -75,28 +73,68 @@ async function exists(path: string): Promise<boolean> {
   );
 }
 
-/**
- * The kernel's modules.dep text; when the tree has none (package files only), depmod runs on a
- * temporary tree that links to the modules, so the input is never written to.
- */
-async function readModulesDep(kernelModules: string, kernelVersion: string): Promise<string> {
-  const depFile = join(kernelModules, 'modules.dep');
-  if (await exists(depFile)) return readFile(depFile, 'utf8');
-  const { depmod } = await requireTools(['depmod']);
-  const base = await mkdtemp(join(tmpdir(), 'psyops-depmod-'));
-  try {
-    const copy = join(base, 'lib', 'modules', kernelVersion);
-    await mkdir(copy, { recursive: true });
-    for (const entry of await readdir(kernelModules, { withFileTypes: true })) {
-      // depmod replaces its output files by rename: copies of plain files keep the input untouched.
-      if (entry.isDirectory()) await symlink(join(kernelModules, entry.name), join(copy, entry.name));
-      else if (entry.isFile()) await copyFile(join(kernelModules, entry.name), join(copy, entry.name));
+/** The `.modinfo` section of a module: NUL-separated `key=value` strings. */
+function modinfo(elf: Buffer, path: string): Map<string, string> {
+  if (elf.length < 64 || elf.readUInt32BE(0) !== 0x7f454c46 || elf[4] !== 2 || elf[5] !== 1) throw new ImageConfigError(`kernel module ${path} is not a 64-bit little-endian ELF file`);
+  const shoff = Number(elf.readBigUInt64LE(0x28));
+  const shentsize = elf.readUInt16LE(0x3a);
+  const shnum = elf.readUInt16LE(0x3c);
+  const section = (index: number): { name: number; offset: number; size: number } => {
+    const base = shoff + index * shentsize;
+    return { name: elf.readUInt32LE(base), offset: Number(elf.readBigUInt64LE(base + 0x18)), size: Number(elf.readBigUInt64LE(base + 0x20)) };
+  };
+  const names = section(elf.readUInt16LE(0x3e));
+  const info = new Map<string, string>();
+  for (let i = 0; i < shnum; i++) {
+    const { name, offset, size } = section(i);
+    const end = elf.indexOf(0, names.offset + name);
+    if (elf.toString('latin1', names.offset + name, end) !== '.modinfo') continue;
+    for (const field of elf.toString('utf8', offset, offset + size).split('\0')) {
+      const equals = field.indexOf('=');
+      if (equals > 0 && !info.has(field.slice(0, equals))) info.set(field.slice(0, equals), field.slice(equals + 1));
     }
-    await runTool(depmod, ['-b', base, kernelVersion], { timeoutMs: 120_000 });
-    return await readFile(join(copy, 'modules.dep'), 'utf8');
-  } finally {
-    await rm(base, { recursive: true, force: true });
   }
+  return info;
+}
+
+/** Module files under `dir`, relative, by module name. */
+async function moduleFilesByName(dir: string, prefix = '', found = new Map<string, string>()): Promise<Map<string, string>> {
+  for (const entry of await readdir(join(dir, prefix), { withFileTypes: true })) {
+    const path = prefix ? `${prefix}/${entry.name}` : entry.name;
+    if (entry.isDirectory()) await moduleFilesByName(dir, path, found);
+    else if (MODULE_SUFFIX.test(entry.name) && !found.has(moduleName(path))) found.set(moduleName(path), path);
+  }
+  return found;
+}
+
+/**
+ * The modules.dep lines of the requested modules and their dependencies. Without a modules.dep
+ * (a package's files only) they come from each module's `depends=` field: Debian's depmod cannot
+ * read gzip'ed modules, and this reads only the modules needed.
+ */
+async function loadModulesDep(modulesDir: string, kernelVersion: string, requested: readonly string[]): Promise<Map<string, string[]>> {
+  const kernelModules = join(modulesDir, kernelVersion);
+  if (!(await exists(kernelModules))) throw new ImageConfigError(`no modules for kernel ${kernelVersion} in ${modulesDir}`);
+  const depFile = join(kernelModules, 'modules.dep');
+  if (await exists(depFile)) return parseModulesDep(await readFile(depFile, 'utf8'));
+  const byName = await moduleFilesByName(kernelModules);
+  const deps = new Map<string, string[]>();
+  const pending = requested.map((name) => byName.get(name.replace(/-/g, '_'))).filter((path) => path !== undefined);
+  for (let path = pending.pop(); path !== undefined; path = pending.pop()) {
+    if (deps.has(path)) continue;
+    const depends = modinfo(await moduleBytes(join(kernelModules, path)), path).get('depends') ?? '';
+    const paths = depends
+      .split(',')
+      .filter(Boolean)
+      .map((name) => {
+        const dep = byName.get(name.replace(/-/g, '_'));
+        if (dep === undefined) throw new ImageConfigError(`kernel module ${path} needs ${name}, which is not in ${kernelModules}`);
+        return dep;
+      });
+    deps.set(path, paths);
+    pending.push(...paths);
+  }
+  return deps;
 }
 
 function parseModulesDep(text: string): Map<string, string[]> {
@@ -107,12 +145,6 @@ function parseModulesDep(text: string): Map<string, string[]> {
     deps.set(line.slice(0, colon).trim(), line.slice(colon + 1).trim().split(/\s+/).filter(Boolean));
   }
   return deps;
-}
-
-async function loadModulesDep(modulesDir: string, kernelVersion: string): Promise<Map<string, string[]>> {
-  const kernelModules = join(modulesDir, kernelVersion);
-  if (!(await exists(kernelModules))) throw new ImageConfigError(`no modules for kernel ${kernelVersion} in ${modulesDir}`);
-  return parseModulesDep(await readModulesDep(kernelModules, kernelVersion));
 }
 
 function closureOf(deps: Map<string, string[]>, requested: readonly string[]): InitramfsResult {
@@ -140,7 +172,7 @@ export async function resolveEarlyModules(
   kernelVersion: string,
   requested: readonly string[] = EARLY_BOOT_MODULES,
 ): Promise<InitramfsResult> {
-  return closureOf(await loadModulesDep(modulesDir, kernelVersion), requested);
+  return closureOf(await loadModulesDep(modulesDir, kernelVersion, requested), requested);
 }
 
 /** Module bytes, decompressed (busybox modprobe loads plain `.ko` files). */
@@ -172,8 +204,9 @@ function parentDirs(path: string): string[] {
 
 /** Builds the gzip'ed newc initramfs at `out`. */
 export async function buildInitramfs(options: InitramfsOptions): Promise<InitramfsResult> {
-  const deps = await loadModulesDep(options.modulesDir, options.kernelVersion);
-  const resolved = closureOf(deps, options.modules ?? EARLY_BOOT_MODULES);
+  const requested = options.modules ?? EARLY_BOOT_MODULES;
+  const deps = await loadModulesDep(options.modulesDir, options.kernelVersion, requested);
+  const resolved = closureOf(deps, requested);
   const busybox = await readFile(options.busybox);
   assertStaticElf(busybox, options.busybox);
   const kernelModules = join(options.modulesDir, options.kernelVersion);
