@@ -50,7 +50,7 @@ describe('buildApkovl', () => {
     await buildApkovl(options(out));
     const listing = tarList(out);
     expect(listing.every((line) => line.includes(' 0/0 ') && line.includes(' 2025-11-25 00:00:00 '))).toBe(true);
-    const names = listing.map((line) => line.split(' ')[5]);
+    const names = listing.map((line) => line.split(' ')[5] ?? '');
     expect(names).toEqual([...names].sort());
     expect(names.some((name) => name.startsWith('./') || name.startsWith('/'))).toBe(false);
     expect(listing).toEqual(
