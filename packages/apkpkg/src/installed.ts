@@ -5,7 +5,7 @@
  */
 import { BLOCK, padding, tarHeader } from './tar.js';
 import { SCRIPT_NAMES } from './spec.js';
-import { formatIndexText, indexEntryOf, type ApkPackage, type IndexEntry } from './read.js';
+import { formatIndexText, indexEntryOf, type ApkFileEntry, type ApkPackage, type IndexEntry } from './read.js';
 
 /** A package as installed: its repository index entry (arch, size as the repository gave them) and its contents. */
 export interface InstalledPackage {
@@ -13,12 +13,41 @@ export interface InstalledPackage {
   pkg: ApkPackage;
 }
 
+/**
+ * User and group ids by name from the target root's etc/passwd and etc/group: apk records a
+ * file's owner by looking its tar uname/gname up there, and uses the tar's numbers only for
+ * names it does not find.
+ */
+export interface OwnerIds {
+  users: ReadonlyMap<string, number>;
+  groups: ReadonlyMap<string, number>;
+}
+
+/** Names and ids of an etc/passwd or etc/group file (`name:x:id:…`); malformed lines are skipped. */
+export function parseIdFile(text: string): Map<string, number> {
+  const ids = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const [name, , id] = line.split(':');
+    if (name && id !== undefined && /^\d+$/.test(id) && !ids.has(name)) ids.set(name, Number(id));
+  }
+  return ids;
+}
+
+/** The owner apk records for a tar entry. */
+export function ownerOf(entry: { uid: number; gid: number; uname: string; gname: string }, ids?: OwnerIds): { uid: number; gid: number } {
+  return {
+    uid: ids?.users.get(entry.uname) ?? entry.uid,
+    gid: ids?.groups.get(entry.gname) ?? entry.gid,
+  };
+}
+
 const DEFAULT_DIR_ACL = '0:0:755';
 const DEFAULT_FILE_ACL = '0:0:644';
 
 /** `uid:gid:mode` with the mode in octal without leading zero, as apk writes M: and a:. */
-function acl(uid: number, gid: number, mode: number): string {
-  return `${uid}:${gid}:${(mode & 0o7777).toString(8)}`;
+function acl(file: ApkFileEntry, ids: OwnerIds | undefined): string {
+  const { uid, gid } = ownerOf(file, ids);
+  return `${uid}:${gid}:${(file.mode & 0o7777).toString(8)}`;
 }
 
 /** apk's checksum notation: `Q1` + base64 of a SHA-1 given in hex. */
@@ -36,14 +65,14 @@ interface DirRecord {
  * counts only when its directory has its own entry (top-level files go under the root, `F:`
  * with an empty name); entries starting with `.` and `.keep_*` files are not installed.
  */
-function ownedDirectories(pkg: ApkPackage): Map<string, DirRecord> {
+function ownedDirectories(pkg: ApkPackage, ids: OwnerIds | undefined): Map<string, DirRecord> {
   const dirs = new Map<string, DirRecord>();
   const checksums = new Map<string, string>();
   for (const file of pkg.files) {
     if (file.path.startsWith('.')) continue;
     if (file.type === 'dir') {
       const record = dirs.get(file.path) ?? { acl: DEFAULT_DIR_ACL, files: [] };
-      record.acl = acl(file.uid, file.gid, file.mode);
+      record.acl = acl(file, ids);
       dirs.set(file.path, record);
       continue;
     }
@@ -60,7 +89,7 @@ function ownedDirectories(pkg: ApkPackage): Map<string, DirRecord> {
     // A hard link is recorded with the checksum of the file it links to.
     const checksum = file.sha1 ?? (file.type === 'hardlink' && file.target ? checksums.get(file.target) : undefined);
     if (checksum) checksums.set(file.path, checksum);
-    const entry: DirRecord['files'][number] = { name, acl: acl(file.uid, file.gid, file.mode) };
+    const entry: DirRecord['files'][number] = { name, acl: acl(file, ids) };
     if (checksum) entry.checksum = sha1Checksum(checksum);
     record.files.push(entry);
   }
@@ -72,11 +101,11 @@ function ownedDirectories(pkg: ApkPackage): Map<string, DirRecord> {
  * p i), then r: q: from `.PKGINFO`, then per owned directory `F:` (+ `M:` when not 0:0:755) and
  * per file `R:` (+ `a:` when not 0:0:644) and `Z:` (Q1 SHA-1); a blank line ends the block.
  */
-export function formatInstalledEntry({ entry, pkg }: InstalledPackage): string {
+export function formatInstalledEntry({ entry, pkg }: InstalledPackage, ids?: OwnerIds): string {
   const lines = [formatIndexText([entry]).replace(/\n\n$/, '')];
   if (pkg.info.replaces.length > 0) lines.push(`r:${pkg.info.replaces.join(' ')}`);
   if (pkg.info.replaces_priority) lines.push(`q:${pkg.info.replaces_priority}`);
-  for (const [dir, record] of ownedDirectories(pkg)) {
+  for (const [dir, record] of ownedDirectories(pkg, ids)) {
     lines.push(`F:${dir}`);
     if (record.acl !== DEFAULT_DIR_ACL) lines.push(`M:${record.acl}`);
     for (const file of record.files) {
@@ -89,8 +118,8 @@ export function formatInstalledEntry({ entry, pkg }: InstalledPackage): string {
 }
 
 /** `lib/apk/db/installed` for packages in install order. */
-export function formatInstalledDb(packages: readonly InstalledPackage[]): string {
-  return packages.map(formatInstalledEntry).join('');
+export function formatInstalledDb(packages: readonly InstalledPackage[], ids?: OwnerIds): string {
+  return packages.map((p) => formatInstalledEntry(p, ids)).join('');
 }
 
 /** The installed entry for a package read from a file (index fields derived as `apk index` would). */

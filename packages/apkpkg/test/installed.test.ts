@@ -8,6 +8,8 @@ import {
   formatTriggers,
   formatWorld,
   installedPackageOf,
+  ownerOf,
+  parseIdFile,
   readPackage,
   sha1Checksum,
 } from '../src/index.ts';
@@ -122,6 +124,31 @@ describe('installed database', () => {
     expect(read.entries.map((e) => [e.mode, e.mtime, e.uname, e.data.toString()])[1]).toEqual([0o755, EPOCH, 'root', '#!/bin/sh\necho post\n']);
 
     expect(formatTriggers([installed, installedPackageOf(readPackage(HELLO))])).toBe(`${pkg.identity} /usr/share/special\n`);
+  });
+
+  test("owners are looked up by name in the target's passwd and group; unknown names keep the tar's numbers", async () => {
+    const built = await buildPackage(
+      {
+        name: 'owned',
+        version: '1.0-r0',
+        arch: 'x86_64',
+        description: 'd',
+        url: 'u',
+        license: 'MIT',
+        files: [
+          { path: 'var/lib/svc', type: 'dir', mode: '0750', uid: 100, gid: 101, uname: 'svc', gname: 'svc' },
+          { path: 'var/lib/svc/known', content: 'k', uid: 100, gid: 101, uname: 'svc', gname: 'other' },
+          { path: 'var/lib/svc/unnamed', content: 'u', uid: 102, gid: 103 },
+        ],
+      },
+      { sourceDateEpoch: EPOCH },
+    );
+    const users = parseIdFile('root:x:0:0:root:/root:/bin/sh\nsvc:x:200:201::/var/lib/svc:/sbin/nologin\nbroken line\nsvc:x:999:999::/:/bin/sh\n');
+    const groups = parseIdFile('root:x:0:root\nsvc:x:201:\n');
+    expect([...users]).toEqual([['root', 0], ['svc', 200]]); // the first entry of a name counts
+    const lines = formatInstalledEntry(installedPackageOf(readPackage(built.bytes)), { users, groups }).split('\n');
+    expect(lines.filter((l) => /^[Ma]:/.test(l))).toEqual(['M:200:201:750', 'a:200:101:644', 'a:102:103:644']);
+    expect(ownerOf({ uid: 5, gid: 6, uname: '', gname: '' }, { users, groups })).toEqual({ uid: 5, gid: 6 });
   });
 
   test('scripts.tar without scripts is just the end blocks', () => {

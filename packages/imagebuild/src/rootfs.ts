@@ -13,9 +13,13 @@ import {
   formatScriptsTar,
   formatTriggers,
   formatWorld,
+  ownerOf,
+  parseIdFile,
   readPackage,
+  type ApkFileEntry,
   type ApkPackage,
   type InstalledPackage,
+  type OwnerIds,
 } from '@psyops/apkpkg';
 import { fileAccessError } from '@psyops/signing';
 import { ImageConfigError } from './errors.js';
@@ -190,28 +194,49 @@ async function setTreeTimes(dir: string, mtime: number): Promise<void> {
 
 const DEVICE_TYPES = new Set(['char', 'block', 'fifo']);
 
+/** A regular file of the tree as text, or '' when it is missing (or not a regular file). */
+async function readTreeText(root: string, path: string): Promise<string> {
+  const target = await resolveInRoot(root, path);
+  if (!(await lstat(target).catch(() => undefined))?.isFile()) return '';
+  return readFile(target, 'utf8');
+}
+
+/**
+ * Owner names resolved through the tree's etc/passwd and etc/group, as apk does. Users that
+ * packages create in their install scripts do not exist yet (those scripts run at first boot),
+ * so their files keep the numbers in the package.
+ */
+async function treeOwnerIds(root: string): Promise<OwnerIds> {
+  return { users: parseIdFile(await readTreeText(root, 'etc/passwd')), groups: parseIdFile(await readTreeText(root, 'etc/group')) };
+}
+
 /** Extracts packages in order (later files replace earlier ones, as with apk) and tracks who owns what. */
-async function extractPackages(packages: readonly FetchedPackage[], outDir: string, mtime: number): Promise<{ installed: InstalledPackage[]; tree: ExtractedTree }> {
+async function extractPackages(
+  packages: readonly FetchedPackage[],
+  outDir: string,
+  mtime: number,
+): Promise<{ installed: InstalledPackage[]; ids: OwnerIds; tree: ExtractedTree }> {
   const installed: InstalledPackage[] = [];
-  const owners = new Map<string, { type: string; uid: number; gid: number; mode: number }>();
+  const lastWriter = new Map<string, ApkFileEntry>();
   for (const fetched of packages) {
     const pkg = await readFetchedPackage(fetched);
     await extractPackage(pkg, outDir, { allowDevices: true, mtime });
     for (const file of pkg.files) {
       if (file.path.startsWith('.') || posix.basename(file.path).startsWith('.keep_')) continue;
-      owners.set(file.path, { type: file.type, uid: file.uid, gid: file.gid, mode: file.mode & 0o7777 });
+      lastWriter.set(file.path, file);
     }
     installed.push({ entry: fetched.entry, pkg });
   }
+  const ids = await treeOwnerIds(outDir);
   const specialEntries: SpecialEntry[] = [];
   const devices: DeviceEntry[] = [];
-  for (const [path, owner] of [...owners].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-    if (DEVICE_TYPES.has(owner.type)) devices.push({ path, type: owner.type as DeviceEntry['type'], mode: owner.mode });
-    else if (owner.type !== 'symlink' && (owner.uid !== 0 || owner.gid !== 0 || (owner.mode & 0o6000) !== 0)) {
-      specialEntries.push({ path, uid: owner.uid, gid: owner.gid, mode: owner.mode });
-    }
+  for (const [path, file] of [...lastWriter].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    const mode = file.mode & 0o7777;
+    const { uid, gid } = ownerOf(file, ids);
+    if (DEVICE_TYPES.has(file.type)) devices.push({ path, type: file.type as DeviceEntry['type'], mode });
+    else if (file.type !== 'symlink' && (uid !== 0 || gid !== 0 || (mode & 0o6000) !== 0)) specialEntries.push({ path, uid, gid, mode });
   }
-  return { installed, tree: { dir: outDir, specialEntries, devices } };
+  return { installed, ids, tree: { dir: outDir, specialEntries, devices } };
 }
 
 /** Plain ordered extraction (the boot set: kernel, modules, initramfs tools), every entry at `mtime`. */
@@ -292,7 +317,7 @@ async function trustedKeys(keysDirs: readonly string[]): Promise<Map<string, Buf
 export async function assembleRootTree(options: AssembleRootTreeOptions): Promise<RootTree> {
   const { outDir, mtime } = options;
   return building(outDir, async () => {
-    const { installed, tree } = await extractPackages(options.packages, outDir, mtime);
+    const { installed, ids, tree } = await extractPackages(options.packages, outDir, mtime);
     const keys = await trustedKeys(options.keysDirs);
 
     await writeTreeFile(outDir, 'etc/apk/world', formatWorld(options.world), 0o644);
@@ -300,7 +325,7 @@ export async function assembleRootTree(options: AssembleRootTreeOptions): Promis
     await writeTreeFile(outDir, 'etc/apk/repositories', options.repositories.map((r) => `${r}\n`).join(''), 0o644);
     await makeDirs(await resolveInRoot(outDir, 'etc/apk/keys'));
     for (const [name, data] of keys) await writeTreeFile(outDir, `etc/apk/keys/${name}`, data, 0o644);
-    await writeTreeFile(outDir, 'lib/apk/db/installed', formatInstalledDb(installed), 0o644);
+    await writeTreeFile(outDir, 'lib/apk/db/installed', formatInstalledDb(installed, ids), 0o644);
     await writeTreeFile(outDir, 'lib/apk/db/scripts.tar', formatScriptsTar(installed, mtime), 0o644);
     await writeTreeFile(outDir, 'lib/apk/db/triggers', formatTriggers(installed), 0o644);
     await writeTreeFile(outDir, 'lib/apk/db/lock', '', 0o600);
