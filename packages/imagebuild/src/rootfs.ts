@@ -225,7 +225,8 @@ async function extractPackages(
       if (file.path.startsWith('.') || posix.basename(file.path).startsWith('.keep_')) continue;
       lastWriter.set(file.path, file);
     }
-    installed.push({ entry: fetched.entry, pkg });
+    // The database needs the file list, not the contents: do not hold every package in memory.
+    installed.push({ entry: fetched.entry, pkg: { ...pkg, dataEntries: [] } });
   }
   const ids = await treeOwnerIds(outDir);
   const specialEntries: SpecialEntry[] = [];
