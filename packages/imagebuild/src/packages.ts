@@ -54,6 +54,8 @@ async function fetchOne(resolved: ResolvedPackage, repositories: readonly Loaded
     }
     throw error;
   }
+  // Like apk for repository packages: the identity (C:, from the signed index) is what is trusted,
+  // so no package signature is needed; readPackage still checks datahash and every file checksum.
   checkAgainstIndex(bytes, entry, { name: location });
   await writeFilesAtomically([{ path, data: bytes }]);
   return { entry, path };
