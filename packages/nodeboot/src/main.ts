@@ -1,6 +1,7 @@
 /**
  * The nodeboot program on the node (bundled into one file, /usr/lib/psyops/nodeboot.mjs):
- *   node nodeboot.mjs postboot   individuate this node (run once per boot by the boot hook)
+ *   node nodeboot.mjs postboot [--print-status]   individuate this node (once per boot, from the boot hook);
+ *                                 --print-status also prints status.json as one console line
  *   node nodeboot.mjs status     print /etc/psyopsOS/status.json
  *   node nodeboot.mjs check-secret DIR   validate a secret volume's files (prints no secret)
  */
@@ -10,13 +11,13 @@ import { readSecretVolume } from './secret-volume.js';
 import { readNodeStatus } from './status.js';
 import { LinuxSystem } from './system.js';
 
-const USAGE = 'usage: nodeboot.mjs postboot | status | check-secret DIR';
+const USAGE = 'usage: nodeboot.mjs postboot [--print-status] | status | check-secret DIR';
 
 async function main(args: string[]): Promise<number> {
   switch (args[0]) {
     case 'postboot':
       try {
-        return (await runPostboot(new LinuxSystem())).exitCode;
+        return (await runPostboot(new LinuxSystem(), { printStatus: args.includes('--print-status') })).exitCode;
       } catch (error) {
         // Only a broken root gets here (every step catches its own failures); the boot hook still gets its last line.
         process.stderr.write(`nodeboot: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}\n`);

@@ -68,6 +68,8 @@ export interface PostbootOptions {
   secretWaitMs?: number;
   /** Poll interval while waiting for it (default 500 ms). */
   secretPollMs?: number;
+  /** Also print the status as one console line `psyopsOS: status {…}` before the last line (for serial-console tests). */
+  printStatus?: boolean;
 }
 
 export interface PostbootResult {
@@ -319,7 +321,6 @@ async function networkStep(run: Run): Promise<Outcome> {
     await run.system.writeFile('/etc/ssh/ssh_host_ed25519_key.pub', `${volume.sshHostKey.publicKey}\n`, 0o644);
   }
 
-  await run.system.mkdir('/run', 0o755);
   try {
     await run.system.bringUpNetworking();
     notes.push('networking up');
@@ -542,7 +543,7 @@ export async function runPostboot(system: NodeSystem, options: PostbootOptions =
   const run: Run = {
     system,
     log,
-    options: { siteAttempts: 4, siteRetryDelayMs: 1000, fetchTimeoutMs: 10_000, secretWaitMs: 5000, secretPollMs: 500, ...options },
+    options: { siteAttempts: 4, siteRetryDelayMs: 1000, fetchTimeoutMs: 10_000, secretWaitMs: 5000, secretPollMs: 500, printStatus: false, ...options },
     secret: 'missing',
     hostname: UNCONFIGURED_HOSTNAME,
     configReport: { version: null, source: null, signature: 'not-fetched' },
@@ -584,6 +585,7 @@ export async function runPostboot(system: NodeSystem, options: PostbootOptions =
   await system.mkdir(posix.dirname(NODE_PATHS.finishedMarker), 0o755);
   await system.writeFile(NODE_PATHS.finishedMarker, `${report.finishedAt} ${status}\n`, 0o644);
   await log.line(`finished: ${status} in ${report.durationMs} ms`);
+  if (run.options.printStatus) system.console(`psyopsOS: status ${JSON.stringify(report)}`);
   system.console(
     `psyopsOS: postboot finished status=${status} hostname=${run.hostname} config=${run.configReport.version ?? 'none'} secret=${run.secret}`,
   );

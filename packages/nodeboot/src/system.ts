@@ -191,10 +191,17 @@ export class LinuxSystem extends RootedSystem {
   }
 
   async renameInterfaces(): Promise<void> {
+    // nameif renames only interfaces that are down; the init system may have brought one up already.
+    const mactab = (await this.readFile('/etc/mactab'))?.toString('utf8') ?? '';
+    const wanted = new Map(mactab.split('\n').map((line) => line.trim().split(/\s+/)).filter((f) => f.length === 2).map(([name, mac]) => [mac!.toLowerCase(), name!]));
+    for (const { name, mac } of await this.listInterfaces()) {
+      if (wanted.has(mac) && wanted.get(mac) !== name) await this.must('ip', ['link', 'set', 'dev', name, 'down']);
+    }
     await this.must('nameif', ['-c', '/etc/mactab']);
   }
 
   async bringUpNetworking(): Promise<void> {
+    await mkdir('/var/run', { recursive: true }); // busybox ifup keeps its state in /var/run/ifstate
     await this.must('ifup', ['-a'], 60_000);
   }
 

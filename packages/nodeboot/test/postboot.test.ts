@@ -60,11 +60,12 @@ describe('postboot against a temporary root, a real secret image and a real serv
   it('applies the signed config: hostname, psy0, SSH key, psynet, files, services, k3s, status', async () => {
     const root = nodeRoot(world.server.url);
     const system = bootSystem(world, root);
-    const result = await runPostboot(system, FAST);
+    const result = await runPostboot(system, { ...FAST, printStatus: true });
 
     expect(lastLine(system)).toBe(`psyopsOS: postboot finished status=ok hostname=${NODE} config=3 secret=mounted-ro`);
     expect(result.exitCode).toBe(0);
     const status = statusOf(root);
+    expect(system.consoleLines.at(-2)).toBe(`psyopsOS: status ${JSON.stringify(status)}`);
     expect(status).toMatchObject({ status: 'ok', hostname: NODE, secret: 'mounted-ro', config: { version: 3, source: 'site', signature: 'verified' }, k3s: 'started' });
     expect(status.steps.map((s) => `${s.name}:${s.result}`)).toEqual(['secret:ok', 'network:ok', 'psynet:ok', 'config:ok', 'k3s:ok']);
 
