@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -141,6 +143,20 @@ describe('loadRepositories', () => {
     const loading = loadRepositories([{ url: served.url, keysDir: fixture.keysDir }], { arch, cacheDir: empty, offline: true });
     await expect(loading).rejects.toThrow(ApkFetchError);
     await expect(loading).rejects.toThrow(`repository ${served.url}: offline`);
+  });
+
+  test('aborting while a download hangs ends the load at once', async () => {
+    const controller = new AbortController();
+    const hanging = createServer(() => controller.abort(new Error('cancelled by the user'))); // never answers
+    await new Promise<void>((done) => hanging.listen(0, '127.0.0.1', done));
+    try {
+      const url = `http://127.0.0.1:${(hanging.address() as AddressInfo).port}`;
+      const loading = loadRepositories([{ url, keysDir: fixture.keysDir }], { arch, cacheDir: freshDir('cache'), signal: controller.signal, timeoutMs: 170_000 });
+      await expect(loading).rejects.toThrow('cancelled by the user');
+    } finally {
+      hanging.closeAllConnections();
+      hanging.close();
+    }
   });
 
   test('an aborted signal stops loading', async () => {
