@@ -1,0 +1,376 @@
+/**
+ * The embedded default's APK repository, built from the Debian build host's own files: its kernel
+ * and modules (linux-debian), its static busybox, the Node.js running this build with its shared
+ * libraries, and a busybox-init base layout. Nothing is downloaded.
+ */
+import { chmod, copyFile, link, lstat, mkdir, mkdtemp, open, readdir, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import {
+  buildPackage,
+  generateApkKey,
+  indexRepository,
+  isValidVersion,
+  readSigningKey,
+  type ApkSigningKey,
+  type FileSpec,
+  type PackageSpec,
+} from '@psyops/apkpkg';
+import { fileAccessError, writeFilesAtomically } from '@psyops/signing';
+import { ImageConfigError, MissingToolError } from './errors.js';
+import { requireTools, runTool } from './tools.js';
+
+export interface HostRepositoryOptions {
+  /** Repository root: `<outDir>/<arch>/APKINDEX.tar.gz` and `<outDir>/keys/`. */
+  outDir: string;
+  arch?: 'x86_64';
+  /** Timestamp of every file, package and the index (SOURCE_DATE_EPOCH, seconds). */
+  mtime: number;
+  onProgress?(line: string): void;
+}
+
+export interface HostRepository {
+  /** The repository root (holds `<arch>/`). */
+  dir: string;
+  /** Holds the signing key (`<name>.rsa`, 0600) and its public key (`<name>.rsa.pub`). */
+  keysDir: string;
+  packages: { name: string; version: string }[];
+}
+
+/** The base layout's own version: raise it when a file in hostrepo/baselayout changes. */
+export const HOST_BASELAYOUT_VERSION = '1.0.0-r0';
+
+const KEY_NAME = 'psyops-host';
+const BUSYBOX = '/bin/busybox';
+
+/**
+ * Module directories left out of linux-debian: desktop, multimedia, wireless and lab hardware a
+ * server does not boot with. About 165 of the 396 MiB of Debian 12's modules; storage, wired
+ * network, file systems, USB and virtio stay.
+ */
+export const EXCLUDED_MODULE_DIRS = [
+  'kernel/drivers/gpu',
+  'kernel/sound',
+  'kernel/drivers/media',
+  'kernel/drivers/staging',
+  'kernel/drivers/infiniband',
+  'kernel/drivers/net/wireless',
+  'kernel/drivers/bluetooth',
+  'kernel/drivers/iio',
+  'kernel/drivers/isdn',
+  'kernel/drivers/nfc',
+  'kernel/net/bluetooth',
+  'kernel/net/mac80211',
+  'kernel/net/wireless',
+];
+
+// depmod rebuilds the rest (dep, alias, symbols, their .bin forms) for the modules kept.
+const MODULE_METADATA = ['modules.order', 'modules.builtin', 'modules.builtin.modinfo'];
+
+/** The hostrepo/ assets next to this package's package.json (works from src/, dist/ and bundles). */
+function assetsDir(): string {
+  const packageJson = createRequire(import.meta.url).resolve('@psyops/imagebuild/package.json');
+  return join(dirname(packageJson), 'hostrepo');
+}
+
+/**
+ * A Debian version as an apk version: the epoch is dropped, the upstream part keeps its leading
+ * dotted numbers, the Debian revision's leading number becomes `-rN` (`1:1.35.0-4+b1` → `1.35.0-r4`).
+ */
+export function apkVersionFromDebian(debianVersion: string): string {
+  const withoutEpoch = debianVersion.replace(/^\d+:/, '');
+  const dash = withoutEpoch.lastIndexOf('-');
+  const upstream = dash === -1 ? withoutEpoch : withoutEpoch.slice(0, dash);
+  const revision = dash === -1 ? '' : withoutEpoch.slice(dash + 1);
+  const numbers = /^\d+(?:\.\d+)*/.exec(upstream)?.[0];
+  const version = `${numbers}-r${/^\d+/.exec(revision)?.[0] ?? '0'}`;
+  if (numbers === undefined || !isValidVersion(version)) throw new ImageConfigError(`cannot turn the Debian version "${debianVersion}" into an apk version`);
+  return version;
+}
+
+const PT_INTERP = 3;
+
+/** The PT_INTERP path of a 64-bit little-endian ELF executable (its dynamic loader), or undefined when static. */
+export async function elfInterpreter(path: string): Promise<string | undefined> {
+  const handle = await open(path, 'r').catch((error: unknown) => {
+    throw fileAccessError(error, path, 'program');
+  });
+  try {
+    const header = Buffer.alloc(64);
+    await handle.read(header, 0, 64, 0);
+    if (header.readUInt32BE(0) !== 0x7f454c46 || header[4] !== 2 || header[5] !== 1) {
+      throw new ImageConfigError(`${path} is not a 64-bit little-endian ELF program`);
+    }
+    const tableOffset = Number(header.readBigUInt64LE(0x20));
+    const entrySize = header.readUInt16LE(0x36);
+    const table = Buffer.alloc(entrySize * header.readUInt16LE(0x38));
+    await handle.read(table, 0, table.length, tableOffset);
+    for (let offset = 0; offset + entrySize <= table.length; offset += entrySize) {
+      if (table.readUInt32LE(offset) !== PT_INTERP) continue;
+      const interpreter = Buffer.alloc(Number(table.readBigUInt64LE(offset + 0x20)));
+      await handle.read(interpreter, 0, interpreter.length, Number(table.readBigUInt64LE(offset + 8)));
+      return interpreter.toString('latin1').replace(/\0+$/, '');
+    }
+    return undefined;
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Copies a host file's content into the staging tree (following symlinks); hard links it when the file system allows. */
+async function stageFile(source: string, target: string, options: { link?: boolean; mode?: number } = {}): Promise<void> {
+  await mkdir(dirname(target), { recursive: true });
+  const real = await realpath(source).catch((error: unknown) => {
+    throw fileAccessError(error, source, 'host file');
+  });
+  let linked = false;
+  if (options.link) linked = await link(real, target).then(() => true, () => false);
+  if (!linked) await copyFile(real, target);
+  if (options.mode !== undefined && !linked) await chmod(target, options.mode);
+}
+
+interface StagedPackage {
+  spec: PackageSpec;
+  /** gzip level: for the two big packages level 9 costs much time for little size. */
+  compressionLevel?: number;
+}
+
+const COMMON = { arch: 'x86_64', url: 'https://github.com/psyops', license: 'GPL-2.0-only' } as const;
+
+/** The newest `/boot/vmlinuz-<release>` that has its /lib/modules/<release> and /boot/config-<release>. */
+async function hostKernelRelease(): Promise<string> {
+  const names = await readdir('/boot').catch(() => [] as string[]);
+  const releases = names
+    .filter((name) => name.startsWith('vmlinuz-'))
+    .map((name) => name.slice('vmlinuz-'.length))
+    .sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+  const release = releases.at(-1);
+  if (!release) throw new MissingToolError('/boot/vmlinuz-*', 'linux-image-amd64');
+  for (const path of [`/lib/modules/${release}`, `/boot/config-${release}`]) {
+    if (!(await stat(path).catch(() => undefined))) throw new MissingToolError(path, `linux-image-${release}`);
+  }
+  return release;
+}
+
+async function stageModules(release: string, modulesDir: string): Promise<number> {
+  const source = `/lib/modules/${release}`;
+  let count = 0;
+  const walk = async (rel: string): Promise<void> => {
+    for (const entry of (await readdir(join(source, rel), { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      const path = `${rel}/${entry.name}`;
+      if (entry.isDirectory()) {
+        if (!EXCLUDED_MODULE_DIRS.includes(path)) await walk(path);
+      } else if (entry.isFile()) {
+        await stageFile(join(source, path), join(modulesDir, path), { link: true });
+        count++;
+      }
+    }
+  };
+  await walk('kernel');
+  for (const name of MODULE_METADATA) {
+    if (await stat(join(source, name)).catch(() => undefined)) await stageFile(join(source, name), join(modulesDir, name));
+  }
+  return count;
+}
+
+async function linuxPackage(treeDir: string, progress: (line: string) => void): Promise<StagedPackage> {
+  const { depmod } = await requireTools(['depmod']);
+  const release = await hostKernelRelease();
+  const config = await readFile(`/boot/config-${release}`, 'utf8');
+  const upstream = /^# Linux\/\S+ (\S+) Kernel Configuration$/m.exec(config)?.[1];
+  if (!upstream) throw new ImageConfigError(`/boot/config-${release} does not name its kernel version`);
+  const version = apkVersionFromDebian(upstream);
+  progress(`linux-debian ${version}: staging the kernel ${release} and its modules`);
+  await stageFile(`/boot/vmlinuz-${release}`, join(treeDir, 'boot/vmlinuz-debian'), { link: true });
+  await stageFile(`/boot/config-${release}`, join(treeDir, 'boot/config-debian'), { link: true });
+  const modules = await stageModules(release, join(treeDir, 'lib/modules', release));
+  await runTool(depmod, ['-b', treeDir, release], { timeoutMs: 300_000 });
+  progress(`linux-debian ${version}: ${modules} modules`);
+  return {
+    spec: {
+      ...COMMON,
+      name: 'linux-debian',
+      version,
+      description: `Debian's Linux kernel ${release} and its modules, from the build host`,
+      tree: treeDir,
+    },
+    compressionLevel: 6,
+  };
+}
+
+async function busyboxPackage(treeDir: string, progress: (line: string) => void): Promise<StagedPackage> {
+  if (!(await stat(BUSYBOX).catch(() => undefined))) throw new MissingToolError(BUSYBOX, 'busybox-static');
+  if ((await elfInterpreter(BUSYBOX)) !== undefined) {
+    throw new MissingToolError(`a static ${BUSYBOX} (this one is dynamically linked)`, 'busybox-static');
+  }
+  const banner = (await runTool(BUSYBOX, ['--help'])).split('\n')[0] ?? '';
+  const debianVersion = /\(Debian ([^)\s]+)\)/.exec(banner)?.[1] ?? /^BusyBox v(\S+)/.exec(banner)?.[1];
+  if (!debianVersion) throw new ImageConfigError(`cannot read the busybox version from "${banner}"`);
+  const version = apkVersionFromDebian(debianVersion);
+  const applets = (await runTool(BUSYBOX, ['--list-full']))
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line !== '' && line !== 'bin/busybox')
+    .map((line) => `/${line}`)
+    .sort();
+  progress(`busybox ${version}: ${applets.length} applets`);
+  await stageFile(BUSYBOX, join(treeDir, 'bin/busybox'), { mode: 0o755 });
+  return {
+    spec: {
+      ...COMMON,
+      name: 'busybox',
+      version,
+      description: "Debian's static busybox from the build host",
+      tree: treeDir,
+      files: [{ path: 'etc/busybox-paths.d/busybox', content: `${applets.join('\n')}\n` }],
+    },
+  };
+}
+
+/** `ld.so --list` output: every library path the program loads (the vDSO has none). */
+function listedLibraries(output: string): string[] {
+  const paths = new Set<string>();
+  for (const line of output.split('\n')) {
+    const path = /=>\s*(\/\S+)/.exec(line)?.[1] ?? /^\s*(\/\S+)\s+\(0x/.exec(line)?.[1];
+    if (path) paths.add(path);
+  }
+  return [...paths].sort();
+}
+
+async function nodejsPackage(treeDir: string, progress: (line: string) => void): Promise<StagedPackage> {
+  const node = await realpath(process.execPath);
+  const version = `${process.version.replace(/^v/, '')}-r0`;
+  if (!isValidVersion(version)) throw new ImageConfigError(`cannot turn the Node.js version ${process.version} into an apk version`);
+  const loader = await elfInterpreter(node);
+  const libraries = loader ? listedLibraries(await runTool(loader, ['--list', node])) : [];
+  if (loader && !libraries.includes(loader)) libraries.push(loader);
+  progress(`nodejs ${version}: ${node} with ${libraries.length} shared libraries`);
+  await stageFile(node, join(treeDir, 'usr/bin/node'), { mode: 0o755 });
+  // Each library at the path the loader found it at (symlinks followed): those are the paths it searches.
+  for (const library of libraries) await stageFile(library, join(treeDir, library.slice(1)), { mode: 0o755 });
+  return {
+    spec: {
+      ...COMMON,
+      license: 'MIT',
+      name: 'nodejs',
+      version,
+      description: `Node.js ${process.version} from the build host, with the shared libraries it loads`,
+      tree: treeDir,
+    },
+    compressionLevel: 6,
+  };
+}
+
+/** Directories of a busybox-init system that no file in the assets implies. */
+const BASELAYOUT_DIRS: FileSpec[] = [
+  ...['bin', 'sbin', 'lib', 'usr/bin', 'usr/sbin', 'usr/lib', 'usr/local/bin', 'dev', 'proc', 'sys', 'run', 'mnt', 'media', 'home', 'opt', 'srv']
+    .map((path) => ({ path, type: 'dir' as const })),
+  ...['var/log', 'var/lib', 'var/cache', 'var/spool', 'etc/local.d', 'etc/profile.d', 'etc/modules-load.d'].map((path) => ({ path, type: 'dir' as const })),
+  ...['sysinit', 'boot', 'default', 'shutdown'].map((level) => ({ path: `etc/runlevels/${level}`, type: 'dir' as const })),
+  ...['if-pre-up.d', 'if-up.d', 'if-down.d', 'if-post-down.d'].map((hook) => ({ path: `etc/network/${hook}`, type: 'dir' as const })),
+  { path: 'root', type: 'dir', mode: 0o700 },
+  { path: 'tmp', type: 'dir', mode: 0o1777 },
+  { path: 'var/tmp', type: 'dir', mode: 0o1777 },
+  { path: 'var/run', type: 'symlink', target: '../run' },
+  // Started at boot by default; other packages or the overlay add more links.
+  { path: 'etc/runlevels/boot/networking', type: 'symlink', target: '/etc/init.d/networking' },
+  { path: 'etc/runlevels/boot/syslog', type: 'symlink', target: '/etc/init.d/syslog' },
+  { path: 'etc/runlevels/default/local', type: 'symlink', target: '/etc/init.d/local' },
+];
+
+/** Asset paths with a mode other than the 0644/0755 their executable bit gives. */
+const BASELAYOUT_MODES: Record<string, number> = { 'etc/shadow': 0o600 };
+
+async function baselayoutPackage(progress: (line: string) => void): Promise<StagedPackage> {
+  const root = join(assetsDir(), 'baselayout');
+  const files: FileSpec[] = [];
+  const walk = async (rel: string): Promise<void> => {
+    const dir = rel === '' ? root : join(root, rel);
+    const entries = await readdir(dir, { withFileTypes: true }).catch((error: unknown) => {
+      throw fileAccessError(error, dir, 'host-baselayout assets');
+    });
+    for (const entry of entries.sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      const path = rel === '' ? entry.name : `${rel}/${entry.name}`;
+      if (entry.isDirectory()) {
+        await walk(path);
+        continue;
+      }
+      const executable = ((await lstat(join(root, path))).mode & 0o100) !== 0;
+      files.push({ path, source: join(root, path), mode: BASELAYOUT_MODES[path] ?? (executable ? 0o755 : 0o644) });
+    }
+  };
+  await walk('');
+  progress(`host-baselayout ${HOST_BASELAYOUT_VERSION}: ${files.length} files`);
+  return {
+    spec: {
+      ...COMMON,
+      name: 'host-baselayout',
+      version: HOST_BASELAYOUT_VERSION,
+      description: 'A busybox-init system: inittab, rcS/rcK, minimal init.d services, users, network and udhcpc configuration',
+      depends: ['busybox'],
+      files: [...BASELAYOUT_DIRS, ...files],
+    },
+  };
+}
+
+/** The repository's signing key, made on the first build and reused after. */
+async function signingKey(keysDir: string): Promise<ApkSigningKey> {
+  await mkdir(keysDir, { recursive: true });
+  const existing = (await readdir(keysDir)).filter((name) => name.startsWith(`${KEY_NAME}-`) && name.endsWith('.rsa')).sort();
+  if (existing.length > 0) return readSigningKey(join(keysDir, existing.at(-1)!));
+  const pair = await generateApkKey({ name: KEY_NAME, bits: 2048 });
+  await writeFilesAtomically([
+    { path: join(keysDir, pair.keyName), data: pair.publicKeyPem },
+    { path: join(keysDir, pair.privateKeyName), data: pair.privateKeyPem, mode: 0o600 },
+  ]);
+  return { keyName: pair.keyName, privateKey: pair.privateKeyPem };
+}
+
+/**
+ * Builds the signed "host" repository `<outDir>/<arch>/` (linux-debian, busybox, nodejs,
+ * host-baselayout) from this machine's files. Built beside it and renamed into place: a build
+ * that dies leaves the previous repository (or none), never half of one.
+ */
+export async function buildHostRepository(options: HostRepositoryOptions): Promise<HostRepository> {
+  const arch = options.arch ?? 'x86_64';
+  if (arch !== 'x86_64') throw new ImageConfigError(`the host repository is built for x86_64 only, not ${String(arch)}`);
+  if (!Number.isInteger(options.mtime) || options.mtime < 0) throw new ImageConfigError(`mtime must be a whole number of seconds, got ${options.mtime}`);
+  const progress = options.onProgress ?? (() => {});
+  const keysDir = join(options.outDir, 'keys');
+  const key = await signingKey(keysDir);
+
+  // Leftovers of builds that were killed.
+  for (const name of await readdir(options.outDir)) if (name.startsWith('.hostrepo-')) await rm(join(options.outDir, name), { recursive: true, force: true });
+  const work = await mkdtemp(join(options.outDir, '.hostrepo-'));
+  try {
+    const trees = join(work, 'trees');
+    const archDir = join(work, 'repo', arch);
+    await mkdir(archDir, { recursive: true });
+    const staged = [
+      await linuxPackage(join(trees, 'linux-debian'), progress),
+      await busyboxPackage(join(trees, 'busybox'), progress),
+      await nodejsPackage(join(trees, 'nodejs'), progress),
+      await baselayoutPackage(progress),
+    ];
+    const packages: HostRepository['packages'] = [];
+    for (const { spec, compressionLevel } of staged) {
+      const built = await buildPackage(spec, { sourceDateEpoch: options.mtime, key, compressionLevel, generatedBy: 'psyops hostrepo' });
+      await writeFile(join(archDir, built.fileName), built.bytes);
+      progress(`${built.fileName}: ${(built.bytes.length / 2 ** 20).toFixed(1)} MiB`);
+      packages.push({ name: spec.name, version: spec.version });
+    }
+    await indexRepository(join(work, 'repo'), {
+      arches: [arch],
+      key,
+      sourceDateEpoch: options.mtime,
+      description: 'psyops host repository (from the Debian build host)',
+    });
+
+    const target = join(options.outDir, arch);
+    if (await lstat(target).catch(() => undefined)) await rename(target, join(work, 'previous'));
+    await rename(archDir, target);
+    return { dir: options.outDir, keysDir, packages };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
