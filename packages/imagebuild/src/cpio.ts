@@ -55,7 +55,10 @@ export function newcArchive(entries: readonly CpioEntry[], mtime: number): Buffe
   return Buffer.concat(chunks);
 }
 
-/** gzip without a name or timestamp in the header (node's zlib writes neither). */
+/**
+ * gzip without a name or timestamp in the header (node's zlib writes neither). Level 6: on an
+ * initramfs level 9 saved 0.4 % and took ten times as long.
+ */
 export function gzipDeterministic(data: Uint8Array): Buffer {
-  return gzipSync(data, { level: 9 });
+  return gzipSync(data, { level: 6 });
 }

@@ -57,7 +57,7 @@ say() {
 			*'('*C*')'*) ;;
 			*) echo "psyops-init: $*" > "/dev/$name" ;;
 		esac
-	done < /proc/consoles 2>/dev/null
+	done 2>/dev/null < /proc/consoles
 }
 
 fatal() {

@@ -3,12 +3,12 @@
  * busybox: a tiny root whose /sbin/init reports what the boot did, then powers off.
  */
 import { chmod, copyFile, link, mkdir, readdir, symlink, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { buildApkovl } from '../src/apkovl.js';
 import { bootLoaderConfigs, buildEfiBoot, volumeIdFor } from '../src/bootloader.js';
 import { buildInitramfs } from '../src/initramfs.js';
 import { writeIso } from '../src/iso.js';
-import { buildModloop, buildRootImage } from '../src/squashfs.js';
+import { buildModloop, buildRootImage, type SquashfsCompression } from '../src/squashfs.js';
 
 export const RELEASE = '251125';
 export const ARCH = 'x86_64';
@@ -98,6 +98,9 @@ export interface TestMediaOptions {
   /** The label /init looks for, when it should differ from the ISO's (to test the failure path). */
   initramfsVolumeId?: string;
   mediaWaitSeconds?: number;
+  rootCompression?: SquashfsCompression;
+  /** Host files copied into the root (to measure a realistic root size). */
+  extraRootFiles?: { path: string; hostPath: string }[];
 }
 
 /** Builds every stage in `dir` and writes `dir/<name>.iso`. */
@@ -117,12 +120,16 @@ export async function buildTestMedia(dir: string, options: TestMediaOptions): Pr
   const work = join(dir, `${options.name ?? 'media'}-work`);
   await mkdir(work, { recursive: true });
   const root = await rootTree(work);
+  for (const extra of options.extraRootFiles ?? []) {
+    await mkdir(dirname(join(root, extra.path)), { recursive: true });
+    await copyFile(extra.hostPath, join(root, extra.path));
+  }
   const modulesDir = options.modulesDir ?? (await smallModulesDir(work, kernelVersion));
 
   const out = (name: string): string => join(work, name);
   await timed('modloop', () => buildModloop({ kernelVersion, modulesDir, out: out('modloop'), mtime }));
   await timed('rootImage', () =>
-    buildRootImage({ rootDir: root, specialEntries: [{ path: 'etc/owned-by-1000', uid: 1000, gid: 1000, mode: 0o640 }], out: out('rootfs.squashfs'), mtime }),
+    buildRootImage({ rootDir: root, specialEntries: [{ path: 'etc/owned-by-1000', uid: 1000, gid: 1000, mode: 0o640 }], out: out('rootfs.squashfs'), mtime, compression: options.rootCompression }),
   );
   await timed('initramfs', () =>
     buildInitramfs({
