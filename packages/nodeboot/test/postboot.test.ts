@@ -207,6 +207,26 @@ describe('postboot against a temporary root, a real secret image and a real serv
     expect(read(root, '/etc/app/token')).toBe(FILE_SECRET);
   });
 
+  it('adds the blank-password toor user only when TESTONLYNOPROD.env asks, and warns on the console', async () => {
+    const { generateNodeSecrets, writeSecretImage } = await import('../src/index.js');
+    const image = join(tempDir('toorimage'), 'secret.img');
+    const minisignPublicKey = world.secrets.files.find((f) => f.name === 'minisign.pubkey')!.data;
+    await writeSecretImage(image, (await generateNodeSecrets({ name: NODE, mac: MAC, minisignPublicKey, testonlyToor: true })).files);
+    const root = nodeRoot(world.server.url);
+    writeFileSync(join(root, 'etc/shadow'), 'root:*:19000:0:99999:7:::\n', { mode: 0o600 });
+    const system = new TempRootSystem({ root, devices: { 'psyops-secret': image }, interfaces: [{ name: 'eth0', mac: MAC }] });
+    await runPostboot(system, FAST);
+    expect(read(root, '/etc/passwd')).toBe('root:x:0:0:root:/root:/bin/sh\ntoor:x:0:0:TESTONLYNOPROD:/root:/bin/sh\n');
+    expect(read(root, '/etc/shadow')).toBe('root:*:19000:0:99999:7:::\ntoor::0:0:99999:7:::\n');
+    expect(mode(root, '/etc/shadow')).toBe(0o600);
+    expect(system.consoleLines.filter((l) => l.includes('WARNING: TESTONLYNOPROD.env: user toor has a BLANK PASSWORD'))).toHaveLength(3);
+
+    // The volume made by the main fixture has no TESTONLYNOPROD.env: no toor.
+    const plain = nodeRoot(world.server.url);
+    await runPostboot(bootSystem(world, plain), FAST);
+    expect(read(plain, '/etc/passwd')).not.toContain('toor');
+  });
+
   it('rejects a secret volume with a broken file: status failed, fallback networking', async () => {
     const root = nodeRoot(world.server.url);
     const image = join(tempDir('badimage'), 'secret.img');
