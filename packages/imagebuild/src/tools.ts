@@ -84,10 +84,13 @@ export interface RunOptions {
 
 /** Runs a host program; failure becomes a ToolFailedError with the program's name and first error line. */
 export async function runTool(path: string, args: readonly string[], options: RunOptions = {}): Promise<string> {
+  // Stages pass their time stamps explicitly; mksquashfs refuses SOURCE_DATE_EPOCH next to them.
+  const { SOURCE_DATE_EPOCH: _ignored, ...inherited } = process.env;
   const result = await execa(path, args, {
     cwd: options.cwd,
     timeout: options.timeoutMs ?? 600_000,
-    env: { LC_ALL: 'C', ...options.env },
+    env: { ...inherited, LC_ALL: 'C', ...options.env },
+    extendEnv: false,
     input: options.input,
     cancelSignal: options.signal,
     reject: false,
