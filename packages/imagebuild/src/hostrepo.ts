@@ -272,6 +272,8 @@ const BASELAYOUT_DIRS: FileSpec[] = [
   { path: 'tmp', type: 'dir', mode: 0o1777 },
   { path: 'var/tmp', type: 'dir', mode: 0o1777 },
   { path: 'var/run', type: 'symlink', target: '../run' },
+  // Where Debian's busybox udhcpc looks for its script (Alpine's: usr/share/udhcpc/).
+  { path: 'etc/udhcpc/default.script', type: 'symlink', target: '/usr/share/udhcpc/default.script' },
   // Started at boot by default; other packages or the overlay add more links.
   { path: 'etc/runlevels/boot/networking', type: 'symlink', target: '/etc/init.d/networking' },
   { path: 'etc/runlevels/boot/syslog', type: 'symlink', target: '/etc/init.d/syslog' },

@@ -2,10 +2,9 @@
  * A tiny bootable system for QEMU tests: the host's Debian kernel and an initramfs made of the
  * static busybox, the few modules a test needs and an /init that reports what it sees and powers off.
  */
-import { copyFile, chmod, mkdir, readdir, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { readFile } from 'node:fs/promises';
 import { execa } from 'execa';
 
 // Behaviour is chosen on the kernel command line: fixture.usb, fixture.net, fixture.hang.
@@ -58,6 +57,15 @@ export async function hostKernel(): Promise<{ image: string; release: string }> 
   return { image: join('/boot', image), release: image.slice('vmlinuz-'.length) };
 }
 
+/** A gzipped newc cpio of a directory tree, as the kernel unpacks an initramfs. */
+export async function writeInitramfs(tree: string, output: string): Promise<void> {
+  const { stdout: files } = await execa('find', ['.', '-mindepth', '1'], { cwd: tree });
+  const cpio = `${output}.cpio`;
+  await execa('cpio', ['--quiet', '-o', '-H', 'newc', '-O', cpio], { cwd: tree, input: `${files}\n` });
+  await writeFile(output, gzipSync(await readFile(cpio)));
+  await rm(cpio);
+}
+
 /** Builds the fixture's initramfs in `dir`. */
 export async function buildBootFixture(dir: string): Promise<BootFixture> {
   const { image, release } = await hostKernel();
@@ -75,11 +83,8 @@ export async function buildBootFixture(dir: string): Promise<BootFixture> {
   }
   await writeFile(join(tree, 'modules.list'), `${modules.join('\n')}\n`);
 
-  const { stdout: files } = await execa('find', ['.', '-mindepth', '1'], { cwd: tree });
-  const cpio = join(dir, 'initramfs.cpio');
-  await execa('cpio', ['--quiet', '-o', '-H', 'newc', '-O', cpio], { cwd: tree, input: `${files}\n` });
   const initrd = join(dir, 'initramfs.gz');
-  await writeFile(initrd, gzipSync(await readFile(cpio)));
+  await writeInitramfs(tree, initrd);
   return {
     kernel: image,
     initrd,
