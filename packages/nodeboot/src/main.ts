@@ -17,7 +17,9 @@ async function main(args: string[]): Promise<number> {
   switch (args[0]) {
     case 'postboot':
       try {
-        return (await runPostboot(new LinuxSystem(), { printStatus: args.includes('--print-status') })).exitCode;
+        // performance.now() counts from the process start: node's own start-up and loading this bundle.
+        const startupMs = Math.round(performance.now());
+        return (await runPostboot(new LinuxSystem(), { printStatus: args.includes('--print-status'), startupMs })).exitCode;
       } catch (error) {
         // Only a broken root gets here (every step catches its own failures); the boot hook still gets its last line.
         process.stderr.write(`nodeboot: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}\n`);

@@ -55,6 +55,8 @@ export interface NodeStatus {
   startedAt: string;
   finishedAt: string;
   durationMs: number;
+  /** Process start to postboot start, when the program reported it. */
+  startupMs?: number;
 }
 
 export interface PostbootOptions {
@@ -68,6 +70,8 @@ export interface PostbootOptions {
   secretWaitMs?: number;
   /** Poll interval while waiting for it (default 500 ms). */
   secretPollMs?: number;
+  /** How long the program took to start before calling runPostboot (node start-up and module loading), reported in the status. */
+  startupMs?: number;
   /** Also print the status as one console line `psyopsOS: status {…}` before the last line (for serial-console tests). */
   printStatus?: boolean;
 }
@@ -543,7 +547,7 @@ export async function runPostboot(system: NodeSystem, options: PostbootOptions =
   const run: Run = {
     system,
     log,
-    options: { siteAttempts: 4, siteRetryDelayMs: 1000, fetchTimeoutMs: 10_000, secretWaitMs: 5000, secretPollMs: 500, printStatus: false, ...options },
+    options: { siteAttempts: 4, siteRetryDelayMs: 1000, fetchTimeoutMs: 10_000, secretWaitMs: 5000, secretPollMs: 500, printStatus: false, startupMs: -1, ...options },
     secret: 'missing',
     hostname: UNCONFIGURED_HOSTNAME,
     configReport: { version: null, source: null, signature: 'not-fetched' },
@@ -579,6 +583,7 @@ export async function runPostboot(system: NodeSystem, options: PostbootOptions =
     startedAt: iso(startedAt),
     finishedAt: iso(finishedAt),
     durationMs: finishedAt - startedAt,
+    ...(run.options.startupMs >= 0 ? { startupMs: run.options.startupMs } : {}),
   };
   await system.mkdir('/etc/psyopsOS', 0o755);
   await system.writeFile(NODE_PATHS.status, `${JSON.stringify(report, null, 2)}\n`, 0o644);

@@ -120,7 +120,8 @@ describe.skipIf(!KERNEL_VERSION || !existsSync(KERNEL))('the bundle on a real ke
     expect(status).toMatchObject({ status: 'ok', hostname: NODE, secret: 'mounted-ro', config: { version: 3, source: 'site', signature: 'verified' }, k3s: 'not-installed' });
     expect(status.steps.map((s) => `${s.name}:${s.result}`)).toEqual(['secret:ok', 'network:ok', 'psynet:skipped', 'config:ok', 'k3s:skipped']);
     expect(result.serial).toContain('qemu-test: app start'); // the config's service, started by /etc/init.d/app
-    console.log(`QEMU boot to postboot finished: ${result.durationMs} ms; postboot itself: ${status.durationMs} ms`);
+    console.log(`QEMU start to postboot finished: ${result.durationMs} ms; node start-up and bundle loading: ${status.startupMs} ms; postboot: ${status.durationMs} ms`);
+    expect(status.startupMs).toBeGreaterThan(0);
   }, 420_000);
 
   it('without the secret volume: DHCP on eth0, status failed, exit 1, and it ends', async () => {
