@@ -4,7 +4,7 @@ import { verifyBytes, type PublicKey } from '@psyops/signing';
 import { lighthousesSchema, nodeConfigSchema, type Lighthouse, type NodeConfig } from '@psyops/siteapi/schemas';
 import { NodeConfigRejectedError, SiteUnreachableError } from './errors.js';
 import { nodeNebulaConfig } from './nebula.js';
-import { NODE_INTERFACE, SECRET_FILES, SECRET_LABEL, readSecretVolume, type SecretVolume } from './secret-volume.js';
+import { NODE_INTERFACE, SECRET_FILES, SECRET_LABEL, parseSiteUrl, readSecretVolume, type SecretVolume } from './secret-volume.js';
 import type { NodeSystem } from './system.js';
 
 /** Where postboot reads and writes on the node. */
@@ -219,24 +219,23 @@ async function findSecretDevice(run: Run): Promise<string | undefined> {
   }
 }
 
+/** The variables the original psyopsOS exported from the volume (paths to its files), plus the site URL. */
+const SECRET_ENV_FILES: [string, keyof typeof SECRET_FILES][] = [
+  ['PSYOPSOS_AGEKEY', 'ageKey'],
+  ['PSYOPSOS_MINISIGN_PUB', 'minisignPublicKey'],
+  ['PSYOPSOS_MACTAB', 'mactab'],
+  ['PSYOPSOS_INTERFACES', 'interfaces'],
+  ['PSYOPSOS_SSHD_ED25519_KEY', 'sshHostKey'],
+  ['PSYOPSOS_PSYNET_HOST_CRT', 'psynetCert'],
+  ['PSYOPSOS_PSYNET_HOST_KEY', 'psynetKey'],
+  ['PSYOPSOS_PSYNET_CA_CRT', 'psynetCa'],
+];
+
 function secretEnv(volume: SecretVolume, siteUrl: string | undefined): string {
-  const at = (name: string) => posix.join(NODE_PATHS.secretMount, name);
-  const variables: [string, string | undefined][] = [
-    ['PSYOPSOS_NODENAME', volume.nodename],
-    ['PSYOPSOS_AGEKEY', at(SECRET_FILES.ageKey)],
-    ['PSYOPSOS_MINISIGN_PUB', at(SECRET_FILES.minisignPublicKey)],
-    ['PSYOPSOS_MACTAB', volume.paths.mactab && at(SECRET_FILES.mactab)],
-    ['PSYOPSOS_INTERFACES', volume.paths.interfaces && at(SECRET_FILES.interfaces)],
-    ['PSYOPSOS_SSHD_ED25519_KEY', volume.paths.sshHostKey && at(SECRET_FILES.sshHostKey)],
-    ['PSYOPSOS_PSYNET_HOST_CRT', volume.paths.psynetCert && at(SECRET_FILES.psynetCert)],
-    ['PSYOPSOS_PSYNET_HOST_KEY', volume.paths.psynetKey && at(SECRET_FILES.psynetKey)],
-    ['PSYOPSOS_PSYNET_CA_CRT', volume.paths.psynetCa && at(SECRET_FILES.psynetCa)],
-    ['PSYOPSOS_SITE', siteUrl],
-  ];
-  return variables
-    .filter((entry): entry is [string, string] => entry[1] !== undefined)
-    .map(([name, value]) => `${name}='${value.replaceAll("'", `'\\''`)}'\n`)
-    .join('');
+  const variables: [string, string][] = [['PSYOPSOS_NODENAME', volume.nodename]];
+  for (const [name, role] of SECRET_ENV_FILES) if (volume.paths[role]) variables.push([name, posix.join(NODE_PATHS.secretMount, SECRET_FILES[role])]);
+  if (siteUrl !== undefined) variables.push(['PSYOPSOS_SITE', siteUrl]);
+  return variables.map(([name, value]) => `${name}='${value.replaceAll("'", `'\\''`)}'\n`).join('');
 }
 
 /** TESTONLYNOPROD: a uid-0 `toor` user with a blank password, for development consoles only. */
@@ -272,8 +271,15 @@ async function secretStep(run: Run): Promise<Outcome> {
   }
   run.volume = volume;
   run.secret = 'mounted-ro';
+  let siteUrl = volume.siteUrl;
   const imageSiteUrl = (await run.system.readFile(NODE_PATHS.siteUrl))?.toString('utf8').split('\n')[0]!.trim();
-  const siteUrl = volume.siteUrl ?? (imageSiteUrl ? imageSiteUrl.replace(/\/+$/, '') : undefined);
+  if (siteUrl === undefined && imageSiteUrl) {
+    try {
+      siteUrl = parseSiteUrl(imageSiteUrl, NODE_PATHS.siteUrl);
+    } catch (error) {
+      await run.log.line(`ignoring ${NODE_PATHS.siteUrl}: ${oneLine(error)}`);
+    }
+  }
   if (siteUrl !== undefined) run.site = new SiteClient(siteUrl, run.system, run.log, run.options);
   await run.system.mkdir('/etc/psyopsOS', 0o755);
   await run.system.writeFile(NODE_PATHS.secretEnv, secretEnv(volume, siteUrl), 0o644);

@@ -49,7 +49,8 @@ export function normalizeMac(mac: string): string {
   return normalized;
 }
 
-function checkSiteUrl(url: string, source: string): string {
+/** An http(s) site URL without trailing slashes; NodeInputError naming `source` otherwise. */
+export function parseSiteUrl(url: string, source: string): string {
   const trimmed = url.trim();
   let parsed: URL;
   try {
@@ -93,7 +94,7 @@ export function checkNodeSecretsInput(input: NodeSecretsInput): void {
   checkNodeName(input.name);
   normalizeMac(input.mac);
   decodePublicKey(input.minisignPublicKey, 'workspace minisign public key');
-  if (input.siteUrl !== undefined) checkSiteUrl(input.siteUrl, '--site-url');
+  if (input.siteUrl !== undefined) parseSiteUrl(input.siteUrl, '--site-url');
   if (input.interfaces !== undefined && !/\S/.test(input.interfaces)) throw new NodeInputError('the interfaces file is empty');
 }
 
@@ -118,7 +119,7 @@ export async function generateNodeSecrets(input: NodeSecretsInput): Promise<Node
       { name: SECRET_FILES.psynetCa, data: input.psynet.caCert, mode: 0o644 },
     );
   }
-  if (input.siteUrl !== undefined) files.push({ name: SECRET_FILES.siteUrl, data: `${checkSiteUrl(input.siteUrl, '--site-url')}\n`, mode: 0o644 });
+  if (input.siteUrl !== undefined) files.push({ name: SECRET_FILES.siteUrl, data: `${parseSiteUrl(input.siteUrl, '--site-url')}\n`, mode: 0o644 });
   if (input.testonlyToor) {
     files.push({ name: SECRET_FILES.testOnly, data: `# TEST ONLY, NEVER IN PRODUCTION: adds user toor with a blank password\n${TESTONLY_TOOR_VARIABLE}=yes\n`, mode: 0o600 });
   }
@@ -304,7 +305,7 @@ export async function readSecretVolume(dir: string): Promise<SecretVolume> {
   const siteUrl = await read(SECRET_FILES.siteUrl);
   if (siteUrl !== undefined) {
     try {
-      volume.siteUrl = checkSiteUrl(siteUrl.split('\n')[0]!, SECRET_FILES.siteUrl);
+      volume.siteUrl = parseSiteUrl(siteUrl.split('\n')[0]!, SECRET_FILES.siteUrl);
     } catch (error) {
       throw new SecretVolumeError((error as Error).message);
     }
