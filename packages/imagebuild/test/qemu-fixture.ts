@@ -18,6 +18,7 @@ exec </dev/console >/dev/console 2>&1
 echo "fixture: guest up"
 for module in $(cat /modules.list); do insmod "$module" 2>/dev/null; done
 cmdline=" $(cat /proc/cmdline) "
+echo "fixture: efi $([ -d /sys/firmware/efi ] && echo yes || echo no)"
 echo "fixture: net devices $(ls /sys/class/net | tr '\\n' ' ')"
 case "$cmdline" in *" fixture.usb "*)
   tries=0

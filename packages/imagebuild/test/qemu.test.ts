@@ -70,6 +70,18 @@ describe('bootInQemu (direct kernel boot under TCG)', () => {
     expect(result.serial).not.toContain('fixture: powering off');
   }, BOOT_TIMEOUT_MS + 30_000);
 
+  it('boots through UEFI firmware (OVMF) when asked', async () => {
+    const result = await bootInQemu({
+      kernel: { image: fixture.kernel, initrd: fixture.initrd, append: fixture.append() },
+      uefi: true,
+      timeoutMs: BOOT_TIMEOUT_MS,
+    });
+    expect(result.reason).toBe('poweroff');
+    expect(result.serial).toContain('fixture: powering off');
+    // The kernel saw EFI: OVMF, not SeaBIOS, started it.
+    expect(result.serial).toContain('fixture: efi yes');
+  }, BOOT_TIMEOUT_MS + 30_000);
+
   it('kills QEMU when the time is up', async () => {
     const result = await bootInQemu({
       kernel: { image: fixture.kernel, initrd: fixture.initrd, append: fixture.append('fixture.hang') },
