@@ -71,9 +71,9 @@ const STDERR_LIMIT = 64 * 1024;
 function networkArgs(forwards: readonly QemuForward[], relayPath: string): string[] {
   const netdev = ['user', 'id=net0', 'restrict=on'];
   for (const forward of forwards) {
-    // QEMU splits options on commas; nothing here may contain one.
-    const command = `${process.execPath} ${relayPath} ${forward.hostPort}`;
-    if (command.includes(',')) throw new ToolFailedError(`qemu: the relay path contains a comma: ${command}`);
+    // QEMU splits its options on commas and the command into words, shell-like (quotes allowed).
+    const command = `'${process.execPath}' '${relayPath}' ${forward.hostPort}`;
+    if (/[,']/.test(`${process.execPath}${relayPath}`)) throw new ToolFailedError(`qemu: cannot pass a path with a comma or quote to guestfwd: ${command}`);
     netdev.push(`guestfwd=tcp:${forward.guestAddress}:${forward.guestPort}-cmd:${command}`);
   }
   return ['-netdev', netdev.join(','), '-device', 'virtio-net-pci,netdev=net0'];
