@@ -6,6 +6,7 @@
 import { chmod, copyFile, link, lstat, mkdir, mkdtemp, open, readdir, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import {
   buildPackage,
   generateApkKey,
@@ -67,10 +68,16 @@ export const EXCLUDED_MODULE_DIRS = [
 // depmod rebuilds the rest (dep, alias, symbols, their .bin forms) for the modules kept.
 const MODULE_METADATA = ['modules.order', 'modules.builtin', 'modules.builtin.modinfo'];
 
-/** The hostrepo/ assets next to this package's package.json (works from src/, dist/ and bundles). */
+/**
+ * Where the hostrepo/ assets live. Resolved through the package name, not import.meta.url: the
+ * psyops CLI bundles this code into its own file.
+ */
 function assetsDir(): string {
-  const packageJson = createRequire(import.meta.url).resolve('@psyops/imagebuild/package.json');
-  return join(dirname(packageJson), 'hostrepo');
+  try {
+    return join(dirname(createRequire(import.meta.url).resolve('@psyops/imagebuild/package.json')), 'hostrepo');
+  } catch {
+    return fileURLToPath(new URL('../hostrepo/', import.meta.url));
+  }
 }
 
 /**
@@ -91,7 +98,7 @@ export function apkVersionFromDebian(debianVersion: string): string {
 const PT_INTERP = 3;
 
 /** The PT_INTERP path of a 64-bit little-endian ELF executable (its dynamic loader), or undefined when static. */
-export async function elfInterpreter(path: string): Promise<string | undefined> {
+async function elfInterpreter(path: string): Promise<string | undefined> {
   const handle = await open(path, 'r').catch((error: unknown) => {
     throw fileAccessError(error, path, 'program');
   });
@@ -107,7 +114,9 @@ export async function elfInterpreter(path: string): Promise<string | undefined> 
     await handle.read(table, 0, table.length, tableOffset);
     for (let offset = 0; offset + entrySize <= table.length; offset += entrySize) {
       if (table.readUInt32LE(offset) !== PT_INTERP) continue;
-      const interpreter = Buffer.alloc(Number(table.readBigUInt64LE(offset + 0x20)));
+      const size = Number(table.readBigUInt64LE(offset + 0x20));
+      if (size > 4096) throw new ImageConfigError(`${path} names an implausibly long program interpreter (${size} bytes)`);
+      const interpreter = Buffer.alloc(size);
       await handle.read(interpreter, 0, interpreter.length, Number(table.readBigUInt64LE(offset + 8)));
       return interpreter.toString('latin1').replace(/\0+$/, '');
     }
@@ -135,7 +144,7 @@ interface StagedPackage {
   compressionLevel?: number;
 }
 
-const COMMON = { arch: 'x86_64', url: 'https://github.com/psyops', license: 'GPL-2.0-only' } as const;
+const COMMON = { arch: 'x86_64', license: 'GPL-2.0-only' } as const;
 
 /** The newest `/boot/vmlinuz-<release>` that has its /lib/modules/<release> and /boot/config-<release>. */
 async function hostKernelRelease(): Promise<string> {
@@ -191,6 +200,7 @@ async function linuxPackage(treeDir: string, progress: (line: string) => void): 
       ...COMMON,
       name: 'linux-debian',
       version,
+      url: 'https://www.kernel.org',
       description: `Debian's Linux kernel ${release} and its modules, from the build host`,
       tree: treeDir,
     },
@@ -220,6 +230,7 @@ async function busyboxPackage(treeDir: string, progress: (line: string) => void)
       ...COMMON,
       name: 'busybox',
       version,
+      url: 'https://busybox.net',
       description: "Debian's static busybox from the build host",
       tree: treeDir,
       files: [{ path: 'etc/busybox-paths.d/busybox', content: `${applets.join('\n')}\n` }],
@@ -254,6 +265,7 @@ async function nodejsPackage(treeDir: string, progress: (line: string) => void):
       license: 'MIT',
       name: 'nodejs',
       version,
+      url: 'https://nodejs.org',
       description: `Node.js ${process.version} from the build host, with the shared libraries it loads`,
       tree: treeDir,
     },
@@ -308,6 +320,8 @@ async function baselayoutPackage(progress: (line: string) => void): Promise<Stag
       ...COMMON,
       name: 'host-baselayout',
       version: HOST_BASELAYOUT_VERSION,
+      url: 'https://github.com/mrled/psyops',
+      license: 'MIT',
       description: 'A busybox-init system: inittab, rcS/rcK, minimal init.d services, users, network and udhcpc configuration',
       depends: ['busybox'],
       files: [...BASELAYOUT_DIRS, ...files],
