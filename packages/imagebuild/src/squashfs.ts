@@ -124,10 +124,21 @@ export interface SpecialEntry {
   mode: number;
 }
 
+/** A device node or FIFO the image gets without one existing on disk (creating it needs root). */
+export interface DeviceNode {
+  path: string;
+  type: 'char' | 'block' | 'fifo';
+  mode: number;
+  major?: number;
+  minor?: number;
+}
+
 export interface RootImageOptions {
   rootDir: string;
   /** Entries not owned by root, or whose mode differs from the tree's (setuid, 0700 dirs...). */
   specialEntries: readonly SpecialEntry[];
+  /** Created owned by root; their directories must exist in the tree. */
+  devices?: readonly DeviceNode[];
   out: string;
   mtime: number;
   /**
@@ -174,6 +185,16 @@ export async function buildRootImage(options: RootImageOptions): Promise<void> {
     const owner = special.get(path) ?? { uid: 0, gid: 0, mode };
     return `${pseudoName(path)} m ${owner.mode.toString(8)} ${owner.uid} ${owner.gid}`;
   });
+  for (const device of options.devices ?? []) {
+    const path = device.path.replace(/^\/+/, '');
+    if (known.has(path)) throw new ImageConfigError(`device ${device.path} is also a file in the root tree`);
+    const mode = (device.mode & 0o7777).toString(8);
+    lines.push(
+      device.type === 'fifo'
+        ? `${pseudoName(path)} i ${mode} 0 0 f`
+        : `${pseudoName(path)} ${device.type === 'char' ? 'c' : 'b'} ${mode} 0 0 ${device.major ?? 0} ${device.minor ?? 0}`,
+    );
+  }
   const work = await mkdtemp(join(dirname(options.out), '.rootimage-'));
   try {
     const pseudoFile = join(work, 'owners.pseudo');

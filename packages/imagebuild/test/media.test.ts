@@ -178,6 +178,7 @@ describe('squashfs images', () => {
     const root = fresh('rootimage-tree');
     mkdirSync(join(root, 'etc'));
     mkdirSync(join(root, 'var/empty'), { recursive: true });
+    mkdirSync(join(root, 'dev'));
     writeFileSync(join(root, 'etc/shadow'), 'x', { mode: 0o640 });
     writeFileSync(join(root, 'etc/"quoted" name'), 'y', { mode: 0o644 });
     writeFileSync(join(root, 'su'), 'z', { mode: 0o755 });
@@ -190,6 +191,11 @@ describe('squashfs images', () => {
         { path: 'su', uid: 0, gid: 0, mode: 0o4755 },
         { path: '/var/empty', uid: 22, gid: 22, mode: 0o700 },
       ],
+      devices: [
+        { path: 'dev/console', type: 'char', mode: 0o600, major: 5, minor: 1 },
+        { path: 'dev/sda', type: 'block', mode: 0o660, major: 8, minor: 0 },
+        { path: 'var/pipe', type: 'fifo', mode: 0o644 },
+      ],
       out,
       mtime: MTIME,
     });
@@ -200,6 +206,9 @@ describe('squashfs images', () => {
     expect(entry('/var/empty')).toBe('drwx------ 22/22');
     expect(entry('/etc/"quoted" name')).toBe('-rw-r--r-- 0/0');
     expect(entry('/var')).toBe('drwxr-xr-x 0/0');
+    expect(listing.find((line) => line.endsWith(' /dev/console'))).toMatch(/^crw------- 0\/0 5, ?1 /);
+    expect(listing.find((line) => line.endsWith(' /dev/sda'))).toMatch(/^brw-rw---- 0\/0 8, ?0 /);
+    expect(entry('/var/pipe')).toBe('prw-r--r-- 0/0');
     await expect(buildRootImage({ rootDir: root, specialEntries: [{ path: 'nope', uid: 0, gid: 0, mode: 0o600 }], out: join(dir, 'rootfs-bad'), mtime: MTIME })).rejects.toThrow(
       /nope is not in the root tree/,
     );
