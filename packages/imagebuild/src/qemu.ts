@@ -72,7 +72,7 @@ function networkArgs(forwards: readonly QemuForward[], relayPath: string): strin
   const netdev = ['user', 'id=net0', 'restrict=on'];
   for (const forward of forwards) {
     // QEMU splits its options on commas and the command into words, shell-like (quotes allowed).
-    const command = `'${process.execPath}' '${relayPath}' ${forward.hostPort}`;
+    const command = `'${process.execPath}' --no-warnings '${relayPath}' ${forward.hostPort}`;
     if (/[,']/.test(`${process.execPath}${relayPath}`)) throw new ToolFailedError(`qemu: cannot pass a path with a comma or quote to guestfwd: ${command}`);
     netdev.push(`guestfwd=tcp:${forward.guestAddress}:${forward.guestPort}-cmd:${command}`);
   }
@@ -145,7 +145,10 @@ export async function bootInQemu(options: QemuBootOptions): Promise<QemuBootResu
 function runQemu(qemu: string, args: string[], options: QemuBootOptions): Promise<QemuBootResult> {
   const started = performance.now();
   return new Promise((resolve, reject) => {
-    const child = spawn(qemu, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    // The relays inherit this environment and their stderr is the guest's connection: nothing
+    // from NODE_OPTIONS (--inspect…) or a warning about NODE_EXTRA_CA_CERTS may reach it.
+    const { NODE_OPTIONS: _options, NODE_EXTRA_CA_CERTS: _certs, ...env } = process.env;
+    const child = spawn(qemu, args, { stdio: ['pipe', 'pipe', 'pipe'], env });
     const decoder = new TextDecoder();
     const log: WriteStream | undefined = options.serialLog ? createWriteStream(options.serialLog) : undefined;
     let serial = '';
