@@ -73,6 +73,9 @@ export async function runCli(argv: readonly string[]): Promise<number> {
     const message = error instanceof Error ? error.message : String(error);
     process.stderr.write(`psyops: ${message.split('\n')[0]} (${code})\n`);
     if (debug && error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
+    // An error may ask for its own exit code (e.g. 124 for a timeout, like coreutils' timeout).
+    const requested = error instanceof PsyopsError ? (error as { exitCode?: unknown }).exitCode : undefined;
+    if (typeof requested === 'number') return requested;
     return code === 'INTERRUPTED' ? EXIT_INTERRUPTED : EXIT_FAILURE;
   }
 }
