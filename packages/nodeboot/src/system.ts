@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { constants, existsSync, fstatSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { chmod, mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import { get as httpGet } from 'node:http';
 import { get as httpsGet } from 'node:https';
@@ -235,7 +235,43 @@ export class LinuxSystem extends RootedSystem {
     return runCommand(command, args, timeoutMs);
   }
 
+  private consoleFds: number[] | undefined;
+
+  /**
+   * At boot, stdout is /dev/console, which reaches only the last `console=` of the kernel command
+   * line: lines then go to every active console (as the boot hook's own lines do). Run by hand,
+   * they go to stdout.
+   */
   console(line: string): void {
-    process.stdout.write(`${line}\n`);
+    this.consoleFds ??= openActiveConsoles();
+    if (this.consoleFds.length === 0) process.stdout.write(`${line}\n`);
+    for (const fd of this.consoleFds) {
+      try {
+        writeSync(fd, `${line}\n`);
+      } catch {
+        // a console that went away must not stop the boot
+      }
+    }
+  }
+}
+
+/** /dev/console: character device 5:1. */
+const DEV_CONSOLE_RDEV = (5 << 8) | 1;
+
+function openActiveConsoles(): number[] {
+  try {
+    if (fstatSync(1).rdev !== DEV_CONSOLE_RDEV) return [];
+    const names = readFileSync('/sys/class/tty/console/active', 'utf8').trim().split(/\s+/).filter((name) => /^[a-zA-Z0-9]+$/.test(name));
+    const fds = [];
+    for (const name of names) {
+      try {
+        fds.push(openSync(`/dev/${name}`, constants.O_WRONLY | constants.O_NOCTTY));
+      } catch {
+        // not there: skip it
+      }
+    }
+    return fds;
+  } catch {
+    return [];
   }
 }

@@ -30,10 +30,12 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /run
 for module in $(cat /modules.list); do insmod "$module" 2>/dev/null; done
-echo "qemu-test: postboot starting"
+# /dev/console is tty0 (the last console=): this script reports on the serial port itself, and
+# nodeboot must find ttyS0 among the active consoles.
+echo "qemu-test: postboot starting" > /dev/ttyS0
 node /usr/lib/psyops/nodeboot.mjs postboot --print-status
-echo "qemu-test: postboot exit $?"
-echo "qemu-test: interfaces $(ls /sys/class/net | tr '\\n' ' ')"
+echo "qemu-test: postboot exit $?" > /dev/ttyS0
+echo "qemu-test: interfaces $(ls /sys/class/net | tr '\\n' ' ')" > /dev/ttyS0
 poweroff -f
 `;
 
@@ -68,7 +70,7 @@ async function buildInitramfs(dir: string, siteUrl: string): Promise<string> {
   put('etc/psyopsOS/site.url', `${siteUrl}\n`);
   put('etc/passwd', 'root:x:0:0:root:/root:/bin/sh\n');
   put('etc/group', 'root:x:0:\n');
-  put('etc/init.d/app', '#!/bin/sh\necho "qemu-test: app $1" > /dev/console\n', 0o755); // the service the node config starts
+  put('etc/init.d/app', '#!/bin/sh\necho "qemu-test: app $1" > /dev/ttyS0\n', 0o755); // the service the node config starts
   const modules: string[] = [];
   for (const module of MODULES) {
     const { stdout } = await run('modprobe', ['--show-depends', '-S', KERNEL_VERSION!, module], { timeout: 30_000 });
@@ -103,7 +105,7 @@ describe.skipIf(!KERNEL_VERSION || !existsSync(KERNEL))('the bundle on a real ke
 
   const boot = (secretImage: string | undefined) =>
     bootInQemu({
-      kernel: { image: KERNEL, initrd, append: 'console=ttyS0 panic=-1 quiet' },
+      kernel: { image: KERNEL, initrd, append: 'console=ttyS0 console=tty0 panic=-1 quiet' },
       ...(secretImage ? { secretImage } : {}),
       network: { forwards: [{ guestAddress: SITE_ADDRESS, guestPort: 80, hostPort: world.server.port }] },
       memoryMiB: 1024,
@@ -114,6 +116,8 @@ describe.skipIf(!KERNEL_VERSION || !existsSync(KERNEL))('the bundle on a real ke
   it('mounts the USB secret volume, renames eth0 to psy0, gets DHCP and applies the signed config', async () => {
     const result = await boot(world.image);
     expect(result.reason, result.serial.slice(-3000)).toBe('matched');
+    // On the serial console, once, though /dev/console (its stdout) is tty0.
+    expect(result.serial.split('psyopsOS: postboot finished').length).toBe(2);
     expect(result.serial).toContain(`psyopsOS: postboot finished status=ok hostname=${NODE} config=3 secret=mounted-ro`);
     expect(result.serial).toMatch(/qemu-test: interfaces .*psy0/);
     const status = statusLine(result.serial);
