@@ -4,6 +4,7 @@
  * packages' install scripts chrooted, releases the media and switches root. Each step prints one
  * `psyops-init: ` line; a failure prints `psyops-init: FATAL: <reason>` and opens a rescue shell.
  */
+import { FIRSTBOOT_DIR } from './rootfs.js';
 
 export interface InitScriptOptions {
   /** The ISO volume id, which Linux shows as the file system LABEL. */
@@ -20,8 +21,6 @@ export interface InitScriptOptions {
   firstBootScriptTimeoutSeconds?: number;
 }
 
-/** Where the root image's install scripts wait for the first boot (written by assembleRootTree). */
-export const FIRSTBOOT_DIR = 'lib/psyops/firstboot';
 
 /** A single-quoted shell word. */
 export function shellQuote(value: string): string {

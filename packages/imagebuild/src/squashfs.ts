@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { chmod, copyFile, link, lstat, mkdir, mkdtemp, readdir, readlink, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { ImageConfigError } from './errors.js';
+import type { DeviceEntry, SpecialEntry } from './rootfs.js';
 import { requireTools, runTool } from './tools.js';
 
 export type SquashfsCompression = 'xz' | 'zstd' | 'lz4' | 'gzip';
@@ -116,29 +117,12 @@ async function mirrorTree(source: string, target: string): Promise<void> {
   }
 }
 
-export interface SpecialEntry {
-  /** Path inside the root, without a leading `/`. */
-  path: string;
-  uid: number;
-  gid: number;
-  mode: number;
-}
-
-/** A device node or FIFO the image gets without one existing on disk (creating it needs root). */
-export interface DeviceNode {
-  path: string;
-  type: 'char' | 'block' | 'fifo';
-  mode: number;
-  major?: number;
-  minor?: number;
-}
-
 export interface RootImageOptions {
   rootDir: string;
   /** Entries not owned by root, or whose mode differs from the tree's (setuid, 0700 dirs...). */
   specialEntries: readonly SpecialEntry[];
   /** Created owned by root; their directories must exist in the tree. */
-  devices?: readonly DeviceNode[];
+  devices?: readonly DeviceEntry[];
   out: string;
   mtime: number;
   /**
