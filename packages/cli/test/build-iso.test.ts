@@ -1,0 +1,142 @@
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  buildFixtureRepository,
+  copyRepository,
+  FIXTURE_WORLD,
+  serveDirectory,
+  type FixtureRepository,
+} from '../../imagebuild/test/fixtures/repository.ts';
+import { CLI, errorLine, psyops, tempDir, type CliResult } from './helpers.ts';
+
+// build-iso over the small signed fixture repository (a fake kernel: this proves the build and
+// its failure modes quickly; real boots of the real image are in tooling/e2e).
+let fixture: FixtureRepository;
+beforeAll(async () => {
+  fixture = await buildFixtureRepository();
+});
+afterAll(() => fixture?.cleanup());
+
+const EPOCH = '1700000000';
+const sha256 = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
+
+/** A workspace over the fixture repository; `image` and `repositories` override the defaults given here. */
+async function workspace(overrides: { image?: Record<string, unknown>; repositories?: { url: string; keys: string }[] } = {}): Promise<string> {
+  const dir = join(tempDir('build-iso'), 'ws');
+  const init = await psyops(['init', '--no-password', dir]);
+  expect(init.exitCode, init.stderr).toBe(0);
+  const configPath = join(dir, 'psyops.config.json');
+  const config = JSON.parse(readFileSync(configPath, 'utf8'));
+  config.repositories = overrides.repositories ?? [{ url: fixture.dir, keys: fixture.keysDir }];
+  config.image = { ...config.image, world: FIXTURE_WORLD, kernel: 'test', initramfsPackages: ['busybox'], release: 't1', ...overrides.image };
+  writeFileSync(configPath, JSON.stringify(config, null, 2));
+  return dir;
+}
+
+const build = (dir: string, args: string[] = [], env: Record<string, string> = {}) =>
+  psyops(['build-iso', ...args], { cwd: dir, env: { SOURCE_DATE_EPOCH: EPOCH, ...env } });
+
+/** The error line of a failed build: its progress lines (one per finished stage) come first on stderr. */
+const failure = (run: CliResult) => errorLine({ ...run, stderr: run.stderr.split('\n').filter((line) => !line.startsWith('build-iso: ')).join('\n') });
+
+/** The output folder holds nothing (or does not exist): a failed build wrote nothing there. */
+const outputs = (dir: string) => (existsSync(join(dir, 'out')) ? readdirSync(join(dir, 'out')) : []);
+
+describe('psyops build-iso', () => {
+  it('builds a signed ISO and manifest; a cached rebuild gives the same bytes; the real minisign verifies it', async () => {
+    const dir = await workspace();
+    const first = await build(dir);
+    expect(first.exitCode, first.stderr + first.stdout).toBe(0);
+    const iso = join(dir, 'out', 'psyopsOS-t1-x86_64.iso');
+    expect(first.stdout.split('\n')[0]).toBe(iso);
+    // Piped: one line per stage, in order.
+    const stages = first.stderr.split('\n').filter((line) => line.startsWith('build-iso: ')).map((line) => /^build-iso: ([a-z-]+)/.exec(line)![1]);
+    expect(stages).toEqual(['indexes', 'resolve', 'fetch', 'rootfs', 'boot-packages', 'modloop', 'root-image', 'initramfs', 'efi', 'apkovl', 'iso', 'sign']);
+    expect(readdirSync(join(dir, 'out')).sort()).toEqual(['psyopsOS-t1-x86_64.iso', 'psyopsOS-t1-x86_64.iso.minisig', 'psyopsOS-t1-x86_64.json']);
+
+    const manifest = JSON.parse(readFileSync(join(dir, 'out', 'psyopsOS-t1-x86_64.json'), 'utf8'));
+    expect(manifest).toMatchObject({ filename: 'psyopsOS-t1-x86_64.iso', version: 't1', arch: 'x86_64', volumeId: 'psyopsos-boot t1 x86_64', sha256: sha256(iso), alpine: 'none' });
+    expect(manifest.packages.map((p: { name: string }) => p.name)).toEqual(['baselayout', 'busybox', 'hello', 'suidtool']);
+    expect(manifest.bootPackages.map((p: { name: string }) => `${p.name}-${p.version}`)).toEqual(['busybox-1.36.1-r0', expect.stringMatching(/^linux-test-/)]);
+
+    const verified = await execa('minisign', ['-V', '-p', join(dir, 'keys', 'minisign.pub'), '-m', iso], { reject: false, timeout: 60_000 });
+    expect(verified.exitCode, String(verified.stderr)).toBe(0);
+    expect(String(verified.stdout)).toContain(`Trusted comment: filename=psyopsOS-t1-x86_64.iso version=t1 kernel=${manifest.kernel} alpine=none`);
+
+    const again = await build(dir, ['--out', join(dir, 'again')]);
+    expect(again.exitCode, again.stderr).toBe(0);
+    expect(again.stderr).toContain('build-iso: iso (cached)');
+    expect(sha256(join(dir, 'again', 'psyopsOS-t1-x86_64.iso'))).toBe(sha256(iso));
+  });
+
+  it('builds byte-identical images from scratch in two caches for the same SOURCE_DATE_EPOCH', async () => {
+    const dir = await workspace();
+    for (const name of ['a', 'b']) {
+      const run = await build(dir, ['--cache-dir', join(dir, `cache-${name}`), '--out', join(dir, `out-${name}`)]);
+      expect(run.exitCode, run.stderr).toBe(0);
+      expect(run.stderr).not.toContain('(cached)');
+    }
+    expect(sha256(join(dir, 'out-a', 'psyopsOS-t1-x86_64.iso'))).toBe(sha256(join(dir, 'out-b', 'psyopsOS-t1-x86_64.iso')));
+  });
+
+  it('refuses the rpi flavor with a "not yet" error', async () => {
+    const dir = await workspace({ image: { flavor: 'rpi' } });
+    const run = await build(dir);
+    expect(failure(run)).toEqual({ code: 'BAD_IMAGE_CONFIG', message: expect.stringContaining('"rpi" (aarch64) is not supported yet') });
+    expect(outputs(dir)).toEqual([]);
+  });
+
+  it('reports an unsatisfiable world and writes nothing', async () => {
+    const dir = await workspace({ image: { world: ['hello', 'no-such-package'] } });
+    const run = await build(dir);
+    expect(failure(run)).toMatchObject({ code: 'UNSATISFIABLE', message: expect.stringContaining('no-such-package') });
+    expect(outputs(dir)).toEqual([]);
+  });
+
+  it('refuses an index signed by a key it does not trust', async () => {
+    const untrusted = tempDir('untrusted-keys');
+    const dir = await workspace({ repositories: [{ url: fixture.dir, keys: untrusted }] });
+    const run = await build(dir);
+    expect(failure(run)).toMatchObject({ code: 'APK_UNTRUSTED', message: expect.stringContaining(fixture.dir) });
+    expect(outputs(dir)).toEqual([]);
+  });
+
+  it('fails cleanly when a package cannot be downloaded: no output, nothing partial in the cache', async () => {
+    const served = tempDir('served-repo');
+    await copyRepository(fixture.dir, served);
+    const hello = readdirSync(join(served, 'x86_64')).find((name) => name.startsWith('hello-'))!;
+    rmSync(join(served, 'x86_64', hello));
+    const server = await serveDirectory(served);
+    try {
+      const dir = await workspace({ repositories: [{ url: server.url, keys: fixture.keysDir }] });
+      const run = await build(dir);
+      expect(failure(run)).toMatchObject({ code: 'APK_FETCH_FAILED', message: expect.stringContaining(hello) });
+      expect(outputs(dir)).toEqual([]);
+      expect(readdirSync(join(dir, 'cache', 'packages')).filter((name) => !name.endsWith('.apk'))).toEqual([]);
+      const offline = await build(dir, ['--offline']);
+      expect(failure(offline).code).toBe('APK_FETCH_FAILED');
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('names the Debian package of a missing host tool', async () => {
+    const dir = await workspace();
+    const run = await execa(process.execPath, [CLI, 'build-iso'], { cwd: dir, env: { PATH: '/nonexistent' }, extendEnv: false, reject: false, timeout: 60_000 });
+    expect(errorLine({ exitCode: run.exitCode ?? -1, stdout: String(run.stdout), stderr: String(run.stderr) })).toEqual({
+      code: 'MISSING_TOOL',
+      message: 'xorriso is not installed: install the Debian package xorriso (apt-get install xorriso)',
+    });
+    expect(outputs(dir)).toEqual([]);
+  });
+
+  it('refuses a release tag that makes the volume id longer than 32 characters', async () => {
+    const dir = await workspace();
+    const run = await build(dir, ['--release', 'abcdefghijkl']);
+    expect(failure(run)).toMatchObject({ code: 'BAD_IMAGE_CONFIG', message: expect.stringContaining('ISO 9660 allows 32') });
+    expect(outputs(dir)).toEqual([]);
+  });
+});
