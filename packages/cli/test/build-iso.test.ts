@@ -60,7 +60,7 @@ describe('psyops build-iso', () => {
     const manifest = JSON.parse(readFileSync(join(dir, 'out', 'psyopsOS-t1-x86_64.json'), 'utf8'));
     expect(manifest).toMatchObject({ filename: 'psyopsOS-t1-x86_64.iso', version: 't1', arch: 'x86_64', volumeId: 'psyopsos-boot t1 x86_64', sha256: sha256(iso), alpine: 'none' });
     expect(manifest.packages.map((p: { name: string }) => p.name)).toEqual(['baselayout', 'busybox', 'hello', 'suidtool']);
-    expect(manifest.bootPackages.map((p: { name: string }) => `${p.name}-${p.version}`)).toEqual(['busybox-1.36.1-r0', expect.stringMatching(/^linux-test-/)]);
+    expect(manifest.bootPackages.map((p: { name: string; version: string }) => `${p.name}-${p.version}`)).toEqual(['busybox-1.36.1-r0', expect.stringMatching(/^linux-test-/)]);
 
     const verified = await execa('minisign', ['-V', '-p', join(dir, 'keys', 'minisign.pub'), '-m', iso], { reject: false, timeout: 60_000 });
     expect(verified.exitCode, String(verified.stderr)).toBe(0);

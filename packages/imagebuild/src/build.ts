@@ -17,7 +17,7 @@ import { buildInitramfs } from './initramfs.js';
 import { writeIso } from './iso.js';
 import { fetchPackages } from './packages.js';
 import { loadRepositories, type LoadedRepository } from './repositories.js';
-import { assembleRootTree, extractTree, findKernel, findStaticBusybox } from './rootfs.js';
+import { assembleRootTree, extractTree, findKernel, findStaticBusybox, type RootTree } from './rootfs.js';
 import { buildModloop, buildRootImage } from './squashfs.js';
 import { runStage } from './stage.js';
 import { requireHostFile, requireTools } from './tools.js';
@@ -115,7 +115,7 @@ console() {
 console "psyopsOS: booted release=$release root=$root"
 console "psyopsOS: memory $(awk '/^MemTotal:/ { t = $2 } /^MemAvailable:/ { a = $2 } END { print "used_kib=" t - a " total_kib=" t }' /proc/meminfo)"
 if [ -f /usr/lib/psyops/nodeboot.mjs ] && command -v node >/dev/null 2>&1; then
-	exec node /usr/lib/psyops/nodeboot.mjs postboot
+	exec node /usr/lib/psyops/nodeboot.mjs postboot --print-status
 fi
 console "psyopsOS: postboot skipped: nodeboot is not installed in this image"
 `;
@@ -242,11 +242,11 @@ export async function buildIso(options: BuildIsoOptions): Promise<BuildIsoResult
           outDir: join(dir, 'root'),
           mtime: epoch,
         });
-        await writeFile(join(dir, 'tree.json'), JSON.stringify({ specialEntries: tree.specialEntries, firstBootScripts: tree.firstBootScripts }));
+        await writeFile(join(dir, 'tree.json'), JSON.stringify({ specialEntries: tree.specialEntries, devices: tree.devices, firstBootScripts: tree.firstBootScripts }));
       },
       stageOptions,
     );
-    const tree = JSON.parse(await readFile(join(result.dir, 'tree.json'), 'utf8')) as { specialEntries: { path: string; uid: number; gid: number; mode: number }[]; firstBootScripts: number };
+    const tree = JSON.parse(await readFile(join(result.dir, 'tree.json'), 'utf8')) as Pick<RootTree, 'specialEntries' | 'devices' | 'firstBootScripts'>;
     return { value: { ...result, ...tree, root: join(result.dir, 'root') }, cached: result.cached, detail: `${tree.firstBootScripts} first-boot scripts` };
   });
 
@@ -307,7 +307,7 @@ export async function buildIso(options: BuildIsoOptions): Promise<BuildIsoResult
       cacheDir,
       'root-image',
       { rootfs: rootfs.dir, epoch },
-      (dir) => buildRootImage({ rootDir: rootfs.root, specialEntries: rootfs.specialEntries, out: join(dir, 'rootfs.squashfs'), mtime: epoch }),
+      (dir) => buildRootImage({ rootDir: rootfs.root, specialEntries: rootfs.specialEntries, devices: rootfs.devices, out: join(dir, 'rootfs.squashfs'), mtime: epoch }),
       stageOptions,
     );
     return { value: join(result.dir, 'rootfs.squashfs'), cached: result.cached };

@@ -3,6 +3,7 @@
  * and modules (linux-debian), its static busybox, the Node.js running this build with its shared
  * libraries, and a busybox-init base layout. Nothing is downloaded.
  */
+import { createHash } from 'node:crypto';
 import { chmod, copyFile, link, lstat, mkdir, mkdtemp, open, readdir, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -342,6 +343,34 @@ async function signingKey(keysDir: string): Promise<ApkSigningKey> {
   return { keyName: pair.keyName, privateKey: pair.privateKeyPem };
 }
 
+const INPUTS_FILE = 'host-inputs.sha256';
+
+/**
+ * A hash of what the host repository is made from: the base layout's files, this Node.js, the
+ * newest kernel in /boot and the static busybox. It changes when the host is upgraded or psyops
+ * ships new base layout files, and then the repository must be rebuilt.
+ */
+export async function hostRepositoryInputs(): Promise<string> {
+  const hash = createHash('sha256');
+  const assets = join(assetsDir(), 'baselayout');
+  for (const name of (await readdir(assets, { recursive: true })).sort()) {
+    const info = await lstat(join(assets, name));
+    hash.update(`${name} ${info.mode}\n`);
+    if (info.isFile()) hash.update(await readFile(join(assets, name)));
+  }
+  const kernels = (await readdir('/boot').catch(() => [] as string[])).filter((name) => name.startsWith('vmlinuz-')).sort();
+  const busybox = await stat(BUSYBOX).catch(() => undefined);
+  hash.update(JSON.stringify({ node: [process.version, process.execPath], kernels, busybox: [busybox?.size, busybox?.mtimeMs], excluded: EXCLUDED_MODULE_DIRS }));
+  return hash.digest('hex');
+}
+
+/** Whether `outDir` holds a host repository built from this host as it is now. */
+export async function isHostRepositoryCurrent(outDir: string, arch = 'x86_64'): Promise<boolean> {
+  const recorded = await readFile(join(outDir, INPUTS_FILE), 'utf8').catch(() => undefined);
+  if (recorded === undefined || !(await lstat(join(outDir, arch, 'APKINDEX.tar.gz')).catch(() => undefined))) return false;
+  return recorded === (await hostRepositoryInputs());
+}
+
 /**
  * Builds the signed "host" repository `<outDir>/<arch>/` (linux-debian, busybox, nodejs,
  * host-baselayout) from this machine's files. Built beside it and renamed into place: a build
@@ -385,6 +414,7 @@ export async function buildHostRepository(options: HostRepositoryOptions): Promi
     const target = join(options.outDir, arch);
     if (await lstat(target).catch(() => undefined)) await rename(target, join(work, 'previous'));
     await rename(archDir, target);
+    await writeFile(join(options.outDir, INPUTS_FILE), await hostRepositoryInputs());
     return { dir: options.outDir, keysDir, packages };
   } finally {
     await rm(work, { recursive: true, force: true });

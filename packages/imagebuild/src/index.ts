@@ -24,7 +24,7 @@ export { writeIso } from './iso.js';
 export type { IsoFile, IsoOptions } from './iso.js';
 export { bootInQemu, QemuAbortedError } from './qemu.js';
 export type { QemuBootOptions, QemuBootResult, QemuForward } from './qemu.js';
-export { buildHostRepository, EXCLUDED_MODULE_DIRS } from './hostrepo.js';
+export { buildHostRepository, hostRepositoryInputs, isHostRepositoryCurrent, EXCLUDED_MODULE_DIRS } from './hostrepo.js';
 export type { HostRepositoryOptions, HostRepository } from './hostrepo.js';
 export { runStage, hashInputs } from './stage.js';
 export type { StageResult } from './stage.js';
