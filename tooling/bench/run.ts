@@ -5,6 +5,7 @@
 //   BENCH_APK_TREE_MIB (200), BENCH_APK_PACKAGES (2000)  apkpkg: tree to package, packages to index
 //   BENCH_SITE_FILES (1000), BENCH_SITE_ROUNDS (3)  siteapi: files to deploy, rounds
 import { benchApkpkg } from './apkpkg.ts';
+import { benchImagebuild } from './imagebuild.ts';
 import { benchPsynet } from './psynet.ts';
 import { benchSigning } from './signing.ts';
 import { benchSiteapi } from './siteapi.ts';
@@ -16,3 +17,4 @@ await benchSigning(setting('BENCH_SIZE_MIB', 1024), rounds);
 await benchPsynet(setting('BENCH_PSYNET_CERTS', 500), setting('BENCH_PSYNET_CLI', 20));
 await benchApkpkg(setting('BENCH_APK_TREE_MIB', 200), setting('BENCH_APK_PACKAGES', 2000), rounds);
 await benchSiteapi(setting('BENCH_SITE_FILES', 1000), setting('BENCH_SITE_ROUNDS', 3));
+await benchImagebuild(setting('BENCH_IMAGE_ROUNDS', 3));

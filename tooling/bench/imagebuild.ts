@@ -1,0 +1,194 @@
+import { lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { execa } from 'execa';
+import { bootInQemu, requireHostFile, type ImageManifest } from '@psyops/imagebuild';
+import { CLI, median, TIMEOUT_MS, timed } from './measure.ts';
+
+// The default image's host APK repository is built once (about a minute) and kept between runs,
+// like the e2e tests keep theirs in .cache/e2e-default-image.
+const DEFAULT_HOME = join(import.meta.dirname, '..', '..', '.cache', 'bench-default-image');
+const EPOCH = 1700000000;
+const FIXED_EPOCH = { SOURCE_DATE_EPOCH: String(EPOCH) };
+const IMAGE = { world: ['host-baselayout', 'busybox', 'nodejs'], kernel: 'debian', initramfsPackages: ['busybox'] };
+const BOOT_TIMEOUT_MS = 10 * 60_000;
+/** The stages' own settings (squashfs.ts, iso.ts, cpio.ts), repeated here for the bare tools. */
+const SQUASHFS_COMMON = ['-noappend', '-no-xattrs', '-quiet', '-no-progress', '-mkfs-time', String(EPOCH), '-all-time', String(EPOCH)];
+const MODLOOP_OPTIONS = ['-comp', 'zstd', '-Xcompression-level', '9', '-all-root', '-root-mode', '755'];
+const ROOT_IMAGE_OPTIONS = ['-comp', 'lz4', '-Xhc', '-root-mode', '755', '-root-uid', '0', '-root-gid', '0'];
+const INITRAMFS_GZIP_LEVEL = 6;
+
+const seconds = (value: number) => `${value.toFixed(2)} s`;
+const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+
+/** `psyops build-iso` in `workspace`: its wall time and each stage's own time (from its progress lines). */
+async function timedBuild(workspace: string, args: string[]): Promise<{ total: number; stages: Map<string, number> }> {
+  const start = process.hrtime.bigint();
+  const result = await execa('node', [CLI, '--workspace', workspace, 'build-iso', ...args], { env: FIXED_EPOCH, timeout: TIMEOUT_MS, stdout: 'ignore' });
+  const total = Number(process.hrtime.bigint() - start) / 1e9;
+  const stages = new Map<string, number>();
+  for (const match of String(result.stderr).matchAll(/^build-iso: (\S+) \((?:([\d.]+) s|cached)\)/gm)) stages.set(match[1]!, Number(match[2] ?? 0));
+  return { total, stages };
+}
+
+/** The output directory of `stage` that the last build used (cached stages are touched when reused). */
+async function lastStageDir(cacheDir: string, stage: string): Promise<string> {
+  const stages = join(cacheDir, 'stages');
+  const names = (await readdir(stages)).filter((name) => new RegExp(`^${stage}-[0-9a-f]{20}$`).test(name));
+  const dated = await Promise.all(names.map(async (name) => ({ dir: join(stages, name), mtime: (await stat(join(stages, name))).mtimeMs })));
+  const newest = dated.sort((a, b) => b.mtime - a.mtime)[0];
+  if (!newest) throw new Error(`no ${stage} stage in ${stages}`);
+  return newest.dir;
+}
+
+/** mksquashfs pseudo definitions giving every entry root ownership and its own mode, like buildRootImage. */
+async function rootPseudoFile(root: string, special: { path: string; uid: number; gid: number; mode: number }[]): Promise<string> {
+  const owners = new Map(special.map((entry) => [entry.path.replace(/^\/+/, ''), entry]));
+  const lines: string[] = [];
+  for (const path of (await readdir(root, { recursive: true })).sort()) {
+    const owner = owners.get(path) ?? { uid: 0, gid: 0, mode: (await lstat(join(root, path))).mode & 0o7777 };
+    lines.push(`"${path.replace(/["\\]/g, (char) => `\\${char}`)}" m ${owner.mode.toString(8)} ${owner.uid} ${owner.gid}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/**
+ * The bare external tools on the inputs the last build's stages used, each timed alone:
+ * mksquashfs of the modules and of the root, gzip of the initramfs's cpio, xorriso of the file set.
+ */
+async function referenceTimes(workspace: string, scratch: string): Promise<Record<'modloop' | 'rootImage' | 'initramfs' | 'iso', number>> {
+  const cache = join(workspace, 'cache');
+  const dir = (stage: string) => lastStageDir(cache, stage);
+  await rm(scratch, { recursive: true, force: true });
+  await mkdir(scratch, { recursive: true });
+
+  const boot = await dir('boot-packages');
+  const bootJson = JSON.parse(await readFile(join(boot, 'boot.json'), 'utf8')) as { version: string; image: string; modulesDir: string; firmwareDir?: string };
+  const layout = join(scratch, 'modloop-layout');
+  await mkdir(join(layout, 'modules'), { recursive: true });
+  await execa('cp', ['-al', join(boot, bootJson.modulesDir), join(layout, 'modules', bootJson.version)]);
+  if (bootJson.firmwareDir) await execa('cp', ['-al', join(boot, bootJson.firmwareDir), join(layout, 'modules', 'firmware')]);
+  const modloop = await timed('mksquashfs', [layout, join(scratch, 'modloop'), ...SQUASHFS_COMMON, ...MODLOOP_OPTIONS]);
+
+  const rootfs = await dir('rootfs');
+  const tree = JSON.parse(await readFile(join(rootfs, 'tree.json'), 'utf8')) as { specialEntries: { path: string; uid: number; gid: number; mode: number }[] };
+  const pseudo = join(scratch, 'owners.pseudo');
+  await writeFile(pseudo, await rootPseudoFile(join(rootfs, 'root'), tree.specialEntries));
+  const rootImage = await timed('mksquashfs', [join(rootfs, 'root'), join(scratch, 'rootfs.squashfs'), ...SQUASHFS_COMMON, ...ROOT_IMAGE_OPTIONS, '-pf', pseudo]);
+
+  const initramfsDir = await dir('initramfs');
+  const cpio = join(scratch, 'initramfs.cpio');
+  await execa('sh', ['-c', `gzip -dc '${join(initramfsDir, 'initramfs')}' > '${cpio}'`]);
+  const initramfs = await timed('gzip', [`-${INITRAMFS_GZIP_LEVEL}`, '-n', cpio]);
+
+  const isoDir = await dir('iso');
+  const efi = await dir('efi');
+  const apkovlDir = await dir('apkovl');
+  const apkovl = (await readdir(apkovlDir)).find((name) => name.endsWith('.apkovl.tar.gz'))!;
+  const manifestName = (await readdir(join(workspace, 'out'))).find((name) => name.endsWith('.json'))!;
+  const manifest = JSON.parse(await readFile(join(workspace, 'out', manifestName), 'utf8')) as ImageManifest;
+  const syslinux = await requireHostFile('syslinuxModules');
+  const grafts = [
+    [`/${apkovl}`, join(apkovlDir, apkovl)],
+    ['/.psyopsOS-release', join(isoDir, 'release')],
+    [`/boot/vmlinuz-${IMAGE.kernel}`, join(boot, bootJson.image)],
+    [`/boot/initramfs-${IMAGE.kernel}`, join(initramfsDir, 'initramfs')],
+    [`/boot/modloop-${IMAGE.kernel}`, join(await dir('modloop'), 'modloop')],
+    ['/boot/rootfs.squashfs', join(await dir('root-image'), 'rootfs.squashfs')],
+    ['/boot/syslinux/isolinux.bin', await requireHostFile('isolinuxBin')],
+    ...['ldlinux.c32', 'libcom32.c32', 'libutil.c32'].map((name) => [`/boot/syslinux/${name}`, join(syslinux, name)]),
+    ['/boot/syslinux/syslinux.cfg', join(isoDir, 'syslinux.cfg')],
+    ['/boot/grub/grub.cfg', join(isoDir, 'grub.cfg')],
+    ['/boot/grub/efi.img', join(efi, 'boot', 'grub', 'efi.img')],
+    ['/efi/boot/bootx64.efi', join(efi, 'efi', 'boot', 'bootx64.efi')],
+  ]
+    .sort(([a], [b]) => (a! < b! ? -1 : 1))
+    .map(([isoPath, hostPath]) => `${isoPath}=${hostPath}`);
+  const time = `${new Date(EPOCH * 1000).toISOString().replace(/\D/g, '').slice(0, 14)}00`;
+  // iso.ts's options: Rock Ridge + Joliet, fixed dates, ISOLINUX with a hybrid MBR, EFI image with GPT.
+  const iso = await timed(
+    'xorriso',
+    [
+      '-as', 'mkisofs', '-quiet', '-output', join(scratch, 'reference.iso'), '-full-iso9660-filenames', '-joliet', '-rational-rock',
+      '-sysid', 'LINUX', '-volid', manifest.volumeId, `--modification-date=${time}`, '--set_all_file_dates', time,
+      '--gpt_disk_guid', 'modification-date', '-isohybrid-mbr', await requireHostFile('isohdpfxBin'),
+      '-eltorito-boot', 'boot/syslinux/isolinux.bin', '-eltorito-catalog', 'boot/syslinux/boot.cat', '-no-emul-boot',
+      '-boot-load-size', '4', '-boot-info-table', '-eltorito-alt-boot', '-e', 'boot/grub/efi.img', '-no-emul-boot',
+      '-isohybrid-gpt-basdat', '-graft-points', ...grafts,
+    ],
+    FIXED_EPOCH,
+  );
+  await rm(scratch, { recursive: true, force: true });
+  return { modloop, rootImage, initramfs, iso };
+}
+
+/**
+ * build-iso of the embedded default's packages in a fresh workspace: full rebuilds from a warm
+ * package cache against the bare external tools on the same inputs (alternating, medians), the
+ * rebuild after an overlay-only change, then one BIOS and one UEFI boot in QEMU (TCG) to the
+ * postboot line, with the ISO's size and the RAM in use after boot.
+ */
+export async function benchImagebuild(rounds: number): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'psyops-bench-imagebuild-'));
+  try {
+    // The default build prepares the host repository (once) in DEFAULT_HOME.
+    await execa('node', [CLI, 'build-iso', '--out', join(dir, 'default-out')], { cwd: dir, env: { ...FIXED_EPOCH, PSYOPS_DEFAULT_HOME: DEFAULT_HOME }, timeout: TIMEOUT_MS, stdout: 'ignore' });
+    const workspace = join(dir, 'workspace');
+    await execa('node', [CLI, 'init', '--no-password', workspace], { timeout: TIMEOUT_MS, stdout: 'ignore' });
+    const configPath = join(workspace, 'psyops.config.json');
+    const config = JSON.parse(await readFile(configPath, 'utf8')) as { repositories: unknown; image: Record<string, unknown> };
+    const hostRepo = join(DEFAULT_HOME, 'host-repo');
+    config.repositories = [{ url: hostRepo, keys: join(hostRepo, 'keys') }];
+    Object.assign(config.image, IMAGE);
+    await writeFile(configPath, `${JSON.stringify(config, null, 2)}\n`);
+    await timedBuild(workspace, []); // fills the package cache
+
+    const full: number[] = [];
+    const stageTimes = new Map<string, number[]>();
+    const reference = { modloop: [] as number[], rootImage: [] as number[], initramfs: [] as number[], iso: [] as number[], sum: [] as number[] };
+    for (let round = 0; round < rounds; round++) {
+      const build = await timedBuild(workspace, ['--rebuild']);
+      full.push(build.total);
+      for (const [stage, time] of build.stages) stageTimes.set(stage, [...(stageTimes.get(stage) ?? []), time]);
+      const tools = await referenceTimes(workspace, join(dir, 'reference'));
+      for (const [key, value] of Object.entries(tools)) reference[key as keyof typeof tools].push(value);
+      reference.sum.push(tools.modloop + tools.rootImage + tools.initramfs + tools.iso);
+    }
+    const overlay: number[] = [];
+    for (let round = 0; round < rounds; round++) {
+      await writeFile(join(workspace, 'overlay', `bench-${round}.txt`), `overlay change ${round}\n`);
+      overlay.push((await timedBuild(workspace, [])).total);
+    }
+
+    const isoName = (await readdir(join(workspace, 'out'))).find((name) => name.endsWith('.iso'))!;
+    const iso = join(workspace, 'out', isoName);
+    const boots: string[] = [];
+    let memory = 'not reported';
+    for (const uefi of [false, true]) {
+      const boot = await bootInQemu({ iso, uefi, timeoutMs: BOOT_TIMEOUT_MS, until: /psyopsOS: postboot[^\n]*\n/ });
+      boots.push(`${uefi ? 'UEFI' : 'BIOS'} ${boot.reason === 'matched' ? seconds(boot.durationMs / 1000) : `no postboot line (${boot.reason} after ${seconds(boot.durationMs / 1000)})`}`);
+      const used = /psyopsOS: memory used_kib=(\d+) total_kib=(\d+)/.exec(boot.serial);
+      if (used) memory = `${mib(Number(used[1]) * 1024)} of ${mib(Number(used[2]) * 1024)}`;
+    }
+
+    const f = median(full);
+    const r = median(reference.sum);
+    const stages = [...stageTimes].map(([stage, times]) => `${stage} ${median(times).toFixed(1)}`).join(', ');
+    console.log(`imagebuild build-iso of [${IMAGE.world.join(', ')}] + linux-${IMAGE.kernel}, median of ${rounds} round(s), whole processes:`);
+    console.log(`imagebuild full build (--rebuild, warm package cache): ${seconds(f)} (stages, s: ${stages})`);
+    console.log(
+      `imagebuild bare tools on the same inputs: ${seconds(r)} = mksquashfs modules ${seconds(median(reference.modloop))} + mksquashfs root ${seconds(median(reference.rootImage))}` +
+        ` + gzip -${INITRAMFS_GZIP_LEVEL} initramfs ${seconds(median(reference.initramfs))} + xorriso ${seconds(median(reference.iso))}; ratio ${(f / r).toFixed(2)}x (target <= 1.5x)`,
+    );
+    console.log(`imagebuild rebuild after an overlay-only change: ${seconds(median(overlay))} (target <= 3 s)`);
+    console.log(`imagebuild boot to postboot under TCG (from QEMU start, 1 boot each): ${boots.join(', ')}; ISO ${mib((await stat(iso)).size)}; RAM used after boot ${memory}`);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+// Alone: `pnpm --filter @psyops/tooling exec tsx bench/imagebuild.ts` (BENCH_IMAGE_ROUNDS, default 3).
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  await benchImagebuild(Number(process.env.BENCH_IMAGE_ROUNDS ?? 3));
+}
