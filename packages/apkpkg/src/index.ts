@@ -26,6 +26,8 @@ export type { FetchSourceOptions } from './source.js';
 export { parsePkgInfo, formatPkgInfo } from './pkginfo.js';
 export type { PkgInfo } from './pkginfo.js';
 export { splitGzipMembers } from './gzip.js';
+export { tarHeader, padding as tarPadding } from './tar.js';
+export type { TarHeader, TarType } from './tar.js';
 export { formatInstalledDb, formatInstalledEntry, formatScriptsTar, formatTriggers, formatWorld, installedPackageOf, ownerOf, parseIdFile, sha1Checksum } from './installed.js';
 export type { InstalledPackage, OwnerIds } from './installed.js';
 export type { SignatureType } from './archive.js';

@@ -5,6 +5,7 @@
  */
 import { lstat, readFile, readdir, readlink } from 'node:fs/promises';
 import { join, posix } from 'node:path';
+import { tarHeader, tarPadding } from '@psyops/apkpkg';
 import { writeFilesAtomically } from '@psyops/signing';
 import { gzipDeterministic } from './cpio.js';
 import { ImageConfigError } from './errors.js';
@@ -151,53 +152,6 @@ export async function buildApkovl(options: ApkovlOptions): Promise<void> {
   await writeFilesAtomically([{ path: options.out, data: gzipDeterministic(ustarArchive(tree.entries, options.mtime)) }]);
 }
 
-const BLOCK = 512;
-
-function field(block: Buffer, offset: number, length: number, value: string, what: string): void {
-  const bytes = Buffer.from(value, 'utf8');
-  if (bytes.length > length) throw new ImageConfigError(`${what} too long for the apkovl tar: ${value}`);
-  bytes.copy(block, offset);
-}
-
-function octal(value: number, length: number): string {
-  return `${value.toString(8).padStart(length - 1, '0')}\0`;
-}
-
-/** ustar header; long paths split into prefix and name. */
-function header(path: string, entry: OverlayEntry, size: number, mtime: number): Buffer {
-  const block = Buffer.alloc(BLOCK);
-  let prefix = '';
-  let name = path;
-  if (Buffer.byteLength(path) > 100) {
-    const cut = path.lastIndexOf('/', path.length - 1);
-    for (let i = cut; i > 0; i = path.lastIndexOf('/', i - 1)) {
-      if (Buffer.byteLength(path.slice(0, i)) <= 155 && Buffer.byteLength(path.slice(i + 1)) <= 100) {
-        prefix = path.slice(0, i);
-        name = path.slice(i + 1);
-        break;
-      }
-    }
-  }
-  const stored = entry.type === 'dir' ? `${name}/` : name;
-  field(block, 0, 100, stored, 'path');
-  field(block, 100, 8, octal(entry.type === 'symlink' ? 0o777 : entry.mode & 0o7777, 8), 'mode');
-  field(block, 108, 8, octal(0, 8), 'uid');
-  field(block, 116, 8, octal(0, 8), 'gid');
-  field(block, 124, 12, octal(size, 12), 'size');
-  field(block, 136, 12, octal(mtime, 12), 'mtime');
-  field(block, 156, 1, { file: '0', symlink: '2', dir: '5' }[entry.type], 'type');
-  if (entry.type === 'symlink') field(block, 157, 100, entry.target, 'symlink target');
-  field(block, 257, 8, 'ustar\u000000', 'magic');
-  field(block, 265, 32, 'root', 'owner');
-  field(block, 297, 32, 'root', 'group');
-  field(block, 345, 155, prefix, 'path');
-  block.fill(0x20, 148, 156);
-  let sum = 0;
-  for (const byte of block) sum += byte;
-  field(block, 148, 8, `${sum.toString(8).padStart(6, '0')}\0 `, 'checksum');
-  return block;
-}
-
 /** A POSIX ustar archive of the entries, sorted by path (parents first), owner root. */
 function ustarArchive(entries: Map<string, OverlayEntry>, mtime: number): Buffer {
   const chunks: Buffer[] = [];
@@ -205,8 +159,19 @@ function ustarArchive(entries: Map<string, OverlayEntry>, mtime: number): Buffer
   for (const path of paths) {
     const entry = entries.get(path)!;
     const data = entry.type === 'file' ? Buffer.from(entry.data) : Buffer.alloc(0);
-    chunks.push(header(path, entry, data.length, mtime), data, Buffer.alloc((BLOCK - (data.length % BLOCK)) % BLOCK));
+    const header = tarHeader({
+      name: entry.type === 'dir' ? `${path}/` : path,
+      mode: entry.type === 'symlink' ? 0o777 : entry.mode & 0o7777,
+      size: data.length,
+      mtime,
+      type: entry.type,
+      ...(entry.type === 'symlink' ? { linkname: entry.target } : {}),
+      uname: 'root',
+      gname: 'root',
+      style: 'posix',
+    });
+    chunks.push(header, data, tarPadding(data.length));
   }
-  chunks.push(Buffer.alloc(2 * BLOCK));
+  chunks.push(Buffer.alloc(1024));
   return Buffer.concat(chunks);
 }
