@@ -19,6 +19,8 @@ export {
   readSecretVolume,
 } from './secret-volume.js';
 export type { SecretFile, NodeSecretsInput, NodeSecrets, SecretVolume } from './secret-volume.js';
+export { STATE_LABEL, writeStateImage } from './state-volume.js';
+export type { StateImageOptions } from './state-volume.js';
 export { generateSshHostKey, sshPublicKeyOf } from './ssh.js';
 export type { SshHostKey } from './ssh.js';
 export { nodeNebulaConfig } from './nebula.js';

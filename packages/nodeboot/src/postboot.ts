@@ -5,6 +5,7 @@ import { lighthousesSchema, nodeConfigSchema, type Lighthouse, type NodeConfig }
 import { NodeConfigRejectedError, SiteUnreachableError } from './errors.js';
 import { nodeNebulaConfig } from './nebula.js';
 import { NODE_INTERFACE, SECRET_FILES, SECRET_LABEL, parseSiteUrl, readSecretVolume, type SecretVolume } from './secret-volume.js';
+import { STATE_LABEL } from './state-volume.js';
 import type { NodeSystem } from './system.js';
 
 /** Where postboot reads and writes on the node. */
@@ -18,6 +19,8 @@ export const NODE_PATHS = {
   secretEnv: '/etc/psyopsOS/psyops-secret.env',
   /** The image's site URL (written into the apkovl); a site.url on the volume overrides it. */
   siteUrl: '/etc/psyopsOS/site.url',
+  /** Where the psyops-state volume is mounted when there is one; otherwise in the RAM root. */
+  stateDir: '/var/lib/psyopsOS',
   lastGoodConfig: '/var/lib/psyopsOS/node-config.json',
   logDir: '/var/log',
   nebulaDir: '/etc/nebula',
@@ -25,7 +28,7 @@ export const NODE_PATHS = {
   k3sConfD: '/etc/conf.d/k3s',
 } as const;
 
-export type StepName = 'secret' | 'network' | 'psynet' | 'config' | 'k3s';
+export type StepName = 'secret' | 'state' | 'network' | 'psynet' | 'config' | 'k3s';
 export type StepResult = 'ok' | 'skipped' | 'failed';
 
 export interface StepStatus {
@@ -51,6 +54,8 @@ export interface NodeStatus {
     reason?: string;
   };
   k3s: 'started' | 'not-installed' | 'not-configured' | 'failed';
+  /** Where the last good config is kept: on the psyops-state volume (survives a reboot) or in RAM (lost at power-off). */
+  lastGood: 'state-volume' | 'memory';
   steps: StepStatus[];
   startedAt: string;
   finishedAt: string;
@@ -198,6 +203,7 @@ interface Run {
   lastGood?: { config: NodeConfig; document: SignedDocument };
   applied?: { config: NodeConfig; source: 'site' | 'last-good' };
   configReport: NodeStatus['config'];
+  lastGoodStore: NodeStatus['lastGood'];
   nebula?: { lighthouses: Lighthouse[]; firewall: string; started: boolean };
   k3s: NodeStatus['k3s'];
 }
@@ -289,6 +295,22 @@ async function secretStep(run: Run): Promise<Outcome> {
     for (let i = 0; i < 3; i++) run.system.console('psyopsOS: WARNING: TESTONLYNOPROD.env: user toor has a BLANK PASSWORD. Never use this secret volume in production.');
   }
   return ok(`${device} mounted read-only at ${NODE_PATHS.secretMount}${volume.testonlyToor ? '; TESTONLY toor user added' : ''}`);
+}
+
+// ---------- the state volume (before the config step) ----------
+
+async function stateStep(run: Run): Promise<Outcome> {
+  // No wait of its own: it is looked for after the secret volume's wait, when disks have shown up.
+  const device = await run.system.findDeviceByLabel(STATE_LABEL);
+  if (device === undefined) return skipped(`no volume labelled ${STATE_LABEL}: the last good config is kept in RAM only`);
+  try {
+    await run.system.mkdir(NODE_PATHS.stateDir, 0o700);
+    await run.system.mountReadWrite(device, NODE_PATHS.stateDir);
+  } catch (error) {
+    return failed(`${device} cannot be mounted read-write at ${NODE_PATHS.stateDir}: ${oneLine(error)}; the last good config is kept in RAM only`);
+  }
+  run.lastGoodStore = 'state-volume';
+  return ok(`${device} mounted read-write at ${NODE_PATHS.stateDir}`);
 }
 
 // ---------- step 3: hostname, interfaces, SSH, networking ----------
@@ -492,11 +514,11 @@ async function configStep(run: Run): Promise<Outcome> {
   run.applied = { config: chosen.config, source };
   run.configReport = { ...run.configReport, version: chosen.config.version, source, ...(refusal ? { reason: refusal } : {}) };
   if (fresh) {
-    await run.system.mkdir(posix.dirname(NODE_PATHS.lastGoodConfig), 0o700);
+    await run.system.mkdir(NODE_PATHS.stateDir, 0o700);
     await run.system.writeFile(`${NODE_PATHS.lastGoodConfig}.minisig`, fresh.document.signature, 0o600);
     await run.system.writeFile(NODE_PATHS.lastGoodConfig, fresh.document.json, 0o600);
   }
-  const applied = `version ${chosen.config.version} applied${fresh ? ' (signature verified)' : ` (last good: ${refusal})`}`;
+  const applied = `version ${chosen.config.version} applied${fresh ? ' (signature verified)' : ` (last good${run.lastGoodStore === 'state-volume' ? ' from the state volume' : ''}: ${refusal})`}`;
   return fresh && problems.length === 0 ? ok(applied) : failed([applied, ...problems].join('; '));
 }
 
@@ -530,6 +552,7 @@ async function k3sStep(run: Run): Promise<Outcome> {
 
 const STEPS: [StepName, string, (run: Run) => Promise<Outcome>][] = [
   ['secret', 'secret volume', secretStep],
+  ['state', 'state volume', stateStep],
   ['network', 'hostname, interfaces, SSH, networking', networkStep],
   ['psynet', 'psynet (Nebula)', psynetStep],
   ['config', 'node config from the site', configStep],
@@ -538,7 +561,8 @@ const STEPS: [StepName, string, (run: Run) => Promise<Outcome>][] = [
 
 /**
  * postboot: individuates the node at boot, in order: (1) exits if this boot already finished,
- * (2) the secret volume, (3) hostname, interfaces, SSH host key, networking, (4) psynet,
+ * (2) the secret volume, then the psyops-state volume when there is one (the last good config's
+ * home across reboots), (3) hostname, interfaces, SSH host key, networking, (4) psynet,
  * (5) the signed node config, (6) k3s, (7) status.json, the finished marker and the final line
  * `psyopsOS: postboot finished status=… hostname=… config=… secret=…`. Never throws for a
  * failing step: each is recorded and the rest go on.
@@ -557,6 +581,7 @@ export async function runPostboot(system: NodeSystem, options: PostbootOptions =
     secret: 'missing',
     hostname: UNCONFIGURED_HOSTNAME,
     configReport: { version: null, source: null, signature: 'not-fetched' },
+    lastGoodStore: 'memory',
     k3s: 'not-configured',
   };
   await system.mkdir(NODE_PATHS.logDir, 0o755);
@@ -570,7 +595,7 @@ export async function runPostboot(system: NodeSystem, options: PostbootOptions =
     } catch (error) {
       outcome = failed(oneLine(error));
     }
-    if (name === 'secret' && outcome.result === 'ok') await readLastGood(run);
+    if (name === 'state') await readLastGood(run);
     steps.push({ name, result: outcome.result, ...(outcome.reason ? { reason: outcome.reason } : {}), ms: system.now() - began });
     await log.line(`${title}: ${outcome.result}${outcome.reason ? ` (${outcome.reason})` : ''}`);
   }
@@ -585,6 +610,7 @@ export async function runPostboot(system: NodeSystem, options: PostbootOptions =
     siteUrl: run.site?.baseUrl ?? null,
     config: run.configReport,
     k3s: run.k3s,
+    lastGood: run.lastGoodStore,
     steps,
     startedAt: iso(startedAt),
     finishedAt: iso(finishedAt),

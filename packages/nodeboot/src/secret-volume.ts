@@ -154,7 +154,8 @@ export async function writeSecretDir(dir: string, files: readonly SecretFile[], 
   }
 }
 
-function findTool(name: string, debianPackage: string): string {
+/** The path of a host tool, or a ToolError naming its Debian package. */
+export function findTool(name: string, debianPackage: string): string {
   for (const dir of ['/usr/sbin', '/sbin', '/usr/bin', '/bin']) if (existsSync(join(dir, name))) return join(dir, name);
   throw new ToolError(`${name} is not installed (Debian package ${debianPackage})`);
 }

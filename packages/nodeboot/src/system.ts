@@ -34,6 +34,8 @@ export interface NodeSystem {
   findDeviceByLabel(label: string): Promise<string | undefined>;
   /** Mounts an ext4 device read-only. */
   mountReadOnly(device: string, mountpoint: string): Promise<void>;
+  /** Mounts an ext4 device read-write (the state volume), its root directory root-only (0700). */
+  mountReadWrite(device: string, mountpoint: string): Promise<void>;
   setHostname(name: string): Promise<void>;
   listInterfaces(): Promise<NetworkInterface[]>;
   /** Renames interfaces as /etc/mactab says (each must be down). */
@@ -83,6 +85,7 @@ export abstract class RootedSystem implements NodeSystem {
 
   abstract findDeviceByLabel(label: string): Promise<string | undefined>;
   abstract mountReadOnly(device: string, mountpoint: string): Promise<void>;
+  abstract mountReadWrite(device: string, mountpoint: string): Promise<void>;
   abstract setHostname(name: string): Promise<void>;
   abstract listInterfaces(): Promise<NetworkInterface[]>;
   abstract renameInterfaces(): Promise<void>;
@@ -188,10 +191,22 @@ export class LinuxSystem extends RootedSystem {
     return result.exitCode === 0 && device.startsWith('/dev/') ? device : undefined;
   }
 
-  async mountReadOnly(device: string, mountpoint: string): Promise<void> {
+  private ext4Loaded = false;
+
+  private async mountExt4(device: string, mountpoint: string, mode: 'ro' | 'rw'): Promise<void> {
     // ext4 is a module in the Debian kernel; mount asks for it by name, but only when modprobe can find it.
-    await runCommand('modprobe', ['ext4'], 10_000);
-    await this.must('mount', ['-t', 'ext4', '-o', 'ro,nodev,nosuid,noexec', device, mountpoint]);
+    if (!this.ext4Loaded) await runCommand('modprobe', ['ext4'], 10_000);
+    this.ext4Loaded = true;
+    await this.must('mount', ['-t', 'ext4', '-o', `${mode},nodev,nosuid,noexec`, device, mountpoint]);
+  }
+
+  async mountReadOnly(device: string, mountpoint: string): Promise<void> {
+    await this.mountExt4(device, mountpoint, 'ro');
+  }
+
+  async mountReadWrite(device: string, mountpoint: string): Promise<void> {
+    await this.mountExt4(device, mountpoint, 'rw');
+    await chmod(mountpoint, 0o700); // mkfs.ext4 makes the root 0755
   }
 
   async setHostname(name: string): Promise<void> {

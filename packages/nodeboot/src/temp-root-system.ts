@@ -1,13 +1,17 @@
 import { execFile } from 'node:child_process';
-import { chmod, mkdir, readdir, readFile, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { chmod, mkdir, readdir, readFile, rm, stat, symlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { ToolError } from './errors.js';
 import { RootedSystem, type CommandResult, type NetworkInterface } from './system.js';
 
 export interface TempRootSystemOptions {
   /** The directory standing in for `/`. */
   root: string;
-  /** Disk images by file system label (what findfs would find). */
+  /**
+   * Devices by file system label (what findfs would find): ext4 images, mounted read-only by
+   * extracting them; for a volume mounted read-write (psyops-state), a directory standing in for
+   * its file system, which outlives the temporary root as the disk outlives a reboot.
+   */
   devices?: Record<string, string>;
   /** The machine's network interfaces before renaming. */
   interfaces?: NetworkInterface[];
@@ -68,6 +72,17 @@ export class TempRootSystem extends RootedSystem {
     if ((await readdir(target)).length === 0) throw new ToolError(`${device} is not an ext4 image (debugfs found nothing in it)`);
     await makeReadOnly(target);
     this.effects.push({ kind: 'mount', detail: `${device} ${mountpoint} ro` });
+  }
+
+  /** The mountpoint becomes a symlink to the directory standing in for the volume's file system. */
+  async mountReadWrite(device: string, mountpoint: string): Promise<void> {
+    if (!(await stat(device)).isDirectory()) throw new ToolError(`${device}: a read-write volume must be a directory in a temporary root`);
+    const target = this.pathOnHost(mountpoint);
+    await rm(target, { recursive: true, force: true });
+    await mkdir(dirname(target), { recursive: true });
+    await symlink(device, target);
+    await chmod(device, 0o700);
+    this.effects.push({ kind: 'mount', detail: `${device} ${mountpoint} rw` });
   }
 
   async setHostname(name: string): Promise<void> {

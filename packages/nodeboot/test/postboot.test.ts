@@ -66,8 +66,8 @@ describe('postboot against a temporary root, a real secret image and a real serv
     expect(result.exitCode).toBe(0);
     const status = statusOf(root);
     expect(system.consoleLines.at(-2)).toBe(`psyopsOS: status ${JSON.stringify(status)}`);
-    expect(status).toMatchObject({ status: 'ok', hostname: NODE, secret: 'mounted-ro', config: { version: 3, source: 'site', signature: 'verified' }, k3s: 'started' });
-    expect(status.steps.map((s) => `${s.name}:${s.result}`)).toEqual(['secret:ok', 'network:ok', 'psynet:ok', 'config:ok', 'k3s:ok']);
+    expect(status).toMatchObject({ status: 'ok', hostname: NODE, secret: 'mounted-ro', config: { version: 3, source: 'site', signature: 'verified' }, k3s: 'started', lastGood: 'memory' });
+    expect(status.steps.map((s) => `${s.name}:${s.result}`)).toEqual(['secret:ok', 'state:skipped', 'network:ok', 'psynet:ok', 'config:ok', 'k3s:ok']);
 
     // The volume: mounted read-only under a root-only directory, its variables exported.
     expect(system.effects[0]).toEqual({ kind: 'mount', detail: `${world.image} ${NODE_PATHS.secretMount} ro` });
@@ -143,11 +143,56 @@ describe('postboot against a temporary root, a real secret image and a real serv
       expect((await runPostboot(freshSystem, FAST)).exitCode).toBe(2);
       expect(lastLine(freshSystem)).toBe(`psyopsOS: postboot finished status=degraded hostname=${NODE} config=none secret=mounted-ro`);
       expect(statusOf(fresh).config).toMatchObject({ version: null, source: null, signature: 'refused' });
+      expect(statusOf(fresh).lastGood).toBe('memory');
       expect(() => read(fresh, '/etc/motd')).toThrow();
       expect(freshSystem.startedServices).not.toContain('app');
     } finally {
       writeFileSync(published, original);
     }
+  });
+
+  it('keeps the last good config on the psyops-state volume, where it outlives the RAM root', async () => {
+    const state = tempDir('statevolume'); // stands in for the mounted ext4 file system
+    const devices = { 'psyops-secret': world.image, 'psyops-state': state };
+    const boot = (root: string) => new TempRootSystem({ root, devices, interfaces: [{ name: 'eth0', mac: MAC }] });
+    const firstRoot = nodeRoot(world.server.url);
+    const first = boot(firstRoot);
+    expect((await runPostboot(first, FAST)).exitCode).toBe(0);
+    expect(first.effects).toContainEqual({ kind: 'mount', detail: `${state} ${NODE_PATHS.stateDir} rw` });
+    expect(statusOf(firstRoot)).toMatchObject({ lastGood: 'state-volume', config: { version: 3, source: 'site' } });
+    expect(statusOf(firstRoot).steps[1]).toMatchObject({ name: 'state', result: 'ok' });
+    expect(readdirSync(state).sort()).toEqual(['node-config.json', 'node-config.json.minisig']);
+    expect(statSync(state).mode & 0o777).toBe(0o700);
+    expect(statSync(join(state, 'node-config.json')).mode & 0o777).toBe(0o600);
+
+    const published = join(world.siteDir, 'nodes', `${NODE}.json`);
+    const original = readFileSync(published, 'utf8');
+    try {
+      writeFileSync(published, original.replace(`welcome to ${NODE}`, 'owned'));
+      // A power cycle: a new RAM root, the same state disk.
+      const secondRoot = nodeRoot(world.server.url);
+      const second = boot(secondRoot);
+      expect((await runPostboot(second, FAST)).exitCode).toBe(2);
+      expect(lastLine(second)).toBe(`psyopsOS: postboot finished status=degraded hostname=${NODE} config=3 secret=mounted-ro`);
+      expect(statusOf(secondRoot)).toMatchObject({ lastGood: 'state-volume', config: { version: 3, source: 'last-good', signature: 'refused' } });
+      expect(statusOf(secondRoot).steps.find((s) => s.name === 'config')!.reason).toMatch(/^version 3 applied \(last good from the state volume: .*signature check failed/);
+      expect(read(secondRoot, '/etc/motd')).toBe(`welcome to ${NODE}\n`);
+    } finally {
+      writeFileSync(published, original);
+    }
+  });
+
+  it('a state volume that cannot be mounted: step failed, the last good config in RAM', async () => {
+    const root = nodeRoot(world.server.url);
+    const notADirectory = join(tempDir('badstate'), 'state.img');
+    writeFileSync(notADirectory, 'not a file system');
+    const system = new TempRootSystem({ root, devices: { 'psyops-secret': world.image, 'psyops-state': notADirectory }, interfaces: [{ name: 'eth0', mac: MAC }] });
+    expect((await runPostboot(system, FAST)).exitCode).toBe(2);
+    const status = statusOf(root);
+    expect(status).toMatchObject({ status: 'degraded', lastGood: 'memory', config: { version: 3, source: 'site' } });
+    expect(status.steps[1]).toMatchObject({ name: 'state', result: 'failed' });
+    expect(status.steps[1]!.reason).toMatch(/cannot be mounted read-write at \/var\/lib\/psyopsOS: .*kept in RAM only$/);
+    expect(mode(root, NODE_PATHS.lastGoodConfig)).toBe(0o600);
   });
 
   it('refuses a validly signed config of an older version than the last good one', async () => {
@@ -175,7 +220,7 @@ describe('postboot against a temporary root, a real secret image and a real serv
     expect(read(root, '/etc/network/interfaces')).toContain('auto eth0\niface eth0 inet dhcp');
     expect(system.effects).toContainEqual({ kind: 'networking', detail: 'ifup -a' });
     const status = statusOf(root);
-    expect(status.steps.map((s) => `${s.name}:${s.result}`)).toEqual(['secret:failed', 'network:ok', 'psynet:skipped', 'config:skipped', 'k3s:skipped']);
+    expect(status.steps.map((s) => `${s.name}:${s.result}`)).toEqual(['secret:failed', 'state:skipped', 'network:ok', 'psynet:skipped', 'config:skipped', 'k3s:skipped']);
     expect(status.steps[0]!.reason).toMatch(/no volume labelled psyops-secret/);
     // It waited a bounded time for the volume to appear, then went on: no loop.
     const sleeps = system.effects.filter((e) => e.kind === 'sleep');

@@ -122,7 +122,7 @@ describe.skipIf(!KERNEL_VERSION || !existsSync(KERNEL))('the bundle on a real ke
     expect(result.serial).toMatch(/qemu-test: interfaces .*psy0/);
     const status = statusLine(result.serial);
     expect(status).toMatchObject({ status: 'ok', hostname: NODE, secret: 'mounted-ro', config: { version: 3, source: 'site', signature: 'verified' }, k3s: 'not-installed' });
-    expect(status.steps.map((s) => `${s.name}:${s.result}`)).toEqual(['secret:ok', 'network:ok', 'psynet:skipped', 'config:ok', 'k3s:skipped']);
+    expect(status.steps.map((s) => `${s.name}:${s.result}`)).toEqual(['secret:ok', 'state:skipped', 'network:ok', 'psynet:skipped', 'config:ok', 'k3s:skipped']);
     expect(result.serial).toContain('qemu-test: app start'); // the config's service, started by /etc/init.d/app
     console.log(`QEMU start to postboot finished: ${result.durationMs} ms; node start-up and bundle loading: ${status.startupMs} ms; postboot: ${status.durationMs} ms`);
     expect(status.startupMs).toBeGreaterThan(0);
@@ -135,7 +135,7 @@ describe.skipIf(!KERNEL_VERSION || !existsSync(KERNEL))('the bundle on a real ke
     expect(result.serial).toContain('qemu-test: postboot exit 1');
     expect(result.serial).toMatch(/qemu-test: interfaces .*eth0/);
     const status = statusLine(result.serial);
-    expect(status.steps.map((s) => `${s.name}:${s.result}`)).toEqual(['secret:failed', 'network:ok', 'psynet:skipped', 'config:skipped', 'k3s:skipped']);
-    expect(status.steps[1]!.reason).toMatch(/DHCP fallback on eth0; networking up/);
+    expect(status.steps.map((s) => `${s.name}:${s.result}`)).toEqual(['secret:failed', 'state:skipped', 'network:ok', 'psynet:skipped', 'config:skipped', 'k3s:skipped']);
+    expect(status.steps[2]!.reason).toMatch(/DHCP fallback on eth0; networking up/);
   }, 420_000);
 });
