@@ -16,6 +16,13 @@ export interface QemuForward {
   hostPort: number;
 }
 
+export interface QemuDrive {
+  /** Raw disk image. */
+  file: string;
+  /** Attached read-only (default read-write: the guest's writes land in the file). */
+  readonly?: boolean;
+}
+
 export interface QemuBootOptions {
   /** ISO image, attached as a CD-ROM and booted from. */
   iso?: string;
@@ -23,6 +30,8 @@ export interface QemuBootOptions {
   kernel?: { image: string; initrd: string; append: string };
   /** Raw disk image attached read-only as a USB mass-storage device (qemu-xhci + usb-storage). */
   secretImage?: string;
+  /** Further raw disks, attached as virtio block devices (/dev/vda, /dev/vdb… in the guest), in order. */
+  drives?: QemuDrive[];
   /** Boot with OVMF (UEFI) instead of SeaBIOS. */
   uefi?: boolean;
   /** Default tcg. KVM is never chosen automatically: /dev/kvm can exist where KVM does not work. */
@@ -36,8 +45,11 @@ export interface QemuBootOptions {
   /** File the serial output is written to as it arrives. */
   serialLog?: string;
   onSerial?(text: string): void;
-  /** User-mode network (restrict=on) with these guest→host forwards; no network device when absent. */
-  network?: { forwards: QemuForward[] };
+  /**
+   * User-mode network (restrict=on) with these guest→host forwards, on one virtio NIC whose MAC is
+   * `mac` (default QEMU's own 52:54:00:12:34:56); no network device when absent.
+   */
+  network?: { forwards: QemuForward[]; mac?: string };
   signal?: AbortSignal;
 }
 
@@ -68,7 +80,7 @@ upstream.on('error', () => process.exit(1));
 const KILL_GRACE_MS = 5_000;
 const STDERR_LIMIT = 64 * 1024;
 
-function networkArgs(forwards: readonly QemuForward[], relayPath: string): string[] {
+function networkArgs(forwards: readonly QemuForward[], relayPath: string, mac: string | undefined): string[] {
   const netdev = ['user', 'id=net0', 'restrict=on'];
   for (const forward of forwards) {
     // QEMU splits its options on commas and the command into words, shell-like (quotes allowed).
@@ -76,7 +88,8 @@ function networkArgs(forwards: readonly QemuForward[], relayPath: string): strin
     if (/[,']/.test(`${process.execPath}${relayPath}`)) throw new ToolFailedError(`qemu: cannot pass a path with a comma or quote to guestfwd: ${command}`);
     netdev.push(`guestfwd=tcp:${forward.guestAddress}:${forward.guestPort}-cmd:${command}`);
   }
-  return ['-netdev', netdev.join(','), '-device', 'virtio-net-pci,netdev=net0'];
+  if (mac !== undefined && !/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(mac)) throw new ToolFailedError(`qemu: not a MAC address: ${mac}`);
+  return ['-netdev', netdev.join(','), '-device', `virtio-net-pci,netdev=net0${mac !== undefined ? `,mac=${mac}` : ''}`];
 }
 
 function qemuOptionPath(path: string): string {
@@ -96,6 +109,7 @@ export async function bootInQemu(options: QemuBootOptions): Promise<QemuBootResu
     await assertReadableFile(options.kernel.initrd, 'initramfs');
   }
   if (options.secretImage !== undefined) await assertReadableFile(options.secretImage, 'secret image');
+  for (const drive of options.drives ?? []) await assertReadableFile(drive.file, 'disk image');
   options.signal?.throwIfAborted();
 
   const tempDir = await mkdtemp(join(tmpdir(), 'psyops-qemu-'));
@@ -131,10 +145,13 @@ export async function bootInQemu(options: QemuBootOptions): Promise<QemuBootResu
         '-device', 'usb-storage,bus=xhci.0,drive=secret,removable=on',
       );
     }
+    for (const [index, drive] of (options.drives ?? []).entries()) {
+      args.push('-drive', `if=none,id=disk${index},format=raw${drive.readonly ? ',readonly=on' : ''},file=${qemuOptionPath(drive.file)}`, '-device', `virtio-blk-pci,drive=disk${index}`);
+    }
     if (options.network) {
       const relayPath = join(tempDir, 'relay.mjs');
       await writeFile(relayPath, RELAY_SCRIPT);
-      args.push(...networkArgs(options.network.forwards, relayPath));
+      args.push(...networkArgs(options.network.forwards, relayPath, options.network.mac));
     }
     return await runQemu(qemu, args, options);
   } finally {
