@@ -43,15 +43,15 @@ export function buildIsoCommand(): Command {
   const command = new Command('build-iso')
     .summary('build the signed psyopsOS boot image')
     .description(
-      'Build psyopsOS from the workspace (psyops.config.json: "repositories" and "image"): read and verify each\n' +
-        "repository's APKINDEX, resolve the world, fetch packages into a verified cache, assemble the root without\n" +
-        'running package scripts (they run at first boot), and write <out>/psyopsOS-<release>-<arch>.iso — a hybrid\n' +
-        'BIOS+UEFI ISO that boots into RAM — with its .minisig and a .json manifest. Every stage is cached by the hash\n' +
-        'of its inputs, so a rebuild after an overlay change takes seconds; the same inputs and SOURCE_DATE_EPOCH give\n' +
+      'Build psyopsOS from the workspace (psyops.config.json: "repositories" and "image"): read and verify each ' +
+        "repository's APKINDEX, resolve the world, fetch packages into a verified cache, assemble the root without " +
+        'running package scripts (they run at first boot), and write <out>/psyopsOS-<release>-<arch>.iso, a hybrid ' +
+        'BIOS+UEFI ISO that boots into RAM, with its .minisig and a .json manifest. Every stage is cached by the hash ' +
+        'of its inputs, so a rebuild after an overlay change takes seconds; the same inputs and SOURCE_DATE_EPOCH give ' +
         'a byte-identical ISO.\n\n' +
-        'Outside a workspace it builds the embedded default instead: an image made from this host\'s Debian kernel,\n' +
-        'busybox and Node.js, wrapped into a local APK repository (built on first use under\n' +
-        '$PSYOPS_DEFAULT_HOME, default ~/.cache/psyops/default-image), written to ./out. No network is needed.',
+        "Outside a workspace it builds the embedded default instead: an image made from this host's Debian kernel, " +
+        'busybox and Node.js, wrapped into a local APK repository (built on first use under $PSYOPS_DEFAULT_HOME, ' +
+        'default ~/.cache/psyops/default-image) and written to ./out. No network is needed.',
     )
     .option('--release <TAG>', 'release tag (default: image.release, else yymmdd of the build date)')
     .option('--out <DIR>', 'output directory (default: image.outDir; ./out for the embedded default)')
