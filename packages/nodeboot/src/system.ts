@@ -50,7 +50,7 @@ export interface NodeSystem {
   hasCommand(name: string): Promise<boolean>;
   run(command: string, args: readonly string[], timeoutMs: number): Promise<CommandResult>;
   readFile(path: string): Promise<Buffer | undefined>;
-  /** Replaces a file atomically, created with its final mode. */
+  /** Replaces a file atomically and durably (file and directory synced), created with its final mode. */
   writeFile(path: string, data: string | Uint8Array, mode: number): Promise<void>;
   mkdir(path: string, mode: number): Promise<void>;
   exists(path: string): Promise<boolean>;
@@ -130,6 +130,13 @@ export abstract class RootedSystem implements NodeSystem {
     } catch (error) {
       await unlink(temp).catch(() => undefined);
       throw error;
+    }
+    // The rename reaches a disk (the state volume) only with its directory: a node may lose power right after boot.
+    const directory = await open(dirname(target), 'r');
+    try {
+      await directory.sync();
+    } finally {
+      await directory.close();
     }
   }
 
