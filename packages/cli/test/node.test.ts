@@ -156,3 +156,27 @@ describe('psyops node status', () => {
     expect(errorLine(missing).code).toBe('FILE_NOT_FOUND');
   });
 });
+
+describe('psyops node state-image', () => {
+  it('writes an empty ext4 image labelled psyops-state, outside any workspace; never replaces one without -f', async () => {
+    const dir = join(root, 'state');
+    mkdirSync(dir);
+    const out = await psyops(['node', 'state-image', '--out', 'state.img', '--size', '8'], { cwd: dir });
+    expect(out.exitCode, out.stderr).toBe(0);
+    expect(out.stdout).toBe(`state volume written to ${join(dir, 'state.img')} (ext4 image labelled psyops-state, 8 MiB)\n`);
+    const image = join(dir, 'state.img');
+    expect(statSync(image).size).toBe(8 * 1024 * 1024);
+    expect(statSync(image).mode & 0o777).toBe(0o600);
+    const { stdout: label } = await run('e2label', [image], { timeout: 30_000 });
+    expect(label.trim()).toBe('psyops-state');
+
+    const refused = await psyops(['node', 'state-image', '--out', 'state.img'], { cwd: dir });
+    expect(refused.exitCode).toBe(1);
+    expect(errorLine(refused)).toEqual({ code: 'FILE_EXISTS', message: `refusing to overwrite ${image} (use -f to replace it)` });
+    const tooSmall = await psyops(['node', 'state-image', '--out', 'small.img', '--size', 'lots'], { cwd: dir });
+    expect(errorLine(tooSmall)).toMatchObject({ code: 'BAD_NODE_INPUT', message: expect.stringMatching(/whole number of MiB/) });
+    expect(readdirSync(dir)).toEqual(['state.img']);
+    expect((await psyops(['node', 'state-image', '--out', 'state.img', '-f'], { cwd: dir })).exitCode).toBe(0);
+    expect(statSync(image).size).toBe(16 * 1024 * 1024);
+  });
+});

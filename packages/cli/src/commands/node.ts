@@ -131,6 +131,27 @@ function createCommand(): Command {
     });
 }
 
+function stateImageCommand(): Command {
+  return new Command('state-image')
+    .summary("make an empty psyops-state volume: where a node keeps its last good config across reboots")
+    .description(
+      'Write an empty ext4 image labelled psyops-state (mkfs.ext4: no root, no loop mount), to be written to a disk ' +
+        'of the node or attached to a VM. At boot nodeboot mounts a psyops-state volume read-write at /var/lib/psyopsOS ' +
+        'and keeps the last good node config there; without one the last good config lives in RAM and is lost at ' +
+        'power-off. Any ext4 file system with that label works (mkfs.ext4 -L psyops-state /dev/sdX1). Needs no workspace.',
+    )
+    .requiredOption('--out <IMAGE>', 'the image to write')
+    .option('--size <MIB>', 'size in MiB', '16')
+    .option('-f, --force', 'replace an existing image')
+    .action(async (options: { out: string; size: string; force?: boolean }) => {
+      const lib = await nodebootLibrary();
+      const sizeMiB = Number(options.size);
+      const output = resolve(options.out);
+      await lib.writeStateImage(output, { sizeMiB, force: options.force ?? false });
+      print(`state volume written to ${output} (ext4 image labelled ${lib.STATE_LABEL}, ${sizeMiB} MiB)`);
+    });
+}
+
 function statusCommand(): Command {
   return new Command('status')
     .summary("print this node's postboot status")
@@ -145,8 +166,12 @@ function statusCommand(): Command {
 export function nodeCommand(): Command {
   const node = new Command('node')
     .summary('psyopsOS nodes: secret volumes and boot status')
-    .description("Create a node's psyops-secret volume (node create) and read what postboot reported on a node (node status).");
+    .description(
+      "Create a node's psyops-secret volume (node create) and an optional psyops-state volume (node state-image), " +
+        'and read what postboot reported on a node (node status).',
+    );
   node.addCommand(createCommand());
+  node.addCommand(stateImageCommand());
   node.addCommand(statusCommand());
   // As psynet: subcommands inherit the program's one-line errors and exit override.
   const inherit = (parent: Command, sub: Command) => {
