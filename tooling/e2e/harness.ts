@@ -1,7 +1,8 @@
 /** Shared by the end-to-end tests: the built CLI, a persistent default-image home, QEMU boots. */
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { NodeStatus } from '@psyops/nodeboot';
 import { execa } from 'execa';
 import { afterAll } from 'vitest';
 
@@ -46,3 +47,51 @@ export function expectSuccess(run: CliRun, what: string): void {
 
 /** Lines of a serial log without the carriage returns the console adds. */
 export const serialLines = (serial: string): string[] => serial.replaceAll('\r', '').split('\n');
+
+/** The reproducible release date of the default image every e2e test and benchmark builds (a stage-cache hit after the first). */
+export const DEFAULT_IMAGE_EPOCH = '1764028800'; // 2025-11-25
+
+/** `psyops build-iso` outside a workspace: the embedded default image (host kernel, busybox, Node.js, psyops-nodeboot). */
+export async function buildDefaultImage(dir: string): Promise<{ iso: string; release: string }> {
+  const run = await psyops(['build-iso', '--out', join(dir, 'out')], { cwd: dir, env: { SOURCE_DATE_EPOCH: DEFAULT_IMAGE_EPOCH } });
+  expectSuccess(run, 'build-iso');
+  const iso = run.stdout.split('\n')[0]!.trim();
+  return { iso, release: /psyopsOS-(.+)-x86_64\.iso$/.exec(iso)![1]! };
+}
+
+export const E2E_NODE = { name: 'test-node-1', mac: '52:54:00:12:34:56', siteAddress: '10.0.2.100' } as const;
+
+export interface NodeWorkspace {
+  workspace: string;
+  /** The ext4 image labelled psyops-secret, from `psyops node create`. */
+  secretImage: string;
+  /** The built site (`psyops site build`). */
+  siteDir: string;
+}
+
+/**
+ * A workspace that defines node test-node-1 as issue 7 describes it: psynet CA, `node create`
+ * (secret image, site.url http://10.0.2.100), `config` as the node definition's config section,
+ * and the site built from it. Every step is the real CLI.
+ */
+export async function createNodeWorkspace(dir: string, config: Record<string, unknown>): Promise<NodeWorkspace> {
+  const workspace = join(dir, 'ws');
+  const cli = async (args: string[]) => expectSuccess(await psyops(args, { cwd: workspace, timeoutMs: 120_000 }), `psyops ${args.join(' ')}`);
+  expectSuccess(await psyops(['init', '--no-password', workspace], { cwd: dir, timeoutMs: 120_000 }), 'psyops init');
+  await cli(['psynet', 'ca', 'init', '--name', 'psyops e2e']);
+  const secretImage = join(dir, 'secret.img');
+  await cli(['node', 'create', E2E_NODE.name, '--mac', E2E_NODE.mac, '--site-url', `http://${E2E_NODE.siteAddress}`, '--out', secretImage]);
+  const definitionPath = join(workspace, 'nodes', `${E2E_NODE.name}.json`);
+  const definition = JSON.parse(readFileSync(definitionPath, 'utf8'));
+  writeFileSync(definitionPath, `${JSON.stringify({ ...definition, config }, null, 2)}\n`);
+  const siteDir = join(dir, 'site');
+  await cli(['site', 'build', '--out', siteDir]);
+  return { workspace, secretImage, siteDir };
+}
+
+/** The `psyopsOS: status {…}` line postboot --print-status writes on the serial console. */
+export function statusFromSerial(serial: string): NodeStatus {
+  const match = /psyopsOS: status (\{[^\r\n]*\})/.exec(serial);
+  if (!match) throw new Error(`no "psyopsOS: status" line in the serial log; its end:\n${serial.slice(-4000)}`);
+  return JSON.parse(match[1]!);
+}

@@ -1,0 +1,103 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { bootInQemu } from '@psyops/imagebuild';
+import { writeStateImage } from '@psyops/nodeboot';
+import { serveSite } from '@psyops/siteapi';
+import { buildDefaultImage, createNodeWorkspace, E2E_NODE, statusFromSerial } from '../e2e/harness.ts';
+import { median } from './measure.ts';
+
+const BOOT_TIMEOUT_MS = 10 * 60_000;
+const FINISHED = /psyopsOS: postboot finished[^\n]*\n|psyops-init: FATAL[^\n]*\n/;
+
+/** Serial lines whose arrival splits the boot into phases (host clock, from QEMU start). */
+const MILESTONES: [string, RegExp][] = [
+  ['media found', /psyops-init: boot media /],
+  ['root filled', /psyops-init: root tmpfs filled/],
+  ['switch_root', /psyops-init: switching root/],
+  ['boot hook', /psyopsOS: booted /],
+  ['postboot started', /nodeboot: postboot started/],
+  ['configured', /psyopsOS: postboot finished status=(?:ok|degraded)/],
+];
+
+const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+
+interface BootTiming {
+  /** Milestone → ms since QEMU start. */
+  at: Map<string, number>;
+  startupMs: number;
+  postbootMs: number;
+  steps: string;
+}
+
+async function timedBoot(options: { iso: string; uefi: boolean; secretImage: string; stateImage: string; sitePort: number }): Promise<BootTiming> {
+  const at = new Map<string, number>();
+  let seen = '';
+  const started = performance.now();
+  const result = await bootInQemu({
+    iso: options.iso,
+    uefi: options.uefi,
+    secretImage: options.secretImage,
+    drives: [{ file: options.stateImage }],
+    network: { forwards: [{ guestAddress: E2E_NODE.siteAddress, guestPort: 80, hostPort: options.sitePort }], mac: E2E_NODE.mac },
+    timeoutMs: BOOT_TIMEOUT_MS,
+    until: FINISHED,
+    onSerial: (text) => {
+      seen += text;
+      const now = performance.now() - started;
+      for (const [name, pattern] of MILESTONES) if (!at.has(name) && pattern.test(seen)) at.set(name, now);
+    },
+  });
+  if (!at.has('configured')) throw new Error(`nodeboot bench: the node was not configured (${result.reason}); serial log end:\n${result.serial.slice(-3000)}`);
+  const status = statusFromSerial(result.serial);
+  return {
+    at,
+    startupMs: status.startupMs ?? 0,
+    postbootMs: status.durationMs,
+    steps: status.steps.map((step) => `${step.name} ${seconds(step.ms)}`).join(', '),
+  };
+}
+
+/**
+ * The default image with test-node-1's secret volume (USB), a state disk and the site (as the e2e
+ * test sets them up), booted under TCG with BIOS and UEFI: seconds from QEMU start to
+ * `postboot finished status=ok|degraded`, split at the boot's console milestones, and nodeboot's
+ * own share (node start-up and bundle loading, then each postboot step). Median of `rounds` boots each.
+ */
+export async function benchNodeboot(rounds = 1): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'psyops-bench-nodeboot-'));
+  try {
+    const { iso } = await buildDefaultImage(dir);
+    const node = await createNodeWorkspace(dir, {
+      version: 1,
+      hostname: E2E_NODE.name,
+      files: [{ path: '/etc/motd', content: 'benchmark node\n' }],
+      k3s: { role: 'agent', serverUrl: 'https://10.10.8.10:6443', token: { secret: 'bench-k3s-token' } },
+    });
+    const server = await serveSite({ root: node.siteDir });
+    try {
+      const stateImage = join(dir, 'state.img');
+      await writeStateImage(stateImage);
+      for (const uefi of [false, true]) {
+        const boots: BootTiming[] = [];
+        for (let round = 0; round < rounds; round++) boots.push(await timedBoot({ iso, uefi, secretImage: node.secretImage, stateImage, sitePort: server.port }));
+        const phase = (name: string) => median(boots.map((boot) => boot.at.get(name) ?? Number.NaN));
+        const milestones = MILESTONES.map(([name]) => `${name} ${seconds(phase(name))}`).join(', ');
+        const last = boots.at(-1)!;
+        console.log(
+          `nodeboot ${uefi ? 'UEFI' : 'BIOS'} QEMU start to configured (TCG, median of ${rounds}): ${seconds(phase('configured'))}${uefi ? '' : ' (target <= 15 s)'}; ` +
+            `milestones from QEMU start: ${milestones}; ` +
+            `nodeboot's share: node start-up and bundle ${seconds(median(boots.map((b) => b.startupMs)))}, postboot ${seconds(median(boots.map((b) => b.postbootMs)))} (last boot's steps: ${last.steps})`,
+        );
+      }
+    } finally {
+      await server.close();
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+// Run alone: `npx tsx bench/nodeboot.ts [rounds]` from tooling/.
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) await benchNodeboot(Number(process.argv[2] ?? 1));
