@@ -188,7 +188,18 @@ function parseNodeConfig(value: unknown, nodename: string, path: string): NodeCo
 async function decryptSecret(ciphertext: string, identity: string): Promise<string> {
   const decrypter = new Decrypter();
   decrypter.addIdentity(identity);
-  return decrypter.decrypt(armor.decode(ciphertext), 'text');
+  // Stream in, stream out, read here: given bytes, age collects its output through fetch's
+  // Response, and loading fetch (undici) takes seconds under emulation.
+  const input = new ReadableStream<Uint8Array>({
+    start(controller) {
+      controller.enqueue(armor.decode(ciphertext));
+      controller.close();
+    },
+  });
+  const reader = (await decrypter.decrypt(input)).getReader();
+  const chunks: Uint8Array[] = [];
+  for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) chunks.push(chunk.value);
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 /** The state postboot builds up as it goes. */
