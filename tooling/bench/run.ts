@@ -4,6 +4,7 @@
 //   BENCH_PSYNET_CERTS (500), BENCH_PSYNET_CLI (20)  psynet: certificates, whole-CLI sample
 //   BENCH_APK_TREE_MIB (200), BENCH_APK_PACKAGES (2000)  apkpkg: tree to package, packages to index
 //   BENCH_SITE_FILES (1000), BENCH_SITE_ROUNDS (3)  siteapi: files to deploy, rounds
+//   BENCH_IMAGE_ROUNDS (3)                         build-iso: full and overlay-only rebuilds (and one boot each, BIOS and UEFI)
 import { benchApkpkg } from './apkpkg.ts';
 import { benchImagebuild } from './imagebuild.ts';
 import { benchPsynet } from './psynet.ts';
