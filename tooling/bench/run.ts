@@ -5,8 +5,10 @@
 //   BENCH_APK_TREE_MIB (200), BENCH_APK_PACKAGES (2000)  apkpkg: tree to package, packages to index
 //   BENCH_SITE_FILES (1000), BENCH_SITE_ROUNDS (3)  siteapi: files to deploy, rounds
 //   BENCH_IMAGE_ROUNDS (3)                         build-iso: full and overlay-only rebuilds (and one boot each, BIOS and UEFI)
+//   BENCH_NODEBOOT_ROUNDS (1)                      nodeboot: QEMU start to "configured", BIOS and UEFI
 import { benchApkpkg } from './apkpkg.ts';
 import { benchImagebuild } from './imagebuild.ts';
+import { benchNodeboot } from './nodeboot.ts';
 import { benchPsynet } from './psynet.ts';
 import { benchSigning } from './signing.ts';
 import { benchSiteapi } from './siteapi.ts';
@@ -19,3 +21,4 @@ await benchPsynet(setting('BENCH_PSYNET_CERTS', 500), setting('BENCH_PSYNET_CLI'
 await benchApkpkg(setting('BENCH_APK_TREE_MIB', 200), setting('BENCH_APK_PACKAGES', 2000), rounds);
 await benchSiteapi(setting('BENCH_SITE_FILES', 1000), setting('BENCH_SITE_ROUNDS', 3));
 await benchImagebuild(setting('BENCH_IMAGE_ROUNDS', 3));
+await benchNodeboot(setting('BENCH_NODEBOOT_ROUNDS', 1));
