@@ -8,9 +8,13 @@ cd "$(dirname "$0")/.."
 PNPM_VERSION=12.4.2
 NODE_MIN=20.19
 # Debian packages the tests use: the real minisign for interop; `script` (bsdutils) for a
-# pseudo-terminal in the password-prompt test; nebula (nebula-cert, nebula) for psynet.
-# Later issues add theirs here.
-APT_PACKAGES=(minisign bsdutils nebula openssl age)
+# pseudo-terminal in the password-prompt test; nebula (nebula-cert, nebula) for psynet; openssl
+# and age for APK signatures and site secrets. build-iso: the Debian kernel and static busybox the
+# default image wraps, xorriso, squashfs-tools, mtools, grub and syslinux to make the ISO, kmod
+# (depmod) and cpio; e2fsprogs for secret volumes; QEMU and OVMF to boot images.
+APT_PACKAGES=(minisign bsdutils nebula openssl age
+  linux-image-amd64 busybox-static xorriso squashfs-tools mtools grub-common grub-efi-amd64-bin
+  isolinux syslinux-common kmod cpio e2fsprogs qemu-system-x86 ovmf)
 
 step() { printf 'setup: %s\n' "$*"; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
