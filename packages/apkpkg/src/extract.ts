@@ -46,15 +46,22 @@ function checkLinkTarget(path: string, target: string): void {
   if (!resolved.startsWith('/')) throw new UnsafeEntryError(`refusing symlink ${path} -> ${target}`);
 }
 
-/** No component between root and the entry may be a symlink on disk: writes never follow links. */
-async function checkNoSymlinkParents(root: string, path: string): Promise<void> {
+/**
+ * No component between root and the entry may be a symlink on disk: writes never follow links.
+ * `realDirs` remembers parents already found to be real directories during this extraction
+ * (extraction replaces only files and symlinks, never a directory), so deep trees such as kernel
+ * modules cost one lstat per directory instead of one per file and level.
+ */
+async function checkNoSymlinkParents(root: string, path: string, realDirs: Set<string>): Promise<void> {
   const parts = path.split('/');
   let current = root;
   for (const part of parts.slice(0, -1)) {
     current = join(current, part);
+    if (realDirs.has(current)) continue;
     const stat = await lstat(current).catch(() => undefined);
     if (stat?.isSymbolicLink()) throw new UnsafeEntryError(`refusing ${path}: ${current} is a symlink, writing through it could leave the target directory`);
     if (stat && !stat.isDirectory()) throw new UnsafeEntryError(`refusing ${path}: ${current} is not a directory`);
+    if (stat) realDirs.add(current);
   }
 }
 
@@ -78,9 +85,10 @@ export async function extractPackage(pkg: ApkPackage, dir: string, options: Extr
   }
   await mkdir(dir, { recursive: true });
   const directories: { path: string; mode: number; mtime: number }[] = [];
+  const realDirs = new Set<string>();
   for (const entry of entries) {
     const target = join(dir, entry.path);
-    await checkNoSymlinkParents(dir, entry.path);
+    await checkNoSymlinkParents(dir, entry.path, realDirs);
     const mtime = options.mtime ?? entry.mtime;
     switch (entry.type) {
       case 'dir': {
@@ -92,7 +100,7 @@ export async function extractPackage(pkg: ApkPackage, dir: string, options: Extr
         break;
       }
       case 'file': {
-        await mkdir(dirname(target), { recursive: true });
+        if (!realDirs.has(dirname(target))) await mkdir(dirname(target), { recursive: true });
         const stat = await lstat(target).catch(() => undefined);
         if (stat?.isDirectory()) throw new UnsafeEntryError(`refusing file ${entry.path}: a directory exists there`);
         if (stat) await unlink(target); // replace, never write through an existing symlink
@@ -111,7 +119,7 @@ export async function extractPackage(pkg: ApkPackage, dir: string, options: Extr
         break;
       }
       case 'hardlink': {
-        await checkNoSymlinkParents(dir, entry.linkname);
+        await checkNoSymlinkParents(dir, entry.linkname, realDirs);
         await rm(target, { force: true });
         await link(join(dir, entry.linkname), target);
         result.files++;
