@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { extractPackage, loadKeysDir, readIndex, readPackage, type ApkKeyRing, type ApkPackage } from '@psyops/apkpkg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { apkVersionFromDebian, buildHostRepository, EXCLUDED_MODULE_DIRS, type HostRepository } from '../src/hostrepo.js';
+import { apkVersionFromDebian, buildHostRepository, EXCLUDED_MODULE_DIRS, isHostRepositoryCurrent, type HostRepository } from '../src/hostrepo.js';
 import { bootInQemu } from '../src/qemu.js';
 import { hostKernel, writeInitramfs } from './qemu-fixture.js';
 
@@ -42,7 +42,7 @@ describe('buildHostRepository (from this Debian host)', () => {
   }, 900_000);
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('writes a signed index of the four packages, with a private key only root can read', () => {
+  it('writes a signed index of the four packages, with a private key only root can read, and records what it was built from', async () => {
     const index = readIndex(readFileSync(join(repo.dir, 'x86_64/APKINDEX.tar.gz')), { keys });
     expect(index.trustedBy).toMatch(/^psyops-host-[0-9a-f]+\.rsa\.pub$/);
     const entries = index.entries.map((entry) => ({ name: entry.name, version: entry.version })).sort((a, b) => a.name.localeCompare(b.name));
@@ -52,7 +52,9 @@ describe('buildHostRepository (from this Debian host)', () => {
     for (const pkg of packages.values()) expect(pkg.trustedBy).toBe(index.trustedBy);
     const privateKey = readdirSync(repo.keysDir).find((name) => name.endsWith('.rsa'))!;
     expect(statSync(join(repo.keysDir, privateKey)).mode & 0o777).toBe(0o600);
-    expect(readdirSync(join(repo.dir))).toEqual(['keys', 'x86_64']);
+    expect(readdirSync(join(repo.dir)).sort()).toEqual(['host-inputs.sha256', 'keys', 'x86_64']);
+    expect(await isHostRepositoryCurrent(repo.dir)).toBe(true);
+    expect(await isHostRepositoryCurrent(join(repo.dir, 'keys'))).toBe(false);
     expect(progress.some((line) => /^linux-debian-.*\.apk: \d+\.\d MiB$/.test(line))).toBe(true);
   });
 
