@@ -23,7 +23,7 @@ export type { ApkovlOptions, BuildInfo } from './apkovl.js';
 export { writeIso } from './iso.js';
 export type { IsoFile, IsoOptions } from './iso.js';
 export { bootInQemu, QemuAbortedError } from './qemu.js';
-export type { QemuBootOptions, QemuBootResult, QemuForward } from './qemu.js';
+export type { QemuBootOptions, QemuBootResult, QemuDrive, QemuForward } from './qemu.js';
 export { buildHostRepository, hostRepositoryInputs, isHostRepositoryCurrent, EXCLUDED_MODULE_DIRS } from './hostrepo.js';
 export type { HostRepositoryOptions, HostRepository } from './hostrepo.js';
 export { runStage, hashInputs } from './stage.js';
