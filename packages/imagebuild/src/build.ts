@@ -99,7 +99,7 @@ export interface BuildIsoResult {
 
 const ARCH_OF_FLAVOR = { pc: 'x86_64', rpi: 'aarch64' } as const;
 
-/** Line printed by the apkovl's postboot hook; the console contract tests and operators read. */
+/** The apkovl's postboot hook: the console contract's "booted" line, then nodeboot (which ends with the "postboot" line). */
 function postbootHook(release: string): string {
   return `#!/bin/sh
 # psyopsOS postboot hook (written by psyops build-iso): reports the boot on every console, then
