@@ -226,120 +226,138 @@ export async function buildIso(options: BuildIsoOptions): Promise<BuildIsoResult
   const identities = (set: ResolvedPackage[]) => set.map((item) => item.entry.identity);
 
   const keysDirs = options.repositories.map((repository) => repository.keysDir);
-  const rootfs = await timed('rootfs', async () => {
-    const inputs = { packages: identities(rootSet), world: options.world, repositories: options.repositories.map((r) => r.url), keys: await keyFingerprints(keysDirs), arch, epoch };
-    const result = await runStage(
-      cacheDir,
-      'rootfs',
-      inputs,
-      async (dir) => {
-        const tree = await assembleRootTree({
-          packages: filesOf(rootSet),
-          world: options.world,
-          repositories: options.repositories.map((repository) => repository.url),
-          keysDirs,
-          arch,
-          outDir: join(dir, 'root'),
-          mtime: epoch,
-        });
-        await writeFile(join(dir, 'tree.json'), JSON.stringify({ specialEntries: tree.specialEntries, devices: tree.devices, firstBootScripts: tree.firstBootScripts }));
-      },
-      stageOptions,
-    );
-    const tree = JSON.parse(await readFile(join(result.dir, 'tree.json'), 'utf8')) as Pick<RootTree, 'specialEntries' | 'devices' | 'firstBootScripts'>;
-    return { value: { ...result, ...tree, root: join(result.dir, 'root') }, cached: result.cached, detail: `${tree.firstBootScripts} first-boot scripts` };
-  });
+  // Two independent chains, run side by side: the root (assembly, then its squashfs) and the
+  // boot files (kernel package extraction, modloop, initramfs). Unpacking one while mksquashfs
+  // packs the other keeps both cores busy.
+  const rootChain = async () => {
+    const rootfs = await timed('rootfs', async () => {
+      const inputs = { packages: identities(rootSet), world: options.world, repositories: options.repositories.map((r) => r.url), keys: await keyFingerprints(keysDirs), arch, epoch };
+      const result = await runStage(
+        cacheDir,
+        'rootfs',
+        inputs,
+        async (dir) => {
+          const tree = await assembleRootTree({
+            packages: filesOf(rootSet),
+            world: options.world,
+            repositories: options.repositories.map((repository) => repository.url),
+            keysDirs,
+            arch,
+            outDir: join(dir, 'root'),
+            mtime: epoch,
+          });
+          await writeFile(join(dir, 'tree.json'), JSON.stringify({ specialEntries: tree.specialEntries, devices: tree.devices, firstBootScripts: tree.firstBootScripts }));
+        },
+        stageOptions,
+      );
+      const tree = JSON.parse(await readFile(join(result.dir, 'tree.json'), 'utf8')) as Pick<RootTree, 'specialEntries' | 'devices' | 'firstBootScripts'>;
+      return { value: { ...result, ...tree, root: join(result.dir, 'root') }, cached: result.cached, detail: `${tree.firstBootScripts} first-boot scripts` };
+    });
 
-  const boot = await timed('boot-packages', async () => {
-    const result = await runStage(
-      cacheDir,
-      'boot-packages',
-      { packages: identities(bootSet), kernel: options.kernel, epoch },
-      async (dir) => {
-        const tree = join(dir, 'tree');
-        await extractTree(filesOf(bootSet), tree, epoch);
-        const kernel = await findKernel(tree, options.kernel);
-        const busybox = await findStaticBusybox(tree);
-        const rel = (path: string | undefined) => (path === undefined ? undefined : relative(dir, path));
-        await writeFile(
-          join(dir, 'boot.json'),
-          JSON.stringify({ version: kernel.version, image: rel(kernel.image), modulesDir: rel(kernel.modulesDir), firmwareDir: rel(kernel.firmwareDir), busybox: rel(busybox) }),
-        );
-      },
-      stageOptions,
-    );
-    const saved = JSON.parse(await readFile(join(result.dir, 'boot.json'), 'utf8')) as { version: string; image: string; modulesDir: string; firmwareDir?: string; busybox: string };
-    const abs = (path: string) => join(result.dir, path);
-    return {
-      value: {
-        key: result.dir,
-        kernelVersion: saved.version,
-        image: abs(saved.image),
-        modulesDir: abs(saved.modulesDir),
-        firmwareDir: saved.firmwareDir === undefined ? undefined : abs(saved.firmwareDir),
-        busybox: abs(saved.busybox),
-      },
-      cached: result.cached,
-      detail: `kernel ${saved.version}`,
-    };
-  });
+    const rootImage = await timed('root-image', async () => {
+      const result = await runStage(
+        cacheDir,
+        'root-image',
+        { rootfs: rootfs.dir, epoch },
+        (dir) => buildRootImage({ rootDir: rootfs.root, specialEntries: rootfs.specialEntries, devices: rootfs.devices, out: join(dir, 'rootfs.squashfs'), mtime: epoch }),
+        stageOptions,
+      );
+      return { value: join(result.dir, 'rootfs.squashfs'), cached: result.cached };
+    });
+    return { rootImage };
+  };
+  const bootChain = async () => {
+    const boot = await timed('boot-packages', async () => {
+      const result = await runStage(
+        cacheDir,
+        'boot-packages',
+        { packages: identities(bootSet), kernel: options.kernel, epoch },
+        async (dir) => {
+          const tree = join(dir, 'tree');
+          await extractTree(filesOf(bootSet), tree, epoch);
+          const kernel = await findKernel(tree, options.kernel);
+          const busybox = await findStaticBusybox(tree);
+          const rel = (path: string | undefined) => (path === undefined ? undefined : relative(dir, path));
+          await writeFile(
+            join(dir, 'boot.json'),
+            JSON.stringify({ version: kernel.version, image: rel(kernel.image), modulesDir: rel(kernel.modulesDir), firmwareDir: rel(kernel.firmwareDir), busybox: rel(busybox) }),
+          );
+        },
+        stageOptions,
+      );
+      const saved = JSON.parse(await readFile(join(result.dir, 'boot.json'), 'utf8')) as { version: string; image: string; modulesDir: string; firmwareDir?: string; busybox: string };
+      const abs = (path: string) => join(result.dir, path);
+      return {
+        value: {
+          key: result.dir,
+          kernelVersion: saved.version,
+          image: abs(saved.image),
+          modulesDir: abs(saved.modulesDir),
+          firmwareDir: saved.firmwareDir === undefined ? undefined : abs(saved.firmwareDir),
+          busybox: abs(saved.busybox),
+        },
+        cached: result.cached,
+        detail: `kernel ${saved.version}`,
+      };
+    });
 
-  const modloop = await timed('modloop', async () => {
-    const result = await runStage(
-      cacheDir,
-      'modloop',
-      { boot: boot.key, epoch },
-      (dir) =>
-        buildModloop({
-          kernelVersion: boot.kernelVersion,
-          modulesDir: dirname(boot.modulesDir), // the stage functions take the folder holding <kver>/
-          ...(boot.firmwareDir ? { firmwareDir: boot.firmwareDir } : {}),
-          out: join(dir, 'modloop'),
-          mtime: epoch,
-        }),
-      stageOptions,
-    );
-    return { value: join(result.dir, 'modloop'), cached: result.cached };
-  });
+    const modloop = await timed('modloop', async () => {
+      const result = await runStage(
+        cacheDir,
+        'modloop',
+        { boot: boot.key, epoch },
+        (dir) =>
+          buildModloop({
+            kernelVersion: boot.kernelVersion,
+            modulesDir: dirname(boot.modulesDir), // the stage functions take the folder holding <kver>/
+            ...(boot.firmwareDir ? { firmwareDir: boot.firmwareDir } : {}),
+            out: join(dir, 'modloop'),
+            mtime: epoch,
+          }),
+        stageOptions,
+      );
+      return { value: join(result.dir, 'modloop'), cached: result.cached };
+    });
 
-  const rootImage = await timed('root-image', async () => {
-    const result = await runStage(
-      cacheDir,
-      'root-image',
-      { rootfs: rootfs.dir, epoch },
-      (dir) => buildRootImage({ rootDir: rootfs.root, specialEntries: rootfs.specialEntries, devices: rootfs.devices, out: join(dir, 'rootfs.squashfs'), mtime: epoch }),
-      stageOptions,
-    );
-    return { value: join(result.dir, 'rootfs.squashfs'), cached: result.cached };
-  });
-
-  const initramfs = await timed('initramfs', async () => {
-    const result = await runStage(
-      cacheDir,
-      'initramfs',
-      { boot: boot.key, volumeId, release, kernel: options.kernel, epoch },
-      async (dir) => {
-        await buildInitramfs({
-          kernelVersion: boot.kernelVersion,
-          modulesDir: dirname(boot.modulesDir), // the stage functions take the folder holding <kver>/
-          busybox: boot.busybox,
-          volumeId,
-          release,
-          kernelFlavor: options.kernel,
-          out: join(dir, 'initramfs'),
-          mtime: epoch,
-        });
-      },
-      stageOptions,
-    );
-    return { value: join(result.dir, 'initramfs'), cached: result.cached };
-  });
-
-  const efi = await timed('efi', async () => {
-    const result = await runStage(cacheDir, 'efi', { volumeId, epoch }, (dir) => buildEfiBoot({ volumeId, outDir: dir, mtime: epoch }).then(() => undefined), stageOptions);
-    // buildEfiBoot's layout, known here so a cached stage needs no call.
-    return { value: { efiBinary: join(result.dir, 'efi', 'boot', 'bootx64.efi'), efiImage: join(result.dir, 'boot', 'grub', 'efi.img') }, cached: result.cached };
-  });
+    const initramfs = await timed('initramfs', async () => {
+      const result = await runStage(
+        cacheDir,
+        'initramfs',
+        { boot: boot.key, volumeId, release, kernel: options.kernel, epoch },
+        async (dir) => {
+          await buildInitramfs({
+            kernelVersion: boot.kernelVersion,
+            modulesDir: dirname(boot.modulesDir), // the stage functions take the folder holding <kver>/
+            busybox: boot.busybox,
+            volumeId,
+            release,
+            kernelFlavor: options.kernel,
+            out: join(dir, 'initramfs'),
+            mtime: epoch,
+          });
+        },
+        stageOptions,
+      );
+      return { value: join(result.dir, 'initramfs'), cached: result.cached };
+    });
+    return { boot, modloop, initramfs };
+  };
+  const efiStage = async () => {
+    const efi = await timed('efi', async () => {
+      const result = await runStage(cacheDir, 'efi', { volumeId, epoch }, (dir) => buildEfiBoot({ volumeId, outDir: dir, mtime: epoch }).then(() => undefined), stageOptions);
+      // buildEfiBoot's layout, known here so a cached stage needs no call.
+      return { value: { efiBinary: join(result.dir, 'efi', 'boot', 'bootx64.efi'), efiImage: join(result.dir, 'boot', 'grub', 'efi.img') }, cached: result.cached };
+    });
+    return efi;
+  };
+  // allSettled: a failing chain must not leave the other one running behind the error.
+  const [rootResult, bootResult, efiResult] = await Promise.allSettled([rootChain(), bootChain(), efiStage()]);
+  if (rootResult.status === 'rejected') throw rootResult.reason;
+  if (bootResult.status === 'rejected') throw bootResult.reason;
+  if (efiResult.status === 'rejected') throw efiResult.reason;
+  const { rootImage } = rootResult.value;
+  const { boot, modloop, initramfs } = bootResult.value;
+  const efi = efiResult.value;
 
   const buildDate = new Date((options.sourceDateEpoch ?? Math.floor(Date.now() / 1000)) * 1000).toISOString().replace('.000Z', 'Z');
   const git = await gitState(options.gitDir);
