@@ -1,7 +1,8 @@
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
-  entry: ['src/index.ts'],
+  // nebula-defaults: its own entry, so nodeboot's bundle takes it without psynet's YAML library.
+  entry: ['src/index.ts', 'src/nebula-defaults.ts'],
   format: ['esm'],
   dts: true,
   clean: true,

@@ -1,3 +1,4 @@
+import { nebulaCommonSettings } from '@psyops/psynet/nebula-defaults';
 import type { Lighthouse, NodeConfig } from '@psyops/siteapi/schemas';
 
 export interface NodeNebulaConfigOptions {
@@ -9,9 +10,9 @@ export interface NodeNebulaConfigOptions {
 }
 
 /**
- * The Nebula config of a psyopsOS node: the same defaults as `psyops psynet config` (outbound
- * anything; inbound ICMP from anyone and anything from group clients) plus the node config's
- * rules. Written as JSON, which is YAML too: the bundle needs no YAML library.
+ * The Nebula config of a psyopsOS node: psynet's common settings (the same as `psyops psynet
+ * config`) plus the node config's inbound rules. Written as JSON, which is YAML too: the bundle
+ * needs no YAML library.
  */
 export function nodeNebulaConfig(options: NodeNebulaConfigOptions): string {
   const staticHostMap: Record<string, string[]> = {};
@@ -26,14 +27,7 @@ export function nodeNebulaConfig(options: NodeNebulaConfigOptions): string {
     static_host_map: staticHostMap,
     lighthouse: { am_lighthouse: false, interval: 60, hosts: Object.keys(staticHostMap) },
     listen: { host: '0.0.0.0', port: 0 },
-    punchy: { punch: true, respond: true },
-    tun: { disabled: false, dev: 'nebula1', drop_local_broadcast: false, drop_multicast: false, tx_queue: 500, mtu: 1300, routes: [], unsafe_routes: [] },
-    logging: { level: 'info', format: 'text' },
-    firewall: {
-      conntrack: { tcp_timeout: '12m', udp_timeout: '3m', default_timeout: '10m' },
-      outbound: [{ port: 'any', proto: 'any', host: 'any' }],
-      inbound: [{ port: 'any', proto: 'icmp', host: 'any' }, { port: 'any', proto: 'any', group: 'clients' }, ...extra],
-    },
+    ...nebulaCommonSettings(extra),
   };
   return `${JSON.stringify(config, null, 2)}\n`;
 }

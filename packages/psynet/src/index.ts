@@ -56,6 +56,7 @@ export type { Registry, HostEntry, CertificateRecord, AllocateRequest, LockOptio
 export { psynetFiles, initCa, readCa, readCaCertificate, signHost } from './files.js';
 export type { PsynetFiles, InitCaOptions, SignHostOptions, SignedHost } from './files.js';
 export { nebulaConfig } from './nebula-config.js';
+export { nebulaCommonSettings } from './nebula-defaults.js';
 export type { NebulaConfigOptions, PkiSource } from './nebula-config.js';
 export { hostsFragment, dnsRecords } from './exports.js';
 export type { DnsRecord } from './exports.js';

@@ -1,5 +1,6 @@
 import { stringify } from 'yaml';
 import { NebulaConfigError } from './errors.js';
+import { nebulaCommonSettings } from './nebula-defaults.js';
 import type { HostEntry, Registry } from './registry.js';
 
 /** Inline PEM text (self-contained file) or paths on the node. */
@@ -53,17 +54,7 @@ export function nebulaConfig(options: NebulaConfigOptions): string {
       hosts: isLighthouse ? [] : lighthouseIps,
     },
     listen: { host: '0.0.0.0', port: isLighthouse ? options.lighthousePort : 0 },
-    punchy: { punch: true, respond: true },
-    tun: { disabled: false, dev: 'nebula1', drop_local_broadcast: false, drop_multicast: false, tx_queue: 500, mtu: 1300, routes: [], unsafe_routes: [] },
-    logging: { level: 'info', format: 'text' },
-    firewall: {
-      conntrack: { tcp_timeout: '12m', udp_timeout: '3m', default_timeout: '10m' },
-      outbound: [{ port: 'any', proto: 'any', host: 'any' }],
-      inbound: [
-        { port: 'any', proto: 'icmp', host: 'any' },
-        { port: 'any', proto: 'any', group: 'clients' },
-      ],
-    },
+    ...nebulaCommonSettings(),
   };
   return `# Nebula config for ${host.name} (${host.role}, ${host.ip}), written by psyops psynet config\n${stringify(config, { lineWidth: 0 })}`;
 }
