@@ -6,11 +6,11 @@ import { verifyFile, readPublicKeyFile } from '@psyops/signing';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { serveDirectory } from '../../packages/imagebuild/test/fixtures/repository.ts';
-import { DEFAULT_HOME, expectSuccess, psyops, scratchDir, serialLines } from './harness.ts';
+import { buildDefaultImage, DEFAULT_HOME, DEFAULT_IMAGE_EPOCH, expectSuccess, psyops, scratchDir, serialLines } from './harness.ts';
 
 // Issue 6: the README's main job. Outside a workspace `psyops build-iso` builds the embedded
 // default image (this host's kernel, busybox and Node.js), which must boot under BIOS and UEFI.
-const EPOCH = '1764028800'; // 2025-11-25
+const EPOCH = DEFAULT_IMAGE_EPOCH;
 const scratch = scratchDir('build-iso');
 const out = join(scratch, 'out');
 let iso: string;
@@ -19,11 +19,9 @@ let release: string;
 const sha256 = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
 
 beforeAll(async () => {
-  const run = await psyops(['build-iso', '--out', out], { cwd: scratch, env: { SOURCE_DATE_EPOCH: EPOCH } });
-  expectSuccess(run, 'build-iso');
-  expect(run.stderr).toMatch(/no workspace here: building the embedded default image/);
-  iso = run.stdout.split('\n')[0]!.trim();
-  release = /psyopsOS-(.+)-x86_64\.iso$/.exec(iso)![1]!;
+  const built = await buildDefaultImage(scratch);
+  expect(built.stderr).toMatch(/no workspace here: building the embedded default image/);
+  ({ iso, release } = built);
 });
 
 describe('build-iso, embedded default', () => {

@@ -52,11 +52,11 @@ export const serialLines = (serial: string): string[] => serial.replaceAll('\r',
 export const DEFAULT_IMAGE_EPOCH = '1764028800'; // 2025-11-25
 
 /** `psyops build-iso` outside a workspace: the embedded default image (host kernel, busybox, Node.js, psyops-nodeboot). */
-export async function buildDefaultImage(dir: string): Promise<{ iso: string; release: string }> {
+export async function buildDefaultImage(dir: string): Promise<{ iso: string; release: string; stderr: string }> {
   const run = await psyops(['build-iso', '--out', join(dir, 'out')], { cwd: dir, env: { SOURCE_DATE_EPOCH: DEFAULT_IMAGE_EPOCH } });
   expectSuccess(run, 'build-iso');
   const iso = run.stdout.split('\n')[0]!.trim();
-  return { iso, release: /psyopsOS-(.+)-x86_64\.iso$/.exec(iso)![1]! };
+  return { iso, release: /psyopsOS-(.+)-x86_64\.iso$/.exec(iso)![1]!, stderr: run.stderr };
 }
 
 export const E2E_NODE = { name: 'test-node-1', mac: '52:54:00:12:34:56', siteAddress: '10.0.2.100' } as const;

@@ -3,10 +3,10 @@
  * APK repository that wraps this host's Debian kernel, busybox and Node.js — no network, no
  * configuration, so a newcomer sees psyopsOS boot before setting anything up.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildPackage, indexRepository, nodebootSpec, readSigningKey } from '@psyops/apkpkg';
 import { readSecretKeyFile, type SecretKey } from '@psyops/signing';
@@ -36,8 +36,7 @@ export async function prepareDefaultImage(home: string, say: (line: string) => v
     // Reused until the host changes: its time stamps are those of its build (or SOURCE_DATE_EPOCH).
     await buildHostRepository({ outDir: hostRepo, mtime: stamp, onProgress: say });
   }
-  const projectRepo = join(home, 'project-repo');
-  await ensureProjectRepository(projectRepo, keysDir, stamp, say);
+  const projectRepo = await projectRepository(home, keysDir, stamp, say);
   // A throwaway, unencrypted key: the default image is for trying psyopsOS out, not for nodes.
   const secretKeyPath = join(home, 'keys', 'minisign.key');
   if (!existsSync(secretKeyPath)) {
@@ -62,27 +61,24 @@ export async function prepareDefaultImage(home: string, say: (line: string) => v
   };
 }
 
-/** psyops-nodeboot from the installed @psyops/nodeboot bundle, rebuilt when the bundle changes. */
-async function ensureProjectRepository(dir: string, keysDir: string, epoch: number, say: (line: string) => void): Promise<void> {
+/**
+ * psyops-nodeboot from the installed @psyops/nodeboot bundle, in a repository cached like a build
+ * stage (by the bundle's hash): made again only when the bundle changes. Returns its directory.
+ */
+async function projectRepository(home: string, keysDir: string, epoch: number, say: (line: string) => void): Promise<string> {
+  const { runStage, ImageConfigError } = await import('@psyops/imagebuild');
   const bundle = await readFile(fileURLToPath(import.meta.resolve('@psyops/nodeboot/nodeboot.mjs')));
-  const bundleHash = createHash('sha256').update(bundle).digest('hex');
-  const stampFile = join(dir, 'bundle.sha256');
-  if (existsSync(stampFile) && (await readFile(stampFile, 'utf8')) === bundleHash) return;
-  say(`packaging psyops-nodeboot into ${dir}`);
   const keyFile = (await readdir(keysDir)).find((name) => name.endsWith('.rsa'));
-  if (!keyFile) throw new Error(`no APK signing key (*.rsa) in ${keysDir}`);
-  const key = await readSigningKey(join(keysDir, keyFile));
-  const temp = `${dir}.tmp-${randomBytes(4).toString('hex')}`;
-  try {
-    await mkdir(join(temp, 'x86_64'), { recursive: true });
+  if (!keyFile) throw new ImageConfigError(`no APK signing key (*.rsa) in ${keysDir}: delete ${dirname(keysDir)} to have the host repository built again`);
+  // The host repository's key signs it too: a new key means a new repository.
+  const inputs = { bundle: createHash('sha256').update(bundle).digest('hex'), version, key: keyFile };
+  const { dir } = await runStage(home, 'project-repo', inputs, async (dir) => {
+    say(`packaging psyops-nodeboot into ${dir}`);
+    const key = await readSigningKey(join(keysDir, keyFile));
+    await mkdir(join(dir, 'x86_64'));
     const built = await buildPackage(await nodebootSpec({ version: `${version}-r0`, arch: 'noarch', bundle }), { sourceDateEpoch: epoch, key });
-    await writeFile(join(temp, 'x86_64', built.fileName), built.bytes);
-    await indexRepository(temp, { sourceDateEpoch: epoch, key, description: 'psyops project packages', arches: ['x86_64'] });
-    await writeFile(join(temp, 'bundle.sha256'), bundleHash);
-    await rm(dir, { recursive: true, force: true });
-    await rename(temp, dir);
-  } catch (error) {
-    await rm(temp, { recursive: true, force: true });
-    throw error;
-  }
+    await writeFile(join(dir, 'x86_64', built.fileName), built.bytes);
+    await indexRepository(dir, { sourceDateEpoch: epoch, key, description: 'psyops project packages', arches: ['x86_64'] });
+  });
+  return dir;
 }

@@ -172,26 +172,36 @@ export function runTool(path: string, args: readonly string[], timeoutMs = 60_00
   });
 }
 
-/** Size of the secret image: ample for the files, small enough for any USB stick. */
-const IMAGE_SIZE = '8M';
-
-/** Writes an ext4 image labelled psyops-secret holding `files` (mkfs.ext4 -d: no root, no loop mount). */
-export async function writeSecretImage(out: string, files: readonly SecretFile[], options: { force?: boolean } = {}): Promise<void> {
-  assertOutputFree(out, options.force ?? false);
+/**
+ * Writes an ext4 image labelled `label` (mkfs.ext4, with `-d contentDir` when given: no root, no
+ * loop mount) to a temporary file beside `out`, then renames it into place; 0600.
+ */
+export async function writeExt4Image(out: string, label: string, sizeMiB: number, contentDir?: string): Promise<void> {
   const mkfs = findTool('mkfs.ext4', 'e2fsprogs');
-  const staging = await mkdtemp(join(tmpdir(), 'psyops-secret-'));
   await mkdir(dirname(out), { recursive: true });
   const tempImage = join(dirname(out), `.${basename(out)}.${process.pid}.tmp`);
   try {
-    const content = join(staging, 'volume');
-    await mkdir(content, { mode: 0o700 });
-    await stageFiles(content, files);
-    await runTool(mkfs, ['-q', '-F', '-t', 'ext4', '-L', SECRET_LABEL, '-E', 'root_owner=0:0', '-d', content, tempImage, IMAGE_SIZE]);
+    await runTool(mkfs, ['-q', '-F', '-t', 'ext4', '-L', label, '-E', 'root_owner=0:0', ...(contentDir ? ['-d', contentDir] : []), tempImage, `${sizeMiB}M`]);
     await chmod(tempImage, 0o600);
     await rename(tempImage, out);
   } catch (error) {
     await rm(tempImage, { force: true });
     throw error;
+  }
+}
+
+/** Size of the secret image in MiB: ample for the files, small enough for any USB stick. */
+const IMAGE_SIZE_MIB = 8;
+
+/** Writes an ext4 image labelled psyops-secret holding `files`. */
+export async function writeSecretImage(out: string, files: readonly SecretFile[], options: { force?: boolean } = {}): Promise<void> {
+  assertOutputFree(out, options.force ?? false);
+  const staging = await mkdtemp(join(tmpdir(), 'psyops-secret-'));
+  try {
+    const content = join(staging, 'volume');
+    await mkdir(content, { mode: 0o700 });
+    await stageFiles(content, files);
+    await writeExt4Image(out, SECRET_LABEL, IMAGE_SIZE_MIB, content);
   } finally {
     await rm(staging, { recursive: true, force: true });
   }
