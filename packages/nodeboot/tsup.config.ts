@@ -1,22 +1,38 @@
+import { readFile } from 'node:fs/promises';
 import { defineConfig, type Options } from 'tsup';
+import { validatorsSource } from './src/config-validation.build.ts';
 
 type Plugin = NonNullable<Options['esbuildPlugins']>[number];
 
 /**
- * zod re-exports all its ~40 message locales (`z.locales`), 40 % of the bundle, though it only ever
- * uses English: the bundle gets English alone, less for node to read and compile at every boot.
+ * In the nodeboot program, src/config-validation.ts (zod) becomes the validators Ajv generates from
+ * the same schemas' JSON Schema (config-validation.build.ts): no zod to load, no schema to compile at boot.
  */
-const zodEnglishOnly: Plugin = {
-  name: 'zod-english-only',
+const precompiledValidators: Plugin = {
+  name: 'precompiled-validators',
   setup(build) {
-    build.onResolve({ filter: /^\.\.\/locales\/index\.js$/ }, (args) =>
-      /[\\/]zod[\\/]/.test(args.importer) ? { path: 'zod-locales-english-only', namespace: 'zod-english-only', pluginData: args.resolveDir } : undefined,
+    build.onResolve({ filter: /^\.\/config-validation\.js$/ }, (args) =>
+      /[\\/]nodeboot[\\/]src[\\/]/.test(args.importer) ? { path: 'config-validation', namespace: 'precompiled-validators' } : undefined,
     );
-    build.onLoad({ filter: /.*/, namespace: 'zod-english-only' }, (args) => ({
-      contents: "export { default as en } from '../locales/en.js';\n",
-      resolveDir: args.pluginData as string,
-      loader: 'js',
-    }));
+    build.onLoad({ filter: /.*/, namespace: 'precompiled-validators' }, () => ({ contents: validatorsSource(), loader: 'js' }));
+  },
+};
+
+/**
+ * @psyops/signing looks for the optional sodium-native with createRequire at the first prehash;
+ * the bundle has no node_modules, so that lookup can only fail, and a failing require costs ~2 ms
+ * natively (~40 ms under emulation). The bundle goes straight to node:crypto's BLAKE2b, the
+ * fallback signing takes anyway (same digest). The build fails if signing's code changes shape.
+ */
+const noSodiumLookup: Plugin = {
+  name: 'no-sodium-lookup',
+  setup(build) {
+    build.onLoad({ filter: /[\\/]signing[\\/]dist[\\/]index\.js$/ }, async (args) => {
+      const source = await readFile(args.path, 'utf8');
+      const lookup = 'createRequire(import.meta.url)("sodium-native")';
+      if (!source.includes(lookup)) throw new Error(`${args.path}: no ${lookup} to replace; update no-sodium-lookup in tsup.config.ts`);
+      return { contents: source.replace(lookup, 'null'), loader: 'js' };
+    });
   },
 };
 
@@ -42,8 +58,7 @@ export default defineConfig([
     splitting: false,
     // Smaller to read from the RAM root and faster for node to parse under slow emulation.
     minify: true,
-    esbuildPlugins: [zodEnglishOnly],
-    // The optional sodium-native is loaded through createRequire at run time; the bundle falls back to node:crypto.
-    banner: { js: "import { createRequire as nodebootCreateRequire } from 'node:module';\nconst require = nodebootCreateRequire(import.meta.url);" },
+    esbuildPlugins: [precompiledValidators, noSodiumLookup],
+    metafile: true,
   },
 ]);

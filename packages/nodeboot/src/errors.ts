@@ -24,3 +24,8 @@ export class NodeConfigRejectedError extends PsyopsError {
 export class SiteUnreachableError extends PsyopsError {
   override readonly code = 'SITE_UNREACHABLE';
 }
+
+/** An age file cannot be decrypted: not age, not for this identity, tampered with or truncated. */
+export class AgeDecryptError extends PsyopsError {
+  override readonly code = 'AGE_DECRYPT_FAILED';
+}

@@ -1,11 +1,12 @@
 import { posix } from 'node:path';
-import { Decrypter, armor } from 'age-encryption';
 import { verifyBytes, type PublicKey } from '@psyops/signing';
-import { lighthousesSchema, nodeConfigSchema, type Lighthouse, type NodeConfig } from '@psyops/siteapi/schemas';
+// Types only: the schemas themselves (zod) are not loaded by the nodeboot program (see config-validation.ts).
+import type { Lighthouse, NodeConfig } from '@psyops/siteapi/schemas';
+import { decryptAge, parseAgeIdentity, type AgeX25519Identity } from './age-decrypt.js';
+import { checkLighthouses, checkNodeConfig } from './config-validation.js';
 import { NodeConfigRejectedError, SiteUnreachableError } from './errors.js';
 import { nodeNebulaConfig } from './nebula.js';
-import { NODE_INTERFACE, SECRET_FILES, SECRET_LABEL, parseSiteUrl, readSecretVolume, type SecretVolume } from './secret-volume.js';
-import { STATE_LABEL } from './state-volume.js';
+import { NODE_INTERFACE, SECRET_FILES, SECRET_LABEL, STATE_LABEL, parseSiteUrl, readSecretVolume, type SecretVolume } from './secret-volume.js';
 import type { NodeSystem } from './system.js';
 
 /** Where postboot reads and writes on the node. */
@@ -176,30 +177,16 @@ function verifySigned(document: SignedDocument, path: string, key: PublicKey): u
 }
 
 function parseNodeConfig(value: unknown, nodename: string, path: string): NodeConfig {
-  const result = nodeConfigSchema.safeParse(value);
-  if (!result.success) {
-    const issue = result.error.issues[0];
-    throw new NodeConfigRejectedError(`${path}: ${issue ? `${issue.path.join('.') || '(top level)'}: ${issue.message}` : 'invalid'}`);
-  }
-  if (result.data.name !== nodename) throw new NodeConfigRejectedError(`${path} is the config of node "${result.data.name}", not of ${nodename}`);
-  return result.data;
+  const result = checkNodeConfig(value);
+  if (!result.ok) throw new NodeConfigRejectedError(`${path}: ${result.error}`);
+  if (result.value.name !== nodename) throw new NodeConfigRejectedError(`${path} is the config of node "${result.value.name}", not of ${nodename}`);
+  return result.value;
 }
 
-async function decryptSecret(ciphertext: string, identity: string): Promise<string> {
-  const decrypter = new Decrypter();
-  decrypter.addIdentity(identity);
-  // Stream in, stream out, read here: given bytes, age collects its output through fetch's
-  // Response, and loading fetch (undici) takes seconds under emulation.
-  const input = new ReadableStream<Uint8Array>({
-    start(controller) {
-      controller.enqueue(armor.decode(ciphertext));
-      controller.close();
-    },
-  });
-  const reader = (await decrypter.decrypt(input)).getReader();
-  const chunks: Uint8Array[] = [];
-  for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) chunks.push(chunk.value);
-  return Buffer.concat(chunks).toString('utf8');
+/** A secret of the config, decrypted with the volume's age identity (parsed once per run). */
+function decryptSecret(run: Run, ciphertext: string): string {
+  run.ageIdentity ??= parseAgeIdentity(run.volume!.ageIdentity);
+  return decryptAge(ciphertext, run.ageIdentity).toString('utf8');
 }
 
 /** The state postboot builds up as it goes. */
@@ -208,6 +195,7 @@ interface Run {
   log: PostbootLog;
   options: Required<PostbootOptions>;
   volume?: SecretVolume;
+  ageIdentity?: AgeX25519Identity;
   secret: NodeStatus['secret'];
   hostname: string;
   site?: SiteClient;
@@ -411,9 +399,9 @@ async function psynetStep(run: Run): Promise<Outcome> {
       const document = await fetchSigned(run, 'psynet/lighthouses.json');
       if (document === undefined) notes.push('the site publishes no lighthouses');
       else {
-        const parsed = lighthousesSchema.safeParse(verifySigned(document, 'psynet/lighthouses.json', run.volume.minisignPublicKey));
-        if (!parsed.success) throw new NodeConfigRejectedError('psynet/lighthouses.json does not match its schema');
-        lighthouses = parsed.data.lighthouses;
+        const parsed = checkLighthouses(verifySigned(document, 'psynet/lighthouses.json', run.volume.minisignPublicKey));
+        if (!parsed.ok) throw new NodeConfigRejectedError(`psynet/lighthouses.json does not match its schema (${parsed.error})`);
+        lighthouses = parsed.value.lighthouses;
         notes.push(`${lighthouses.length} lighthouse(s)`);
       }
     } catch (error) {
@@ -455,11 +443,10 @@ async function readLastGood(run: Run): Promise<void> {
 /** Applies a verified config; returns what did not work (secrets never appear in it). */
 async function applyConfig(run: Run, config: NodeConfig): Promise<string[]> {
   const problems: string[] = [];
-  const identity = run.volume!.ageIdentity;
   if (config.hostname !== run.hostname) await setHostname(run, config.hostname);
   for (const file of config.files) {
     try {
-      const data = typeof file.content === 'string' ? file.content : await decryptSecret(file.content.age, identity);
+      const data = typeof file.content === 'string' ? file.content : decryptSecret(run, file.content.age);
       await run.system.writeFile(file.path, data, Number.parseInt(file.mode, 8));
     } catch (error) {
       problems.push(`file ${file.path}: ${oneLine(error)}`);
@@ -541,7 +528,7 @@ async function k3sStep(run: Run): Promise<Outcome> {
     run.k3s = 'not-configured';
     return skipped('k3s is not configured');
   }
-  const token = await decryptSecret(k3s.token.age, run.volume!.ageIdentity);
+  const token = decryptSecret(run, k3s.token.age);
   const config = { token, ...(k3s.serverUrl !== undefined ? { server: k3s.serverUrl } : {}), 'node-name': run.hostname };
   await run.system.writeFile(NODE_PATHS.k3sConfig, `${JSON.stringify(config, null, 2)}\n`, 0o600);
   await run.system.writeFile(NODE_PATHS.k3sConfD, `# written by psyops nodeboot\nK3S_EXEC="${k3s.role}"\n`, 0o644);

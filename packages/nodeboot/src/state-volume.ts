@@ -1,11 +1,9 @@
 import { NodeInputError } from './errors.js';
-import { assertOutputFree, writeExt4Image } from './secret-volume.js';
+import { assertOutputFree, writeExt4Image } from './node-create.js';
+import { STATE_LABEL } from './secret-volume.js';
 
-/**
- * The label of the optional state volume: a read-write ext4 file system that nodeboot mounts at
- * /var/lib/psyopsOS, so that the last good config outlives a reboot of the RAM-only OS.
- */
-export const STATE_LABEL = 'psyops-state';
+// Defined beside SECRET_LABEL: postboot needs the label, not this host-side image writer.
+export { STATE_LABEL };
 
 export interface StateImageOptions {
   /** Image size in MiB (default 16, at least 2: ext4's own minimum with a journal). */

@@ -1,9 +1,23 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { constants, existsSync, fstatSync, openSync, readFileSync, writeSync } from 'node:fs';
-import { chmod, mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
-import { get as httpGet } from 'node:http';
-import { get as httpsGet } from 'node:https';
+import {
+  chmodSync,
+  closeSync,
+  constants,
+  existsSync,
+  fchmodSync,
+  fstatSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  unlinkSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { dirname, join, normalize } from 'node:path';
 
 export interface CommandResult {
@@ -104,9 +118,12 @@ export abstract class RootedSystem implements NodeSystem {
     return false;
   }
 
+  // File operations are synchronous on purpose: postboot does one thing at a time, and under
+  // emulation each trip through libuv's thread pool costs milliseconds (~20 ms per durable write).
+
   async readFile(path: string): Promise<Buffer | undefined> {
     try {
-      return await readFile(this.pathOnHost(path));
+      return readFileSync(this.pathOnHost(path));
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw error;
@@ -115,46 +132,53 @@ export abstract class RootedSystem implements NodeSystem {
 
   async writeFile(path: string, data: string | Uint8Array, mode: number): Promise<void> {
     const target = this.pathOnHost(path);
-    await mkdir(dirname(target), { recursive: true });
+    mkdirSync(dirname(target), { recursive: true });
     const temp = `${target}.${randomBytes(6).toString('hex')}.tmp`;
-    const handle = await open(temp, 'wx', mode);
+    const fd = openSync(temp, 'wx', mode);
     try {
-      await handle.writeFile(data);
-      await handle.chmod(mode);
-      await handle.sync();
+      writeFileSync(fd, data);
+      fchmodSync(fd, mode);
+      fsyncSync(fd);
     } finally {
-      await handle.close();
+      closeSync(fd);
     }
     try {
-      await rename(temp, target);
+      renameSync(temp, target);
     } catch (error) {
-      await unlink(temp).catch(() => undefined);
+      try {
+        unlinkSync(temp);
+      } catch {
+        // already gone
+      }
       throw error;
     }
     // The rename reaches a disk (the state volume) only with its directory: a node may lose power right after boot.
-    const directory = await open(dirname(target), 'r');
+    const directory = openSync(dirname(target), 'r');
     try {
-      await directory.sync();
+      fsyncSync(directory);
     } finally {
-      await directory.close();
+      closeSync(directory);
     }
   }
 
   /** Creates a directory with `mode`; an existing one keeps its mode (packages may have set it). */
   async mkdir(path: string, mode: number): Promise<void> {
     if (existsSync(this.pathOnHost(path))) return;
-    await mkdir(this.pathOnHost(path), { recursive: true, mode });
-    await chmod(this.pathOnHost(path), mode);
+    mkdirSync(this.pathOnHost(path), { recursive: true, mode });
+    chmodSync(this.pathOnHost(path), mode);
   }
 
   async exists(path: string): Promise<boolean> {
     return existsSync(this.pathOnHost(path));
   }
 
-  /** node:http rather than fetch(): fetch loads undici, seconds of start-up under emulation. */
-  fetch(url: string, timeoutMs: number, redirects = 3): Promise<FetchResult> {
+  /**
+   * node:http rather than fetch(): fetch loads undici, seconds of start-up under emulation. Each
+   * module is loaded on first use, node:https (TLS) only for an https site.
+   */
+  async fetch(url: string, timeoutMs: number, redirects = 3): Promise<FetchResult> {
+    const { get } = url.startsWith('https:') ? await import('node:https') : await import('node:http');
     return new Promise((resolve, reject) => {
-      const get = url.startsWith('https:') ? httpsGet : httpGet;
       const request = get(url, { timeout: timeoutMs }, (response) => {
         const location = response.headers.location;
         if (response.statusCode && response.statusCode >= 300 && response.statusCode < 400 && location && redirects > 0) {
@@ -192,10 +216,27 @@ export class LinuxSystem extends RootedSystem {
     if (result.exitCode !== 0) throw new Error(`${command} ${args.join(' ')} exited ${result.exitCode}: ${result.stderr.trim().split('\n').at(-1) ?? ''}`);
   }
 
+  /**
+   * Reads the ext2/3/4 superblock of every block device in /proc/partitions, as findfs does, but
+   * without a process per look (~50 ms each under emulation; the secret volume is polled for).
+   * The volumes nodeboot looks for are ext4. findfs only when /proc/partitions cannot be read.
+   */
   async findDeviceByLabel(label: string): Promise<string | undefined> {
-    const result = await runCommand('findfs', [`LABEL=${label}`], 10_000);
-    const device = result.stdout.trim();
-    return result.exitCode === 0 && device.startsWith('/dev/') ? device : undefined;
+    let partitions: string;
+    try {
+      partitions = readFileSync('/proc/partitions', 'utf8');
+    } catch {
+      const result = await runCommand('findfs', [`LABEL=${label}`], 10_000);
+      const device = result.stdout.trim();
+      return result.exitCode === 0 && device.startsWith('/dev/') ? device : undefined;
+    }
+    for (const [, blocks, name] of partitions.matchAll(/^\s*\d+\s+\d+\s+(\d+)\s+(\S+)\s*$/gm)) {
+      // Empty drives (a CD-ROM without a disc) have no blocks; floppies may take seconds to answer.
+      if (blocks === '0' || /^(fd|ram|zram)\d/.test(name!)) continue;
+      const device = `/dev/${name}`;
+      if (ext4Label(device) === label) return device;
+    }
+    return undefined;
   }
 
   private ext4Loaded = false;
@@ -203,7 +244,7 @@ export class LinuxSystem extends RootedSystem {
   private async mountExt4(device: string, mountpoint: string, mode: 'ro' | 'rw'): Promise<void> {
     // ext4 is a module in the Debian kernel; mount asks for it by name, but only when modprobe can
     // find it. The initramfs usually loaded it already: one process fewer to start under emulation.
-    if (!this.ext4Loaded && !/\text4$/m.test(await readFile('/proc/filesystems', 'utf8').catch(() => ''))) await runCommand('modprobe', ['ext4'], 10_000);
+    if (!this.ext4Loaded && !/\text4$/m.test(readTextOrEmpty('/proc/filesystems'))) await runCommand('modprobe', ['ext4'], 10_000);
     this.ext4Loaded = true;
     await this.must('mount', ['-t', 'ext4', '-o', `${mode},nodev,nosuid,noexec`, device, mountpoint]);
   }
@@ -214,18 +255,24 @@ export class LinuxSystem extends RootedSystem {
 
   async mountReadWrite(device: string, mountpoint: string): Promise<void> {
     await this.mountExt4(device, mountpoint, 'rw');
-    await chmod(mountpoint, 0o700); // mkfs.ext4 makes the root 0755
+    chmodSync(mountpoint, 0o700); // mkfs.ext4 makes the root 0755
   }
 
+  /** What `hostname NAME` does (sethostname), without starting a process. */
   async setHostname(name: string): Promise<void> {
-    await this.must('hostname', [name]);
+    writeFileSync('/proc/sys/kernel/hostname', name);
   }
 
   async listInterfaces(): Promise<NetworkInterface[]> {
-    const names = (await readdir('/sys/class/net').catch(() => [] as string[])).filter((name) => name !== 'lo').sort();
+    let names: string[];
+    try {
+      names = readdirSync('/sys/class/net').filter((name) => name !== 'lo').sort();
+    } catch {
+      names = [];
+    }
     const interfaces = [];
     for (const name of names) {
-      const mac = (await readFile(`/sys/class/net/${name}/address`, 'utf8').catch(() => '')).trim().toLowerCase();
+      const mac = readTextOrEmpty(`/sys/class/net/${name}/address`).trim().toLowerCase();
       if (mac !== '' && mac !== '00:00:00:00:00:00') interfaces.push({ name, mac });
     }
     return interfaces;
@@ -242,7 +289,7 @@ export class LinuxSystem extends RootedSystem {
   }
 
   async bringUpNetworking(): Promise<void> {
-    await mkdir('/var/run', { recursive: true }); // busybox ifup keeps its state in /var/run/ifstate
+    mkdirSync('/var/run', { recursive: true }); // busybox ifup keeps its state in /var/run/ifstate
     await this.must('ifup', ['-a'], 60_000);
   }
 
@@ -275,6 +322,34 @@ export class LinuxSystem extends RootedSystem {
         // a console that went away must not stop the boot
       }
     }
+  }
+}
+
+/** EXT2/3/4 superblock: at byte 1024; magic 0xEF53 at +0x38, the 16-byte volume name at +0x78. */
+const SUPERBLOCK = 1024;
+
+function readTextOrEmpty(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** The label of an ext2/3/4 file system on `device`; undefined for anything else or an unreadable device. */
+export function ext4Label(device: string): string | undefined {
+  let fd: number | undefined;
+  try {
+    fd = openSync(device, 'r');
+    const block = Buffer.alloc(0x88);
+    if (readSync(fd, block, 0, block.length, SUPERBLOCK) < block.length || block.readUInt16LE(0x38) !== 0xef53) return undefined;
+    const name = block.subarray(0x78, 0x88);
+    const end = name.indexOf(0);
+    return name.toString('utf8', 0, end < 0 ? name.length : end);
+  } catch {
+    return undefined;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
 }
 

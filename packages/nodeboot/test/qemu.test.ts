@@ -35,6 +35,7 @@ for module in $(cat /modules.list); do insmod "$module" 2>/dev/null; done
 echo "qemu-test: postboot starting" > /dev/ttyS0
 node /usr/lib/psyops/nodeboot.mjs postboot --print-status
 echo "qemu-test: postboot exit $?" > /dev/ttyS0
+echo "qemu-test: hostname $(hostname)" > /dev/ttyS0
 echo "qemu-test: interfaces $(ls /sys/class/net | tr '\\n' ' ')" > /dev/ttyS0
 poweroff -f
 `;
@@ -120,6 +121,7 @@ describe.skipIf(!KERNEL_VERSION || !existsSync(KERNEL))('the bundle on a real ke
     expect(result.serial.split('psyopsOS: postboot finished').length).toBe(2);
     expect(result.serial).toContain(`psyopsOS: postboot finished status=ok hostname=${NODE} config=3 secret=mounted-ro`);
     expect(result.serial).toMatch(/qemu-test: interfaces .*psy0/);
+    expect(result.serial).toContain(`qemu-test: hostname ${NODE}`); // the kernel's, set through /proc/sys/kernel/hostname
     const status = statusLine(result.serial);
     expect(status).toMatchObject({ status: 'ok', hostname: NODE, secret: 'mounted-ro', config: { version: 3, source: 'site', signature: 'verified' }, k3s: 'not-installed' });
     expect(status.steps.map((s) => `${s.name}:${s.result}`)).toEqual(['secret:ok', 'state:skipped', 'network:ok', 'psynet:skipped', 'config:ok', 'k3s:skipped']);
@@ -134,6 +136,7 @@ describe.skipIf(!KERNEL_VERSION || !existsSync(KERNEL))('the bundle on a real ke
     expect(result.serial).toContain('psyopsOS: postboot finished status=failed hostname=psyopsOS-unconfigured config=none secret=missing');
     expect(result.serial).toContain('qemu-test: postboot exit 1');
     expect(result.serial).toMatch(/qemu-test: interfaces .*eth0/);
+    expect(result.serial).toContain('qemu-test: hostname psyopsOS-unconfigured');
     const status = statusLine(result.serial);
     expect(status.steps.map((s) => `${s.name}:${s.result}`)).toEqual(['secret:failed', 'state:skipped', 'network:ok', 'psynet:skipped', 'config:skipped', 'k3s:skipped']);
     expect(status.steps[2]!.reason).toMatch(/DHCP fallback on eth0; networking up/);

@@ -1,7 +1,7 @@
 import { z } from 'zod';
+import { NODE_NAME } from './names.js';
 
-/** Names used in paths (node names, architectures): no separators, no dots at the start. */
-export const NODE_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
+export { NODE_NAME };
 
 const absolutePath = z.string().regex(/^\/[^\0]*$/, 'must be an absolute path');
 const fileMode = z.string().regex(/^0?[0-7]{3,4}$/, 'must be an octal mode such as "0644"');
