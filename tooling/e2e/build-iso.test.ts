@@ -59,9 +59,9 @@ describe('build-iso, embedded default', () => {
       expect(boot.reason, context).toBe('matched');
       expect(lines, context).toContain(`psyops-init: boot media /dev/sr0 label="psyopsos-boot ${release} x86_64"`);
       expect(lines.some((line) => /^psyops-init: modloop \S+ mounted$/.test(line)), context).toBe(true);
-      expect(lines, context).toContain('psyops-init: root tmpfs filled from rootfs.squashfs');
+      expect(lines, context).toContain('psyops-init: root: rootfs.squashfs in RAM under an overlay');
       expect(lines, context).toContain('psyops-init: apkovl psyopsOS-bootstrap.apkovl.tar.gz applied');
-      expect(lines, context).toContain(`psyopsOS: booted release=${release} root=tmpfs`);
+      expect(lines, context).toContain(`psyopsOS: booted release=${release} root=overlay`);
       expect(lines.some((line) => line.startsWith('psyopsOS: postboot')), context).toBe(true);
       expect(lines.some((line) => line.includes('FATAL')), context).toBe(false);
     });

@@ -43,7 +43,7 @@ export interface BootLoaderConfigs {
   grubCfg: string;
 }
 
-/** Both loaders boot the same kernel, initramfs and command line after one second. */
+/** Both loaders boot the same kernel, initramfs and command line at once. */
 export function bootLoaderConfigs(options: BootLoaderConfigOptions): BootLoaderConfigs {
   assertVolumeId(options.volumeId);
   if (/[\n\r"]/.test(options.cmdline)) throw new ImageConfigError(`kernel command line may not contain quotes or line breaks: ${JSON.stringify(options.cmdline)}`);
@@ -52,8 +52,9 @@ export function bootLoaderConfigs(options: BootLoaderConfigOptions): BootLoaderC
   const initramfs = `/boot/initramfs-${options.kernelFlavor}`;
   const syslinuxCfg = [
     'SERIAL 0 115200',
-    'TIMEOUT 10',
-    'PROMPT 1',
+    // No prompt, no wait: each second counts at every boot. Holding Shift or Alt shows the prompt.
+    'PROMPT 0',
+    'TIMEOUT 0',
     `DEFAULT ${options.kernelFlavor}`,
     '',
     `LABEL ${options.kernelFlavor}`,
@@ -66,7 +67,7 @@ export function bootLoaderConfigs(options: BootLoaderConfigOptions): BootLoaderC
   const grubCfg = [
     // The early config already set root; this keeps grub.cfg usable when loaded another way.
     `search --no-floppy --set=root --label "${options.volumeId}"`,
-    'set timeout=1',
+    'set timeout=0',
     '',
     `menuentry "psyopsOS ${options.kernelFlavor}" {`,
     `\tlinux\t${kernel} ${options.cmdline}`,

@@ -19,6 +19,7 @@ export const EARLY_BOOT_MODULES = [
   'isofs',
   'loop',
   'squashfs',
+  'overlay',
   'virtio_pci',
   'virtio_blk',
   'virtio_scsi',
@@ -239,7 +240,7 @@ export async function buildInitramfs(options: InitramfsOptions): Promise<Initram
   }
   files.push({ path: `${moduleRoot}/modules.dep`, type: 'file', mode: 0o644, data: Buffer.from(depLines.map((line) => `${line}\n`).join('')) });
 
-  const dirs = new Set(['dev', 'proc', 'sys', 'tmp', 'media', 'media/boot', 'rootimage', 'sysroot']);
+  const dirs = new Set(['dev', 'proc', 'sys', 'tmp', 'media', 'media/boot', 'ram', 'sysroot']);
   for (const entry of files) for (const dir of parentDirs(entry.path)) dirs.add(dir);
   const entries: CpioEntry[] = [...[...dirs].map((path): CpioEntry => ({ path, type: 'dir', mode: 0o755 })), ...files];
   await writeFilesAtomically([{ path: options.out, data: gzipDeterministic(newcArchive(entries, options.mtime)) }]);

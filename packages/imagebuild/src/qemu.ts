@@ -125,6 +125,9 @@ export async function bootInQemu(options: QemuBootOptions): Promise<QemuBootResu
       '-accel', options.accel ?? 'tcg',
       '-m', String(options.memoryMiB ?? 1024),
     ];
+    // QEMU's default TCG CPU lacks RDRAND, which every real x86-64 node has and the kernel seeds its
+    // random generator from; without it the first getrandom() (node's start) waits a second or more.
+    if ((options.accel ?? 'tcg') === 'tcg') args.push('-cpu', 'qemu64,+rdrand');
     if (ovmf) {
       const vars = join(tempDir, 'OVMF_VARS.fd');
       await copyFile(ovmf.vars, vars);

@@ -35,7 +35,7 @@ describe('boot media in QEMU (TCG)', () => {
         expect.stringMatching(/^psyops-init: early modules: \d+ loaded$/),
         `psyops-init: boot media /dev/sr0 label="${media.volumeId}"`,
         `psyops-init: modloop ${media.kernelVersion} mounted`,
-        'psyops-init: root tmpfs filled from rootfs.squashfs',
+        'psyops-init: root: rootfs.squashfs in RAM under an overlay',
         'psyops-init: apkovl psyopsOS-bootstrap.apkovl.tar.gz applied',
         'psyops-init: first-boot scripts: 3 ran, 0 failed',
         'psyops-init: switching root',
@@ -43,7 +43,7 @@ describe('boot media in QEMU (TCG)', () => {
       const root = lines(result.serial);
       expect(root).toContain('test-root: init running as pid 1');
       expect(root).toContain('test-root: hostname psyopsOS-bootstrap'); // from the apkovl
-      expect(root).toContain('test-root: root fstype tmpfs');
+      expect(root).toContain('test-root: root fstype overlay');
       // Install order, each package's pre-install before its post-install, with /proc inside the chroot.
       expect(root).toContain('test-root: firstboot log [alpha-pre alpha-post beta-post-with-proc ]');
       expect(root).toContain('test-root: firstboot dir removed');
@@ -51,7 +51,7 @@ describe('boot media in QEMU (TCG)', () => {
       expect(root).toContain('test-root: secret dir mode 700');
       expect(root).toContain('test-root: owned 1000:1000:640');
       expect(root).toContain('test-root: modloop module vfat loaded');
-      expect(root).toContain(`psyopsOS: booted release=${RELEASE} root=tmpfs`);
+      expect(root).toContain(`psyopsOS: booted release=${RELEASE} root=overlay`);
       expect(root.filter((line) => line.startsWith('psyopsOS: ')).at(-1)).toMatch(/^psyopsOS: postboot/);
     });
   }

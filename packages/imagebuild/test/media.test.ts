@@ -219,9 +219,9 @@ describe('boot loaders', () => {
   it('syslinux and grub configs boot the same kernel, initramfs and command line', () => {
     const { syslinuxCfg, grubCfg } = bootLoaderConfigs({ kernelFlavor: 'lts', cmdline: 'quiet console=tty0 console=ttyS0,115200', volumeId: 'psyopsos-boot 251125 x86_64' });
     expect(syslinuxCfg).toBe(
-      'SERIAL 0 115200\nTIMEOUT 10\nPROMPT 1\nDEFAULT lts\n\nLABEL lts\n\tMENU LABEL psyopsOS lts\n\tKERNEL /boot/vmlinuz-lts\n\tINITRD /boot/initramfs-lts\n\tAPPEND quiet console=tty0 console=ttyS0,115200\n',
+      'SERIAL 0 115200\nPROMPT 0\nTIMEOUT 0\nDEFAULT lts\n\nLABEL lts\n\tMENU LABEL psyopsOS lts\n\tKERNEL /boot/vmlinuz-lts\n\tINITRD /boot/initramfs-lts\n\tAPPEND quiet console=tty0 console=ttyS0,115200\n',
     );
-    expect(grubCfg).toContain('set timeout=1\n');
+    expect(grubCfg).toContain('set timeout=0\n');
     expect(grubCfg).toContain('\tlinux\t/boot/vmlinuz-lts quiet console=tty0 console=ttyS0,115200\n\tinitrd\t/boot/initramfs-lts\n');
     expect(() => bootLoaderConfigs({ kernelFlavor: 'lts', cmdline: 'a"b', volumeId: 'v' })).toThrow(ImageConfigError);
   });
