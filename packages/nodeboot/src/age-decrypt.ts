@@ -14,9 +14,8 @@ const ARMOR_BEGIN = '-----BEGIN AGE ENCRYPTED FILE-----';
 const ARMOR_END = '-----END AGE ENCRYPTED FILE-----';
 const CHUNK = 64 * 1024;
 const TAG = 16;
-/** DER prefixes of an X25519 private key (PKCS#8) and public key (SPKI): the raw 32 bytes follow. */
+/** DER prefix of an X25519 private key (PKCS#8): the raw 32 bytes follow. */
 const PKCS8_X25519 = Buffer.from('302e020100300506032b656e04220420', 'hex');
-const SPKI_X25519 = Buffer.from('302a300506032b656e032100', 'hex');
 
 // ---------- bech32 (BIP 173, without its length limit, as age uses it) ----------
 
@@ -88,13 +87,25 @@ export interface AgeX25519Identity {
   publicKey: Buffer;
 }
 
-/** Parses `AGE-SECRET-KEY-1…`; AgeDecryptError when it is not an age X25519 identity. */
-export function parseAgeIdentity(identity: string): AgeX25519Identity {
+/** The 32 secret bytes of `AGE-SECRET-KEY-1…` (bech32 alone, no cryptography); AgeDecryptError when it is not an age X25519 identity. */
+export function decodeAgeIdentity(identity: string): Buffer {
   const decoded = bech32Decode(identity.trim());
   if (!decoded || decoded.hrp !== 'age-secret-key-' || decoded.bytes.length !== 32) throw new AgeDecryptError('not an age X25519 identity (AGE-SECRET-KEY-1…)');
-  const privateKey = createPrivateKey({ key: Buffer.concat([PKCS8_X25519, decoded.bytes]), format: 'der', type: 'pkcs8' });
-  const publicKey = createPublicKey(privateKey).export({ format: 'der', type: 'spki' }).subarray(SPKI_X25519.length);
-  return { privateKey, publicKey: Buffer.from(publicKey) };
+  return decoded.bytes;
+}
+
+// The last identity parsed: a node decrypts all its secrets with one, and each parse costs tens of ms under emulation.
+let lastParsed: { identity: string; parsed: AgeX25519Identity } | undefined;
+
+/** Parses `AGE-SECRET-KEY-1…` into keys; AgeDecryptError when it is not an age X25519 identity. */
+export function parseAgeIdentity(identity: string): AgeX25519Identity {
+  if (lastParsed?.identity === identity) return lastParsed.parsed;
+  // Any 32 bytes are an X25519 private key (the scalar is clamped when used).
+  const privateKey = createPrivateKey({ key: Buffer.concat([PKCS8_X25519, decodeAgeIdentity(identity)]), format: 'der', type: 'pkcs8' });
+  // Public keys go in and out as JWK: a raw copy, where DER goes through OpenSSL's decoders (~4× slower).
+  const publicKey = Buffer.from(createPublicKey(privateKey).export({ format: 'jwk' }).x!, 'base64url');
+  lastParsed = { identity, parsed: { privateKey, publicKey } };
+  return lastParsed.parsed;
 }
 
 /** The recipient (`age1…`) of an identity, as `age-keygen -y` prints it. */
@@ -204,7 +215,7 @@ function unwrapFileKey(stanzas: Stanza[], identity: AgeX25519Identity): Buffer {
     if (!share || share.length !== 32 || stanza.body.length !== 32) throw new AgeDecryptError('malformed X25519 stanza');
     let shared: Buffer;
     try {
-      const publicKey = createPublicKey({ key: Buffer.concat([SPKI_X25519, share]), format: 'der', type: 'spki' });
+      const publicKey = createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: share.toString('base64url') }, format: 'jwk' });
       shared = diffieHellman({ privateKey: identity.privateKey, publicKey });
     } catch {
       // OpenSSL refuses a low-order share (an all-zero shared secret), which age must abort on.

@@ -2,7 +2,7 @@ import { posix } from 'node:path';
 import { verifyBytes, type PublicKey } from '@psyops/signing';
 // Types only: the schemas themselves (zod) are not loaded by the nodeboot program (see config-validation.ts).
 import type { Lighthouse, NodeConfig } from '@psyops/siteapi/schemas';
-import { decryptAge, parseAgeIdentity, type AgeX25519Identity } from './age-decrypt.js';
+import { decryptAge } from './age-decrypt.js';
 import { checkLighthouses, checkNodeConfig } from './config-validation.js';
 import { NodeConfigRejectedError, SiteUnreachableError } from './errors.js';
 import { nodeNebulaConfig } from './nebula.js';
@@ -183,10 +183,9 @@ function parseNodeConfig(value: unknown, nodename: string, path: string): NodeCo
   return result.value;
 }
 
-/** A secret of the config, decrypted with the volume's age identity (parsed once per run). */
+/** A secret of the config, decrypted with the volume's age identity. */
 function decryptSecret(run: Run, ciphertext: string): string {
-  run.ageIdentity ??= parseAgeIdentity(run.volume!.ageIdentity);
-  return decryptAge(ciphertext, run.ageIdentity).toString('utf8');
+  return decryptAge(ciphertext, run.volume!.ageIdentity).toString('utf8');
 }
 
 /** The state postboot builds up as it goes. */
@@ -195,7 +194,6 @@ interface Run {
   log: PostbootLog;
   options: Required<PostbootOptions>;
   volume?: SecretVolume;
-  ageIdentity?: AgeX25519Identity;
   secret: NodeStatus['secret'];
   hostname: string;
   site?: SiteClient;

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { decodePublicKey, type PublicKey } from '@psyops/signing';
 // The name rule alone: @psyops/siteapi/schemas would evaluate zod, seconds at every boot under emulation.
 import { NODE_NAME } from '@psyops/siteapi/names';
-import { parseAgeIdentity } from './age-decrypt.js';
+import { decodeAgeIdentity } from './age-decrypt.js';
 import { NodeInputError, SecretVolumeError } from './errors.js';
 import { sshPublicKeyOf } from './ssh.js';
 
@@ -142,7 +142,7 @@ export async function readSecretVolume(dir: string): Promise<SecretVolume> {
   const ageIdentity = ageLines[0];
   if (ageLines.length !== 1 || !ageIdentity!.startsWith('AGE-SECRET-KEY-1')) throw new SecretVolumeError(`${SECRET_FILES.ageKey} must hold exactly one age identity (AGE-SECRET-KEY-1…)`);
   try {
-    parseAgeIdentity(ageIdentity!);
+    decodeAgeIdentity(ageIdentity!); // the keys are made at the first decryption
   } catch {
     throw new SecretVolumeError(`${SECRET_FILES.ageKey} holds no valid age X25519 identity`);
   }

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileAccessError } from '@psyops/signing';
 import { NODE_PATHS, type NodeStatus } from './postboot.js';
@@ -8,7 +8,7 @@ export async function readNodeStatus(root = '/'): Promise<NodeStatus> {
   const path = join(root, NODE_PATHS.status);
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
+    text = readFileSync(path, 'utf8');
   } catch (error) {
     throw fileAccessError(error, path, 'node status (written by postboot at the end of each boot)');
   }

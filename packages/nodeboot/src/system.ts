@@ -282,9 +282,15 @@ export class LinuxSystem extends RootedSystem {
     // nameif renames only interfaces that are down; the init system may have brought one up already.
     const mactab = (await this.readFile('/etc/mactab'))?.toString('utf8') ?? '';
     const wanted = new Map(mactab.split('\n').map((line) => line.trim().split(/\s+/)).filter((f) => f.length === 2).map(([name, mac]) => [mac!.toLowerCase(), name!]));
-    for (const { name, mac } of await this.listInterfaces()) {
-      if (wanted.has(mac) && wanted.get(mac) !== name) await this.must('ip', ['link', 'set', 'dev', name, 'down']);
+    const interfaces = await this.listInterfaces();
+    for (const { name, mac } of interfaces) {
+      if (!wanted.has(mac) || wanted.get(mac) === name) continue;
+      // IFF_UP is bit 0 of the flags: no `ip` process for an interface that is down already.
+      const flags = Number.parseInt(readTextOrEmpty(`/sys/class/net/${name}/flags`), 16);
+      if (Number.isNaN(flags) || flags & 1) await this.must('ip', ['link', 'set', 'dev', name, 'down']);
     }
+    // Every card already has its name (postboot run again by hand): nothing for nameif to do.
+    if ([...wanted].every(([mac, name]) => interfaces.some((i) => i.mac === mac && i.name === name))) return;
     await this.must('nameif', ['-c', '/etc/mactab']);
   }
 
