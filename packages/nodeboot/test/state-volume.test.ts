@@ -32,3 +32,20 @@ describe('state image', () => {
     expect(statSync(image).size).toBe(16 * 1024 * 1024);
   });
 });
+
+describe("finding a volume by label (LinuxSystem reads the superblock, as findfs does)", () => {
+  it('reads the label of an ext4 file system, and nothing from anything else', async () => {
+    const { ext4Label } = await import('../src/system.js');
+    const dir = tempDir('labels');
+    await writeStateImage(join(dir, 'state.img'), { sizeMiB: 2 });
+    expect(ext4Label(join(dir, 'state.img'))).toBe(STATE_LABEL);
+    // A label of the full 16 bytes has no terminating NUL.
+    await run('/sbin/mkfs.ext4', ['-q', '-F', '-L', 'sixteen-chars-ok', join(dir, 'long.img'), '2M'], { timeout: 30_000 });
+    expect(ext4Label(join(dir, 'long.img'))).toBe('sixteen-chars-ok');
+    await run('/sbin/mkfs.ext4', ['-q', '-F', join(dir, 'nolabel.img'), '2M'], { timeout: 30_000 });
+    expect(ext4Label(join(dir, 'nolabel.img'))).toBe('');
+    writeFileSync(join(dir, 'zeros.img'), Buffer.alloc(4096));
+    expect(ext4Label(join(dir, 'zeros.img'))).toBeUndefined();
+    expect(ext4Label(join(dir, 'missing.img'))).toBeUndefined();
+  });
+});
