@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import { defineConfig, type Options } from 'tsup';
 import { validatorsSource } from './src/config-validation.build.ts';
 
@@ -15,24 +14,6 @@ const precompiledValidators: Plugin = {
       /[\\/]nodeboot[\\/]src[\\/]/.test(args.importer) ? { path: 'config-validation', namespace: 'precompiled-validators' } : undefined,
     );
     build.onLoad({ filter: /.*/, namespace: 'precompiled-validators' }, () => ({ contents: validatorsSource(), loader: 'js' }));
-  },
-};
-
-/**
- * @psyops/signing looks for the optional sodium-native with createRequire at the first prehash;
- * the bundle has no node_modules, so that lookup can only fail, and a failing require costs ~2 ms
- * natively (~40 ms under emulation). The bundle goes straight to node:crypto's BLAKE2b, the
- * fallback signing takes anyway (same digest). The build fails if signing's code changes shape.
- */
-const noSodiumLookup: Plugin = {
-  name: 'no-sodium-lookup',
-  setup(build) {
-    build.onLoad({ filter: /[\\/]signing[\\/]dist[\\/]index\.js$/ }, async (args) => {
-      const source = await readFile(args.path, 'utf8');
-      const lookup = 'createRequire(import.meta.url)("sodium-native")';
-      if (!source.includes(lookup)) throw new Error(`${args.path}: no ${lookup} to replace; update no-sodium-lookup in tsup.config.ts`);
-      return { contents: source.replace(lookup, 'null'), loader: 'js' };
-    });
   },
 };
 
@@ -58,7 +39,7 @@ export default defineConfig([
     splitting: false,
     // Smaller to read from the RAM root and faster for node to parse under slow emulation.
     minify: true,
-    esbuildPlugins: [precompiledValidators, noSodiumLookup],
+    esbuildPlugins: [precompiledValidators],
     metafile: true,
   },
 ]);
