@@ -51,7 +51,7 @@ describe('build-iso, embedded default', () => {
   });
 
   for (const uefi of [false, true]) {
-    it(`boots into RAM under ${uefi ? 'UEFI' : 'BIOS'}: media found, tmpfs root, apkovl applied, postboot ran`, async () => {
+    it(`boots into RAM under ${uefi ? 'UEFI' : 'BIOS'}: media found, overlay root in RAM, apkovl applied, postboot ran`, async () => {
       const serialLog = join(scratch, `serial-${uefi ? 'uefi' : 'bios'}.log`);
       const boot = await bootInQemu({ iso, uefi, timeoutMs: 240_000, serialLog, until: /psyopsOS: postboot[^\n]*\n|psyops-init: FATAL[^\n]*\n/ });
       const lines = serialLines(boot.serial);

@@ -105,15 +105,29 @@ function postbootHook(release: string): string {
 # psyopsOS postboot hook (written by psyops build-iso): reports the boot on every console, then
 # hands over to nodeboot, which prints the final "psyopsOS: postboot ..." line itself.
 release='${release}'
-root=$(awk '$2 == "/" { fs = $3 } END { print fs }' /proc/mounts)
+# Shell built-ins only: every process is slow to start under emulation, and this is the boot's critical path.
+root=
+while read -r _ mountpoint type _; do
+	[ "$mountpoint" = / ] && root=$type
+done < /proc/mounts
+consoles=
+{ read -r consoles < /sys/class/tty/console/active; } 2>/dev/null
 console() {
-	for tty in $(cat /sys/class/tty/console/active 2>/dev/null); do
+	for tty in $consoles; do
 		[ -c "/dev/$tty" ] && echo "$*" > "/dev/$tty" 2>/dev/null
 	done
 	return 0
 }
+total=0
+available=0
+while read -r key kib _; do
+	case "$key" in
+		MemTotal:) total=$kib ;;
+		MemAvailable:) available=$kib ;;
+	esac
+done < /proc/meminfo
 console "psyopsOS: booted release=$release root=$root"
-console "psyopsOS: memory $(awk '/^MemTotal:/ { t = $2 } /^MemAvailable:/ { a = $2 } END { print "used_kib=" t - a " total_kib=" t }' /proc/meminfo)"
+console "psyopsOS: memory used_kib=$((total - available)) total_kib=$total"
 if [ -f /usr/lib/psyops/nodeboot.mjs ] && command -v node >/dev/null 2>&1; then
 	exec node /usr/lib/psyops/nodeboot.mjs postboot --print-status
 fi

@@ -1,8 +1,8 @@
 /**
- * The initramfs `/init` (busybox sh). It finds the boot media by label, copies the root image and
- * the modloop into RAM, mounts the root as an overlay (root image below, tmpfs above) with the
- * modloop at /.modloop, applies the apkovl, runs the
- * packages' install scripts chrooted, releases the media and switches root. Each step prints one
+ * The initramfs `/init` (busybox sh). It finds the boot media by label, copies the root image into
+ * RAM and mounts the root as an overlay (root image below, tmpfs above), loop-mounts the modloop
+ * from the media at /.modloop (as Alpine does), applies the apkovl, runs the packages' install
+ * scripts chrooted, moves the media under the new root and switches root. Each step prints one
  * `psyops-init: ` line; a failure prints `psyops-init: FATAL: <reason>` and opens a rescue shell.
  */
 import { FIRSTBOOT_DIR } from './rootfs.js';
@@ -89,8 +89,8 @@ done
 mount -t iso9660 -o ro "$device" /media/boot || fatal "cannot mount the boot media $device"
 say "boot media $device label=\\"$VOLUME_ID\\""
 
-# Everything the system runs from is copied into this tmpfs, so the media can be removed after boot:
-# the root image (the lower layer of the root), the root's writable upper layer, and the modloop.
+# The system runs from RAM: the root image (the overlay's lower layer) is copied into this tmpfs,
+# which also holds the overlay's writable upper layer.
 mount -t tmpfs -o mode=0700 psyops-ram /ram || fatal "cannot mount a tmpfs on /ram"
 mkdir -p /ram/rootfs /ram/upper /ram/work
 
@@ -102,9 +102,10 @@ mount -t squashfs -o loop,ro /ram/rootfs.squashfs /ram/rootfs || fatal "cannot m
 mount -t overlay -o lowerdir=/ram/rootfs,upperdir=/ram/upper,workdir=/ram/work root /sysroot || fatal "cannot mount the root overlay"
 
 [ -f "$MODLOOP" ] || fatal "$MODLOOP is missing on the boot media"
+# From the media, as Alpine's modloop service does: copying it into RAM first would cost a second
+# or more of every boot under emulation, for modules that are mostly never loaded.
 mkdir -p /sysroot/.modloop
-cp "$MODLOOP" /ram/modloop.squashfs || fatal "cannot copy the modloop into RAM"
-mount -t squashfs -o loop,ro /ram/modloop.squashfs /sysroot/.modloop || fatal "cannot mount the modloop"
+mount -t squashfs -o loop,ro "$MODLOOP" /sysroot/.modloop || fatal "cannot mount the modloop"
 [ -d "/sysroot/.modloop/modules/$KERNEL_VERSION" ] || fatal "the modloop has no modules for kernel $KERNEL_VERSION"
 say "modloop $KERNEL_VERSION mounted"
 
@@ -146,7 +147,9 @@ if [ -d "$FIRSTBOOT" ]; then
 fi
 say "first-boot scripts: $ran ran, $failed failed"
 
-umount /media/boot || say "the boot media is still in use and must not be removed"
+# The modloop is read from the media: it stays mounted, at /media/boot in the new root.
+mkdir -p /sysroot/media/boot
+mount --move /media/boot /sysroot/media/boot || fatal "cannot move the boot media into the new root"
 
 [ -L /sysroot/sbin/init ] || [ -x /sysroot/sbin/init ] || fatal "the root has no /sbin/init"
 say "switching root"
