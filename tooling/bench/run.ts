@@ -5,7 +5,7 @@
 //   BENCH_APK_TREE_MIB (200), BENCH_APK_PACKAGES (2000)  apkpkg: tree to package, packages to index
 //   BENCH_SITE_FILES (1000), BENCH_SITE_ROUNDS (3)  siteapi: files to deploy, rounds
 //   BENCH_IMAGE_ROUNDS (3)                         build-iso: full and overlay-only rebuilds (and one boot each, BIOS and UEFI)
-//   BENCH_NODEBOOT_ROUNDS (1)                      nodeboot: QEMU start to "configured", BIOS and UEFI
+//   BENCH_NODEBOOT_ROUNDS (1)                      nodeboot: QEMU start to "configured", BIOS and UEFI, against a minimal image on the same kernel
 import { benchApkpkg } from './apkpkg.ts';
 import { benchImagebuild } from './imagebuild.ts';
 import { benchNodeboot } from './nodeboot.ts';
