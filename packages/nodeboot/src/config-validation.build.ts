@@ -18,7 +18,9 @@ const { _ } = ajv2020;
  * Formats the zod schemas emit. `ipv4` and `starts_with` come with a `pattern` that checks them
  * already; `uri` is zod's z.url(): whatever the WHATWG URL parser accepts, after trimming.
  */
-const FORMATS_SOURCE = 'const formats = { uri: (s) => URL.canParse(s.trim()) };';
+const uri = (value: string): boolean => URL.canParse(value.trim());
+/** The same check, as source for the generated module (which Ajv's code refers to as `formats`). */
+const FORMATS_SOURCE = `const formats = { uri: ${uri.toString()} };`;
 
 /** What the generated module adds to Ajv's functions: the same API as src/config-validation.ts. */
 const WRAPPERS_SOURCE = `
@@ -42,7 +44,7 @@ export function validatorsSource(): string {
   const ajv = new Ajv2020({
     // Code, not closures: the module is written out as source.
     code: { source: true, esm: true, formats: _`formats` },
-    formats: { uri: (s: string) => URL.canParse(s.trim()), ipv4: true, starts_with: true },
+    formats: { uri, ipv4: true, starts_with: true },
     // Defaults filled in as zod fills them, for a document that leaves one out (the site writes them all).
     useDefaults: true,
     // String lengths as zod counts them (UTF-16 units), and no run-time helper to import for it.
