@@ -1,22 +1,16 @@
 import { defineConfig } from 'tsup';
+import { libraryConfig, NODE_TARGET } from '../../tooling/tsup.base.ts';
 
 export default defineConfig([
-  {
-    // The library API (runCli, workspace helpers) for programs that import @psyops/cli.
-    entry: ['src/index.ts'],
-    format: ['esm'],
-    dts: true,
-    clean: true,
-    target: 'node20',
-    sourcemap: true,
-  },
+  // The library API (runCli, workspace helpers) for programs that import @psyops/cli.
+  libraryConfig(),
   {
     // The `psyops` executable, bundled with its dependencies: one file loads about 30 ms faster
     // than a tree of modules, which counts for a command run once per file to sign or verify.
     // sodium-native stays outside: it is a native addon with prebuilt binaries.
     entry: ['src/cli.ts'],
     format: ['esm'],
-    target: 'node20',
+    target: NODE_TARGET,
     platform: 'node',
     sourcemap: true,
     noExternal: [/^(?!sodium-native$)/],

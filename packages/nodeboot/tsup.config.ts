@@ -1,4 +1,5 @@
 import { defineConfig, type Options } from 'tsup';
+import { libraryConfig, NODE_TARGET } from '../../tooling/tsup.base.ts';
 import { validatorsSource } from './src/config-validation.build.ts';
 
 type Plugin = NonNullable<Options['esbuildPlugins']>[number];
@@ -18,22 +19,15 @@ const precompiledValidators: Plugin = {
 };
 
 export default defineConfig([
-  {
-    // The library: node create's secret volumes, postboot and its systems, for the CLI and tests.
-    entry: ['src/index.ts'],
-    format: ['esm'],
-    dts: true,
-    clean: true,
-    target: 'node20',
-    sourcemap: true,
-  },
+  // The library: node create's secret volumes, postboot and its systems, for the CLI and tests.
+  libraryConfig(),
   {
     // The program shipped in the psyops-nodeboot APK: one file, every dependency inside, run by
     // plain `node` on a node that has no node_modules.
     entry: { nodeboot: 'src/main.ts' },
     outExtension: () => ({ js: '.mjs' }),
     format: ['esm'],
-    target: 'node20',
+    target: NODE_TARGET,
     platform: 'node',
     noExternal: [/.*/],
     splitting: false,

@@ -1,11 +1,4 @@
-import { defineConfig } from 'tsup';
+import { defineLibrary } from '../../tooling/tsup.base.ts';
 
-export default defineConfig({
-  // nebula-defaults: its own entry, so nodeboot's bundle takes it without psynet's YAML library.
-  entry: ['src/index.ts', 'src/nebula-defaults.ts'],
-  format: ['esm'],
-  dts: true,
-  clean: true,
-  target: 'node20',
-  sourcemap: true,
-});
+// nebula-defaults: its own entry, so nodeboot's bundle takes it without psynet's YAML library.
+export default defineLibrary(['src/index.ts', 'src/nebula-defaults.ts']);

@@ -1,7 +1,7 @@
 /** Building signed .apk files the way abuild 3.11 does. */
 import { createPrivateKey, sign as cryptoSign } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { fileAccessError } from '@psyops/signing';
+import { fileAccessError } from '@psyops/core';
 import { dataTarStream, controlTar, signatureTar, SIGNATURE_DIGEST, type DataEntry, type SignatureType } from './archive.js';
 import { ApkKeyError, InvalidSpecError } from './errors.js';
 import { gzipMember, gzipStream, sha1 } from './gzip.js';

@@ -1,4 +1,4 @@
-import { PsyopsError } from '@psyops/signing';
+import { PsyopsError } from '@psyops/core';
 
 /** Not a well-formed APK, APKINDEX or tar/gzip stream (truncated, corrupted, wrong layout). */
 export class ApkFormatError extends PsyopsError {

@@ -3,7 +3,7 @@ import { createPrivateKey, createPublicKey, generateKeyPair as generateKeyPairCa
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { fileAccessError } from '@psyops/signing';
+import { fileAccessError } from '@psyops/core';
 import { ApkKeyError } from './errors.js';
 
 const generateKeyPair = promisify(generateKeyPairCallback);

@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { fileAccessError } from '@psyops/signing';
+import { fileAccessError } from '@psyops/core';
 import { InvalidSpecError } from './errors.js';
 import type { FileSpec, PackageSpec } from './spec.js';
 import { isValidVersion } from './version.js';

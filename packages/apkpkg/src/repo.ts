@@ -2,7 +2,7 @@
 import type { Stats } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileAccessError, writeFilesAtomically } from '@psyops/signing';
+import { fileAccessError, writeFilesAtomically } from '@psyops/core';
 import { indexTar, type SignatureType } from './archive.js';
 import { signatureMember } from './build.js';
 import { ApkChecksumError, ApkFormatError } from './errors.js';

@@ -1,6 +1,6 @@
 /** Reading a package or index from a file path or an HTTP(S) URL. */
 import { readFile } from 'node:fs/promises';
-import { fileAccessError } from '@psyops/signing';
+import { fileAccessError } from '@psyops/core';
 import { ApkFetchError } from './errors.js';
 
 export interface FetchSourceOptions {

@@ -1,7 +1,7 @@
 /** Package specs (JSON/YAML files or typed objects) and the file tree they describe. */
 import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import { dirname, extname, join, resolve } from 'node:path';
-import { fileAccessError } from '@psyops/signing';
+import { fileAccessError } from '@psyops/core';
 import type { DataEntry } from './archive.js';
 import { parseDependency, PACKAGE_NAME } from './dependency.js';
 import { InvalidSpecError } from './errors.js';

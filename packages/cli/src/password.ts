@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
-import { PasswordRequiredError, PsyopsError, fileAccessError } from '@psyops/signing';
+import { PasswordRequiredError } from '@psyops/signing';
+import { PsyopsError, fileAccessError } from '@psyops/core';
 
 /** Where a minisign password may come from, in the order they are tried. */
 export interface PasswordSources {

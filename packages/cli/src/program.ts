@@ -1,5 +1,5 @@
 import { Command, CommanderError } from 'commander';
-import { PsyopsError } from '@psyops/signing';
+import { PsyopsError } from '@psyops/core';
 import { apkCommand } from './commands/apk.js';
 import { buildIsoCommand } from './commands/build-iso.js';
 import { initCommand } from './commands/init.js';

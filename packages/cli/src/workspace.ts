@@ -1,15 +1,37 @@
 import { existsSync, statSync } from 'node:fs';
 import { mkdir, readFile, readdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { PsyopsError, fileAccessError } from '@psyops/signing';
+import { PsyopsError, fileAccessError } from '@psyops/core';
 import schema from './psyops.config.schema.json';
 
 export const CONFIG_FILE = 'psyops.config.json';
 export const SCHEMA_FILE = 'psyops.config.schema.json';
 export const WORKSPACE_ENV = 'PSYOPS_WORKSPACE';
 
+/** Where things live in a workspace, relative to its directory: named here and nowhere else. */
+export const WORKSPACE_LAYOUT = {
+  /** Private: the minisign key pair and the APK signing keys. */
+  keys: 'keys',
+  /** The APK signing key pair; its public keys are what the workspace's own repository is trusted with. */
+  apkKeys: 'keys/apk',
+  /** The psynet registry and CA. */
+  psynet: 'psynet',
+  /** Node definitions, `nodes/<name>.json`. */
+  nodes: 'nodes',
+  /** Files laid over every image's root. */
+  overlay: 'overlay',
+  /** APK packages the site's repository publishes, `apk/<arch>/`. */
+  apk: 'apk',
+  /** Build caches (stages, packages, indexes) and the site's secret cache. */
+  cache: 'cache',
+  /** Built images, read by `site build`. */
+  out: 'out',
+} as const;
+
+export type WorkspacePlace = keyof typeof WORKSPACE_LAYOUT;
+
 /** Folders `psyops init` creates; later commands fill them. */
-export const WORKSPACE_FOLDERS = ['keys', 'keys/apk', 'psynet', 'nodes', 'overlay'] as const;
+export const WORKSPACE_FOLDERS = (['keys', 'apkKeys', 'psynet', 'nodes', 'overlay'] as const).map((place) => WORKSPACE_LAYOUT[place]);
 
 /** psyops.config.json with every default filled in. */
 export interface WorkspaceConfig {
@@ -43,6 +65,8 @@ export interface Workspace {
   config: WorkspaceConfig;
   /** Resolves a path from the config against the workspace directory. */
   path(relative: string): string;
+  /** The absolute path of one of the workspace's places (WORKSPACE_LAYOUT), with `parts` below it. */
+  place(place: WorkspacePlace, ...parts: string[]): string;
 }
 
 export class NoWorkspaceError extends PsyopsError {
@@ -134,7 +158,7 @@ export async function loadWorkspace(dir: string): Promise<Workspace> {
     throw new ConfigError(`${file} is not valid JSON (${(error as Error).message})`);
   }
   const config = await parseConfig(parsed, file);
-  return { dir, config, path: (relative) => resolve(dir, relative) };
+  return { dir, config, path: (relative) => resolve(dir, relative), place: (place, ...parts) => resolve(dir, WORKSPACE_LAYOUT[place], ...parts) };
 }
 
 /** Makes sure `dir` can become a workspace: absent, or a directory without a config. */
@@ -142,7 +166,7 @@ export async function checkNewWorkspaceDir(dir: string): Promise<void> {
   if (!existsSync(dir)) return;
   if (!statSync(dir).isDirectory()) throw new WorkspaceExistsError(`${dir} exists and is not a directory`);
   if (existsSync(join(dir, CONFIG_FILE))) throw new WorkspaceExistsError(`${dir} is already a psyops workspace (it has ${CONFIG_FILE})`);
-  const taken = (await readdir(dir)).filter((name) => name === 'keys');
+  const taken = (await readdir(dir)).filter((name) => name === WORKSPACE_LAYOUT.keys);
   if (taken.length > 0) throw new WorkspaceExistsError(`${dir} already has a keys/ folder; refusing to mix a new workspace into it`);
 }
 
@@ -150,6 +174,6 @@ export async function checkNewWorkspaceDir(dir: string): Promise<void> {
 export async function createWorkspaceFolders(dir: string): Promise<void> {
   await mkdir(dir, { recursive: true });
   for (const folder of WORKSPACE_FOLDERS) {
-    await mkdir(join(dir, folder), { recursive: true, mode: folder === 'keys' ? 0o700 : 0o755 });
+    await mkdir(join(dir, folder), { recursive: true, mode: folder === WORKSPACE_LAYOUT.keys ? 0o700 : 0o755 });
   }
 }

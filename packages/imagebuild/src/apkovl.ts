@@ -6,7 +6,7 @@
 import { lstat, readFile, readdir, readlink } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { tarHeader, tarPadding } from '@psyops/apkpkg';
-import { writeFilesAtomically } from '@psyops/signing';
+import { writeFilesAtomically } from '@psyops/core';
 import { gzipDeterministic } from './cpio.js';
 import { ImageConfigError } from './errors.js';
 

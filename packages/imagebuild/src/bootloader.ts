@@ -4,9 +4,9 @@
  */
 import { copyFile, mkdir, mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { produceFileAtomically, runTool } from '@psyops/core';
 import { ImageConfigError } from './errors.js';
-import { produceAtomically } from './squashfs.js';
-import { requireHostFile, requireTools, runTool } from './tools.js';
+import { requireHostFile, requireTools } from './tools.js';
 
 /** ISO 9660 allows at most 32 characters in the volume id; xorriso refuses more. */
 export const MAX_VOLUME_ID_LENGTH = 32;
@@ -155,11 +155,11 @@ export async function buildEfiBoot(options: EfiBootOptions): Promise<EfiBoot> {
     // mcopy -m keeps the source dates, the FAT entries' only time source.
     for (const path of [fatBinary, dirname(fatBinary), fatTree]) await utimes(path, options.mtime, options.mtime);
     const env = { SOURCE_DATE_EPOCH: String(options.mtime) };
-    await produceAtomically(efiImage, async (temp) => {
+    await produceFileAtomically(efiImage, async (temp) => {
       await runTool(tools.mformat, ['-i', temp, '-C', '-f', '1440', '-N', '0', '::'], { env });
       await runTool(tools.mcopy, ['-i', temp, '-s', '-m', fatTree, '::'], { env });
     });
-    await produceAtomically(efiBinary, (temp) => copyFile(fatBinary, temp));
+    await produceFileAtomically(efiBinary, (temp) => copyFile(fatBinary, temp));
   } finally {
     await rm(work, { recursive: true, force: true });
   }

@@ -4,14 +4,13 @@
  * the hash of its inputs, and writes the outputs only once all of them are complete.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { copyFile, mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { resolve as resolveWorld, type ResolvedPackage } from '@psyops/apkpkg';
 import { signFile, type SecretKey } from '@psyops/signing';
-import { execa } from 'execa';
 import { buildApkovl } from './apkovl.js';
 import { bootLoaderConfigs, buildEfiBoot, volumeIdFor } from './bootloader.js';
+import { findProgram, runTool, sha256File } from '@psyops/core';
 import { ImageConfigError } from './errors.js';
 import { buildInitramfs } from './initramfs.js';
 import { writeIso } from './iso.js';
@@ -140,12 +139,13 @@ function yymmdd(epoch: number): string {
 }
 
 async function gitState(dir: string | undefined): Promise<{ gitRevision: string | null; gitDirty: boolean | null }> {
-  if (!dir) return { gitRevision: null, gitDirty: null };
-  const git = (args: string[]) => execa('git', ['-C', dir, ...args], { reject: false, timeout: 10_000 });
-  const revision = await git(['rev-parse', '--verify', 'HEAD']).catch(() => undefined);
-  if (!revision || revision.failed) return { gitRevision: null, gitDirty: null };
-  const status = await git(['status', '--porcelain']);
-  return { gitRevision: String(revision.stdout).trim(), gitDirty: status.failed ? null : String(status.stdout).trim() !== '' };
+  const git = findProgram('git');
+  if (!dir || !git) return { gitRevision: null, gitDirty: null };
+  const run = (args: string[]) => runTool(git, ['-C', dir, ...args], { timeoutMs: 10_000 }).catch(() => undefined);
+  const revision = await run(['rev-parse', '--verify', 'HEAD']);
+  if (revision === undefined) return { gitRevision: null, gitDirty: null };
+  const status = await run(['status', '--porcelain']);
+  return { gitRevision: revision.trim(), gitDirty: status === undefined ? null : status.trim() !== '' };
 }
 
 /** Paths, modes and content hashes of the overlay: what the apkovl depends on. */
@@ -159,12 +159,6 @@ async function overlayFingerprint(dir: string | undefined): Promise<string[] | n
     entries.push(`${name} ${info.mode.toString(8)} ${hash}`);
   }
   return entries;
-}
-
-async function sha256File(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
 }
 
 async function keyFingerprints(keysDirs: string[]): Promise<string[]> {

@@ -4,7 +4,7 @@
  * libraries, and a busybox-init base layout. Nothing is downloaded.
  */
 import { createHash } from 'node:crypto';
-import { chmod, copyFile, link, lstat, mkdir, mkdtemp, open, readdir, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, link, lstat, mkdir, mkdtemp, readdir, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,9 +18,9 @@ import {
   type FileSpec,
   type PackageSpec,
 } from '@psyops/apkpkg';
-import { fileAccessError, writeFilesAtomically } from '@psyops/signing';
-import { ImageConfigError, MissingToolError } from './errors.js';
-import { requireTools, runTool } from './tools.js';
+import { elfInterpreter, fileAccessError, MissingToolError, runTool, writeFilesAtomically } from '@psyops/core';
+import { ImageConfigError } from './errors.js';
+import { requireTools } from './tools.js';
 
 export interface HostRepositoryOptions {
   /** Repository root: `<outDir>/<arch>/APKINDEX.tar.gz` and `<outDir>/keys/`. */
@@ -94,37 +94,6 @@ export function apkVersionFromDebian(debianVersion: string): string {
   const version = `${numbers}-r${/^\d+/.exec(revision)?.[0] ?? '0'}`;
   if (numbers === undefined || !isValidVersion(version)) throw new ImageConfigError(`cannot turn the Debian version "${debianVersion}" into an apk version`);
   return version;
-}
-
-const PT_INTERP = 3;
-
-/** The PT_INTERP path of a 64-bit little-endian ELF executable (its dynamic loader), or undefined when static. */
-async function elfInterpreter(path: string): Promise<string | undefined> {
-  const handle = await open(path, 'r').catch((error: unknown) => {
-    throw fileAccessError(error, path, 'program');
-  });
-  try {
-    const header = Buffer.alloc(64);
-    await handle.read(header, 0, 64, 0);
-    if (header.readUInt32BE(0) !== 0x7f454c46 || header[4] !== 2 || header[5] !== 1) {
-      throw new ImageConfigError(`${path} is not a 64-bit little-endian ELF program`);
-    }
-    const tableOffset = Number(header.readBigUInt64LE(0x20));
-    const entrySize = header.readUInt16LE(0x36);
-    const table = Buffer.alloc(entrySize * header.readUInt16LE(0x38));
-    await handle.read(table, 0, table.length, tableOffset);
-    for (let offset = 0; offset + entrySize <= table.length; offset += entrySize) {
-      if (table.readUInt32LE(offset) !== PT_INTERP) continue;
-      const size = Number(table.readBigUInt64LE(offset + 0x20));
-      if (size > 4096) throw new ImageConfigError(`${path} names an implausibly long program interpreter (${size} bytes)`);
-      const interpreter = Buffer.alloc(size);
-      await handle.read(interpreter, 0, interpreter.length, Number(table.readBigUInt64LE(offset + 8)));
-      return interpreter.toString('latin1').replace(/\0+$/, '');
-    }
-    return undefined;
-  } finally {
-    await handle.close();
-  }
 }
 
 /** Copies a host file's content into the staging tree (following symlinks); hard links it when the file system allows. */
@@ -211,7 +180,7 @@ async function linuxPackage(treeDir: string, progress: (line: string) => void): 
 
 async function busyboxPackage(treeDir: string, progress: (line: string) => void): Promise<StagedPackage> {
   if (!(await stat(BUSYBOX).catch(() => undefined))) throw new MissingToolError(BUSYBOX, 'busybox-static');
-  if ((await elfInterpreter(BUSYBOX)) !== undefined) {
+  if ((elfInterpreter(BUSYBOX)) !== undefined) {
     throw new MissingToolError(`a static ${BUSYBOX} (this one is dynamically linked)`, 'busybox-static');
   }
   const banner = (await runTool(BUSYBOX, ['--help'])).split('\n')[0] ?? '';
@@ -253,7 +222,7 @@ async function nodejsPackage(treeDir: string, progress: (line: string) => void):
   const node = await realpath(process.execPath);
   const version = `${process.version.replace(/^v/, '')}-r0`;
   if (!isValidVersion(version)) throw new ImageConfigError(`cannot turn the Node.js version ${process.version} into an apk version`);
-  const loader = await elfInterpreter(node);
+  const loader = elfInterpreter(node);
   const libraries = loader ? listedLibraries(await runTool(loader, ['--list', node])) : [];
   if (loader && !libraries.includes(loader)) libraries.push(loader);
   progress(`nodejs ${version}: ${node} with ${libraries.length} shared libraries`);

@@ -28,6 +28,6 @@ export { buildHostRepository, hostRepositoryInputs, isHostRepositoryCurrent, EXC
 export type { HostRepositoryOptions, HostRepository } from './hostrepo.js';
 export { runStage, hashInputs } from './stage.js';
 export type { StageResult } from './stage.js';
-export { requireTools, requireHostFile, runTool, HOST_TOOLS, HOST_FILES } from './tools.js';
-export type { HostTool, HostFile, RunOptions } from './tools.js';
-export { MissingToolError, ToolFailedError, ImageConfigError } from './errors.js';
+export { requireTools, requireHostFile, HOST_TOOLS, HOST_FILES } from './tools.js';
+export type { HostTool, HostFile } from './tools.js';
+export { ImageConfigError } from './errors.js';

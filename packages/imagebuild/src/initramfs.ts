@@ -5,7 +5,7 @@
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { writeFilesAtomically } from '@psyops/signing';
+import { elfInterpreter, elfSection, writeFilesAtomically } from '@psyops/core';
 import { type CpioEntry, gzipDeterministic, newcArchive } from './cpio.js';
 import { ImageConfigError } from './errors.js';
 import { initScript, type InitScriptOptions } from './init-script.js';
@@ -75,25 +75,11 @@ async function exists(path: string): Promise<boolean> {
 }
 
 /** The `.modinfo` section of a module: NUL-separated `key=value` strings. */
-function modinfo(elf: Buffer, path: string): Map<string, string> {
-  if (elf.length < 64 || elf.readUInt32BE(0) !== 0x7f454c46 || elf[4] !== 2 || elf[5] !== 1) throw new ImageConfigError(`kernel module ${path} is not a 64-bit little-endian ELF file`);
-  const shoff = Number(elf.readBigUInt64LE(0x28));
-  const shentsize = elf.readUInt16LE(0x3a);
-  const shnum = elf.readUInt16LE(0x3c);
-  const section = (index: number): { name: number; offset: number; size: number } => {
-    const base = shoff + index * shentsize;
-    return { name: elf.readUInt32LE(base), offset: Number(elf.readBigUInt64LE(base + 0x18)), size: Number(elf.readBigUInt64LE(base + 0x20)) };
-  };
-  const names = section(elf.readUInt16LE(0x3e));
+function modinfo(module: Buffer, path: string): Map<string, string> {
   const info = new Map<string, string>();
-  for (let i = 0; i < shnum; i++) {
-    const { name, offset, size } = section(i);
-    const end = elf.indexOf(0, names.offset + name);
-    if (elf.toString('latin1', names.offset + name, end) !== '.modinfo') continue;
-    for (const field of elf.toString('utf8', offset, offset + size).split('\0')) {
-      const equals = field.indexOf('=');
-      if (equals > 0 && !info.has(field.slice(0, equals))) info.set(field.slice(0, equals), field.slice(equals + 1));
-    }
+  for (const field of (elfSection(module, '.modinfo', `kernel module ${path}`) ?? Buffer.alloc(0)).toString('utf8').split('\0')) {
+    const equals = field.indexOf('=');
+    if (equals > 0 && !info.has(field.slice(0, equals))) info.set(field.slice(0, equals), field.slice(equals + 1));
   }
   return info;
 }
@@ -188,14 +174,7 @@ const plainName = (path: string): string => path.replace(/\.ko\.gz$/, '.ko');
 
 /** Refuses a dynamically linked program (it would fail at boot as "no working init found"). */
 function assertStaticElf(data: Buffer, path: string): void {
-  if (data.length < 64 || data.readUInt32BE(0) !== 0x7f454c46 || data[4] !== 2) throw new ImageConfigError(`${path} is not a 64-bit ELF program`);
-  const phoff = Number(data.readBigUInt64LE(0x20));
-  const phentsize = data.readUInt16LE(0x36);
-  const phnum = data.readUInt16LE(0x38);
-  for (let i = 0; i < phnum; i++) {
-    const PT_INTERP = 3;
-    if (data.readUInt32LE(phoff + i * phentsize) === PT_INTERP) throw new ImageConfigError(`${path} is dynamically linked: the initramfs needs a static busybox`);
-  }
+  if (elfInterpreter(data, path) !== undefined) throw new ImageConfigError(`${path} is dynamically linked: the initramfs needs a static busybox`);
 }
 
 function parentDirs(path: string): string[] {

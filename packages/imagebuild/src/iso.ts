@@ -2,10 +2,10 @@
  * The hybrid ISO: ISO 9660 + Rock Ridge + Joliet, bootable by BIOS (ISOLINUX, with an MBR for
  * USB sticks) and UEFI (El Torito EFI image + GPT), written by xorriso straight from host files.
  */
+import { produceFileAtomically, runTool } from '@psyops/core';
 import { ImageConfigError } from './errors.js';
 import { assertVolumeId } from './bootloader.js';
-import { produceAtomically } from './squashfs.js';
-import { requireHostFile, requireTools, runTool } from './tools.js';
+import { requireHostFile, requireTools } from './tools.js';
 
 export interface IsoFile {
   /** Absolute path inside the ISO, e.g. `/boot/vmlinuz-lts`. */
@@ -55,7 +55,7 @@ export async function writeIso(options: IsoOptions): Promise<void> {
   const grafts = [...options.files]
     .sort((a, b) => (a.isoPath < b.isoPath ? -1 : a.isoPath > b.isoPath ? 1 : 0))
     .map((file) => `${graftPart(file.isoPath)}=${graftPart(file.hostPath)}`);
-  await produceAtomically(options.out, (temp) =>
+  await produceFileAtomically(options.out, (temp) =>
     runTool(
       xorriso,
       [

@@ -2,7 +2,7 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ApkFetchError, checkAgainstIndex, readSource, type IndexEntry, type ResolvedPackage } from '@psyops/apkpkg';
-import { writeFilesAtomically } from '@psyops/signing';
+import { writeFilesAtomically } from '@psyops/core';
 import { abortable, repositoryLocation, type LoadedRepository } from './repositories.js';
 
 export interface FetchPackagesOptions {

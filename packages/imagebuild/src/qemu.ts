@@ -4,8 +4,8 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { assertReadableFile, PsyopsError } from '@psyops/signing';
-import { ToolFailedError } from './errors.js';
+import { assertReadableFile, PsyopsError } from '@psyops/core';
+import { ToolFailedError } from '@psyops/core';
 import { requireHostFile, requireTools } from './tools.js';
 
 export interface QemuForward {

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join, resolve as resolvePath } from 'node:path';
 import { ApkFetchError, INDEX_FILE, isUrl, loadKeysDir, readIndex, readSource, type IndexEntry } from '@psyops/apkpkg';
-import { PsyopsError, writeFilesAtomically } from '@psyops/signing';
+import { PsyopsError, writeFilesAtomically } from '@psyops/core';
 
 export interface RepositorySource {
   /** http(s) base URL or local directory holding `<arch>/APKINDEX.tar.gz`. */

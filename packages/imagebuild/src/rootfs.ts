@@ -4,7 +4,7 @@
  * as `apk add --root` would leave it, busybox applet links made, install scripts kept for the
  * first boot.
  */
-import { chmod, lstat, lutimes, mkdir, open, readdir, readFile, readlink, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, lstat, lutimes, mkdir, readdir, readFile, readlink, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, posix } from 'node:path';
 import {
   ApkChecksumError,
@@ -21,7 +21,7 @@ import {
   type InstalledPackage,
   type OwnerIds,
 } from '@psyops/apkpkg';
-import { fileAccessError } from '@psyops/signing';
+import { elfInterpreter, fileAccessError, isElf } from '@psyops/core';
 import { ImageConfigError } from './errors.js';
 import type { FetchedPackage } from './packages.js';
 
@@ -375,39 +375,12 @@ export async function findKernel(treeDir: string, flavor: string): Promise<Kerne
   return kernel;
 }
 
-const PT_INTERP = 3;
-
-/** Whether an ELF executable has no PT_INTERP program header (needs no dynamic loader). */
-async function isStaticElf(path: string): Promise<boolean> {
-  const handle = await open(path, 'r');
-  try {
-    const header = Buffer.alloc(64);
-    await handle.read(header, 0, 64, 0);
-    if (header.readUInt32BE(0) !== 0x7f454c46) return false;
-    const is64 = header[4] === 2;
-    const little = header[5] === 1;
-    const u16 = (b: Buffer, o: number): number => (little ? b.readUInt16LE(o) : b.readUInt16BE(o));
-    const u32 = (b: Buffer, o: number): number => (little ? b.readUInt32LE(o) : b.readUInt32BE(o));
-    const phoff = is64 ? Number(little ? header.readBigUInt64LE(0x20) : header.readBigUInt64BE(0x20)) : u32(header, 0x1c);
-    const phentsize = u16(header, is64 ? 0x36 : 0x2a);
-    const phnum = u16(header, is64 ? 0x38 : 0x2c);
-    if (phnum === 0 || phentsize < 4) return false;
-    const table = Buffer.alloc(phentsize * phnum);
-    const { bytesRead } = await handle.read(table, 0, table.length, phoff);
-    if (bytesRead !== table.length) return false;
-    for (let i = 0; i < phnum; i++) if (u32(table, i * phentsize) === PT_INTERP) return false;
-    return true;
-  } finally {
-    await handle.close();
-  }
-}
-
 /** The static busybox for the initramfs: `bin/busybox.static`, else `bin/busybox` when it is a static ELF. */
 export async function findStaticBusybox(treeDir: string): Promise<string> {
   const dedicated = join(treeDir, 'bin/busybox.static');
   if ((await lstat(dedicated).catch(() => undefined))?.isFile()) return dedicated;
   const plain = join(treeDir, 'bin/busybox');
-  if ((await lstat(plain).catch(() => undefined))?.isFile() && (await isStaticElf(plain))) return plain;
+  if ((await lstat(plain).catch(() => undefined))?.isFile() && isElf(plain) && elfInterpreter(plain) === undefined) return plain;
   throw new ImageConfigError(
     `the initramfs needs a static busybox: the boot packages have no bin/busybox.static and ${basename(plain)} is ${
       (await lstat(plain).catch(() => undefined)) ? 'dynamically linked' : 'missing'

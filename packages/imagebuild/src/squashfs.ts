@@ -2,30 +2,14 @@
  * The two squashfs images on the boot media: the modloop (kernel modules and firmware,
  * loop-mounted from RAM after boot) and the root image (copied into the tmpfs root by /init).
  */
-import { randomBytes } from 'node:crypto';
-import { chmod, copyFile, link, lstat, mkdir, mkdtemp, readdir, readlink, rename, rm, symlink, writeFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { chmod, copyFile, link, lstat, mkdir, mkdtemp, readdir, readlink, rm, symlink, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { produceFileAtomically, runTool } from '@psyops/core';
 import { ImageConfigError } from './errors.js';
 import type { DeviceEntry, SpecialEntry } from './rootfs.js';
-import { requireTools, runTool } from './tools.js';
+import { requireTools } from './tools.js';
 
 export type SquashfsCompression = 'xz' | 'zstd' | 'lz4' | 'gzip';
-
-/**
- * Runs `produce(temp)` to create a file at `temp` beside `out`, then renames it to `out`; on
- * failure the temporary file is removed and `out` is untouched.
- */
-export async function produceAtomically<T>(out: string, produce: (temp: string) => Promise<T>): Promise<T> {
-  const temp = join(dirname(out), `.${basename(out)}.${randomBytes(6).toString('hex')}.tmp`);
-  try {
-    const result = await produce(temp);
-    await rename(temp, out);
-    return result;
-  } catch (error) {
-    await rm(temp, { force: true });
-    throw error;
-  }
-}
 
 function compressionArgs(compression: SquashfsCompression): string[] {
   switch (compression) {
@@ -42,7 +26,7 @@ function compressionArgs(compression: SquashfsCompression): string[] {
 
 async function mksquashfs(sources: string[], out: string, mtime: number, extra: string[]): Promise<void> {
   const tools = await requireTools(['mksquashfs']);
-  await produceAtomically(out, (temp) =>
+  await produceFileAtomically(out, (temp) =>
     runTool(tools.mksquashfs, [
       ...sources,
       temp,
@@ -56,7 +40,8 @@ async function mksquashfs(sources: string[], out: string, mtime: number, extra: 
       '-all-time',
       String(mtime),
       ...extra,
-    ]),
+      // mksquashfs refuses SOURCE_DATE_EPOCH next to the explicit times.
+    ], { env: { SOURCE_DATE_EPOCH: undefined } }),
   );
 }
 

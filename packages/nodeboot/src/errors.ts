@@ -1,4 +1,4 @@
-import { PsyopsError } from '@psyops/signing';
+import { PsyopsError } from '@psyops/core';
 
 /** A node name, MAC address or other input to `node create` is not usable. */
 export class NodeInputError extends PsyopsError {
@@ -8,11 +8,6 @@ export class NodeInputError extends PsyopsError {
 /** The secret volume is missing a required file, or a file on it is malformed. */
 export class SecretVolumeError extends PsyopsError {
   override readonly code = 'BAD_SECRET_VOLUME';
-}
-
-/** An external tool (mkfs.ext4, debugfs, mount…) failed or is missing. */
-export class ToolError extends PsyopsError {
-  override readonly code = 'TOOL_FAILED';
 }
 
 /** The node config from the site cannot be used: unsigned, tampered, another node's, or malformed. */

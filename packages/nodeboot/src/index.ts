@@ -21,7 +21,7 @@ export { LinuxSystem, RootedSystem } from './system.js';
 export type { NodeSystem, CommandResult, FetchResult, NetworkInterface } from './system.js';
 export { TempRootSystem } from './temp-root-system.js';
 export type { TempRootSystemOptions, RecordedEffect } from './temp-root-system.js';
-export { NodeInputError, SecretVolumeError, ToolError, NodeConfigRejectedError, SiteUnreachableError, AgeDecryptError } from './errors.js';
+export { NodeInputError, SecretVolumeError, NodeConfigRejectedError, SiteUnreachableError, AgeDecryptError } from './errors.js';
 /** The node configuration document (`nodes/<name>.json` on the site) and its workspace source. */
 export { nodeConfigSchema, nodeDefinitionSchema, encryptedSecretSchema, plainSecretSchema } from '@psyops/siteapi/schemas';
 export type { NodeConfig, NodeDefinition } from '@psyops/siteapi/schemas';

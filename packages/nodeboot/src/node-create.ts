@@ -2,14 +2,14 @@
  * The host side of a node: its keys and secret volume, made by `psyops node create`. Not imported
  * by the nodeboot program: age-encryption (key generation) is seconds of loading under emulation.
  */
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { basename, dirname, join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
-import { decodePublicKey, FileAccessError } from '@psyops/signing';
-import { NodeInputError, ToolError } from './errors.js';
+import { decodePublicKey } from '@psyops/signing';
+import { FileAccessError, produceDirectoryAtomically, produceFileAtomically, requireProgram, runTool } from '@psyops/core';
+import { NodeInputError } from './errors.js';
 import {
   DEFAULT_INTERFACES,
   NODE_INTERFACE,
@@ -101,35 +101,7 @@ async function stageFiles(dir: string, files: readonly SecretFile[]): Promise<vo
 /** Writes the files into `dir` (0700): staged beside it, then renamed into place. */
 export async function writeSecretDir(dir: string, files: readonly SecretFile[], options: { force?: boolean } = {}): Promise<void> {
   assertOutputFree(dir, options.force ?? false);
-  await mkdir(dirname(dir), { recursive: true });
-  const staging = await mkdtemp(join(dirname(dir), `.${basename(dir)}.`));
-  try {
-    await chmod(staging, 0o700);
-    await stageFiles(staging, files);
-    if (existsSync(dir)) await rm(dir, { recursive: true, force: true });
-    await rename(staging, dir);
-  } catch (error) {
-    await rm(staging, { recursive: true, force: true });
-    throw error;
-  }
-}
-
-/** The path of a host tool, or a ToolError naming its Debian package. */
-export function findTool(name: string, debianPackage: string): string {
-  for (const dir of ['/usr/sbin', '/sbin', '/usr/bin', '/bin']) if (existsSync(join(dir, name))) return join(dir, name);
-  throw new ToolError(`${name} is not installed (Debian package ${debianPackage})`);
-}
-
-/** Runs a tool with a timeout; rejects with one line naming it and its stderr. */
-export function runTool(path: string, args: readonly string[], timeoutMs = 60_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(path, args, { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
-      if (error) {
-        const why = String(stderr).trim().split('\n').at(-1) || error.message;
-        reject(new ToolError(`${basename(path)} failed: ${why}`, { cause: error }));
-      } else resolve(String(stdout));
-    });
-  });
+  await produceDirectoryAtomically(dir, (staging) => stageFiles(staging, files), { mode: 0o700 });
 }
 
 /**
@@ -137,17 +109,12 @@ export function runTool(path: string, args: readonly string[], timeoutMs = 60_00
  * loop mount) to a temporary file beside `out`, then renames it into place; 0600.
  */
 export async function writeExt4Image(out: string, label: string, sizeMiB: number, contentDir?: string): Promise<void> {
-  const mkfs = findTool('mkfs.ext4', 'e2fsprogs');
+  const mkfs = requireProgram('mkfs.ext4', 'e2fsprogs');
   await mkdir(dirname(out), { recursive: true });
-  const tempImage = join(dirname(out), `.${basename(out)}.${process.pid}.tmp`);
-  try {
-    await runTool(mkfs, ['-q', '-F', '-t', 'ext4', '-L', label, '-E', 'root_owner=0:0', ...(contentDir ? ['-d', contentDir] : []), tempImage, `${sizeMiB}M`]);
-    await chmod(tempImage, 0o600);
-    await rename(tempImage, out);
-  } catch (error) {
-    await rm(tempImage, { force: true });
-    throw error;
-  }
+  await produceFileAtomically(out, async (temp) => {
+    await runTool(mkfs, ['-q', '-F', '-t', 'ext4', '-L', label, '-E', 'root_owner=0:0', ...(contentDir ? ['-d', contentDir] : []), temp, `${sizeMiB}M`], { timeoutMs: 60_000 });
+    await chmod(temp, 0o600);
+  });
 }
 
 /** Size of the secret image in MiB: ample for the files, small enough for any USB stick. */

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileAccessError } from '@psyops/signing';
+import { fileAccessError } from '@psyops/core';
 import { NODE_PATHS, type NodeStatus } from './postboot.js';
 
 /** The status postboot wrote on a node whose root is `root` (`/` on the node itself). */

@@ -1,7 +1,6 @@
-import { execFile } from 'node:child_process';
 import { chmod, mkdir, readdir, readFile, rm, stat, symlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { ToolError } from './errors.js';
+import { runTool, ToolFailedError } from '@psyops/core';
 import { RootedSystem, type CommandResult, type NetworkInterface } from './system.js';
 
 export interface TempRootSystemOptions {
@@ -25,14 +24,9 @@ export interface RecordedEffect {
   detail: string;
 }
 
-function debugfsRdump(image: string, dir: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    execFile('debugfs', ['-R', `rdump / ${dir}`, image], { timeout: 30_000 }, (error, _stdout, stderr) => {
-      // debugfs prints its banner on stderr and exits 0 even on some failures: check the result instead.
-      if (error) reject(new ToolError(`debugfs failed on ${image}: ${String(stderr).trim().split('\n').at(-1) ?? error.message}`));
-      else resolve();
-    });
-  });
+async function debugfsRdump(image: string, dir: string): Promise<void> {
+  // debugfs prints its banner on stderr and exits 0 even on some failures: the caller checks the result.
+  await runTool('debugfs', ['-R', `rdump / ${dir}`, image], { timeoutMs: 30_000 });
 }
 
 async function makeReadOnly(path: string): Promise<void> {
@@ -69,14 +63,14 @@ export class TempRootSystem extends RootedSystem {
     const target = this.pathOnHost(mountpoint);
     await mkdir(target, { recursive: true });
     await debugfsRdump(device, target);
-    if ((await readdir(target)).length === 0) throw new ToolError(`${device} is not an ext4 image (debugfs found nothing in it)`);
+    if ((await readdir(target)).length === 0) throw new ToolFailedError(`${device} is not an ext4 image (debugfs found nothing in it)`);
     await makeReadOnly(target);
     this.effects.push({ kind: 'mount', detail: `${device} ${mountpoint} ro` });
   }
 
   /** The mountpoint becomes a symlink to the directory standing in for the volume's file system. */
   async mountReadWrite(device: string, mountpoint: string): Promise<void> {
-    if (!(await stat(device)).isDirectory()) throw new ToolError(`${device}: a read-write volume must be a directory in a temporary root`);
+    if (!(await stat(device)).isDirectory()) throw new ToolFailedError(`${device}: a read-write volume must be a directory in a temporary root`);
     const target = this.pathOnHost(mountpoint);
     await rm(target, { recursive: true, force: true });
     await mkdir(dirname(target), { recursive: true });

@@ -1,4 +1,4 @@
-import { PsyopsError } from '@psyops/signing';
+import { PsyopsError } from '@psyops/core';
 
 /** A certificate or key file is not valid Nebula PEM/protobuf. */
 export class CertificateFormatError extends PsyopsError {

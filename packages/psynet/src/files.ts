@@ -1,6 +1,6 @@
 import { readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FileAccessError, fileAccessError, writeFilesAtomically, type FileToWrite } from '@psyops/signing';
+import { FileAccessError, fileAccessError, writeFilesAtomically, type FileToWrite } from '@psyops/core';
 import { createCa, issueHostCertificate } from './ca.js';
 import { certificateFingerprint, encodeCertificatePem, parseCertificatePem, type NebulaCertificate } from './cert.js';
 import { CaMissingError } from './errors.js';

@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { mkdir, open, readFile, stat, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { fileAccessError, writeFilesAtomically } from '@psyops/signing';
+import { fileAccessError, writeFilesAtomically } from '@psyops/core';
 import {
   AddressOutsidePoolError,
   AddressTakenError,

@@ -1,15 +1,4 @@
-/**
- * Base of every error psyops raises on purpose. `code` is stable and machine-readable;
- * the CLI prints `psyops: <message> (<code>)`.
- */
-export class PsyopsError extends Error {
-  readonly code: string = 'PSYOPS_ERROR';
-
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = new.target.name;
-  }
-}
+import { PsyopsError } from '@psyops/core';
 
 /** A key file (or inline key) is not a minisign key of the expected kind. */
 export class KeyFormatError extends PsyopsError {
@@ -62,21 +51,4 @@ export class PasswordRequiredError extends PsyopsError {
 /** A comment cannot be written into a minisign file (line break, too long). */
 export class CommentError extends PsyopsError {
   override readonly code = 'INVALID_COMMENT';
-}
-
-export type FileErrorCode = 'FILE_NOT_FOUND' | 'NOT_A_FILE' | 'FILE_UNREADABLE' | 'FILE_EXISTS' | 'FILE_TOO_LARGE';
-
-/** A file could not be used: missing, a directory, unreadable, already present, too large. */
-export class FileAccessError extends PsyopsError {
-  override readonly code: FileErrorCode;
-
-  constructor(
-    message: string,
-    code: FileErrorCode,
-    readonly path: string,
-    options?: ErrorOptions,
-  ) {
-    super(message, options);
-    this.code = code;
-  }
 }

@@ -20,14 +20,10 @@ export {
 export type { PublicKey, SecretKey, PasswordInput, KdfLimits, EncodeSecretKeyOptions, DecodeSecretKeyOptions } from './keys.js';
 export { signBytes, signFile, verifyBytes, verifyFile, parseSignature, prehashFile, MAX_LEGACY_BYTES } from './signature.js';
 export type { Signature, SignOptions, VerifyOptions, VerifyResult, ProgressCallback } from './signature.js';
-export { fileAccessError, assertReadableFile } from './files.js';
-export { writeFilesAtomically } from './atomic.js';
-export type { FileToWrite } from './atomic.js';
 export { readPublicKeyFile, readSecretKeyFile, readSignatureFile } from './read.js';
 export { formatKeyId } from './encoding.js';
 export { prehashBackend } from './blake2b.js';
 export {
-  PsyopsError,
   KeyFormatError,
   SignatureFormatError,
   UnsupportedAlgorithmError,
@@ -37,6 +33,4 @@ export {
   WrongPasswordError,
   PasswordRequiredError,
   CommentError,
-  FileAccessError,
 } from './errors.js';
-export type { FileErrorCode } from './errors.js';

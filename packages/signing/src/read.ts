@@ -1,4 +1,4 @@
-import { readRegularFile } from './files.js';
+import { readRegularFile } from '@psyops/core';
 import { decodePublicKey, decodeSecretKey, type PasswordInput, type PublicKey, type SecretKey } from './keys.js';
 import { parseSignature, type Signature } from './signature.js';
 

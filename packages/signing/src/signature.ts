@@ -23,7 +23,7 @@ import {
   UnsupportedAlgorithmError,
 } from './errors.js';
 import { ed25519Sign, ed25519Verify } from './ed25519.js';
-import { forEachChunk, readRegularFile } from './files.js';
+import { forEachChunk, readRegularFile } from '@psyops/core';
 import type { PublicKey, SecretKey } from './keys.js';
 
 const TRUSTED_PREFIX = 'trusted comment: ';

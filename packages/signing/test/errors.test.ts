@@ -2,10 +2,10 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { FileAccessError } from '@psyops/core';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   CommentError,
-  FileAccessError,
   KeyFormatError,
   KeyIdMismatchError,
   PasswordRequiredError,

@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { copyFile, link, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { z } from 'zod';
-import { fileAccessError, signBytes, signFile, type SecretKey } from '@psyops/signing';
+import { signBytes, signFile, type SecretKey } from '@psyops/signing';
+import { fileAccessError, sha256File } from '@psyops/core';
 import { ImageInputError, NodeDefinitionError, SiteInputError } from './errors.js';
 import {
   NODE_NAME,
@@ -209,15 +209,6 @@ async function checkApkRepositories(repositories: ApkInput[], keysDir: string): 
   }
 }
 
-function sha256File(path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const hash = createHash('sha256');
-    createReadStream(path)
-      .on('data', (chunk) => hash.update(chunk))
-      .on('error', reject)
-      .on('end', () => resolve(hash.digest('hex')));
-  });
-}
 
 /** Numeric-aware version order: 2025.10 after 2025.9. */
 function compareVersions(a: string, b: string): number {

@@ -11,7 +11,7 @@ import {
   type ListObjectsV2CommandOutput,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { fileAccessError, PsyopsError } from '@psyops/signing';
+import { fileAccessError, PsyopsError } from '@psyops/core';
 import { cacheControlOf, contentTypeOf, isPointer } from './content.js';
 import {
   BucketNotFoundError,

@@ -1,4 +1,4 @@
-import { PsyopsError } from '@psyops/signing';
+import { PsyopsError } from '@psyops/core';
 
 /** A node definition in the workspace's nodes/ folder is not valid. */
 export class NodeDefinitionError extends PsyopsError {

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Command, Option } from 'commander';
-import { FileAccessError, fileAccessError, PsyopsError, writeFilesAtomically } from '@psyops/signing';
+import { FileAccessError, fileAccessError, PsyopsError, writeFilesAtomically } from '@psyops/core';
 import { currentWorkspace, sourceDateEpoch } from '../context.js';
 import { NoWorkspaceError } from '../workspace.js';
 
@@ -37,7 +37,7 @@ async function signingKeyPath(command: Command, options: SigningOptions): Promis
   let dir: string;
   try {
     const workspace = await currentWorkspace(command);
-    dir = workspace.path('keys/apk');
+    dir = workspace.place('apkKeys');
   } catch (error) {
     // Only "no workspace" means "give --key": a broken config must say so itself.
     if (!(error instanceof NoWorkspaceError)) throw error;
@@ -149,8 +149,8 @@ function projectCommand(): Command {
     if (name === 'psyopsOS-base') {
       const publicKeyPath = join(dirname(keyPath), key.keyName);
       const apkPublicKeyPem = await readOptionalFile(publicKeyPath, undefined, 'APK public key');
-      const rootPasswordHash = await readOptionalFile(options.rootPasswordHash, workspace.path('keys/root-password.hash'), 'root password hash');
-      const sshAuthorizedKeys = await readOptionalFile(options.sshKey, workspace.path('keys/ssh-authorized-keys'), 'SSH authorized keys');
+      const rootPasswordHash = await readOptionalFile(options.rootPasswordHash, workspace.place('keys', 'root-password.hash'), 'root password hash');
+      const sshAuthorizedKeys = await readOptionalFile(options.sshKey, workspace.place('keys', 'ssh-authorized-keys'), 'SSH authorized keys');
       spec = await psyopsBaseSpec({
         version,
         arch: options.arch,
@@ -171,7 +171,7 @@ function projectCommand(): Command {
       spec = await nodebootSpec({ version, arch: options.arch, bundle });
     }
     const built = await buildPackage(spec, { sourceDateEpoch: epoch, key, signatureType: options.signatureType });
-    const path = join(options.out ?? workspace.path(join('apk', options.arch)), built.fileName);
+    const path = join(options.out ?? workspace.place('apk', options.arch), built.fileName);
     await writeFilesAtomically([{ path, data: built.bytes, mode: 0o644 }]);
     process.stdout.write(`${path} (${built.bytes.length} bytes, signed by ${key.keyName}, C:${built.identity})\n`);
   });
@@ -191,7 +191,7 @@ function keygenCommand(): Command {
     .action(async (options: { name: string; out?: string; bits: string }, command: Command) => {
       const { generateApkKey } = await apkpkg();
       let dir = options.out;
-      if (!dir) dir = await currentWorkspace(command).then((w) => w.path('keys/apk'), () => '.');
+      if (!dir) dir = await currentWorkspace(command).then((w) => w.place('apkKeys'), () => '.');
       const key = await generateApkKey({ name: options.name, bits: Number(options.bits) });
       const privatePath = join(dir, key.privateKeyName);
       const publicPath = join(dir, key.keyName);
@@ -257,7 +257,7 @@ function verifyCommand(): Command {
     .option('--allow-untrusted', 'accept unsigned files and unknown keys (a bad signature by a known key still fails)')
     .action(async (files: string[], options: { keysDir?: string; allowUntrusted?: boolean }, cmd: Command) => {
       const { readSource, apkFileKind, readPackage, readIndex } = await apkpkg();
-      const keys = await readKeys(options.keysDir ?? (await currentWorkspace(cmd)).path('keys/apk'));
+      const keys = await readKeys(options.keysDir ?? (await currentWorkspace(cmd)).place('apkKeys'));
       for (const file of files) {
         const bytes = await readSource(file);
         const verify = { keys: keys!, allowUntrusted: options.allowUntrusted ?? false, name: file };

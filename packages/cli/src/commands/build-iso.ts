@@ -80,7 +80,7 @@ export function buildIsoCommand(): Command {
         siteUrl: workspace.config.site.url,
         repositories: workspace.config.repositories.map((repository) => ({ url: isUrl(repository.url) ? repository.url : workspace.path(repository.url), keysDir: workspace.path(repository.keys) })),
         outDir: resolve(options.out ?? workspace.path(image.outDir)),
-        cacheDir: resolve(options.cacheDir ?? workspace.path('cache')),
+        cacheDir: resolve(options.cacheDir ?? workspace.place('cache')),
         gitDir: workspace.dir,
         ...(image.release !== undefined ? { release: image.release } : {}),
       };

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Command } from 'commander';
-import { writeFilesAtomically } from '@psyops/signing';
+import { writeFilesAtomically } from '@psyops/core';
 import { obtainPassword, type PasswordSources } from '../password.js';
 import {
   CONFIG_FILE,

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { Command } from 'commander';
-import { encodePublicKey, encodePublicKeyBase64, encodeSecretKey, FileAccessError, formatKeyId, generateKeyPair, publicKeyOf, writeFilesAtomically } from '@psyops/signing';
+import { encodePublicKey, encodePublicKeyBase64, encodeSecretKey, formatKeyId, generateKeyPair, publicKeyOf } from '@psyops/signing';
+import { FileAccessError, writeFilesAtomically } from '@psyops/core';
 import { obtainPassword, type PasswordSources } from '../password.js';
 import { addPasswordOptions } from './options.js';
 

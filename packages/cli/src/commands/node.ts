@@ -1,15 +1,15 @@
 import { readFile } from 'node:fs/promises';
 import { relative, resolve } from 'node:path';
 import { Command } from 'commander';
-import { fileAccessError, writeFilesAtomically } from '@psyops/signing';
+import { fileAccessError, writeFilesAtomically } from '@psyops/core';
 import { currentWorkspace } from '../context.js';
 import { UsageError } from '../errors.js';
-import type { Workspace } from '../workspace.js';
+import { WORKSPACE_LAYOUT, type Workspace } from '../workspace.js';
 
 // The library loads only when a node command runs.
 const nodebootLibrary = () => import('@psyops/nodeboot');
 
-const NODES_DIR = 'nodes';
+const NODES_DIR = WORKSPACE_LAYOUT.nodes;
 
 const print = (text: string) => process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
 
@@ -33,7 +33,7 @@ async function readText(path: string, what: string): Promise<string> {
 
 /** The node's workspace definition, or undefined when there is none yet; a broken one is an error before anything is written. */
 async function readDefinition(workspace: Workspace, name: string): Promise<{ path: string; value: Record<string, unknown> | undefined }> {
-  const path = workspace.path(`${NODES_DIR}/${name}.json`);
+  const path = workspace.place('nodes', `${name}.json`);
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -91,7 +91,7 @@ function createCommand(): Command {
       const psynet = await import('@psyops/psynet');
       const settings = workspace.config.psynet;
       const plan = psynet.resolvePlan({ network: settings.network, pools: settings.pools });
-      const files = psynet.psynetFiles(workspace.path('psynet'));
+      const files = psynet.psynetFiles(workspace.place('psynet'));
       await psynet.readCa(files); // a clear CA_MISSING before the registry changes
       const { host } = await psynet.updateRegistry(files.registry, (registry) =>
         psynet.allocateHost(registry, plan, { name, role: 'node', created: new Date().toISOString().replace(/\.\d+Z$/, 'Z') }),

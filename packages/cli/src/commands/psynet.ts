@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Command } from 'commander';
-import { fileAccessError, writeFilesAtomically } from '@psyops/signing';
+import { fileAccessError, writeFilesAtomically } from '@psyops/core';
 import { currentWorkspace, sourceDateEpoch } from '../context.js';
 
 // @psyops/psynet (with tweetnacl, ip-cidr, yaml) loads only when a psynet command runs.
@@ -29,7 +29,7 @@ async function psynetContext(cmd: Command) {
   const workspace = await currentWorkspace(cmd);
   const settings = workspace.config.psynet;
   const plan = lib.resolvePlan({ network: settings.network, pools: settings.pools });
-  const files = lib.psynetFiles(workspace.path('psynet'));
+  const files = lib.psynetFiles(workspace.place('psynet'));
   return { lib, workspace, settings, plan, files };
 }
 
@@ -193,7 +193,7 @@ function verifyCommand(): Command {
       const lib = await psynetLibrary();
       let caPath = options.ca;
       if (caPath === undefined) {
-        const files = lib.psynetFiles((await currentWorkspace(cmd)).path('psynet'));
+        const files = lib.psynetFiles((await currentWorkspace(cmd)).place('psynet'));
         await lib.readCaCertificate(files); // a clear CA_MISSING when there is none
         caPath = files.caCert;
       }

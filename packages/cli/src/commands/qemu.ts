@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { PsyopsError } from '@psyops/signing';
+import { PsyopsError } from '@psyops/core';
 import { UsageError } from '../errors.js';
 
 /** The exit code of coreutils `timeout`, for a guest that did not power off in time. */

@@ -1,5 +1,6 @@
 import { Command } from 'commander';
-import { assertReadableFile, readSecretKeyFile, signFile, writeFilesAtomically } from '@psyops/signing';
+import { readSecretKeyFile, signFile } from '@psyops/signing';
+import { assertReadableFile, writeFilesAtomically } from '@psyops/core';
 import { progressReporter, sourceDateEpoch, workspaceKeyPath } from '../context.js';
 import { UsageError } from '../errors.js';
 import { obtainPassword, type PasswordSources } from '../password.js';

@@ -5,15 +5,12 @@ import type { DeployEvent, Lighthouse } from '@psyops/siteapi';
 import { currentWorkspace, sourceDateEpoch } from '../context.js';
 import { UsageError } from '../errors.js';
 import { obtainPassword, type PasswordSources } from '../password.js';
-import type { Workspace } from '../workspace.js';
+import { WORKSPACE_LAYOUT, type Workspace } from '../workspace.js';
 import { addPasswordOptions } from './options.js';
 
 // The site's inputs inside a workspace (see the siteapi README).
-const NODES_DIR = 'nodes';
-const IMAGES_DIR = 'out';
-const APK_DIR = 'apk';
-const APK_KEYS_DIR = 'keys/apk';
-const SECRET_CACHE = 'cache/site-secrets.json';
+const { nodes: NODES_DIR, out: IMAGES_DIR, apk: APK_DIR, apkKeys: APK_KEYS_DIR } = WORKSPACE_LAYOUT;
+const SECRET_CACHE = 'site-secrets.json';
 
 interface BuildOptions extends PasswordSources {
   out?: string;
@@ -37,7 +34,7 @@ interface ServeOptions {
 /** Lighthouses from the psynet registry, with their public addresses from psyops.config.json. */
 async function workspaceLighthouses(workspace: Workspace): Promise<Lighthouse[]> {
   const { psynetFiles, readRegistry } = await import('@psyops/psynet');
-  const registry = await readRegistry(psynetFiles(workspace.path('psynet')).registry);
+  const registry = await readRegistry(psynetFiles(workspace.place('psynet')).registry);
   // psynet.lighthouses: { "<name>": ["host:port", …] } (the psynet section of the config).
   const endpoints = (workspace.config.psynet as { lighthouses?: Record<string, string[]> }).lighthouses ?? {};
   return registry.hosts
@@ -88,12 +85,12 @@ function buildCommand(): Command {
       outDir,
       signingKey,
       ...(timestamp !== undefined ? { timestamp } : {}),
-      nodesDir: workspace.path(NODES_DIR),
-      imagesDir: workspace.path(IMAGES_DIR),
-      apkRepositoryDir: workspace.path(APK_DIR),
-      apkTrustedKeysDir: workspace.path(APK_KEYS_DIR),
+      nodesDir: workspace.place('nodes'),
+      imagesDir: workspace.place('out'),
+      apkRepositoryDir: workspace.place('apk'),
+      apkTrustedKeysDir: workspace.place('apkKeys'),
       lighthouses,
-      secretCacheFile: workspace.path(SECRET_CACHE),
+      secretCacheFile: workspace.place('cache', SECRET_CACHE),
       ...(process.stderr.isTTY ? { onProgress: (line: string) => process.stderr.write(`${line}\n`) } : {}),
     });
     const latest = result.images.length > 0 ? `, ${result.images.length} OS image(s)` : ', no OS image';

@@ -1,0 +1,3 @@
+import { defineLibrary } from '../../tooling/tsup.base.ts';
+
+export default defineLibrary();

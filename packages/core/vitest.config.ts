@@ -1,0 +1,3 @@
+import { sharedVitestConfig } from '../../tooling/vitest.shared.ts';
+
+export default sharedVitestConfig;
