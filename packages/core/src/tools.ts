@@ -82,8 +82,8 @@ export function runTool(path: string, args: readonly string[], options: RunToolO
       else reject(new ToolFailedError(`${name} failed: ${error.message}`, { cause: error }));
     });
     child.on('close', (code, signal) => {
-      if (code === 0) return resolve(Buffer.concat(stdout).toString('utf8'));
       if (options.signal?.aborted) return; // reported by 'error'
+      if (code === 0 && !overflow) return resolve(Buffer.concat(stdout).toString('utf8'));
       const firstLine = Buffer.concat(stderr).toString('utf8').trim().split('\n')[0];
       const reason = overflow
         ? `printed more than ${maxOutput} bytes`
