@@ -1,3 +1,4 @@
 import { defineLibrary } from '../../tooling/tsup.base.ts';
 
-export default defineLibrary();
+// format: the byte-level pieces imagebuild writes a root tree and apkovl with, kept out of the main API.
+export default defineLibrary(['src/index.ts', 'src/format.ts']);

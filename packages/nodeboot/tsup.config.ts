@@ -4,22 +4,25 @@ import { validatorsSource } from './src/config-validation.build.ts';
 
 type Plugin = NonNullable<Options['esbuildPlugins']>[number];
 
+/** The entry whose zod checks the program does not load (see precompiledValidators). */
+const VALIDATORS_ENTRY = '@psyops/siteapi/validators';
+
 /**
- * In the nodeboot program, src/config-validation.ts (zod) becomes the validators Ajv generates from
- * the same schemas' JSON Schema (config-validation.build.ts): no zod to load, no schema to compile at boot.
+ * The seam: in the nodeboot program, @psyops/siteapi/validators (zod) becomes the validators Ajv
+ * generates from the same schemas' JSON Schema (src/config-validation.build.ts), because loading
+ * zod and compiling a schema would cost seconds at every boot under emulation. Only that exact
+ * specifier is mapped; test/validators.test.ts proves both give the same verdicts.
  */
 const precompiledValidators: Plugin = {
   name: 'precompiled-validators',
   setup(build) {
-    build.onResolve({ filter: /^\.\/config-validation\.js$/ }, (args) =>
-      /[\\/]nodeboot[\\/]src[\\/]/.test(args.importer) ? { path: 'config-validation', namespace: 'precompiled-validators' } : undefined,
-    );
+    build.onResolve({ filter: new RegExp(`^${VALIDATORS_ENTRY}$`) }, () => ({ path: VALIDATORS_ENTRY, namespace: 'precompiled-validators' }));
     build.onLoad({ filter: /.*/, namespace: 'precompiled-validators' }, () => ({ contents: validatorsSource(), loader: 'js' }));
   },
 };
 
 export default defineConfig([
-  // The library: node create's secret volumes, postboot and its systems, for the CLI and tests.
+  // The library: createNode, the state image, postboot and its systems, for the CLI and tests.
   libraryConfig(),
   {
     // The program shipped in the psyops-nodeboot APK: one file, every dependency inside, run by

@@ -7,9 +7,6 @@ import { CLI, median, timed } from './measure.ts';
 
 const FIXED_EPOCH = { SOURCE_DATE_EPOCH: '1700000000' };
 
-
-
-
 /** A tree of `sizeMiB`: half incompressible files, half text-like ones, in nested directories. */
 function writeTree(root: string, sizeMiB: number): void {
   const text = Buffer.from('psyopsOS node configuration line with some repetition 0123456789\n'.repeat(16_384)); // 1 MiB
@@ -33,7 +30,10 @@ export async function benchApkpkg(treeMiB: number, packages: number, rounds: num
   try {
     writeTree(join(dir, 'tree'), treeMiB);
     const spec = join(dir, 'big.json');
-    writeFileSync(spec, JSON.stringify({ name: 'big', version: '1.0-r0', arch: 'noarch', description: 'bench', url: 'https://example.org', license: 'MIT', tree: 'tree' }));
+    writeFileSync(
+      spec,
+      JSON.stringify({ name: 'big', version: '1.0-r0', arch: 'noarch', description: 'bench', url: 'https://example.org', license: 'MIT', tree: 'tree' }),
+    );
     const build: number[] = [];
     const tarGzip: number[] = [];
     await timed('tar', ['-cf', '/dev/null', '-C', join(dir, 'tree'), '.']); // warm the page cache

@@ -4,7 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { execa } from 'execa';
-import { bootInQemu, requireHostFile, type ImageManifest } from '@psyops/imagebuild';
+import { bootInQemu, type ImageManifest } from '@psyops/imagebuild';
+// The stages' own results and host files: the bare tools get exactly the stages' inputs.
+import type { EfiBoot } from '../../packages/imagebuild/src/bootloader.ts';
+import type { BootFiles, RootTree } from '../../packages/imagebuild/src/rootfs.ts';
+import { readStageResult } from '../../packages/imagebuild/src/stage.ts';
+import { requireHostFile } from '../../packages/imagebuild/src/tools.ts';
 import { CLI, median, TIMEOUT_MS } from './measure.ts';
 
 // The default image's host APK repository is built once (about a minute, by the default build-iso)
@@ -90,19 +95,17 @@ async function referenceTimes(workspace: string, scratch: string): Promise<{ tim
   await rm(scratch, { recursive: true, force: true });
   await mkdir(scratch, { recursive: true });
 
-  const boot = await dir('boot-packages');
-  const bootJson = JSON.parse(await readFile(join(boot, 'boot.json'), 'utf8')) as { version: string; image: string; modulesDir: string; firmwareDir?: string };
+  const { kernel } = await readStageResult<BootFiles>(await dir('boot-packages'));
   const layout = join(scratch, 'modloop-layout');
   await mkdir(join(layout, 'modules'), { recursive: true });
-  await execa('cp', ['-al', join(boot, bootJson.modulesDir), join(layout, 'modules', bootJson.version)]);
-  if (bootJson.firmwareDir) await execa('cp', ['-al', join(boot, bootJson.firmwareDir), join(layout, 'modules', 'firmware')]);
+  await execa('cp', ['-al', join(kernel.modulesDir, kernel.kernelVersion), join(layout, 'modules', kernel.kernelVersion)]);
+  if (kernel.firmwareDir) await execa('cp', ['-al', kernel.firmwareDir, join(layout, 'modules', 'firmware')]);
   const modloop = await spent('mksquashfs', [layout, join(scratch, 'modloop'), ...SQUASHFS_COMMON, ...MODLOOP_OPTIONS]);
 
-  const rootfs = await dir('rootfs');
-  const tree = JSON.parse(await readFile(join(rootfs, 'tree.json'), 'utf8')) as { specialEntries: { path: string; uid: number; gid: number; mode: number }[] };
+  const tree = await readStageResult<RootTree>(await dir('rootfs'));
   const pseudo = join(scratch, 'owners.pseudo');
-  await writeFile(pseudo, await rootPseudoFile(join(rootfs, 'root'), tree.specialEntries));
-  const rootImage = await spent('mksquashfs', [join(rootfs, 'root'), join(scratch, 'rootfs.squashfs'), ...SQUASHFS_COMMON, ...ROOT_IMAGE_OPTIONS, '-pf', pseudo]);
+  await writeFile(pseudo, await rootPseudoFile(tree.dir, tree.specialEntries));
+  const rootImage = await spent('mksquashfs', [tree.dir, join(scratch, 'rootfs.squashfs'), ...SQUASHFS_COMMON, ...ROOT_IMAGE_OPTIONS, '-pf', pseudo]);
 
   const initramfsDir = await dir('initramfs');
   const cpio = join(scratch, 'initramfs.cpio');
@@ -110,7 +113,7 @@ async function referenceTimes(workspace: string, scratch: string): Promise<{ tim
   const initramfs = await spent('gzip', [`-${INITRAMFS_GZIP_LEVEL}`, '-n', cpio]);
 
   const isoDir = await dir('iso');
-  const efi = await dir('efi');
+  const efi = await readStageResult<EfiBoot>(await dir('efi'));
   const apkovlDir = await dir('apkovl');
   const apkovl = (await readdir(apkovlDir)).find((name) => name.endsWith('.apkovl.tar.gz'))!;
   const manifestName = (await readdir(join(workspace, 'out'))).find((name) => name.endsWith('.json'))!;
@@ -119,7 +122,7 @@ async function referenceTimes(workspace: string, scratch: string): Promise<{ tim
   const grafts = [
     [`/${apkovl}`, join(apkovlDir, apkovl)],
     ['/.psyopsOS-release', join(isoDir, 'release')],
-    [`/boot/vmlinuz-${IMAGE.kernel}`, join(boot, bootJson.image)],
+    [`/boot/vmlinuz-${IMAGE.kernel}`, kernel.image],
     [`/boot/initramfs-${IMAGE.kernel}`, join(initramfsDir, 'initramfs')],
     [`/boot/modloop-${IMAGE.kernel}`, join(await dir('modloop'), 'modloop')],
     ['/boot/rootfs.squashfs', join(await dir('root-image'), 'rootfs.squashfs')],
@@ -127,8 +130,8 @@ async function referenceTimes(workspace: string, scratch: string): Promise<{ tim
     ...['ldlinux.c32', 'libcom32.c32', 'libutil.c32'].map((name) => [`/boot/syslinux/${name}`, join(syslinux, name)]),
     ['/boot/syslinux/syslinux.cfg', join(isoDir, 'syslinux.cfg')],
     ['/boot/grub/grub.cfg', join(isoDir, 'grub.cfg')],
-    ['/boot/grub/efi.img', join(efi, 'boot', 'grub', 'efi.img')],
-    ['/efi/boot/bootx64.efi', join(efi, 'efi', 'boot', 'bootx64.efi')],
+    ['/boot/grub/efi.img', efi.efiImage],
+    ['/efi/boot/bootx64.efi', efi.efiBinary],
   ]
     .sort(([a], [b]) => (a! < b! ? -1 : 1))
     .map(([isoPath, hostPath]) => `${isoPath}=${hostPath}`);
@@ -137,12 +140,40 @@ async function referenceTimes(workspace: string, scratch: string): Promise<{ tim
   const iso = await spent(
     'xorriso',
     [
-      '-as', 'mkisofs', '-quiet', '-output', join(scratch, 'reference.iso'), '-full-iso9660-filenames', '-joliet', '-rational-rock',
-      '-sysid', 'LINUX', '-volid', manifest.volumeId, `--modification-date=${time}`, '--set_all_file_dates', time,
-      '--gpt_disk_guid', 'modification-date', '-isohybrid-mbr', await requireHostFile('isohdpfxBin'),
-      '-eltorito-boot', 'boot/syslinux/isolinux.bin', '-eltorito-catalog', 'boot/syslinux/boot.cat', '-no-emul-boot',
-      '-boot-load-size', '4', '-boot-info-table', '-eltorito-alt-boot', '-e', 'boot/grub/efi.img', '-no-emul-boot',
-      '-isohybrid-gpt-basdat', '-graft-points', ...grafts,
+      '-as',
+      'mkisofs',
+      '-quiet',
+      '-output',
+      join(scratch, 'reference.iso'),
+      '-full-iso9660-filenames',
+      '-joliet',
+      '-rational-rock',
+      '-sysid',
+      'LINUX',
+      '-volid',
+      manifest.volumeId,
+      `--modification-date=${time}`,
+      '--set_all_file_dates',
+      time,
+      '--gpt_disk_guid',
+      'modification-date',
+      '-isohybrid-mbr',
+      await requireHostFile('isohdpfxBin'),
+      '-eltorito-boot',
+      'boot/syslinux/isolinux.bin',
+      '-eltorito-catalog',
+      'boot/syslinux/boot.cat',
+      '-no-emul-boot',
+      '-boot-load-size',
+      '4',
+      '-boot-info-table',
+      '-eltorito-alt-boot',
+      '-e',
+      'boot/grub/efi.img',
+      '-no-emul-boot',
+      '-isohybrid-gpt-basdat',
+      '-graft-points',
+      ...grafts,
     ],
     FIXED_EPOCH,
   );
@@ -171,7 +202,12 @@ export async function benchImagebuild(rounds: number): Promise<void> {
     const hostRepo = join(DEFAULT_HOME, 'host-repo');
     if (!existsSync(join(hostRepo, 'x86_64', 'APKINDEX.tar.gz'))) {
       // The default build prepares the host repository in DEFAULT_HOME.
-      await execa('node', [CLI, 'build-iso', '--out', join(dir, 'default-out')], { cwd: dir, env: { ...FIXED_EPOCH, PSYOPS_DEFAULT_HOME: DEFAULT_HOME }, timeout: TIMEOUT_MS, stdout: 'ignore' });
+      await execa('node', [CLI, 'build-iso', '--out', join(dir, 'default-out')], {
+        cwd: dir,
+        env: { ...FIXED_EPOCH, PSYOPS_DEFAULT_HOME: DEFAULT_HOME },
+        timeout: TIMEOUT_MS,
+        stdout: 'ignore',
+      });
     }
     const workspace = join(dir, 'workspace');
     await execa('node', [CLI, 'init', '--no-password', workspace], { timeout: TIMEOUT_MS, stdout: 'ignore' });

@@ -127,7 +127,9 @@ export async function benchNodeboot(rounds = 1): Promise<void> {
         const last = boots.at(-1)!;
         const configured = phase('configured');
         const userspace = median(minimal);
-        const target = uefi ? '' : ` (target <= ${(TARGET_SECONDS / TARGET_MINIMAL_SECONDS).toFixed(2)}, i.e. ${TARGET_SECONDS} s where the minimal image takes ${TARGET_MINIMAL_SECONDS} s)`;
+        const target = uefi
+          ? ''
+          : ` (target <= ${(TARGET_SECONDS / TARGET_MINIMAL_SECONDS).toFixed(2)}, i.e. ${TARGET_SECONDS} s where the minimal image takes ${TARGET_MINIMAL_SECONDS} s)`;
         console.log(
           `nodeboot ${uefi ? 'UEFI' : 'BIOS'} QEMU start to configured (TCG, median of ${rounds}): ${seconds(configured)}; ` +
             `minimal image on the same kernel to userspace: ${seconds(userspace)}; ratio ${(configured / userspace).toFixed(2)}${target}; ` +

@@ -40,7 +40,23 @@ export async function benchPsynet(count: number, cliSample: number): Promise<voi
       const ip = `10.10.10.${(i % 250) + 1}/22`; // nebula-cert keeps no registry: any address will do
       await execa(
         'nebula-cert',
-        ['sign', '-ca-crt', files.caCert, '-ca-key', files.caKey, '-name', `node${i}`, '-ip', ip, '-groups', 'psyopsOS', '-out-crt', join(nebulaDir, `node${i}.crt`), '-out-key', join(nebulaDir, `node${i}.key`)],
+        [
+          'sign',
+          '-ca-crt',
+          files.caCert,
+          '-ca-key',
+          files.caKey,
+          '-name',
+          `node${i}`,
+          '-ip',
+          ip,
+          '-groups',
+          'psyopsOS',
+          '-out-crt',
+          join(nebulaDir, `node${i}.crt`),
+          '-out-key',
+          join(nebulaDir, `node${i}.key`),
+        ],
         { timeout: TIMEOUT_MS },
       );
     }
@@ -60,7 +76,9 @@ export async function benchPsynet(count: number, cliSample: number): Promise<voi
     console.log(`  psyops library      ${libraryMs.toFixed(2)} ms   nebula-cert sign ${nebulaMs.toFixed(2)} ms   ratio ${(libraryMs / nebulaMs).toFixed(2)}`);
     console.log('  (psyops also allocates, locks and fsyncs registry, certificate and key; nebula-cert writes two files without fsync)');
     if (cliSample > 0) {
-      console.log(`  psyops CLI (allocate + sign commands, ${cliSample} hosts, Node start-up included) ${cliMs.toFixed(2)} ms   ratio ${(cliMs / nebulaMs).toFixed(2)}`);
+      console.log(
+        `  psyops CLI (allocate + sign commands, ${cliSample} hosts, Node start-up included) ${cliMs.toFixed(2)} ms   ratio ${(cliMs / nebulaMs).toFixed(2)}`,
+      );
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });

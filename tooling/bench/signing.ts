@@ -9,8 +9,6 @@ import { CLI, median, TIMEOUT_MS, timed } from './measure.ts';
 
 const PEAK_PRELOAD = join(import.meta.dirname, 'report-peak-memory.cjs');
 
-
-
 async function writeRandomFile(path: string, bytes: number): Promise<void> {
   const handle = await open(path, 'w');
   const chunk = randomBytes(1 << 20);

@@ -16,10 +16,13 @@ const S3_ENV = {
   AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
 };
 
-
-
 async function startS3(dir: string): Promise<{ endpoint: string; child: ResultPromise }> {
-  const child = execa('node', ['--openssl-legacy-provider', S3RVER, dir, 'psyops', 'reference'], { timeout: TIMEOUT_MS, reject: false, stdin: 'pipe', buffer: false });
+  const child = execa('node', ['--openssl-legacy-provider', S3RVER, dir, 'psyops', 'reference'], {
+    timeout: TIMEOUT_MS,
+    reject: false,
+    stdin: 'pipe',
+    buffer: false,
+  });
   const port = await new Promise<number>((resolve, reject) => {
     child.stdout!.on('data', (chunk: Buffer) => {
       const match = /\{"port":(\d+)\}/.exec(chunk.toString());
@@ -73,7 +76,10 @@ export async function benchSiteapi(files: number, rounds: number): Promise<void>
     const mib = (bytes / 2 ** 20).toFixed(1);
     const line = (what: string, mine: number[], theirs: number[]) => {
       const m = median(mine);
-      const ref = theirs.length > 0 ? ` | aws s3 sync ${median(theirs).toFixed(2)} s | ratio ${(m / median(theirs)).toFixed(2)}` : ' | aws CLI not installed: no reference';
+      const ref =
+        theirs.length > 0
+          ? ` | aws s3 sync ${median(theirs).toFixed(2)} s | ratio ${(m / median(theirs)).toFixed(2)}`
+          : ' | aws CLI not installed: no reference';
       console.log(`siteapi ${what}: psyops ${m.toFixed(2)} s${ref}`);
     };
     console.log(`siteapi deploy of ${files} files (${mib} MiB) to s3rver on 127.0.0.1, median of ${rounds} round(s), whole processes:`);

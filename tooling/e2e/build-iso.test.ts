@@ -40,7 +40,8 @@ describe('build-iso, embedded default', () => {
     const cached = join(scratch, 'out-cached');
     const again = await psyops(['build-iso', '--out', cached], { cwd: scratch, env: { SOURCE_DATE_EPOCH: EPOCH } });
     expectSuccess(again, 'cached build-iso');
-    for (const stage of ['rootfs', 'modloop', 'root-image', 'initramfs', 'efi', 'apkovl', 'iso']) expect(again.stderr).toContain(`build-iso: ${stage} (cached)`);
+    for (const stage of ['rootfs', 'modloop', 'root-image', 'initramfs', 'efi', 'apkovl', 'iso'])
+      expect(again.stderr).toContain(`build-iso: ${stage} (cached)`);
     expect(sha256(join(cached, `psyopsOS-${release}-x86_64.iso`))).toBe(sha256(iso));
 
     const rebuilt = join(scratch, 'out-rebuilt');
@@ -58,12 +59,21 @@ describe('build-iso, embedded default', () => {
       const context = `serial log (${serialLog}):\n${boot.serial.slice(-4000)}`;
       expect(boot.reason, context).toBe('matched');
       expect(lines, context).toContain(`psyops-init: boot media /dev/sr0 label="psyopsos-boot ${release} x86_64"`);
-      expect(lines.some((line) => /^psyops-init: modloop \S+ mounted$/.test(line)), context).toBe(true);
+      expect(
+        lines.some((line) => /^psyops-init: modloop \S+ mounted$/.test(line)),
+        context,
+      ).toBe(true);
       expect(lines, context).toContain('psyops-init: root: rootfs.squashfs in RAM under an overlay');
       expect(lines, context).toContain('psyops-init: apkovl psyopsOS-bootstrap.apkovl.tar.gz applied');
       expect(lines, context).toContain(`psyopsOS: booted release=${release} root=overlay`);
-      expect(lines.some((line) => line.startsWith('psyopsOS: postboot')), context).toBe(true);
-      expect(lines.some((line) => line.includes('FATAL')), context).toBe(false);
+      expect(
+        lines.some((line) => line.startsWith('psyopsOS: postboot')),
+        context,
+      ).toBe(true);
+      expect(
+        lines.some((line) => line.includes('FATAL')),
+        context,
+      ).toBe(false);
     });
   }
 });

@@ -82,9 +82,15 @@ describe('a node individuates itself from its secret volume and the signed site 
       const { lines, status, context } = await boot('tampered', { secretImage: node.secretImage, drives: [{ file: stateImage }] });
       expect(lines, context).toContain(`psyopsOS: postboot finished status=degraded hostname=${E2E_NODE.name} config=${CONFIG_VERSION} secret=mounted-ro`);
       // A new RAM root: version 7 can only have come from the state disk.
-      expect(status, context).toMatchObject({ status: 'degraded', lastGood: 'state-volume', config: { version: CONFIG_VERSION, source: 'last-good', signature: 'refused' } });
+      expect(status, context).toMatchObject({
+        status: 'degraded',
+        lastGood: 'state-volume',
+        config: { version: CONFIG_VERSION, source: 'last-good', signature: 'refused' },
+      });
       expect(status.config.reason, context).toMatch(/signature check failed/);
-      expect(status.steps.find((s) => s.name === 'config')?.reason, context).toMatch(/^version 7 applied \(last good from the state volume: .*signature check failed/);
+      expect(status.steps.find((s) => s.name === 'config')?.reason, context).toMatch(
+        /^version 7 applied \(last good from the state volume: .*signature check failed/,
+      );
     } finally {
       writeFileSync(published, original);
     }
@@ -94,7 +100,10 @@ describe('a node individuates itself from its secret volume and the signed site 
     const { lines, status, context } = await boot('no-secret', {});
     expect(lines, context).toContain('psyopsOS: postboot finished status=failed hostname=psyopsOS-unconfigured config=none secret=missing');
     expect(status, context).toMatchObject({ status: 'failed', secret: 'missing', lastGood: 'memory', config: { version: null, signature: 'not-fetched' } });
-    expect(status.steps.map((s) => `${s.name}:${s.result}`), context).toEqual(['secret:failed', 'state:skipped', 'network:ok', 'psynet:skipped', 'config:skipped', 'k3s:skipped']);
+    expect(
+      status.steps.map((s) => `${s.name}:${s.result}`),
+      context,
+    ).toEqual(['secret:failed', 'state:skipped', 'network:ok', 'psynet:skipped', 'config:skipped', 'k3s:skipped']);
     expect(status.steps[0]!.reason, context).toMatch(/^no volume labelled psyops-secret/);
     expect(status.steps[2]!.reason, context).toMatch(/^DHCP fallback on eth0; networking up/);
   });

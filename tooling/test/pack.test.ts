@@ -55,10 +55,8 @@ beforeAll(async () => {
 const node = (args: string[]) => execa('node', args, { cwd: project, timeout: 120_000, reject: false });
 
 describe('published packages', () => {
-  it('packs all seven packages', () => {
-    expect([...packed.keys()].sort()).toEqual(
-      ['apkpkg', 'cli', 'imagebuild', 'nodeboot', 'psynet', 'signing', 'siteapi'].map((p) => `@psyops/${p}`),
-    );
+  it('packs all eight packages', () => {
+    expect([...packed.keys()].sort()).toEqual(['apkpkg', 'cli', 'core', 'imagebuild', 'nodeboot', 'psynet', 'signing', 'siteapi'].map((p) => `@psyops/${p}`));
   });
 
   it('have the fields npm needs and no workspace: ranges', () => {
@@ -73,6 +71,12 @@ describe('published packages', () => {
       expect(existsSync(join(target, 'dist', 'index.js')), `${name} dist`).toBe(true);
       expect(existsSync(join(target, 'dist', 'index.d.ts')), `${name} types`).toBe(true);
       expect(existsSync(join(target, 'src')), `${name} ships no sources`).toBe(false);
+      // Every documented subpath (`@psyops/apkpkg/format`, …) must point at files the tarball has.
+      for (const [subpath, conditions] of Object.entries(manifest.exports as Record<string, string | Record<string, string>>)) {
+        for (const file of typeof conditions === 'string' ? [conditions] : Object.values(conditions)) {
+          expect(existsSync(join(target, file)), `${name} ${subpath} → ${file}`).toBe(true);
+        }
+      }
     }
   });
 

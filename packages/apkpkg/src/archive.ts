@@ -31,12 +31,19 @@ const RECORD_SIZE = 10240;
 function paxHeaderName(path: string): string {
   const slash = path.lastIndexOf('/');
   const name = slash === -1 ? `./PaxHeaders/${path}` : `${path.slice(0, slash)}/PaxHeaders/${path.slice(slash + 1)}`;
-  return Buffer.from(name).subarray(0, 100).toString('utf8').replace(/\uFFFD+$/, '');
+  return Buffer.from(name)
+    .subarray(0, 100)
+    .toString('utf8')
+    .replace(/\uFFFD+$/, '');
 }
 
 function paxHeader(path: string, records: string, mtime: number): Buffer[] {
   const body = Buffer.from(records, 'utf8');
-  return [tarHeader({ name: paxHeaderName(path), mode: 0o644, size: body.length, mtime, type: 'pax', style: 'posix', noDeviceFields: true }), body, padding(body.length)];
+  return [
+    tarHeader({ name: paxHeaderName(path), mode: 0o644, size: body.length, mtime, type: 'pax', style: 'posix', noDeviceFields: true }),
+    body,
+    padding(body.length),
+  ];
 }
 
 /** abuild-tar --hash's legacy checksum in the linkname field: 3 NULs, "APK2", NID 64 (SHA-1), size 20, digest. */
@@ -89,11 +96,7 @@ function entryHeaders(entry: DataEntry, content: Buffer | undefined, mtime: numb
  * files and symlinks), end blocks padded to a 10240-byte record. Yields it piece by piece; file
  * contents are read (`readContent`) one file at a time, so a big tree never sits in memory.
  */
-export async function* dataTarStream(
-  entries: readonly DataEntry[],
-  mtime: number,
-  readContent: (entry: DataEntry) => Promise<Buffer>,
-): AsyncGenerator<Buffer> {
+export async function* dataTarStream(entries: readonly DataEntry[], mtime: number, readContent: (entry: DataEntry) => Promise<Buffer>): AsyncGenerator<Buffer> {
   let length = 0;
   const sorted = [...entries].sort((a, b) => compareBytewise(a.path, b.path));
   for (const entry of sorted) {
@@ -162,7 +165,11 @@ export function indexTar(description: string | undefined, apkindex: string, mtim
   const parts: Buffer[] = [];
   const add = (name: string, text: string): void => {
     const data = Buffer.from(text, 'utf8');
-    parts.push(tarHeader({ name, mode: 0o644, size: data.length, mtime, type: 'file', uname: 'root', gname: 'root', style: 'apk' }), data, padding(data.length));
+    parts.push(
+      tarHeader({ name, mode: 0o644, size: data.length, mtime, type: 'file', uname: 'root', gname: 'root', style: 'apk' }),
+      data,
+      padding(data.length),
+    );
   };
   if (description !== undefined && description !== '') add('DESCRIPTION', description);
   add('APKINDEX', apkindex);

@@ -51,14 +51,6 @@ export function parseDependency(token: string): Dependency {
   return dependency;
 }
 
-/** Space (or newline) separated list, as in `D:` lines and /etc/apk/world. */
-export function parseDependencies(text: string): Dependency[] {
-  return text
-    .split(/\s+/)
-    .filter((t) => t !== '')
-    .map(parseDependency);
-}
-
 export function formatDependency(dep: Dependency): string {
   return `${dep.conflict ? '!' : ''}${dep.name}${dep.tag ? `@${dep.tag}` : ''}${dep.operator ? `${dep.operator}${dep.version}` : ''}`;
 }

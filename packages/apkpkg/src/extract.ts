@@ -22,6 +22,7 @@ export interface ExtractResult {
 }
 
 // eslint-disable-next-line no-control-regex
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it finds
 const CONTROL = /[\x00-\x1f\x7f]/;
 
 function checkPath(path: string): void {

@@ -70,7 +70,7 @@ export function splitGzipMembers(file: Uint8Array, maxMembers = 8): { compressed
     if (end > buf.length) throw new ApkFormatError(`gzip stream truncated at byte ${offset}`);
     const crc = buf.readUInt32LE(start + consumed);
     const isize = buf.readUInt32LE(start + consumed + 4);
-    if (isize !== (data.length >>> 0) || crc !== crc32(data)) throw new ApkFormatError(`gzip member at byte ${offset} fails its CRC check`);
+    if (isize !== data.length >>> 0 || crc !== crc32(data)) throw new ApkFormatError(`gzip member at byte ${offset} fails its CRC check`);
     members.push({ compressed: buf.subarray(offset, end), data });
     offset = end;
   }

@@ -138,7 +138,11 @@ export function formatScriptsTar(packages: readonly InstalledPackage[], mtime: n
       const data = pkg.scripts[`.${script}`];
       if (!data) continue;
       const name = `${entry.name}-${entry.version}.${entry.identity}.${script}`;
-      parts.push(tarHeader({ name, mode: 0o755, size: data.length, mtime, type: 'file', uname: 'root', gname: 'root', style: 'apk' }), data, padding(data.length));
+      parts.push(
+        tarHeader({ name, mode: 0o755, size: data.length, mtime, type: 'file', uname: 'root', gname: 'root', style: 'apk' }),
+        data,
+        padding(data.length),
+      );
     }
   }
   parts.push(Buffer.alloc(2 * BLOCK));

@@ -67,7 +67,7 @@ export async function readSigningKey(privateKeyPath: string, keyName?: string): 
 }
 
 /** Parses one PEM public key (SubjectPublicKeyInfo), or undefined when it is not one. */
-export function parsePublicKey(pem: string | Buffer): KeyObject | undefined {
+function parsePublicKey(pem: string | Buffer): KeyObject | undefined {
   // apk reads keys with PEM_read_bio_PUBKEY: only SubjectPublicKeyInfo PEM, never a private key.
   if (!String(pem).includes('-----BEGIN PUBLIC KEY-----')) return undefined;
   try {

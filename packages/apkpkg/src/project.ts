@@ -66,7 +66,8 @@ export async function psyopsBaseSpec(options: PsyopsBaseOptions): Promise<Packag
   if (!options.apkPublicKeyPem.includes('-----BEGIN PUBLIC KEY-----')) throw new InvalidSpecError(`${options.apkKeyName} is not a PEM public key`);
   if (/\s/.test(options.repositoryUrl) || options.repositoryUrl === '') throw new InvalidSpecError(`invalid repository URL "${options.repositoryUrl}"`);
   const hash = options.rootPasswordHash?.trim();
-  if (hash !== undefined && !/^\$[0-9a-z]+\$[^\s:]+$/.test(hash)) throw new InvalidSpecError('the root password hash must be one crypt(3) hash such as $6$salt$…, not a password');
+  if (hash !== undefined && !/^\$[0-9a-z]+\$[^\s:]+$/.test(hash))
+    throw new InvalidSpecError('the root password hash must be one crypt(3) hash such as $6$salt$…, not a password');
   const files: FileSpec[] = [
     { path: `etc/apk/keys/${options.apkKeyName}`, mode: '0644', content: options.apkPublicKeyPem },
     { path: 'etc/psyopsOS/repository', mode: '0644', content: `${options.repositoryUrl}\n` },

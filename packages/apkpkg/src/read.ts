@@ -77,9 +77,7 @@ function checkSignatures(what: string, signatures: SignatureEntry[], signed: Buf
   }
   if (options.allowUntrusted) return undefined;
   const names = signatures.map((s) => s.keyName).join(', ');
-  throw new ApkUntrustedError(
-    signatures.length === 0 ? `${what}: UNTRUSTED: not signed` : `${what}: UNTRUSTED: signed by ${names}, not in the keys directory`,
-  );
+  throw new ApkUntrustedError(signatures.length === 0 ? `${what}: UNTRUSTED: not signed` : `${what}: UNTRUSTED: signed by ${names}, not in the keys directory`);
 }
 
 function identityOf(control: Buffer): string {
@@ -200,7 +198,7 @@ export interface ApkIndex {
 }
 
 /** Parses APKINDEX text (blocks of `X:value` lines separated by empty lines). */
-export function parseIndexText(text: string): IndexEntry[] {
+function parseIndexText(text: string): IndexEntry[] {
   const entries: IndexEntry[] = [];
   for (const block of text.split(/\n\n+/)) {
     if (block.trim() === '') continue;
@@ -233,7 +231,12 @@ export function parseIndexText(text: string): IndexEntry[] {
       provides: list('p'),
       installIf: list('i'),
     };
-    const optional: [keyof IndexEntry, string][] = [['arch', 'A'], ['origin', 'o'], ['maintainer', 'm'], ['commit', 'c']];
+    const optional: [keyof IndexEntry, string][] = [
+      ['arch', 'A'],
+      ['origin', 'o'],
+      ['maintainer', 'm'],
+      ['commit', 'c'],
+    ];
     for (const [key, letter] of optional) {
       const value = fields.get(letter);
       if (value !== undefined) (entry as unknown as Record<string, unknown>)[key] = value;

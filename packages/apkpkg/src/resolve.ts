@@ -107,7 +107,9 @@ export function resolve(world: readonly string[], indexes: readonly RepositoryIn
       const { dep, chain, from } = queue.shift()!;
       if (dep.conflict) {
         conflicts.push({ dep, chain });
-        for (const pkg of chosen.values()) if (conflictsWith(pkg.entry)) unsatisfiable(chain, dep, `${pkg.entry.name}-${pkg.entry.version} is already selected (required by ${pkg.requiredBy.join(', ')})`);
+        for (const pkg of chosen.values())
+          if (conflictsWith(pkg.entry))
+            unsatisfiable(chain, dep, `${pkg.entry.name}-${pkg.entry.version} is already selected (required by ${pkg.requiredBy.join(', ')})`);
         continue;
       }
       const list = constraints.get(dep.name) ?? [];
@@ -138,7 +140,11 @@ export function resolve(world: readonly string[], indexes: readonly RepositoryIn
       if (usable.length === 0) {
         const versions = [...new Set(all.map((c) => `${c.entry.name}-${c.entry.version}`))].join(', ');
         const virtualOnly = all.every((c) => !c.direct && c.providedVersion === undefined);
-        unsatisfiable(chain, dep, virtualOnly ? `only provided as a virtual name by ${versions}: select one of them explicitly` : `no candidate fits (available: ${versions})`);
+        unsatisfiable(
+          chain,
+          dep,
+          virtualOnly ? `only provided as a virtual name by ${versions}: select one of them explicitly` : `no candidate fits (available: ${versions})`,
+        );
       }
       usable.sort(
         (a, b) =>
@@ -163,7 +169,9 @@ export function resolve(world: readonly string[], indexes: readonly RepositoryIn
         if (!c.direct || c.entry.installIf.length === 0 || chosen.has(c.entry.name) || name !== c.entry.name || c.tag !== undefined) continue;
         const met = c.entry.installIf.map(parseDependency).every((dep) => {
           const p = providers.get(dep.name);
-          return dep.conflict ? !p : p !== undefined && versionSatisfies(dep, providesName(p.entry).find((x) => x.name === dep.name)?.version, p.entry.identity);
+          return dep.conflict
+            ? !p
+            : p !== undefined && versionSatisfies(dep, providesName(p.entry).find((x) => x.name === dep.name)?.version, p.entry.identity);
         });
         if (met && !conflictsWith(c.entry)) {
           queue.push({ dep: parseDependency(c.entry.name), chain: ['install_if'], from: 'install_if' });

@@ -64,8 +64,26 @@ export interface PackageSpec {
 }
 
 const SPEC_KEYS = new Set([
-  'name', 'version', 'arch', 'description', 'url', 'license', 'origin', 'maintainer', 'packager', 'commit', 'depends',
-  'provides', 'install_if', 'replaces', 'replaces_priority', 'provider_priority', 'triggers', 'scripts', 'tree', 'files',
+  'name',
+  'version',
+  'arch',
+  'description',
+  'url',
+  'license',
+  'origin',
+  'maintainer',
+  'packager',
+  'commit',
+  'depends',
+  'provides',
+  'install_if',
+  'replaces',
+  'replaces_priority',
+  'provider_priority',
+  'triggers',
+  'scripts',
+  'tree',
+  'files',
 ]);
 const FILE_KEYS = new Set(['path', 'type', 'mode', 'content', 'contentBase64', 'source', 'target', 'uid', 'gid', 'uname', 'gname']);
 
@@ -142,11 +160,14 @@ export function validateSpec(value: unknown, where = 'package spec'): PackageSpe
     if (typeof spec.scripts !== 'object' || spec.scripts === null) fail(where, '"scripts" must be an object');
     for (const [script, source] of Object.entries(spec.scripts)) {
       if (!(SCRIPT_NAMES as readonly string[]).includes(script)) fail(where, `unknown script "${script}" (one of ${SCRIPT_NAMES.join(', ')})`);
-      const ok = typeof source === 'string' || (typeof source === 'object' && source !== null && (typeof source.content === 'string' || typeof source.path === 'string'));
+      const ok =
+        typeof source === 'string' ||
+        (typeof source === 'object' && source !== null && (typeof source.content === 'string' || typeof source.path === 'string'));
       if (!ok) fail(where, `script "${script}" must be a file path or { content } / { path }`);
     }
   }
-  if ((spec.triggers as string[] | undefined)?.length && !(spec.scripts as Record<string, unknown> | undefined)?.trigger) fail(where, '"triggers" needs a "trigger" script');
+  if ((spec.triggers as string[] | undefined)?.length && !(spec.scripts as Record<string, unknown> | undefined)?.trigger)
+    fail(where, '"triggers" needs a "trigger" script');
   if (spec.tree !== undefined && (typeof spec.tree !== 'string' || spec.tree === '')) fail(where, '"tree" must be a directory path');
   if (spec.files !== undefined) {
     if (!Array.isArray(spec.files)) fail(where, '"files" must be a list');
@@ -179,6 +200,7 @@ export function checkEntryPath(path: string, where: string): string {
   const clean = path.replace(/\/+$/, '');
   if (clean === '' || clean.startsWith('/')) fail(where, `path "${path}" must be relative to the package root`);
   // eslint-disable-next-line no-control-regex
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it refuses
   if (/[\x00-\x1f\x7f]/.test(clean)) fail(where, `path ${JSON.stringify(path)} contains control characters`);
   const parts = clean.split('/');
   if (parts.some((p) => p === '' || p === '.' || p === '..')) fail(where, `path "${path}" escapes the package or is not normalised`);

@@ -165,7 +165,17 @@ function parsePax(data: Buffer): Record<string, string> {
   return records;
 }
 
-const TYPES: Record<string, TarType> = { '0': 'file', '\0': 'file', '7': 'file', '5': 'dir', '2': 'symlink', '1': 'hardlink', '3': 'char', '4': 'block', '6': 'fifo' };
+const TYPES: Record<string, TarType> = {
+  '0': 'file',
+  '\0': 'file',
+  '7': 'file',
+  '5': 'dir',
+  '2': 'symlink',
+  '1': 'hardlink',
+  '3': 'char',
+  '4': 'block',
+  '6': 'fifo',
+};
 
 export interface TarReadResult {
   entries: TarEntry[];

@@ -6,7 +6,7 @@ import { InvalidVersionError } from './errors.js';
 
 // Token types in apk's order: a version that "ends here" loses to one that continues with a
 // later type, except for pre-release suffixes.
-const enum Token {
+enum Token {
   Invalid = -1,
   DigitOrZero = 0,
   Digit = 1,
@@ -73,6 +73,7 @@ function getToken(type: Token, c: Cursor): { value: number; next: Token } {
   let length = 0;
   let forced = Token.Invalid;
   switch (type) {
+    // biome-ignore lint/suspicious/noFallthroughSwitchClause: see below
     case Token.DigitOrZero:
       if (c.at() === '0') {
         // Leading zeros after a dot: "01" sorts below "1", "001" below "01".
@@ -81,7 +82,7 @@ function getToken(type: Token, c: Cursor): { value: number; next: Token } {
         value = -length;
         break;
       }
-    // falls through
+    // falls through: a digit that is not a leading zero reads as Digit
     case Token.Digit:
     case Token.SuffixNumber:
     case Token.RevisionNumber:
@@ -133,7 +134,7 @@ export function isValidVersion(version: string): boolean {
 }
 
 /** Throws InvalidVersionError unless `version` is valid; `what` names it in the message. */
-export function assertValidVersion(version: string, what = 'version'): void {
+function assertValidVersion(version: string, what = 'version'): void {
   if (!isValidVersion(version)) {
     throw new InvalidVersionError(
       `invalid ${what} "${version}": expected number(.number)*[letter](_suffix[number])*[-rN], suffixes alpha beta pre rc cvs svn git hg p`,

@@ -2,16 +2,8 @@ import { chmodSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from '
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import {
-  buildPackage,
-  InvalidSpecError,
-  keyRing,
-  readPackage,
-  readSigningKey,
-  readSpecFile,
-  signatureMember,
-  type PackageSpec,
-} from '../src/index.ts';
+import { buildPackage, InvalidSpecError, keyRing, readPackage, readSigningKey, readSpecFile, type PackageSpec } from '../src/index.ts';
+import { signatureMember } from '../src/build.ts';
 import { EPOCH, FIXTURES, HELLO, members, tempDir, VECTOR_KEY, VECTOR_KEY_NAME } from './helpers.ts';
 
 const vectorKeys = keyRing({ [VECTOR_KEY_NAME]: readFileSync(join(FIXTURES, VECTOR_KEY_NAME)) });
@@ -105,25 +97,36 @@ describe('building like abuild', () => {
   it('signs so that openssl verifies it (RSA/SHA-1 and RSA256/SHA-256)', async () => {
     const dir = helloTree();
     const key = await readSigningKey(VECTOR_KEY);
-    for (const [type, digest] of [['RSA', '-sha1'], ['RSA256', '-sha256']] as const) {
+    for (const [type, digest] of [
+      ['RSA', '-sha1'],
+      ['RSA256', '-sha256'],
+    ] as const) {
       const built = await buildPackage(HELLO_SPEC, { sourceDateEpoch: EPOCH, baseDir: dir, key, signatureType: type });
       const pkg = readPackage(built.bytes, { keys: vectorKeys });
       expect(pkg.signatures.map((s) => `${s.type}.${s.keyName}`)).toEqual([`${type}.${VECTOR_KEY_NAME}`]);
       writeFileSync(join(dir, 'control.gz'), members(built.bytes)[1]!.compressed);
       writeFileSync(join(dir, 'sig'), pkg.signatures[0]!.signature);
-      const result = await execa('openssl', ['dgst', digest, '-verify', join(FIXTURES, VECTOR_KEY_NAME), '-signature', join(dir, 'sig'), join(dir, 'control.gz')], {
-        timeout: 30_000,
-        reject: false,
-      });
+      const result = await execa(
+        'openssl',
+        ['dgst', digest, '-verify', join(FIXTURES, VECTOR_KEY_NAME), '-signature', join(dir, 'sig'), join(dir, 'control.gz')],
+        {
+          timeout: 30_000,
+          reject: false,
+        },
+      );
       expect(result.stdout).toBe('Verified OK');
       // A flipped signature byte must not verify (the check can fail).
       const bad = Buffer.from(pkg.signatures[0]!.signature);
       bad[10] = bad[10]! ^ 1;
       writeFileSync(join(dir, 'sig'), bad);
-      const refused = await execa('openssl', ['dgst', digest, '-verify', join(FIXTURES, VECTOR_KEY_NAME), '-signature', join(dir, 'sig'), join(dir, 'control.gz')], {
-        timeout: 30_000,
-        reject: false,
-      });
+      const refused = await execa(
+        'openssl',
+        ['dgst', digest, '-verify', join(FIXTURES, VECTOR_KEY_NAME), '-signature', join(dir, 'sig'), join(dir, 'control.gz')],
+        {
+          timeout: 30_000,
+          reject: false,
+        },
+      );
       expect(refused.stdout).toBe('Verification failure');
     }
   });
@@ -191,7 +194,9 @@ describe('building like abuild', () => {
     );
     const pkg = readPackage(built.bytes);
     expect(pkg.pkginfoText).toContain('\norigin = meta-src\n');
-    expect(pkg.pkginfoText).toContain('\nreplaces_priority = 5\nprovider_priority = 10\nlicense = GPL-2.0-only\nreplaces = old-meta\ndepend = /bin/sh\nprovides = cmd:meta=1.0-r1\ntriggers = /usr/share/meta\ninstall_if = foo bar>=2\n');
+    expect(pkg.pkginfoText).toContain(
+      '\nreplaces_priority = 5\nprovider_priority = 10\nlicense = GPL-2.0-only\nreplaces = old-meta\ndepend = /bin/sh\nprovides = cmd:meta=1.0-r1\ntriggers = /usr/share/meta\ninstall_if = foo bar>=2\n',
+    );
     expect(Object.keys(pkg.scripts)).toEqual(['.pre-install', '.trigger']);
     const byPath = Object.fromEntries(pkg.files.map((f) => [f.path, f]));
     expect(byPath['var/lib/meta']).toMatchObject({ type: 'dir', mode: 0o700, uid: 100, gid: 101, uname: 'meta' });
@@ -202,7 +207,15 @@ describe('building like abuild', () => {
 });
 
 describe('bad specs', () => {
-  const base: PackageSpec = { name: 'x', version: '1.0-r0', arch: 'noarch', description: 'd', url: 'u', license: 'MIT', files: [{ path: 'etc/x', content: 'x' }] };
+  const base: PackageSpec = {
+    name: 'x',
+    version: '1.0-r0',
+    arch: 'noarch',
+    description: 'd',
+    url: 'u',
+    license: 'MIT',
+    files: [{ path: 'etc/x', content: 'x' }],
+  };
   const bad: [string, unknown, RegExp][] = [
     ['invalid version', { ...base, version: '1.0-beta' }, /invalid version "1.0-beta"/],
     ['name with bad characters', { ...base, name: 'hello world' }, /invalid package name "hello world"/],
@@ -221,7 +234,17 @@ describe('bad specs', () => {
     ['symlink without target', { ...base, files: [{ path: 'etc/x', type: 'symlink' }] }, /needs "target"/],
     ['triggers without trigger script', { ...base, triggers: ['/usr'] }, /needs a "trigger" script/],
     ['unknown script', { ...base, scripts: { 'post-remove': { content: 'x' } } }, /unknown script "post-remove"/],
-    ['file below a file', { ...base, files: [{ path: 'etc/x', content: 'x' }, { path: 'etc/x/y', content: 'y' }] }, /is a file but etc\/x\/y is inside it/],
+    [
+      'file below a file',
+      {
+        ...base,
+        files: [
+          { path: 'etc/x', content: 'x' },
+          { path: 'etc/x/y', content: 'y' },
+        ],
+      },
+      /is a file but etc\/x\/y is inside it/,
+    ],
   ];
   it.each(bad)('refuses %s', async (_what, spec, message) => {
     await expect(buildPackage(spec as PackageSpec, { sourceDateEpoch: EPOCH })).rejects.toThrow(InvalidSpecError);

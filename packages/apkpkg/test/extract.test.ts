@@ -12,13 +12,32 @@ import { EPOCH, HELLO, tempDir } from './helpers.ts';
 function craft(data: Buffer): Buffer {
   const dataGz = gzipMember(data);
   const info = formatPkgInfo(
-    { pkgname: 'evil', pkgver: '1.0-r0', size: 4096, replaces: [], depend: [], provides: [], triggers: [], install_if: [], datahash: sha256(dataGz).toString('hex') },
+    {
+      pkgname: 'evil',
+      pkgver: '1.0-r0',
+      size: 4096,
+      replaces: [],
+      depend: [],
+      provides: [],
+      triggers: [],
+      install_if: [],
+      datahash: sha256(dataGz).toString('hex'),
+    },
     'test',
   );
   return Buffer.concat([gzipMember(controlTar([{ name: '.PKGINFO', data: Buffer.from(info), mode: 0o644 }], EPOCH)), dataGz]);
 }
 
-const root = (path: string, extra: Partial<DataEntry> = {}): DataEntry => ({ path, type: 'dir', mode: 0o755, uid: 0, gid: 0, uname: 'root', gname: 'root', ...extra });
+const root = (path: string, extra: Partial<DataEntry> = {}): DataEntry => ({
+  path,
+  type: 'dir',
+  mode: 0o755,
+  uid: 0,
+  gid: 0,
+  uname: 'root',
+  gname: 'root',
+  ...extra,
+});
 
 function deviceTar(): Buffer {
   return Buffer.concat([
@@ -48,7 +67,11 @@ describe('extractPackage', () => {
     ['a path with ..', [root('etc'), root('../outside', { type: 'file', mode: 0o644, data: Buffer.from('x') })], /refusing archive entry "..\/outside"/],
     ['a nested path with ..', [root('etc'), root('etc/../../outside', { type: 'file', mode: 0o644, data: Buffer.from('x') })], /refusing archive entry/],
     ['an absolute path', [root('/tmp/outside', { type: 'file', mode: 0o644, data: Buffer.from('x') })], /refusing archive entry "\/tmp\/outside"/],
-    ['a symlink climbing out', [root('etc'), root('etc/link', { type: 'symlink', mode: 0o777, target: '../../outside' })], /points outside the target directory/],
+    [
+      'a symlink climbing out',
+      [root('etc'), root('etc/link', { type: 'symlink', mode: 0o777, target: '../../outside' })],
+      /points outside the target directory/,
+    ],
   ];
   it.each(evil)('refuses %s and writes nothing', async (_what, entries, message) => {
     const dir = tempDir('evil');
@@ -62,7 +85,13 @@ describe('extractPackage', () => {
 
   it('accepts absolute symlink targets (they resolve inside the root, as in a chroot) and relative ones that stay inside', async () => {
     const dir = tempDir('links');
-    const entries = [root('bin'), root('bin/sh', { type: 'symlink', mode: 0o777, target: '/bin/busybox' }), root('usr'), root('usr/bin'), root('usr/bin/x', { type: 'symlink', mode: 0o777, target: '../../bin/sh' })];
+    const entries = [
+      root('bin'),
+      root('bin/sh', { type: 'symlink', mode: 0o777, target: '/bin/busybox' }),
+      root('usr'),
+      root('usr/bin'),
+      root('usr/bin/x', { type: 'symlink', mode: 0o777, target: '../../bin/sh' }),
+    ];
     await extractPackage(readPackage(craft(dataTar(entries, EPOCH))), dir);
     expect(readlinkSync(join(dir, 'bin/sh'))).toBe('/bin/busybox');
     expect(readlinkSync(join(dir, 'usr/bin/x'))).toBe('../../bin/sh');

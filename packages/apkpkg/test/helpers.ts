@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll } from 'vitest';
-import { splitGzipMembers } from '../src/index.ts';
+import { splitGzipMembers } from '../src/gzip.ts';
 
 export const FIXTURES = join(import.meta.dirname, 'fixtures');
 export const VECTOR_KEY = join(FIXTURES, 'psyops-test-65000000.rsa');

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, test } from 'vitest';
+import { buildPackage, readPackage } from '../src/index.ts';
 import {
-  buildPackage,
   formatInstalledDb,
   formatInstalledEntry,
   formatScriptsTar,
@@ -10,9 +10,8 @@ import {
   installedPackageOf,
   ownerOf,
   parseIdFile,
-  readPackage,
   sha1Checksum,
-} from '../src/index.ts';
+} from '../src/installed.ts';
 import { readTar } from '../src/tar.ts';
 import { DEP, EPOCH, HELLO } from './helpers.ts';
 
@@ -76,7 +75,11 @@ describe('installed database', () => {
         replaces: ['old-special'],
         replaces_priority: 5,
         triggers: ['/usr/share/special'],
-        scripts: { 'post-install': { content: '#!/bin/sh\necho post\n' }, 'pre-install': { content: '#!/bin/sh\necho pre\n' }, trigger: { content: '#!/bin/sh\n' } },
+        scripts: {
+          'post-install': { content: '#!/bin/sh\necho post\n' },
+          'pre-install': { content: '#!/bin/sh\necho pre\n' },
+          trigger: { content: '#!/bin/sh\n' },
+        },
         files: [
           { path: 'top.txt', content: 'top' },
           { path: 'srv/data', type: 'dir', mode: '0750', uid: 100, gid: 101 },
@@ -145,7 +148,10 @@ describe('installed database', () => {
     );
     const users = parseIdFile('root:x:0:0:root:/root:/bin/sh\nsvc:x:200:201::/var/lib/svc:/sbin/nologin\nbroken line\nsvc:x:999:999::/:/bin/sh\n');
     const groups = parseIdFile('root:x:0:root\nsvc:x:201:\n');
-    expect([...users]).toEqual([['root', 0], ['svc', 200]]); // the first entry of a name counts
+    expect([...users]).toEqual([
+      ['root', 0],
+      ['svc', 200],
+    ]); // the first entry of a name counts
     const lines = formatInstalledEntry(installedPackageOf(readPackage(built.bytes)), { users, groups }).split('\n');
     expect(lines.filter((l) => /^[Ma]:/.test(l))).toEqual(['M:200:201:750', 'a:200:101:644', 'a:102:103:644']);
     expect(ownerOf({ uid: 5, gid: 6, uname: '', gname: '' }, { users, groups })).toEqual({ uid: 5, gid: 6 });

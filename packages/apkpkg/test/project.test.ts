@@ -6,7 +6,7 @@ import { buildPackage, extractPackage, generateApkKey, InvalidSpecError, nodeboo
 import { EPOCH, tempDir } from './helpers.ts';
 
 const key = await generateApkKey({ name: 'ops@example.org', bits: 2048, now: EPOCH });
-const HASH = '$6$saltsalt$' + 'x'.repeat(86);
+const HASH = `$6$saltsalt$${'x'.repeat(86)}`;
 const base = {
   version: '1.0.1700000000-r0',
   arch: 'x86_64',
@@ -103,7 +103,8 @@ describe('psyopsOS-base', () => {
           const match = /listening on (\S+)/.exec(chunk.toString());
           if (match) done(match[1]!);
         });
-        server.on('exit', () => fail(new Error('telepathy exited')));
+        // Settles when telepathy exits (reject: false); execa 10's result is no EventEmitter.
+        void server.then(() => fail(new Error('telepathy exited')));
       });
       const get = (path: string, method = 'GET') => fetch(`http://${address}${path}`, { method, signal: AbortSignal.timeout(10_000) });
       const status = (await (await get('/')).json()) as { hostname: string; plugins: string[] };
@@ -124,7 +125,10 @@ describe('psyops-nodeboot', () => {
   it('packages the bundle and its command, needing only nodejs (no OpenRC on the embedded default)', async () => {
     const spec = await nodebootSpec({ version: '1.0.1700000000-r0', arch: 'x86_64', bundle: 'console.log("nodeboot");\n' });
     const pkg = readPackage((await buildPackage(spec, { sourceDateEpoch: EPOCH })).bytes);
-    expect(pkg.files.filter((f) => f.type === 'file').map((f) => `${f.path}:${f.mode.toString(8)}`)).toEqual(['usr/lib/psyops/nodeboot.mjs:755', 'usr/sbin/psyops-node:755']);
+    expect(pkg.files.filter((f) => f.type === 'file').map((f) => `${f.path}:${f.mode.toString(8)}`)).toEqual([
+      'usr/lib/psyops/nodeboot.mjs:755',
+      'usr/sbin/psyops-node:755',
+    ]);
     expect(pkg.info.depend).toEqual(['nodejs']);
     expect(Object.keys(pkg.scripts)).toEqual([]);
   });

@@ -88,9 +88,13 @@ describe('reading the abuild-made vectors', () => {
     const signature = readPackage(HELLO).signatures[0]!.signature;
     writeFileSync(join(dir, 'control.tar.gz'), control!.compressed);
     writeFileSync(join(dir, 'sig'), signature);
-    const result = await execa('openssl', ['dgst', '-sha1', '-verify', join(FIXTURES, VECTOR_KEY_NAME), '-signature', join(dir, 'sig'), join(dir, 'control.tar.gz')], {
-      timeout: 30_000,
-    });
+    const result = await execa(
+      'openssl',
+      ['dgst', '-sha1', '-verify', join(FIXTURES, VECTOR_KEY_NAME), '-signature', join(dir, 'sig'), join(dir, 'control.tar.gz')],
+      {
+        timeout: 30_000,
+      },
+    );
     expect(result.stdout).toBe('Verified OK');
     expect(sig!.compressed.length).toBe(376);
   });

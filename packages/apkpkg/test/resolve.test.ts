@@ -72,7 +72,9 @@ describe('resolve', () => {
   });
 
   it('honours !conflicts', () => {
-    expect(() => resolve(['openrc', 'sysvinit'], [main])).toThrow(/world -> openrc-0.52-r0 -> !sysvinit: sysvinit-3.0-r0 is already selected \(required by world\)/);
+    expect(() => resolve(['openrc', 'sysvinit'], [main])).toThrow(
+      /world -> openrc-0.52-r0 -> !sysvinit: sysvinit-3.0-r0 is already selected \(required by world\)/,
+    );
     expect(() => resolve(['sysvinit', 'openrc'], [main])).toThrow(/openrc-0.52-r0 -> !sysvinit: sysvinit-3.0-r0 is already selected/);
     expect(() => resolve(['busybox', '!busybox'], [main])).toThrow(UnsatisfiableError);
     expect(names(resolve(['openrc'], [main]))).toEqual(['openrc-0.52-r0']);

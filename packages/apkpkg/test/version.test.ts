@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { compareVersions, fuzzyMatchesVersion, InvalidVersionError, isValidVersion, versionOrderSymbol } from '../src/index.ts';
+import { compareVersions, InvalidVersionError, isValidVersion, versionOrderSymbol } from '../src/index.ts';
+import { fuzzyMatchesVersion } from '../src/version.ts';
 
 // Pairs verified with `apk version -t` (apk-tools 2.14.10, see the spec), then pairs from
 // apk-tools' own test/version.data (only those valid under the strict grammar).

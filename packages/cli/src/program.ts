@@ -28,7 +28,13 @@ export function createProgram(): Command {
     .configureOutput({
       // commander's own errors (unknown option, missing argument) become one psyops line too.
       // Its "Did you mean …?" hint arrives on a second line: keep it, on the same line.
-      outputError: (message, write) => write(`psyops: ${message.replace(/^error: /, '').trim().replace(/\s*\n\s*/g, ' ')} (USAGE)\n`),
+      outputError: (message, write) =>
+        write(
+          `psyops: ${message
+            .replace(/^error: /, '')
+            .trim()
+            .replace(/\s*\n\s*/g, ' ')} (USAGE)\n`,
+        ),
     })
     .exitOverride();
   const commands = [

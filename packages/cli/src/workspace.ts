@@ -81,7 +81,9 @@ export class WorkspaceExistsError extends PsyopsError {
   override readonly code = 'WORKSPACE_EXISTS';
 }
 
-type ConfigValidator = ((data: unknown) => data is WorkspaceConfig) & { errors?: { instancePath: string; message?: string; params: Record<string, unknown> }[] | null };
+type ConfigValidator = ((data: unknown) => data is WorkspaceConfig) & {
+  errors?: { instancePath: string; message?: string; params: Record<string, unknown> }[] | null;
+};
 let validateConfig: ConfigValidator | undefined;
 
 // useDefaults fills every missing section from the schema's `default`s: the schema is the one

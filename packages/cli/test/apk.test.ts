@@ -75,7 +75,9 @@ describe('psyops apk', () => {
 
     const verify = await psyops(['apk', 'verify', apk, join(dir, 'repo/x86_64/APKINDEX.tar.gz'), '--keys-dir', keys]);
     expect(verify.exitCode).toBe(0);
-    expect(verify.stdout).toBe(`${apk}: OK (signed by psyops-test-65000000.rsa.pub)\n${join(dir, 'repo/x86_64/APKINDEX.tar.gz')}: OK (signed by psyops-test-65000000.rsa.pub)\n`);
+    expect(verify.stdout).toBe(
+      `${apk}: OK (signed by psyops-test-65000000.rsa.pub)\n${join(dir, 'repo/x86_64/APKINDEX.tar.gz')}: OK (signed by psyops-test-65000000.rsa.pub)\n`,
+    );
 
     const info = await psyops(['apk', 'info', join(dir, 'repo/x86_64/APKINDEX.tar.gz'), '--json']);
     const parsed = JSON.parse(info.stdout) as { description: string; packages: { name: string; arch: string }[] };
@@ -101,7 +103,9 @@ describe('psyops apk', () => {
     try {
       const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/x86_64`;
       const verify = await psyops(['apk', 'verify', `${base}/APKINDEX.tar.gz`, `${base}/psyops-hello-1.0.0-r0.apk`, '--keys-dir', keys]);
-      expect(verify.stdout).toBe(`${base}/APKINDEX.tar.gz: OK (signed by psyops-test-65000000.rsa.pub)\n${base}/psyops-hello-1.0.0-r0.apk: OK (signed by psyops-test-65000000.rsa.pub)\n`);
+      expect(verify.stdout).toBe(
+        `${base}/APKINDEX.tar.gz: OK (signed by psyops-test-65000000.rsa.pub)\n${base}/psyops-hello-1.0.0-r0.apk: OK (signed by psyops-test-65000000.rsa.pub)\n`,
+      );
       const info = await psyops(['apk', 'info', `${base}/psyops-hello-1.0.0-r0.apk`]);
       expect(info.stdout).toContain('psyops-hello-1.0.0-r0 (noarch): Test package for psyops format notes\n');
       const missing = await psyops(['apk', 'info', `${base}/missing.apk`]);
@@ -129,7 +133,10 @@ describe('psyops apk', () => {
     const empty = join(dir, 'nokeys');
     mkdirSync(empty);
     const untrusted = await psyops(['apk', 'verify', good, '--keys-dir', empty]);
-    expect(errorLine(untrusted)).toEqual({ code: 'APK_UNTRUSTED', message: `${good}: UNTRUSTED: signed by psyops-test-65000000.rsa.pub, not in the keys directory` });
+    expect(errorLine(untrusted)).toEqual({
+      code: 'APK_UNTRUSTED',
+      message: `${good}: UNTRUSTED: signed by psyops-test-65000000.rsa.pub, not in the keys directory`,
+    });
     const allowed = await psyops(['apk', 'verify', good, '--keys-dir', empty, '--allow-untrusted']);
     expect(allowed.stdout).toBe(`${good}: OK (UNTRUSTED, allowed)\n`);
 

@@ -3,13 +3,7 @@ import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'no
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  buildFixtureRepository,
-  copyRepository,
-  FIXTURE_WORLD,
-  serveDirectory,
-  type FixtureRepository,
-} from '../../imagebuild/test/fixtures/repository.ts';
+import { buildFixtureRepository, copyRepository, FIXTURE_WORLD, serveDirectory, type FixtureRepository } from '../../imagebuild/test/fixtures/repository.ts';
 import { CLI, errorLine, psyops, tempDir, type CliResult } from './helpers.ts';
 
 // build-iso over the small signed fixture repository (a fake kernel: this proves the build and
@@ -40,7 +34,14 @@ const build = (dir: string, args: string[] = [], env: Record<string, string> = {
   psyops(['build-iso', ...args], { cwd: dir, env: { SOURCE_DATE_EPOCH: EPOCH, ...env } });
 
 /** The error line of a failed build: its progress lines (one per finished stage) come first on stderr. */
-const failure = (run: CliResult) => errorLine({ ...run, stderr: run.stderr.split('\n').filter((line) => !line.startsWith('build-iso: ')).join('\n') });
+const failure = (run: CliResult) =>
+  errorLine({
+    ...run,
+    stderr: run.stderr
+      .split('\n')
+      .filter((line) => !line.startsWith('build-iso: '))
+      .join('\n'),
+  });
 
 /** The output folder holds nothing (or does not exist): a failed build wrote nothing there. */
 const outputs = (dir: string) => (existsSync(join(dir, 'out')) ? readdirSync(join(dir, 'out')) : []);
@@ -53,18 +54,44 @@ describe('psyops build-iso', () => {
     const iso = join(dir, 'out', 'psyopsOS-t1-x86_64.iso');
     expect(first.stdout.split('\n')[0]).toBe(iso);
     // Piped: one line per stage (the root and boot chains run side by side, so their lines interleave).
-    const stages = first.stderr.split('\n').filter((line) => line.startsWith('build-iso: ')).map((line) => /^build-iso: ([a-z-]+)/.exec(line)![1]);
+    const stages = first.stderr
+      .split('\n')
+      .filter((line) => line.startsWith('build-iso: '))
+      .map((line) => /^build-iso: ([a-z-]+)/.exec(line)![1]);
     expect(stages.slice(0, 3)).toEqual(['indexes', 'resolve', 'fetch']);
     expect(stages.slice(-3)).toEqual(['apkovl', 'iso', 'sign']);
-    expect([...stages].sort()).toEqual(['apkovl', 'boot-packages', 'efi', 'fetch', 'indexes', 'initramfs', 'iso', 'modloop', 'resolve', 'root-image', 'rootfs', 'sign']);
+    expect([...stages].sort()).toEqual([
+      'apkovl',
+      'boot-packages',
+      'efi',
+      'fetch',
+      'indexes',
+      'initramfs',
+      'iso',
+      'modloop',
+      'resolve',
+      'root-image',
+      'rootfs',
+      'sign',
+    ]);
     expect(stages.indexOf('rootfs')).toBeLessThan(stages.indexOf('root-image'));
     expect(stages.indexOf('boot-packages')).toBeLessThan(stages.indexOf('modloop'));
     expect(readdirSync(join(dir, 'out')).sort()).toEqual(['psyopsOS-t1-x86_64.iso', 'psyopsOS-t1-x86_64.iso.minisig', 'psyopsOS-t1-x86_64.json']);
 
     const manifest = JSON.parse(readFileSync(join(dir, 'out', 'psyopsOS-t1-x86_64.json'), 'utf8'));
-    expect(manifest).toMatchObject({ filename: 'psyopsOS-t1-x86_64.iso', version: 't1', arch: 'x86_64', volumeId: 'psyopsos-boot t1 x86_64', sha256: sha256(iso), alpine: 'none' });
+    expect(manifest).toMatchObject({
+      filename: 'psyopsOS-t1-x86_64.iso',
+      version: 't1',
+      arch: 'x86_64',
+      volumeId: 'psyopsos-boot t1 x86_64',
+      sha256: sha256(iso),
+      alpine: 'none',
+    });
     expect(manifest.packages.map((p: { name: string }) => p.name)).toEqual(['baselayout', 'busybox', 'hello', 'suidtool']);
-    expect(manifest.bootPackages.map((p: { name: string; version: string }) => `${p.name}-${p.version}`)).toEqual(['busybox-1.36.1-r0', expect.stringMatching(/^linux-test-/)]);
+    expect(manifest.bootPackages.map((p: { name: string; version: string }) => `${p.name}-${p.version}`)).toEqual([
+      'busybox-1.36.1-r0',
+      expect.stringMatching(/^linux-test-/),
+    ]);
 
     const verified = await execa('minisign', ['-V', '-p', join(dir, 'keys', 'minisign.pub'), '-m', iso], { reject: false, timeout: 60_000 });
     expect(verified.exitCode, String(verified.stderr)).toBe(0);
@@ -129,7 +156,13 @@ describe('psyops build-iso', () => {
 
   it('names the Debian package of a missing host tool', async () => {
     const dir = await workspace();
-    const run = await execa(process.execPath, [CLI, 'build-iso'], { cwd: dir, env: { PATH: '/nonexistent' }, extendEnv: false, reject: false, timeout: 60_000 });
+    const run = await execa(process.execPath, [CLI, 'build-iso'], {
+      cwd: dir,
+      env: { PATH: '/nonexistent' },
+      extendEnv: false,
+      reject: false,
+      timeout: 60_000,
+    });
     expect(errorLine({ exitCode: run.exitCode ?? -1, stdout: String(run.stdout), stderr: String(run.stderr) })).toEqual({
       code: 'MISSING_TOOL',
       message: 'xorriso is not installed: install the Debian package xorriso (apt-get install xorriso)',

@@ -40,7 +40,18 @@ describe('psyops node create', () => {
   });
 
   it('writes an ext4 image labelled psyops-secret whose keys the real tools accept, and records the public parts', async () => {
-    const out = await ok(ws, ['node', 'create', 'test-node-1', '--mac', '52-54-00-12-34-56', '--site-url', 'http://10.0.2.100', '--testonly-toor', '--out', 'secret.img']);
+    const out = await ok(ws, [
+      'node',
+      'create',
+      'test-node-1',
+      '--mac',
+      '52-54-00-12-34-56',
+      '--site-url',
+      'http://10.0.2.100',
+      '--testonly-toor',
+      '--out',
+      'secret.img',
+    ]);
     const image = join(ws, 'secret.img');
     expect(statSync(image).mode & 0o777).toBe(0o600);
     const { stdout: label } = await run('e2label', [image], { timeout: 30_000 });
@@ -64,7 +75,8 @@ describe('psyops node create', () => {
         'ssh_host_ed25519_key',
       ].sort(),
     );
-    for (const name of ['age.key', 'ssh_host_ed25519_key', 'psynet.host.key', 'nodename', 'TESTONLYNOPROD.env']) expect(statSync(join(dir, name)).mode & 0o777, name).toBe(0o600);
+    for (const name of ['age.key', 'ssh_host_ed25519_key', 'psynet.host.key', 'nodename', 'TESTONLYNOPROD.env'])
+      expect(statSync(join(dir, name)).mode & 0o777, name).toBe(0o600);
     expect(readFileSync(join(dir, 'nodename'), 'utf8')).toBe('test-node-1\n');
     expect(readFileSync(join(dir, 'mactab'), 'utf8')).toBe(`psy0 ${MAC}\n`);
     expect(readFileSync(join(dir, 'network.interfaces'), 'utf8')).toContain('auto psy0\niface psy0 inet dhcp');
@@ -74,7 +86,12 @@ describe('psyops node create', () => {
     expect(out).toContain('WARNING: --testonly-toor');
 
     const definition = JSON.parse(readFileSync(join(ws, 'nodes', 'test-node-1.json'), 'utf8'));
-    expect(definition).toEqual({ ageRecipient: expect.stringMatching(/^age1/), sshHostPublicKey: expect.stringMatching(/^ssh-ed25519 /), psynetAddress: '10.10.10.2', config: { version: 1 } });
+    expect(definition).toEqual({
+      ageRecipient: expect.stringMatching(/^age1/),
+      sshHostPublicKey: expect.stringMatching(/^ssh-ed25519 /),
+      psynetAddress: '10.10.10.2',
+      config: { version: 1 },
+    });
     expect(out).toContain(`age recipient ${definition.ageRecipient}`);
 
     // The real ssh-keygen derives the recorded public key from the private key on the volume.
@@ -100,7 +117,17 @@ describe('psyops node create', () => {
     await ok(ws, ['node', 'create', 'node2', '--mac', 'aa:bb:cc:dd:ee:ff', '--dir', 'node2-secret']);
     const dir = join(ws, 'node2-secret');
     expect(statSync(dir).mode & 0o777).toBe(0o700);
-    expect(readdirSync(dir).sort()).toEqual(['age.key', 'mactab', 'minisign.pubkey', 'network.interfaces', 'nodename', 'psynet.ca.crt', 'psynet.host.crt', 'psynet.host.key', 'ssh_host_ed25519_key']);
+    expect(readdirSync(dir).sort()).toEqual([
+      'age.key',
+      'mactab',
+      'minisign.pubkey',
+      'network.interfaces',
+      'nodename',
+      'psynet.ca.crt',
+      'psynet.host.crt',
+      'psynet.host.key',
+      'ssh_host_ed25519_key',
+    ]);
     const first = JSON.parse(readFileSync(join(ws, 'nodes', 'node2.json'), 'utf8'));
     expect(first.config).toEqual(config);
     const ageKey = readFileSync(join(dir, 'age.key'), 'utf8');

@@ -87,7 +87,11 @@ describe('psyops psynet: allocate, CA, sign, print, verify', () => {
   it('signs host certificates that the real nebula-cert verifies and prints identically', async () => {
     const signed = JSON.parse(await ok(ws, ['psynet', 'sign', 'node1', '--groups', 'k3s, web', '--json']));
     expect(signed).toMatchObject({ name: 'node1', role: 'node', ip: '10.10.10.1/22', groups: ['psyopsOS', 'k3s', 'web'] });
-    expect(signed.files).toEqual({ certificate: join(ws, 'psynet/hosts/node1.crt'), key: join(ws, 'psynet/hosts/node1.key'), registry: join(ws, 'psynet/registry.json') });
+    expect(signed.files).toEqual({
+      certificate: join(ws, 'psynet/hosts/node1.crt'),
+      key: join(ws, 'psynet/hosts/node1.key'),
+      registry: join(ws, 'psynet/registry.json'),
+    });
     expect(statSync(signed.files.key).mode & 0o777).toBe(0o600);
     const verified = await nebulaCert(['verify', '-ca', 'psynet/ca.crt', '-crt', 'psynet/hosts/node1.crt'], ws);
     expect(verified.stderr).toBe('');
@@ -97,7 +101,13 @@ describe('psyops psynet: allocate, CA, sign, print, verify', () => {
     expect(ours.stdout).toBe(`${theirs.stdout}\n`);
     const parsed = JSON.parse(theirs.stdout);
     expect(parsed.fingerprint).toBe(signed.fingerprint);
-    expect(parsed.details).toMatchObject({ name: 'node1', ips: ['10.10.10.1/22'], groups: ['psyopsOS', 'k3s', 'web'], notAfter: signed.notAfter, notBefore: signed.notBefore });
+    expect(parsed.details).toMatchObject({
+      name: 'node1',
+      ips: ['10.10.10.1/22'],
+      groups: ['psyopsOS', 'k3s', 'web'],
+      notAfter: signed.notAfter,
+      notBefore: signed.notBefore,
+    });
     // Without --duration the certificate ends one second before the CA, as nebula-cert does.
     const ca = JSON.parse((await nebulaCert(['print', '-json', '-path', 'psynet/ca.crt'], ws)).stdout);
     expect(Date.parse(ca.details.notAfter) - Date.parse(parsed.details.notAfter)).toBe(1000);
@@ -130,9 +140,30 @@ describe('psyops psynet: allocate, CA, sign, print, verify', () => {
 
   it('reads and verifies certificates made by nebula-cert with the workspace CA key', async () => {
     await ok(ws, ['psynet', 'allocate', 'byhand', '--role', 'node']);
-    const made = await nebulaCert(['sign', '-ca-crt', 'psynet/ca.crt', '-ca-key', 'psynet/ca.key', '-name', 'byhand', '-ip', '10.10.10.2/22', '-out-crt', join(root, 'byhand.crt'), '-out-key', join(root, 'byhand.key')], ws);
+    const made = await nebulaCert(
+      [
+        'sign',
+        '-ca-crt',
+        'psynet/ca.crt',
+        '-ca-key',
+        'psynet/ca.key',
+        '-name',
+        'byhand',
+        '-ip',
+        '10.10.10.2/22',
+        '-out-crt',
+        join(root, 'byhand.crt'),
+        '-out-key',
+        join(root, 'byhand.key'),
+      ],
+      ws,
+    );
     expect(made.stderr).toBe('');
-    expect(JSON.parse(await ok(ws, ['psynet', 'verify', join(root, 'byhand.crt'), '--json']))).toMatchObject({ valid: true, name: 'byhand', ca: 'psyops test' });
+    expect(JSON.parse(await ok(ws, ['psynet', 'verify', join(root, 'byhand.crt'), '--json']))).toMatchObject({
+      valid: true,
+      name: 'byhand',
+      ca: 'psyops test',
+    });
     const theirs = await nebulaCert(['print', '-json', '-path', join(root, 'byhand.crt')], ws);
     expect((await psyops(['psynet', 'print', '--json', join(root, 'byhand.crt')], { cwd: ws, env: { TZ: 'UTC' } })).stdout).toBe(`${theirs.stdout}\n`);
   });
@@ -220,7 +251,12 @@ describe('psyops psynet: bad input', () => {
     await fails(ws, ['psynet', 'allocate', 'node1', '--role', 'client'], 'HOST_CONFLICT');
     await fails(ws, ['psynet', 'sign', 'nobody'], 'HOST_NOT_FOUND');
     expect(snapshot(ws)).toEqual(before);
-    for (const args of [['psynet', 'allocate', 'x'], ['psynet', 'allocate', 'x', '--role', 'node', '--bogus'], ['psynet', 'ca', 'init', '--name', 'x', '--bogus'], ['psynet', 'nonsense']]) {
+    for (const args of [
+      ['psynet', 'allocate', 'x'],
+      ['psynet', 'allocate', 'x', '--role', 'node', '--bogus'],
+      ['psynet', 'ca', 'init', '--name', 'x', '--bogus'],
+      ['psynet', 'nonsense'],
+    ]) {
       const usage = await psyops(args, { cwd: ws });
       expect(usage.exitCode, args.join(' ')).toBe(2);
       expect(errorLine(usage).code).toBe('USAGE');
@@ -235,7 +271,8 @@ describe('psyops psynet: bad input', () => {
     const config = JSON.parse(readFileSync(configPath, 'utf8'));
     config.psynet.pools.lighthouse = '10.10.8.0/30';
     writeFileSync(configPath, JSON.stringify(config));
-    for (const ip of ['10.10.8.1', '10.10.8.2', '10.10.8.3']) expect(JSON.parse(await ok(small, ['psynet', 'allocate', `l${ip.slice(-1)}`, '-r', 'lighthouse', '--json'])).ip).toBe(ip);
+    for (const ip of ['10.10.8.1', '10.10.8.2', '10.10.8.3'])
+      expect(JSON.parse(await ok(small, ['psynet', 'allocate', `l${ip.slice(-1)}`, '-r', 'lighthouse', '--json'])).ip).toBe(ip);
     expect(await fails(small, ['psynet', 'allocate', 'l4', '-r', 'lighthouse'], 'POOL_FULL')).toContain('10.10.8.0/30 is full');
     config.psynet.pools.client = '10.10.8.0/24';
     writeFileSync(configPath, JSON.stringify(config));
@@ -255,7 +292,7 @@ describe('psyops psynet: bad input', () => {
     expect(snapshot(ws).hosts).toEqual([]);
   });
 
-  it('CA key wrong: a key that is not the CA certificate\'s', async () => {
+  it("CA key wrong: a key that is not the CA certificate's", async () => {
     await ok(ws, ['psynet', 'ca', 'init', '--name', 'bad-input CA']);
     const keyPath = join(ws, 'psynet', 'ca.key');
     const good = readFileSync(keyPath);
@@ -270,7 +307,28 @@ describe('psyops psynet: bad input', () => {
   });
 
   it('certificate from another CA', async () => {
-    expect((await nebulaCert(['sign', '-ca-crt', 'other-ca.crt', '-ca-key', 'other-ca.key', '-name', 'alien', '-ip', '10.10.10.9/22', '-out-crt', 'alien.crt', '-out-key', 'alien.key'], root)).exitCode).toBe(0);
+    expect(
+      (
+        await nebulaCert(
+          [
+            'sign',
+            '-ca-crt',
+            'other-ca.crt',
+            '-ca-key',
+            'other-ca.key',
+            '-name',
+            'alien',
+            '-ip',
+            '10.10.10.9/22',
+            '-out-crt',
+            'alien.crt',
+            '-out-key',
+            'alien.key',
+          ],
+          root,
+        )
+      ).exitCode,
+    ).toBe(0);
     expect(await fails(ws, ['psynet', 'verify', join(root, 'alien.crt')], 'UNKNOWN_ISSUER')).toContain('another CA');
     expect((await psyops(['psynet', 'verify', join(root, 'alien.crt'), '--ca', join(root, 'other-ca.crt')])).exitCode).toBe(0);
     await fails(ws, ['psynet', 'verify', join(root, 'alien.key')], 'MALFORMED_CERT');
@@ -301,7 +359,12 @@ describe('psyops psynet: bad input', () => {
     const registry = join(corrupt, 'psynet', 'registry.json');
     for (const text of ['{"version":1,"hosts":[{"name":"a"', '{"version":1,"hosts":[],"released":[],"surprise":1}']) {
       writeFileSync(registry, text);
-      for (const args of [['psynet', 'allocate', 'node1', '--role', 'node'], ['psynet', 'list'], ['psynet', 'hosts'], ['psynet', 'release', 'a']]) {
+      for (const args of [
+        ['psynet', 'allocate', 'node1', '--role', 'node'],
+        ['psynet', 'list'],
+        ['psynet', 'hosts'],
+        ['psynet', 'release', 'a'],
+      ]) {
         expect(await fails(corrupt, args, 'CORRUPT_REGISTRY')).toContain('will not overwrite');
       }
       expect(readFileSync(registry, 'utf8')).toBe(text);

@@ -34,8 +34,19 @@ describe('psyops qemu boot', () => {
     try {
       // psyops() gives the command 60 s: the guest gets 50 of them, so a slow boot fails as a timeout.
       const result = await psyops([
-        'qemu', 'boot', iso, '--timeout', '50', '--serial-log', serialLog, '--memory', '512',
-        '--secret', secretImage, '--forward', `10.0.2.100:80=${port}`,
+        'qemu',
+        'boot',
+        iso,
+        '--timeout',
+        '50',
+        '--serial-log',
+        serialLog,
+        '--memory',
+        '512',
+        '--secret',
+        secretImage,
+        '--forward',
+        `10.0.2.100:80=${port}`,
       ]);
       expect(result.stderr).toBe('');
       expect(result.exitCode).toBe(0);

@@ -27,7 +27,8 @@ function tree(root: string, suffix = ''): Record<string, string> {
     for (const name of readdirSync(d).sort()) {
       const p = join(d, name);
       if (statSync(p).isDirectory()) walk(p);
-      else if (p.endsWith(suffix)) out[relative(root, p).slice(0, suffix.length ? -suffix.length : undefined)] = createHash('sha256').update(readFileSync(p)).digest('hex');
+      else if (p.endsWith(suffix))
+        out[relative(root, p).slice(0, suffix.length ? -suffix.length : undefined)] = createHash('sha256').update(readFileSync(p)).digest('hex');
     }
   };
   walk(root);
@@ -47,16 +48,16 @@ let s3: S3Server;
 beforeAll(async () => {
   const init = await psyops(['init', '--no-password', ws]);
   expect(init.exitCode, init.stderr).toBe(0);
-  writeFileSync(
-    at('nodes', 'node-1.json'),
-    JSON.stringify({ config: { version: 7, packages: ['htop'], files: [{ path: '/etc/motd', content: 'hi\n' }] } }),
-  );
+  writeFileSync(at('nodes', 'node-1.json'), JSON.stringify({ config: { version: 7, packages: ['htop'], files: [{ path: '/etc/motd', content: 'hi\n' }] } }));
   mkdirSync(at('out'));
   writeFileSync(at('out', 'psyopsOS-2026.11.0-x86_64.iso'), Buffer.alloc(100_000, 3));
   writeFileSync(at('out', 'psyopsOS-2026.11.0-x86_64.json'), JSON.stringify({ version: '2026.11.0', kernel: '6.12.9', alpine: '3.22' }));
   // A real signed APK repository, made the way a user makes one.
   const env = { SOURCE_DATE_EPOCH: '1700000000' };
-  writeFileSync(join(dir, 'pkg.json'), JSON.stringify({ name: 'hello', version: '1.0-r0', arch: 'x86_64', description: 'hello', url: 'https://example.org', license: 'MIT' }));
+  writeFileSync(
+    join(dir, 'pkg.json'),
+    JSON.stringify({ name: 'hello', version: '1.0-r0', arch: 'x86_64', description: 'hello', url: 'https://example.org', license: 'MIT' }),
+  );
   for (const args of [
     ['apk', 'keygen', '--name', 'test@example.org', '--bits', '2048'],
     ['apk', 'build', join(dir, 'pkg.json'), '--out', at('apk', 'x86_64')],
@@ -79,16 +80,33 @@ describe('psyops site build', () => {
     expect(result.stdout).toMatch(/^site built: .*\/site \(\d+ files: 1 node\(s\), 1 OS image\(s\), APK repository for x86_64, 0 lighthouse\(s\)\)\n$/);
     const files = Object.keys(tree(at('site')));
     expect(files).toEqual(
-      expect.arrayContaining(['nodes/node-1.json', 'os/latest.json', 'os/psyopsOS-2026.11.0-x86_64.iso.minisig', 'apk/psyopsOS/x86_64/APKINDEX.tar.gz', 'apk/psyopsOS/x86_64/hello-1.0-r0.apk', 'manifest.json']),
+      expect.arrayContaining([
+        'nodes/node-1.json',
+        'os/latest.json',
+        'os/psyopsOS-2026.11.0-x86_64.iso.minisig',
+        'apk/psyopsOS/x86_64/APKINDEX.tar.gz',
+        'apk/psyopsOS/x86_64/hello-1.0-r0.apk',
+        'manifest.json',
+      ]),
     );
-    const verified = await psyops(['apk', 'verify', '--keys-dir', at('keys', 'apk'), at('site', 'apk/psyopsOS/x86_64/APKINDEX.tar.gz'), at('site', 'apk/psyopsOS/x86_64/hello-1.0-r0.apk')]);
+    const verified = await psyops([
+      'apk',
+      'verify',
+      '--keys-dir',
+      at('keys', 'apk'),
+      at('site', 'apk/psyopsOS/x86_64/APKINDEX.tar.gz'),
+      at('site', 'apk/psyopsOS/x86_64/hello-1.0-r0.apk'),
+    ]);
     expect(verified.exitCode, verified.stderr).toBe(0);
     for (const doc of ['nodes/node-1.json', 'os/latest.json', 'index.json', 'manifest.json']) {
       const run = await execa('minisign', ['-V', '-p', at('keys', 'minisign.pub'), '-m', at('site', doc)], { reject: false, timeout: 30_000 });
       expect(run.exitCode, run.stderr).toBe(0);
       expect(run.stdout).toContain(`timestamp:1700000000\tfile:${doc}`);
     }
-    const iso = await execa('minisign', ['-V', '-p', at('keys', 'minisign.pub'), '-m', at('site', 'os', 'psyopsOS-2026.11.0-x86_64.iso')], { reject: false, timeout: 30_000 });
+    const iso = await execa('minisign', ['-V', '-p', at('keys', 'minisign.pub'), '-m', at('site', 'os', 'psyopsOS-2026.11.0-x86_64.iso')], {
+      reject: false,
+      timeout: 30_000,
+    });
     expect(iso.stdout).toContain('Trusted comment: filename=psyopsOS-2026.11.0-x86_64.iso version=2026.11.0 kernel=6.12.9 alpine=3.22');
   });
 
@@ -116,7 +134,10 @@ describe('psyops site build', () => {
     try {
       const missing = await psyops(['site', 'build', '--out', join(dir, 'lh-site')], { cwd: ws });
       expect(missing.exitCode).toBe(1);
-      expect(errorLine(missing)).toEqual({ code: 'USAGE', message: 'lighthouse lighthouse1 has no public address: add it to psynet.lighthouses in psyops.config.json' });
+      expect(errorLine(missing)).toEqual({
+        code: 'USAGE',
+        message: 'lighthouse lighthouse1 has no public address: add it to psynet.lighthouses in psyops.config.json',
+      });
       writeFileSync(at('psyops.config.json'), JSON.stringify({ ...config, psynet: { ...config.psynet, lighthouses: { lighthouse1: ['198.51.100.7:4242'] } } }));
       const built = await psyops(['site', 'build', '--out', join(dir, 'lh-site')], { cwd: ws });
       expect(built.exitCode, built.stderr).toBe(0);
@@ -182,9 +203,13 @@ describe('psyops site deploy (against s3rver on 127.0.0.1)', () => {
     writeFileSync(node, JSON.stringify({ config: { version: 8, packages: ['htop'] } }));
     await psyops(['site', 'build'], { cwd: ws, env: { SOURCE_DATE_EPOCH: '1700000000' } });
     const changed = await deploy(['--dry-run']);
-    expect(changed.stdout.split('\n').filter((l) => l.startsWith('upload ')).map((l) => l.split(' ')[1]).sort()).toEqual(
-      ['prod/manifest.json', 'prod/manifest.json.minisig', 'prod/nodes/node-1.json', 'prod/nodes/node-1.json.minisig'],
-    );
+    expect(
+      changed.stdout
+        .split('\n')
+        .filter((l) => l.startsWith('upload '))
+        .map((l) => l.split(' ')[1])
+        .sort(),
+    ).toEqual(['prod/manifest.json', 'prod/manifest.json.minisig', 'prod/nodes/node-1.json', 'prod/nodes/node-1.json.minisig']);
     const one = await deploy([]);
     expect(one.stdout).toContain(': 4 uploaded');
     expect(bucket(s3, 'bucket')['prod/nodes/node-1.json']).toBe(tree(at('site'))['nodes/node-1.json']);
@@ -196,7 +221,9 @@ describe('psyops site deploy (against s3rver on 127.0.0.1)', () => {
       const before = bucket(s3, 'bucket');
       const result = await deploy(['--dry-run', '--delete']);
       expect(result.exitCode, result.stderr).toBe(0);
-      expect(result.stdout).toBe('upload prod/extra.txt (new, 9 bytes)\ndry run, nothing changed: 1 to upload, ' + (Object.keys(tree(at('site'))).length - 1) + ' unchanged, 0 to delete (s3://bucket/prod/)\n');
+      expect(result.stdout).toBe(
+        `upload prod/extra.txt (new, 9 bytes)\ndry run, nothing changed: 1 to upload, ${Object.keys(tree(at('site'))).length - 1} unchanged, 0 to delete (s3://bucket/prod/)\n`,
+      );
       expect(bucket(s3, 'bucket')).toEqual(before);
     } finally {
       rmSync(at('site', 'extra.txt'));
@@ -258,7 +285,11 @@ describe('psyops site deploy (against s3rver on 127.0.0.1)', () => {
     const uploaded = Number(/: (\d+) uploaded/.exec(resumed.stdout)![1]);
     expect(uploaded).toBeLessThanOrEqual(151 - partial.length + 1 + 1); // the rest, plus at most the object in flight
     const strip = (prefix: string) =>
-      Object.fromEntries(Object.entries(bucket(s3, 'bucket')).filter(([k]) => k.startsWith(prefix)).map(([k, v]) => [k.slice(prefix.length), v]));
+      Object.fromEntries(
+        Object.entries(bucket(s3, 'bucket'))
+          .filter(([k]) => k.startsWith(prefix))
+          .map(([k, v]) => [k.slice(prefix.length), v]),
+      );
     expect(strip('killed/')).toEqual(strip('reference/'));
     expect(Object.keys(strip('killed/'))).toHaveLength(151);
   });

@@ -84,11 +84,15 @@ export function elfInterpreter(source: Source, what = 'program'): string | undef
   return withReader(source, what, (read) => {
     const elf = header(read, what);
     const head = read(0, elf.is64 ? 64 : 52);
-    const [phoff, phentsize, phnum] = elf.is64 ? [elf.word(head, 0x20), elf.u16(head, 0x36), elf.u16(head, 0x38)] : [elf.word(head, 0x1c), elf.u16(head, 0x2a), elf.u16(head, 0x2c)];
+    const [phoff, phentsize, phnum] = elf.is64
+      ? [elf.word(head, 0x20), elf.u16(head, 0x36), elf.u16(head, 0x38)]
+      : [elf.word(head, 0x1c), elf.u16(head, 0x2a), elf.u16(head, 0x2c)];
     const entries = table(elf, phoff, phentsize, phnum, what);
     for (let offset = 0; offset + phentsize <= entries.length; offset += phentsize) {
       if (elf.u32(entries, offset) !== PT_INTERP) continue;
-      const [fileOffset, size] = elf.is64 ? [elf.word(entries, offset + 0x08), elf.word(entries, offset + 0x20)] : [elf.word(entries, offset + 0x04), elf.word(entries, offset + 0x10)];
+      const [fileOffset, size] = elf.is64
+        ? [elf.word(entries, offset + 0x08), elf.word(entries, offset + 0x20)]
+        : [elf.word(entries, offset + 0x04), elf.word(entries, offset + 0x10)];
       if (size > 4096) throw new ElfFormatError(`${what} names an implausibly long program interpreter (${size} bytes)`);
       return read(fileOffset, size).toString('latin1').replace(/\0+$/, '');
     }

@@ -8,7 +8,7 @@ import { basename, delimiter, join } from 'node:path';
 import { MissingToolError, ToolFailedError } from './errors.js';
 
 // Debian puts admin programs in sbin, which is not on every user's PATH.
-const EXTRA_DIRS = ['/usr/sbin', '/sbin', '/usr/bin', '/bin'];
+const EXTRA_DIRS = ['/usr/sbin', '/sbin'];
 const found = new Map<string, string>();
 
 /** The absolute path of a program on PATH (or in the sbin directories), or undefined. */

@@ -61,7 +61,10 @@ describe('sha256File', () => {
   });
 
   it('names a missing file', async () => {
-    await expect(sha256File(join(dir, 'missing'), 'image')).rejects.toMatchObject({ code: 'FILE_NOT_FOUND', message: expect.stringContaining('image not found') });
+    await expect(sha256File(join(dir, 'missing'), 'image')).rejects.toMatchObject({
+      code: 'FILE_NOT_FOUND',
+      message: expect.stringContaining('image not found'),
+    });
   });
 });
 
@@ -105,6 +108,7 @@ describe('the tool runner', () => {
   it('returns standard output, passes input, environment and C locale', async () => {
     expect(await runTool('/bin/sh', ['-c', 'cat; printf " $LC_ALL $EXTRA"'], { input: 'in', env: { EXTRA: 'x' } })).toBe('in C x');
     process.env.PSYOPS_CORE_TEST = 'inherited';
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: a shell expansion
     expect(await runTool('/bin/sh', ['-c', 'printf "${PSYOPS_CORE_TEST:-removed}"'], { env: { PSYOPS_CORE_TEST: undefined } })).toBe('removed');
     delete process.env.PSYOPS_CORE_TEST;
   });

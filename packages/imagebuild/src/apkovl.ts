@@ -3,12 +3,14 @@
  * original genapkovl-psyopsOS.sh (hostname, world, sshd config, issue, motd, the postboot hook,
  * build info, runlevels, the secret mount point) plus the workspace overlay.
  */
-import { lstat, readFile, readdir, readlink } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { lstat, readFile, readdir, readlink, stat } from 'node:fs/promises';
 import { join, posix } from 'node:path';
-import { tarHeader, tarPadding } from '@psyops/apkpkg';
+import { tarHeader, tarPadding } from '@psyops/apkpkg/format';
 import { writeFilesAtomically } from '@psyops/core';
 import { gzipDeterministic } from './cpio.js';
 import { ImageConfigError } from './errors.js';
+import { runStage, type StageCache, type StageResult } from './stage.js';
 
 export interface BuildInfo {
   /** ISO 8601 build date. */
@@ -34,20 +36,17 @@ export interface ApkovlOptions {
   mtime: number;
 }
 
-type OverlayEntry =
-  | { type: 'dir'; mode: number }
-  | { type: 'file'; mode: number; data: Uint8Array }
-  | { type: 'symlink'; target: string };
+type OverlayEntry = { type: 'dir'; mode: number } | { type: 'file'; mode: number; data: Uint8Array } | { type: 'symlink'; target: string };
 
 /** OpenRC runlevels of the original apkovl (links to /etc/init.d/<service>). */
-export const RUNLEVELS: Readonly<Record<string, readonly string[]>> = {
+const RUNLEVELS: Readonly<Record<string, readonly string[]>> = {
   sysinit: ['devfs', 'dmesg', 'mdev', 'hwdrivers', 'modloop'],
   boot: ['hwclock', 'modules', 'sysctl', 'hostname', 'bootmisc', 'syslog'],
   default: ['local', 'sshd'],
   shutdown: ['mount-ro', 'killprocs', 'savecache'],
 };
 
-export const POSTBOOT_HOOK_PATH = 'etc/local.d/000-psyopsOS-postboot.start';
+const POSTBOOT_HOOK_PATH = 'etc/local.d/000-psyopsOS-postboot.start';
 
 const SSHD_CONFIG = `# psyopsOS default: key-only logins; root may log in with a key.
 PermitRootLogin prohibit-password
@@ -174,4 +173,84 @@ function ustarArchive(entries: Map<string, OverlayEntry>, mtime: number): Buffer
   }
   chunks.push(Buffer.alloc(1024));
   return Buffer.concat(chunks);
+}
+
+/** The postboot hook: the console contract's "booted" line, then nodeboot (which ends with the "postboot" line). */
+export function postbootHook(release: string): string {
+  return `#!/bin/sh
+# psyopsOS postboot hook (written by psyops build-iso): reports the boot on every console, then
+# hands over to nodeboot, which prints the final "psyopsOS: postboot ..." line itself.
+release='${release}'
+# Shell built-ins only: every process is slow to start under emulation, and this is the boot's critical path.
+root=
+while read -r _ mountpoint type _; do
+	[ "$mountpoint" = / ] && root=$type
+done < /proc/mounts
+consoles=
+{ read -r consoles < /sys/class/tty/console/active; } 2>/dev/null
+console() {
+	for tty in $consoles; do
+		[ -c "/dev/$tty" ] && echo "$*" > "/dev/$tty" 2>/dev/null
+	done
+	return 0
+}
+total=0
+available=0
+while read -r key kib _; do
+	case "$key" in
+		MemTotal:) total=$kib ;;
+		MemAvailable:) available=$kib ;;
+	esac
+done < /proc/meminfo
+console "psyopsOS: booted release=$release root=$root"
+console "psyopsOS: memory used_kib=$((total - available)) total_kib=$total"
+if [ -f /usr/lib/psyops/nodeboot.mjs ] && command -v node >/dev/null 2>&1; then
+	exec node /usr/lib/psyops/nodeboot.mjs postboot --print-status
+fi
+console "psyopsOS: postboot skipped: nodeboot is not installed in this image"
+`;
+}
+
+/** Paths, modes and content hashes of the overlay: what the apkovl depends on (null: no overlay directory). */
+async function overlayFingerprint(dir: string | undefined): Promise<string[] | null> {
+  if (
+    !dir ||
+    !(await stat(dir).then(
+      (s) => s.isDirectory(),
+      () => false,
+    ))
+  )
+    return null;
+  const entries: string[] = [];
+  for (const name of (await readdir(dir, { recursive: true })).sort()) {
+    const path = join(dir, name);
+    const info = await stat(path);
+    const hash = info.isFile()
+      ? createHash('sha256')
+          .update(await readFile(path))
+          .digest('hex')
+      : '';
+    entries.push(`${name} ${info.mode.toString(8)} ${hash}`);
+  }
+  return entries;
+}
+
+export interface ApkovlStageOptions extends Pick<ApkovlOptions, 'hostname' | 'world' | 'release' | 'arch' | 'buildInfo' | 'mtime'> {
+  /** The workspace overlay directory; a missing one is no overlay. */
+  overlay?: string;
+  /** Base URL of the site nodes configure themselves from, written to /etc/psyopsOS/site.url. */
+  siteUrl?: string;
+}
+
+/** The apkovl stage: `<stage>/<hostname>.apkovl.tar.gz` with the postboot hook of the release. */
+export async function apkovlStage(cache: StageCache, options: ApkovlStageOptions): Promise<StageResult<string>> {
+  const { overlay, siteUrl, ...settings } = options;
+  const extraFiles = siteUrl ? [{ path: 'etc/psyopsOS/site.url', content: `${siteUrl}\n`, mode: 0o644 }] : [];
+  const fingerprint = await overlayFingerprint(overlay);
+  const hook = postbootHook(options.release);
+  return runStage(cache, 'apkovl', { ...settings, overlay: fingerprint, extraFiles, hook }, async (dir) => {
+    const out = join(dir, `${options.hostname}.apkovl.tar.gz`);
+    await buildApkovl({ ...settings, overlayDir: fingerprint ? overlay : undefined, extraFiles, postbootHook: hook, out });
+    return out;
+  });
 }

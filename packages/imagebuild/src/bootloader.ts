@@ -6,10 +6,11 @@ import { copyFile, mkdir, mkdtemp, rm, utimes, writeFile } from 'node:fs/promise
 import { dirname, join } from 'node:path';
 import { produceFileAtomically, runTool } from '@psyops/core';
 import { ImageConfigError } from './errors.js';
+import { runStage, type StageCache, type StageResult } from './stage.js';
 import { requireHostFile, requireTools } from './tools.js';
 
 /** ISO 9660 allows at most 32 characters in the volume id; xorriso refuses more. */
-export const MAX_VOLUME_ID_LENGTH = 32;
+const MAX_VOLUME_ID_LENGTH = 32;
 
 /** `psyopsos-boot <release> <arch>`; throws ImageConfigError when it would not fit. */
 export function volumeIdFor(release: string, arch: string): string {
@@ -46,7 +47,8 @@ export interface BootLoaderConfigs {
 /** Both loaders boot the same kernel, initramfs and command line at once. */
 export function bootLoaderConfigs(options: BootLoaderConfigOptions): BootLoaderConfigs {
   assertVolumeId(options.volumeId);
-  if (/[\n\r"]/.test(options.cmdline)) throw new ImageConfigError(`kernel command line may not contain quotes or line breaks: ${JSON.stringify(options.cmdline)}`);
+  if (/[\n\r"]/.test(options.cmdline))
+    throw new ImageConfigError(`kernel command line may not contain quotes or line breaks: ${JSON.stringify(options.cmdline)}`);
   if (!/^[A-Za-z0-9._-]+$/.test(options.kernelFlavor)) throw new ImageConfigError(`bad kernel flavor ${JSON.stringify(options.kernelFlavor)}`);
   const kernel = `/boot/vmlinuz-${options.kernelFlavor}`;
   const initramfs = `/boot/initramfs-${options.kernelFlavor}`;
@@ -79,7 +81,7 @@ export function bootLoaderConfigs(options: BootLoaderConfigOptions): BootLoaderC
 }
 
 /** The GRUB modules of Alpine's x86_64 images (mkimg.base.sh). */
-export const GRUB_EFI_MODULES = [
+const GRUB_EFI_MODULES = [
   'all_video',
   'disk',
   'part_gpt',
@@ -164,4 +166,9 @@ export async function buildEfiBoot(options: EfiBootOptions): Promise<EfiBoot> {
     await rm(work, { recursive: true, force: true });
   }
   return { efiBinary, efiImage };
+}
+
+/** The efi stage: buildEfiBoot's files in the stage directory. */
+export function efiStage(cache: StageCache, volumeId: string, mtime: number): Promise<StageResult<EfiBoot>> {
+  return runStage(cache, 'efi', { volumeId, mtime }, (dir) => buildEfiBoot({ volumeId, outDir: dir, mtime }));
 }

@@ -1,27 +1,27 @@
 /**
  * build-iso: APK repositories + world + overlay → a signed, reproducible, hybrid BIOS/UEFI ISO.
- * One function per stage (in their own modules); this one wires them together, caches each by
- * the hash of its inputs, and writes the outputs only once all of them are complete.
+ * One function per stage (in their own modules, each cached by the hash of its inputs); this one
+ * calls them in order and writes the outputs only once all of them are complete.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { copyFile, mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { dirname, join, relative } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { copyFile, mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { resolve as resolveWorld, type ResolvedPackage } from '@psyops/apkpkg';
-import { signFile, type SecretKey } from '@psyops/signing';
-import { buildApkovl } from './apkovl.js';
-import { bootLoaderConfigs, buildEfiBoot, volumeIdFor } from './bootloader.js';
 import { findProgram, runTool, sha256File } from '@psyops/core';
+import { signFile, type SecretKey } from '@psyops/signing';
+import { apkovlStage, type BuildInfo } from './apkovl.js';
+import { efiStage, volumeIdFor } from './bootloader.js';
 import { ImageConfigError } from './errors.js';
-import { buildInitramfs } from './initramfs.js';
-import { writeIso } from './iso.js';
-import { fetchPackages } from './packages.js';
-import { loadRepositories, type LoadedRepository } from './repositories.js';
-import { assembleRootTree, extractTree, findKernel, findStaticBusybox, type RootTree } from './rootfs.js';
-import { buildModloop, buildRootImage } from './squashfs.js';
-import { runStage } from './stage.js';
+import { initramfsStage } from './initramfs.js';
+import { isoStage } from './iso.js';
+import { fetchPackages, type FetchedPackage, type FetchPackagesOptions } from './packages.js';
+import { loadRepositories, type LoadedRepository, type RepositorySource } from './repositories.js';
+import { bootPackagesStage, rootfsStage } from './rootfs.js';
+import { modloopStage, rootImageStage } from './squashfs.js';
+import type { StageResult } from './stage.js';
 import { requireHostFile, requireTools } from './tools.js';
 
-/** What the image is: the workspace's `image` section, with paths resolved. */
+/** What the image is: the shape of a workspace's `image` section, its paths resolved. */
 export interface ImageSettings {
   /** `pc` (x86_64, BIOS + UEFI); `rpi` is declared and refused for now. */
   flavor: 'pc' | 'rpi';
@@ -34,21 +34,23 @@ export interface ImageSettings {
   /** Packages the initramfs takes its static busybox from (not installed in the root). */
   initramfsPackages: string[];
   /** Directory whose files go into the apkovl (absent directory: none). */
-  overlayDir?: string;
+  overlay?: string;
   kernelCmdline: string;
   hostname: string;
-  /** Base URL of the site nodes configure themselves from (written to /etc/psyopsOS/site.url). */
-  siteUrl?: string;
+  /** Receives `psyopsOS-<release>-<arch>.iso`, its `.minisig` and its `.json` manifest. */
+  outDir: string;
 }
 
-export interface BuildIsoOptions extends ImageSettings {
+export interface BuildIsoOptions {
+  image: ImageSettings;
   /** Highest priority first: http(s) URLs or local directories, each with its trusted keys. */
-  repositories: { url: string; keysDir: string }[];
-  outDir: string;
+  repositories: RepositorySource[];
   /** Package cache and stage outputs. */
   cacheDir: string;
   /** Signs the ISO. */
   secretKey: SecretKey;
+  /** Base URL of the site nodes configure themselves from (written to /etc/psyopsOS/site.url). */
+  siteUrl?: string;
   /** Timestamps of everything in the image; default: the newest package's build time. */
   sourceDateEpoch?: number;
   /** Use only cached indexes and packages. */
@@ -61,8 +63,19 @@ export interface BuildIsoOptions extends ImageSettings {
   signal?: AbortSignal;
 }
 
-export const STAGES = ['indexes', 'resolve', 'fetch', 'rootfs', 'boot-packages', 'modloop', 'root-image', 'initramfs', 'efi', 'apkovl', 'iso', 'sign'] as const;
-export type StageName = (typeof STAGES)[number];
+export type StageName =
+  | 'indexes'
+  | 'resolve'
+  | 'fetch'
+  | 'rootfs'
+  | 'boot-packages'
+  | 'modloop'
+  | 'root-image'
+  | 'initramfs'
+  | 'efi'
+  | 'apkovl'
+  | 'iso'
+  | 'sign';
 
 export type BuildProgress =
   | { stage: StageName; state: 'start' }
@@ -84,8 +97,15 @@ export interface ImageManifest {
   build: { date: string; sourceDateEpoch: number; gitRevision: string | null; gitDirty: boolean | null };
   repositories: string[];
   world: string[];
-  packages: { name: string; version: string; checksum: string; repository: string }[];
-  bootPackages: { name: string; version: string; checksum: string; repository: string }[];
+  packages: PackageRecord[];
+  bootPackages: PackageRecord[];
+}
+
+export interface PackageRecord {
+  name: string;
+  version: string;
+  checksum: string;
+  repository: string;
 }
 
 export interface BuildIsoResult {
@@ -98,47 +118,147 @@ export interface BuildIsoResult {
 
 const ARCH_OF_FLAVOR = { pc: 'x86_64', rpi: 'aarch64' } as const;
 
-/** The apkovl's postboot hook: the console contract's "booted" line, then nodeboot (which ends with the "postboot" line). */
-function postbootHook(release: string): string {
-  return `#!/bin/sh
-# psyopsOS postboot hook (written by psyops build-iso): reports the boot on every console, then
-# hands over to nodeboot, which prints the final "psyopsOS: postboot ..." line itself.
-release='${release}'
-# Shell built-ins only: every process is slow to start under emulation, and this is the boot's critical path.
-root=
-while read -r _ mountpoint type _; do
-	[ "$mountpoint" = / ] && root=$type
-done < /proc/mounts
-consoles=
-{ read -r consoles < /sys/class/tty/console/active; } 2>/dev/null
-console() {
-	for tty in $consoles; do
-		[ -c "/dev/$tty" ] && echo "$*" > "/dev/$tty" 2>/dev/null
-	done
-	return 0
+/** Runs one step of the build: its progress events around it, its time recorded. */
+type Step = <T>(stage: StageName, work: () => Promise<StageResult<T>>, detail?: (value: T) => string) => Promise<T>;
+
+function stepReporter(report: (event: BuildProgress) => void, timings: BuildIsoResult['stages']): Step {
+  return async (stage, work, detail) => {
+    report({ stage, state: 'start' });
+    const started = performance.now();
+    const { value, cached } = await work();
+    const ms = Math.round(performance.now() - started);
+    timings.push({ stage, cached, ms });
+    const text = detail?.(value);
+    report({ stage, state: 'done', cached, ms, ...(text ? { detail: text } : {}) });
+    return value;
+  };
 }
-total=0
-available=0
-while read -r key kib _; do
-	case "$key" in
-		MemTotal:) total=$kib ;;
-		MemAvailable:) available=$kib ;;
-	esac
-done < /proc/meminfo
-console "psyopsOS: booted release=$release root=$root"
-console "psyopsOS: memory used_kib=$((total - available)) total_kib=$total"
-if [ -f /usr/lib/psyops/nodeboot.mjs ] && command -v node >/dev/null 2>&1; then
-	exec node /usr/lib/psyops/nodeboot.mjs postboot --print-status
-fi
-console "psyopsOS: postboot skipped: nodeboot is not installed in this image"
-`;
+
+/** A step that is not cached. */
+const uncached = async <T>(value: T | Promise<T>): Promise<StageResult<T>> => ({ value: await value, cached: false });
+
+/**
+ * Builds the image and writes `<image.outDir>/psyopsOS-<release>-<arch>.iso` with its `.minisig`
+ * and `.json` manifest.
+ */
+export async function buildIso(options: BuildIsoOptions): Promise<BuildIsoResult> {
+  const { image, cacheDir, signal, siteUrl } = options;
+  const { world, hostname, overlay, kernel: kernelFlavor } = image;
+  const arch = validatedArch(image);
+  await requireHostTools();
+  const report = options.onProgress ?? (() => undefined);
+  const stages: BuildIsoResult['stages'] = [];
+  const step = stepReporter(report, stages);
+  const cache = { dir: cacheDir, rebuild: options.rebuild ?? false };
+  const offline = options.offline ?? false;
+  const repositoryUrls = options.repositories.map((repository) => repository.url);
+
+  const repositories = await step(
+    'indexes',
+    async () => ({ value: await loadRepositories(options.repositories, { arch, cacheDir, offline, signal }), cached: offline }),
+    () => `${repositoryUrls.length} repositories`,
+  );
+  const sets = await step(
+    'resolve',
+    () => uncached(resolveSets(image, repositories)),
+    ({ root, boot }) => `${root.length} packages in the root, ${boot.length} for booting`,
+  );
+  // Time stamps of everything: without SOURCE_DATE_EPOCH the newest package's, so the package stages stay cached.
+  const mtime = options.sourceDateEpoch ?? Math.max(0, ...[...sets.root, ...sets.boot].map((item) => item.entry.buildTime ?? 0));
+  const release = image.release ?? yymmdd(mtime);
+  const volumeId = volumeIdFor(release, arch);
+  const onProgress = (done: number, total: number, item: string) => report({ stage: 'fetch', state: 'progress', done, total, item });
+  const packages = await step(
+    'fetch',
+    () => uncached(fetchSets(sets, repositories, { cacheDir, offline, signal, onProgress })),
+    ({ count }) => `${count} packages`,
+  );
+
+  // Independent chains, side by side: the root (assembly, then its squashfs), the boot files
+  // (kernel package extraction, modloop, initramfs) and the EFI loader. Unpacking one while
+  // mksquashfs packs another keeps both cores busy.
+  const keysDirs = options.repositories.map((repository) => repository.keysDir);
+  const [rootImage, boot, efi] = await sideBySide([
+    step(
+      'rootfs',
+      () => rootfsStage(cache, { packages: packages.root, world, repositories: repositoryUrls, keysDirs, arch, mtime }),
+      (tree) => `${tree.firstBootScripts} first-boot scripts`,
+    ).then((tree) => step('root-image', () => rootImageStage(cache, tree, mtime))),
+    step(
+      'boot-packages',
+      () => bootPackagesStage(cache, { packages: packages.boot, kernelFlavor, mtime }),
+      (files) => `kernel ${files.kernel.kernelVersion}`,
+    ).then(async (files) => {
+      const modloop = await step('modloop', () => modloopStage(cache, files.kernel, mtime));
+      const initramfs = await step('initramfs', () => initramfsStage(cache, { boot: files, volumeId, release, kernelFlavor, mtime }));
+      return { kernel: files.kernel, modloop, initramfs };
+    }),
+    step('efi', () => efiStage(cache, volumeId, mtime)),
+  ]);
+
+  const buildInfo: BuildInfo = { date: isoDate(options.sourceDateEpoch ?? Math.floor(Date.now() / 1000)), ...(await gitState(options.gitDir)) };
+  const apkovl = await step('apkovl', () => apkovlStage(cache, { hostname, world, overlay, siteUrl, buildInfo, release, arch, mtime }));
+  const cmdline = `quiet ${image.kernelCmdline}`.trim();
+  const iso = await step('iso', () => isoStage(cache, { ...boot, rootImage, efi, apkovl, volumeId, release, arch, kernelFlavor, cmdline, mtime }));
+
+  const facts = { image, release, arch, volumeId, kernelVersion: boot.kernel.kernelVersion, cmdline, buildInfo, mtime, repositoryUrls, repositories, sets };
+  return { ...(await publishImage({ iso, outDir: image.outDir, secretKey: options.secretKey, step }, facts)), stages };
+}
+
+function validatedArch(image: ImageSettings): string {
+  if (image.flavor !== 'pc') {
+    throw new ImageConfigError(
+      `image flavor "${image.flavor}" (${ARCH_OF_FLAVOR[image.flavor] ?? 'unknown'}) is not supported yet: only "pc" (x86_64) images can be built`,
+    );
+  }
+  if (image.world.length === 0) throw new ImageConfigError('the image world is empty: list the packages of the root in image.world');
+  return ARCH_OF_FLAVOR.pc;
+}
+
+/** Every host tool up front: a missing one fails before any work, naming its Debian package. */
+async function requireHostTools(): Promise<void> {
+  await requireTools(['xorriso', 'mksquashfs', 'mformat', 'mcopy', 'grub-mkimage']);
+  for (const file of ['isolinuxBin', 'isohdpfxBin', 'syslinuxModules', 'grubEfiModules'] as const) await requireHostFile(file);
+}
+
+interface PackageSets<T> {
+  /** The root's packages (the world), in install order. */
+  root: T[];
+  /** The kernel package and the initramfs packages, in install order. */
+  boot: T[];
+}
+
+function resolveSets(image: ImageSettings, repositories: readonly LoadedRepository[]): PackageSets<ResolvedPackage> {
+  const indexes = repositories.map((repository) => ({ entries: repository.entries, source: repository.url }));
+  return { root: resolveWorld(image.world, indexes), boot: resolveWorld([`linux-${image.kernel}`, ...image.initramfsPackages], indexes) };
+}
+
+/** Fetches the packages of both sets, each once. */
+async function fetchSets(
+  sets: PackageSets<ResolvedPackage>,
+  repositories: readonly LoadedRepository[],
+  options: FetchPackagesOptions,
+): Promise<PackageSets<FetchedPackage> & { count: number }> {
+  const unique = [...new Map([...sets.root, ...sets.boot].map((item) => [item.entry.identity, item])).values()];
+  const files = new Map((await fetchPackages(unique, repositories, options)).map((file) => [file.entry.identity, file]));
+  const filesOf = (set: ResolvedPackage[]) => set.map((item) => files.get(item.entry.identity)!);
+  return { root: filesOf(sets.root), boot: filesOf(sets.boot), count: unique.length };
+}
+
+/** Awaits independent work; a failing one must not leave the others running behind the error. */
+async function sideBySide<T extends readonly unknown[]>(work: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
+  const failed = (await Promise.allSettled(work)).find((result) => result.status === 'rejected');
+  if (failed) throw failed.reason;
+  return (await Promise.all(work)) as unknown as T;
 }
 
 function yymmdd(epoch: number): string {
   return new Date(epoch * 1000).toISOString().slice(2, 10).replaceAll('-', '');
 }
 
-async function gitState(dir: string | undefined): Promise<{ gitRevision: string | null; gitDirty: boolean | null }> {
+const isoDate = (epoch: number) => new Date(epoch * 1000).toISOString().replace('.000Z', 'Z');
+
+async function gitState(dir: string | undefined): Promise<Pick<BuildInfo, 'gitRevision' | 'gitDirty'>> {
   const git = findProgram('git');
   if (!dir || !git) return { gitRevision: null, gitDirty: null };
   const run = (args: string[]) => runTool(git, ['-C', dir, ...args], { timeoutMs: 10_000 }).catch(() => undefined);
@@ -148,330 +268,84 @@ async function gitState(dir: string | undefined): Promise<{ gitRevision: string 
   return { gitRevision: revision.trim(), gitDirty: status === undefined ? null : status.trim() !== '' };
 }
 
-/** Paths, modes and content hashes of the overlay: what the apkovl depends on. */
-async function overlayFingerprint(dir: string | undefined): Promise<string[] | null> {
-  if (!dir || !(await stat(dir).then((s) => s.isDirectory(), () => false))) return null;
-  const entries: string[] = [];
-  for (const name of (await readdir(dir, { recursive: true })).sort()) {
-    const path = join(dir, name);
-    const info = await stat(path);
-    const hash = info.isFile() ? createHash('sha256').update(await readFile(path)).digest('hex') : '';
-    entries.push(`${name} ${info.mode.toString(8)} ${hash}`);
-  }
-  return entries;
+/** What the manifest says about the image besides its file. */
+interface ImageFacts {
+  image: ImageSettings;
+  release: string;
+  arch: string;
+  volumeId: string;
+  kernelVersion: string;
+  cmdline: string;
+  buildInfo: BuildInfo;
+  mtime: number;
+  /** As given, highest priority first. */
+  repositoryUrls: string[];
+  repositories: readonly LoadedRepository[];
+  sets: PackageSets<ResolvedPackage>;
 }
 
-async function keyFingerprints(keysDirs: string[]): Promise<string[]> {
-  const result: string[] = [];
-  for (const dir of [...new Set(keysDirs)].sort()) {
-    const names = (await readdir(dir).catch(() => [] as string[])).filter((name) => name.endsWith('.pub')).sort();
-    for (const name of names) result.push(`${name} ${createHash('sha256').update(await readFile(join(dir, name))).digest('hex')}`);
-  }
-  return result;
+function imageManifest(facts: ImageFacts, file: { filename: string; size: number; sha256: string }): ImageManifest {
+  const { image, buildInfo, sets } = facts;
+  const records = (set: readonly ResolvedPackage[]): PackageRecord[] =>
+    set
+      .map((item) => ({
+        name: item.entry.name,
+        version: item.entry.version,
+        checksum: item.entry.identity,
+        repository: facts.repositories[item.repository]?.url ?? '',
+      }))
+      .sort((a, b) => a.name.localeCompare(b.name));
+  return {
+    format: 'psyops-image-manifest/1',
+    filename: file.filename,
+    version: facts.release,
+    arch: facts.arch,
+    flavor: image.flavor,
+    volumeId: facts.volumeId,
+    kernel: facts.kernelVersion,
+    alpine: sets.root.find((item) => item.entry.name === 'alpine-release' || item.entry.name === 'alpine-base')?.entry.version ?? 'none',
+    size: file.size,
+    sha256: file.sha256,
+    kernelCmdline: facts.cmdline,
+    build: { date: buildInfo.date, sourceDateEpoch: facts.mtime, gitRevision: buildInfo.gitRevision, gitDirty: buildInfo.gitDirty },
+    repositories: facts.repositoryUrls,
+    world: image.world,
+    packages: records(sets.root),
+    bootPackages: records(sets.boot),
+  };
 }
 
-const packageRecord = (repositories: LoadedRepository[]) => (item: ResolvedPackage) => ({
-  name: item.entry.name,
-  version: item.entry.version,
-  checksum: item.entry.identity,
-  repository: repositories[item.repository]?.url ?? '',
-});
-
-/** Builds the image and writes `<outDir>/psyopsOS-<release>-<arch>.iso` with its `.minisig` and `.json` manifest. */
-export async function buildIso(options: BuildIsoOptions): Promise<BuildIsoResult> {
-  if (options.flavor !== 'pc') {
-    throw new ImageConfigError(`image flavor "${options.flavor}" (${ARCH_OF_FLAVOR[options.flavor] ?? 'unknown'}) is not supported yet: only "pc" (x86_64) images can be built`);
-  }
-  const arch = ARCH_OF_FLAVOR.pc;
-  if (options.world.length === 0) throw new ImageConfigError('the image world is empty: list the packages of the root in image.world');
-  // Every host tool up front: a missing one fails before any work, naming its Debian package.
-  await requireTools(['xorriso', 'mksquashfs', 'mformat', 'mcopy', 'grub-mkimage']);
-  for (const file of ['isolinuxBin', 'isohdpfxBin', 'syslinuxModules', 'grubEfiModules'] as const) await requireHostFile(file);
-
-  const report = options.onProgress ?? (() => undefined);
-  const timings: BuildIsoResult['stages'] = [];
-  const timed = async <T>(stage: StageName, work: () => Promise<{ value: T; cached: boolean; detail?: string }>): Promise<T> => {
-    report({ stage, state: 'start' });
-    const started = performance.now();
-    const { value, cached, detail } = await work();
-    const ms = Math.round(performance.now() - started);
-    timings.push({ stage, cached, ms });
-    report({ stage, state: 'done', cached, ms, ...(detail ? { detail } : {}) });
-    return value;
-  };
-  const stageOptions = { rebuild: options.rebuild ?? false };
-  const { cacheDir, signal } = options;
-
-  const repositories = await timed('indexes', async () => ({
-    value: await loadRepositories(options.repositories, { arch, cacheDir, offline: options.offline ?? false, ...(signal ? { signal } : {}) }),
-    cached: options.offline ?? false,
-    detail: `${options.repositories.length} repositories`,
-  }));
-  const indexes = repositories.map((repository) => ({ entries: repository.entries, source: repository.url }));
-
-  const { rootSet, bootSet } = await timed('resolve', async () => {
-    const rootSet = resolveWorld(options.world, indexes);
-    const bootSet = resolveWorld([`linux-${options.kernel}`, ...options.initramfsPackages], indexes);
-    return { value: { rootSet, bootSet }, cached: false, detail: `${rootSet.length} packages in the root, ${bootSet.length} for booting` };
-  });
-
-  const epoch =
-    options.sourceDateEpoch ?? Math.max(0, ...[...rootSet, ...bootSet].map((item) => item.entry.buildTime ?? 0));
-  const release = options.release ?? yymmdd(epoch);
-  const volumeId = volumeIdFor(release, arch);
-
-  const fetched = await timed('fetch', async () => {
-    const unique = [...new Map([...rootSet, ...bootSet].map((item) => [item.entry.identity, item])).values()];
-    const files = await fetchPackages(unique, repositories, {
-      cacheDir,
-      offline: options.offline ?? false,
-      onProgress: (done, total, item) => report({ stage: 'fetch', state: 'progress', done, total, item }),
-      ...(signal ? { signal } : {}),
-    });
-    return { value: new Map(files.map((file) => [file.entry.identity, file])), cached: false, detail: `${unique.length} packages` };
-  });
-  const filesOf = (set: ResolvedPackage[]) => set.map((item) => fetched.get(item.entry.identity)!);
-  const identities = (set: ResolvedPackage[]) => set.map((item) => item.entry.identity);
-
-  const keysDirs = options.repositories.map((repository) => repository.keysDir);
-  // Two independent chains, run side by side: the root (assembly, then its squashfs) and the
-  // boot files (kernel package extraction, modloop, initramfs). Unpacking one while mksquashfs
-  // packs the other keeps both cores busy.
-  const rootChain = async () => {
-    const rootfs = await timed('rootfs', async () => {
-      const inputs = { packages: identities(rootSet), world: options.world, repositories: options.repositories.map((r) => r.url), keys: await keyFingerprints(keysDirs), arch, epoch };
-      const result = await runStage(
-        cacheDir,
-        'rootfs',
-        inputs,
-        async (dir) => {
-          const tree = await assembleRootTree({
-            packages: filesOf(rootSet),
-            world: options.world,
-            repositories: options.repositories.map((repository) => repository.url),
-            keysDirs,
-            arch,
-            outDir: join(dir, 'root'),
-            mtime: epoch,
-          });
-          await writeFile(join(dir, 'tree.json'), JSON.stringify({ specialEntries: tree.specialEntries, devices: tree.devices, firstBootScripts: tree.firstBootScripts }));
-        },
-        stageOptions,
-      );
-      const tree = JSON.parse(await readFile(join(result.dir, 'tree.json'), 'utf8')) as Pick<RootTree, 'specialEntries' | 'devices' | 'firstBootScripts'>;
-      return { value: { ...result, ...tree, root: join(result.dir, 'root') }, cached: result.cached, detail: `${tree.firstBootScripts} first-boot scripts` };
-    });
-
-    const rootImage = await timed('root-image', async () => {
-      const result = await runStage(
-        cacheDir,
-        'root-image',
-        { rootfs: rootfs.dir, epoch },
-        (dir) => buildRootImage({ rootDir: rootfs.root, specialEntries: rootfs.specialEntries, devices: rootfs.devices, out: join(dir, 'rootfs.squashfs'), mtime: epoch }),
-        stageOptions,
-      );
-      return { value: join(result.dir, 'rootfs.squashfs'), cached: result.cached };
-    });
-    return { rootImage };
-  };
-  const bootChain = async () => {
-    const boot = await timed('boot-packages', async () => {
-      const result = await runStage(
-        cacheDir,
-        'boot-packages',
-        { packages: identities(bootSet), kernel: options.kernel, epoch },
-        async (dir) => {
-          const tree = join(dir, 'tree');
-          await extractTree(filesOf(bootSet), tree, epoch);
-          const kernel = await findKernel(tree, options.kernel);
-          const busybox = await findStaticBusybox(tree);
-          const rel = (path: string | undefined) => (path === undefined ? undefined : relative(dir, path));
-          await writeFile(
-            join(dir, 'boot.json'),
-            JSON.stringify({ version: kernel.version, image: rel(kernel.image), modulesDir: rel(kernel.modulesDir), firmwareDir: rel(kernel.firmwareDir), busybox: rel(busybox) }),
-          );
-        },
-        stageOptions,
-      );
-      const saved = JSON.parse(await readFile(join(result.dir, 'boot.json'), 'utf8')) as { version: string; image: string; modulesDir: string; firmwareDir?: string; busybox: string };
-      const abs = (path: string) => join(result.dir, path);
-      return {
-        value: {
-          key: result.dir,
-          kernelVersion: saved.version,
-          image: abs(saved.image),
-          modulesDir: abs(saved.modulesDir),
-          firmwareDir: saved.firmwareDir === undefined ? undefined : abs(saved.firmwareDir),
-          busybox: abs(saved.busybox),
-        },
-        cached: result.cached,
-        detail: `kernel ${saved.version}`,
-      };
-    });
-
-    const modloop = await timed('modloop', async () => {
-      const result = await runStage(
-        cacheDir,
-        'modloop',
-        { boot: boot.key, epoch },
-        (dir) =>
-          buildModloop({
-            kernelVersion: boot.kernelVersion,
-            modulesDir: dirname(boot.modulesDir), // the stage functions take the folder holding <kver>/
-            ...(boot.firmwareDir ? { firmwareDir: boot.firmwareDir } : {}),
-            out: join(dir, 'modloop'),
-            mtime: epoch,
-          }),
-        stageOptions,
-      );
-      return { value: join(result.dir, 'modloop'), cached: result.cached };
-    });
-
-    const initramfs = await timed('initramfs', async () => {
-      const result = await runStage(
-        cacheDir,
-        'initramfs',
-        { boot: boot.key, volumeId, release, kernel: options.kernel, epoch },
-        async (dir) => {
-          await buildInitramfs({
-            kernelVersion: boot.kernelVersion,
-            modulesDir: dirname(boot.modulesDir), // the stage functions take the folder holding <kver>/
-            busybox: boot.busybox,
-            volumeId,
-            release,
-            kernelFlavor: options.kernel,
-            out: join(dir, 'initramfs'),
-            mtime: epoch,
-          });
-        },
-        stageOptions,
-      );
-      return { value: join(result.dir, 'initramfs'), cached: result.cached };
-    });
-    return { boot, modloop, initramfs };
-  };
-  const efiStage = async () => {
-    const efi = await timed('efi', async () => {
-      const result = await runStage(cacheDir, 'efi', { volumeId, epoch }, (dir) => buildEfiBoot({ volumeId, outDir: dir, mtime: epoch }).then(() => undefined), stageOptions);
-      // buildEfiBoot's layout, known here so a cached stage needs no call.
-      return { value: { efiBinary: join(result.dir, 'efi', 'boot', 'bootx64.efi'), efiImage: join(result.dir, 'boot', 'grub', 'efi.img') }, cached: result.cached };
-    });
-    return efi;
-  };
-  // allSettled: a failing chain must not leave the other one running behind the error.
-  const [rootResult, bootResult, efiResult] = await Promise.allSettled([rootChain(), bootChain(), efiStage()]);
-  if (rootResult.status === 'rejected') throw rootResult.reason;
-  if (bootResult.status === 'rejected') throw bootResult.reason;
-  if (efiResult.status === 'rejected') throw efiResult.reason;
-  const { rootImage } = rootResult.value;
-  const { boot, modloop, initramfs } = bootResult.value;
-  const efi = efiResult.value;
-
-  const buildDate = new Date((options.sourceDateEpoch ?? Math.floor(Date.now() / 1000)) * 1000).toISOString().replace('.000Z', 'Z');
-  const git = await gitState(options.gitDir);
-  const apkovlName = `${options.hostname}.apkovl.tar.gz`;
-  const apkovl = await timed('apkovl', async () => {
-    const hook = postbootHook(release);
-    const extraFiles = options.siteUrl ? [{ path: 'etc/psyopsOS/site.url', content: `${options.siteUrl}\n`, mode: 0o644 }] : [];
-    const inputs = { hostname: options.hostname, world: options.world, release, arch, buildDate, git, overlay: await overlayFingerprint(options.overlayDir), extraFiles, hook, epoch };
-    const result = await runStage(
-      cacheDir,
-      'apkovl',
-      inputs,
-      (dir) =>
-        buildApkovl({
-          hostname: options.hostname,
-          world: options.world,
-          release,
-          arch,
-          buildInfo: { date: buildDate, ...git },
-          ...(inputs.overlay ? { overlayDir: options.overlayDir! } : {}),
-          extraFiles,
-          postbootHook: hook,
-          out: join(dir, apkovlName),
-          mtime: epoch,
-        }),
-      stageOptions,
-    );
-    return { value: join(result.dir, apkovlName), cached: result.cached };
-  });
-
-  const filename = `psyopsOS-${release}-${arch}.iso`;
-  const cmdline = `quiet ${options.kernelCmdline}`.trim();
-  const isoStage = await timed('iso', async () => {
-    const configs = bootLoaderConfigs({ kernelFlavor: options.kernel, cmdline, volumeId });
-    const result = await runStage(
-      cacheDir,
-      'iso',
-      { modloop, rootImage, initramfs, efi, apkovl, boot: boot.key, configs, volumeId, release, epoch },
-      async (dir) => {
-        await writeFile(join(dir, 'syslinux.cfg'), configs.syslinuxCfg);
-        await writeFile(join(dir, 'grub.cfg'), configs.grubCfg);
-        await writeFile(join(dir, 'release'), `${release} ${arch}\n`);
-        const syslinux = await requireHostFile('syslinuxModules');
-        const files = [
-          { isoPath: `/${apkovlName}`, hostPath: apkovl },
-          { isoPath: '/.psyopsOS-release', hostPath: join(dir, 'release') },
-          { isoPath: `/boot/vmlinuz-${options.kernel}`, hostPath: boot.image },
-          { isoPath: `/boot/initramfs-${options.kernel}`, hostPath: initramfs },
-          { isoPath: `/boot/modloop-${options.kernel}`, hostPath: modloop },
-          { isoPath: '/boot/rootfs.squashfs', hostPath: rootImage },
-          { isoPath: '/boot/syslinux/isolinux.bin', hostPath: await requireHostFile('isolinuxBin') },
-          ...['ldlinux.c32', 'libcom32.c32', 'libutil.c32'].map((name) => ({ isoPath: `/boot/syslinux/${name}`, hostPath: join(syslinux, name) })),
-          { isoPath: '/boot/syslinux/syslinux.cfg', hostPath: join(dir, 'syslinux.cfg') },
-          { isoPath: '/boot/grub/grub.cfg', hostPath: join(dir, 'grub.cfg') },
-          { isoPath: '/boot/grub/efi.img', hostPath: efi.efiImage },
-          { isoPath: '/efi/boot/bootx64.efi', hostPath: efi.efiBinary },
-        ];
-        await writeIso({ volumeId, files, out: join(dir, filename), mtime: epoch });
-      },
-      stageOptions,
-    );
-    return { value: join(result.dir, filename), cached: result.cached };
-  });
-
-  // Outputs: staged in a hidden folder inside outDir, then renamed into place together.
-  await mkdir(options.outDir, { recursive: true });
-  const staging = join(options.outDir, `.build-${randomBytes(4).toString('hex')}`);
-  const iso = join(options.outDir, filename);
-  const manifestPath = join(options.outDir, filename.replace(/\.iso$/, '.json'));
+/**
+ * The sign step and the outputs: the ISO copied into a hidden folder inside outDir, signed, its
+ * manifest written, then the three renamed into place together.
+ */
+async function publishImage(
+  output: { iso: string; outDir: string; secretKey: SecretKey; step: Step },
+  facts: ImageFacts,
+): Promise<Omit<BuildIsoResult, 'stages'>> {
+  const { outDir } = output;
+  const filename = basename(output.iso);
+  await mkdir(outDir, { recursive: true });
+  const staging = join(outDir, `.build-${randomBytes(4).toString('hex')}`);
+  const iso = join(outDir, filename);
+  const manifestPath = join(outDir, filename.replace(/\.iso$/, '.json'));
   try {
-    const manifest = await timed('sign', async () => {
+    const manifest = await output.step('sign', async () => {
       await mkdir(staging);
       const stagedIso = join(staging, filename);
-      await copyFile(isoStage, stagedIso);
-      const sha256 = await sha256File(stagedIso);
-      const size = (await stat(stagedIso)).size;
-      const alpine = rootSet.find((item) => item.entry.name === 'alpine-release' || item.entry.name === 'alpine-base')?.entry.version ?? 'none';
-      const manifest: ImageManifest = {
-        format: 'psyops-image-manifest/1',
-        filename,
-        version: release,
-        arch,
-        flavor: options.flavor,
-        volumeId,
-        kernel: boot.kernelVersion,
-        alpine,
-        size,
-        sha256,
-        kernelCmdline: cmdline,
-        build: { date: buildDate, sourceDateEpoch: epoch, ...git },
-        repositories: options.repositories.map((repository) => repository.url),
-        world: options.world,
-        packages: rootSet.map(packageRecord(repositories)).sort((a, b) => a.name.localeCompare(b.name)),
-        bootPackages: bootSet.map(packageRecord(repositories)).sort((a, b) => a.name.localeCompare(b.name)),
-      };
-      const signature = await signFile(stagedIso, options.secretKey, {
-        trustedComment: `filename=${filename} version=${release} kernel=${boot.kernelVersion} alpine=${alpine}`,
+      await copyFile(output.iso, stagedIso);
+      const manifest = imageManifest(facts, { filename, size: (await stat(stagedIso)).size, sha256: await sha256File(stagedIso) });
+      const signature = await signFile(stagedIso, output.secretKey, {
+        trustedComment: `filename=${filename} version=${manifest.version} kernel=${manifest.kernel} alpine=${manifest.alpine}`,
       });
       await writeFile(join(staging, `${filename}.minisig`), signature);
       await writeFile(join(staging, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
-      return { value: manifest, cached: false };
+      return uncached(manifest);
     });
     await rename(join(staging, filename), iso);
     await rename(join(staging, `${filename}.minisig`), `${iso}.minisig`);
     await rename(join(staging, 'manifest.json'), manifestPath);
-    return { iso, signature: `${iso}.minisig`, manifestPath, manifest, stages: timings };
+    return { iso, signature: `${iso}.minisig`, manifestPath, manifest };
   } finally {
     await rm(staging, { recursive: true, force: true });
   }

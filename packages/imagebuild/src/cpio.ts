@@ -35,9 +35,7 @@ export function newcArchive(entries: readonly CpioEntry[], mtime: number): Buffe
   const seen = new Set<string>();
   const push = (path: string, mode: number, nlink: number, ino: number, data: Uint8Array): void => {
     const name = Buffer.from(`${path}\0`);
-    const header =
-      '070701' +
-      [ino, mode, 0, 0, nlink, mtime, data.length, 0, 0, 0, 0, name.length, 0].map(hex8).join('');
+    const header = `070701${[ino, mode, 0, 0, nlink, mtime, data.length, 0, 0, 0, 0, name.length, 0].map(hex8).join('')}`;
     chunks.push(Buffer.from(header, 'ascii'), name, pad4(110 + name.length), Buffer.from(data), pad4(data.length));
   };
   sorted.forEach((entry, index) => {

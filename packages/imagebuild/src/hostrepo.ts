@@ -40,7 +40,7 @@ export interface HostRepository {
 }
 
 /** The base layout's own version: raise it when a file in hostrepo/baselayout changes. */
-export const HOST_BASELAYOUT_VERSION = '1.0.0-r0';
+const HOST_BASELAYOUT_VERSION = '1.0.0-r0';
 
 const KEY_NAME = 'psyops-host';
 const BUSYBOX = '/bin/busybox';
@@ -103,7 +103,11 @@ async function stageFile(source: string, target: string, options: { link?: boole
     throw fileAccessError(error, source, 'host file');
   });
   let linked = false;
-  if (options.link) linked = await link(real, target).then(() => true, () => false);
+  if (options.link)
+    linked = await link(real, target).then(
+      () => true,
+      () => false,
+    );
   if (!linked) await copyFile(real, target);
   if (options.mode !== undefined && !linked) await chmod(target, options.mode);
 }
@@ -180,7 +184,7 @@ async function linuxPackage(treeDir: string, progress: (line: string) => void): 
 
 async function busyboxPackage(treeDir: string, progress: (line: string) => void): Promise<StagedPackage> {
   if (!(await stat(BUSYBOX).catch(() => undefined))) throw new MissingToolError(BUSYBOX, 'busybox-static');
-  if ((elfInterpreter(BUSYBOX)) !== undefined) {
+  if (elfInterpreter(BUSYBOX) !== undefined) {
     throw new MissingToolError(`a static ${BUSYBOX} (this one is dynamically linked)`, 'busybox-static');
   }
   const banner = (await runTool(BUSYBOX, ['--help'])).split('\n')[0] ?? '';
@@ -245,8 +249,9 @@ async function nodejsPackage(treeDir: string, progress: (line: string) => void):
 
 /** Directories of a busybox-init system that no file in the assets implies. */
 const BASELAYOUT_DIRS: FileSpec[] = [
-  ...['bin', 'sbin', 'lib', 'usr/bin', 'usr/sbin', 'usr/lib', 'usr/local/bin', 'dev', 'proc', 'sys', 'run', 'mnt', 'media', 'home', 'opt', 'srv']
-    .map((path) => ({ path, type: 'dir' as const })),
+  ...['bin', 'sbin', 'lib', 'usr/bin', 'usr/sbin', 'usr/lib', 'usr/local/bin', 'dev', 'proc', 'sys', 'run', 'mnt', 'media', 'home', 'opt', 'srv'].map(
+    (path) => ({ path, type: 'dir' as const }),
+  ),
   ...['var/log', 'var/lib', 'var/cache', 'var/spool', 'etc/local.d', 'etc/profile.d', 'etc/modules-load.d'].map((path) => ({ path, type: 'dir' as const })),
   ...['sysinit', 'boot', 'default', 'shutdown'].map((level) => ({ path: `etc/runlevels/${level}`, type: 'dir' as const })),
   ...['if-pre-up.d', 'if-up.d', 'if-down.d', 'if-post-down.d'].map((hook) => ({ path: `etc/network/${hook}`, type: 'dir' as const })),
@@ -319,7 +324,7 @@ const INPUTS_FILE = 'host-inputs.sha256';
  * newest kernel in /boot and the static busybox. It changes when the host is upgraded or psyops
  * ships new base layout files, and then the repository must be rebuilt.
  */
-export async function hostRepositoryInputs(): Promise<string> {
+async function hostRepositoryInputs(): Promise<string> {
   const hash = createHash('sha256');
   const assets = join(assetsDir(), 'baselayout');
   for (const name of (await readdir(assets, { recursive: true })).sort()) {
@@ -329,7 +334,9 @@ export async function hostRepositoryInputs(): Promise<string> {
   }
   const kernels = (await readdir('/boot').catch(() => [] as string[])).filter((name) => name.startsWith('vmlinuz-')).sort();
   const busybox = await stat(BUSYBOX).catch(() => undefined);
-  hash.update(JSON.stringify({ node: [process.version, process.execPath], kernels, busybox: [busybox?.size, busybox?.mtimeMs], excluded: EXCLUDED_MODULE_DIRS }));
+  hash.update(
+    JSON.stringify({ node: [process.version, process.execPath], kernels, busybox: [busybox?.size, busybox?.mtimeMs], excluded: EXCLUDED_MODULE_DIRS }),
+  );
   return hash.digest('hex');
 }
 

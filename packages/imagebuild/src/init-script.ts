@@ -22,9 +22,8 @@ export interface InitScriptOptions {
   firstBootScriptTimeoutSeconds?: number;
 }
 
-
 /** A single-quoted shell word. */
-export function shellQuote(value: string): string {
+function shellQuote(value: string): string {
   return `'${value.replace(/'/g, `'\\''`)}'`;
 }
 

@@ -9,9 +9,11 @@ import { elfInterpreter, elfSection, writeFilesAtomically } from '@psyops/core';
 import { type CpioEntry, gzipDeterministic, newcArchive } from './cpio.js';
 import { ImageConfigError } from './errors.js';
 import { initScript, type InitScriptOptions } from './init-script.js';
+import type { BootFiles } from './rootfs.js';
+import { runStage, type StageCache, type StageResult } from './stage.js';
 
 /** What /init loads before it looks for the media; names the kernel has built in or lacks are skipped. */
-export const EARLY_BOOT_MODULES = [
+const EARLY_BOOT_MODULES = [
   'ata_piix',
   'ahci',
   'sr_mod',
@@ -63,7 +65,7 @@ export interface InitramfsResult {
 const MODULE_SUFFIX = /\.ko(\.gz|\.xz|\.zst)?$/;
 
 /** `kernel/drivers/usb/storage/usb-storage.ko.gz` → `usb_storage`. */
-export function moduleName(path: string): string {
+function moduleName(path: string): string {
   return (path.split('/').pop() ?? path).replace(MODULE_SUFFIX, '').replace(/-/g, '_');
 }
 
@@ -129,7 +131,14 @@ function parseModulesDep(text: string): Map<string, string[]> {
   for (const line of text.split('\n')) {
     const colon = line.indexOf(':');
     if (colon <= 0) continue;
-    deps.set(line.slice(0, colon).trim(), line.slice(colon + 1).trim().split(/\s+/).filter(Boolean));
+    deps.set(
+      line.slice(0, colon).trim(),
+      line
+        .slice(colon + 1)
+        .trim()
+        .split(/\s+/)
+        .filter(Boolean),
+    );
   }
   return deps;
 }
@@ -224,4 +233,17 @@ export async function buildInitramfs(options: InitramfsOptions): Promise<Initram
   const entries: CpioEntry[] = [...[...dirs].map((path): CpioEntry => ({ path, type: 'dir', mode: 0o755 })), ...files];
   await writeFilesAtomically([{ path: options.out, data: gzipDeterministic(newcArchive(entries, options.mtime)) }]);
   return resolved;
+}
+
+/** The initramfs stage: `<stage>/initramfs`, from the boot files' kernel modules and static busybox. */
+export function initramfsStage(
+  cache: StageCache,
+  options: { boot: BootFiles; volumeId: string; release: string; kernelFlavor: string; mtime: number },
+): Promise<StageResult<string>> {
+  const { boot, ...settings } = options;
+  return runStage(cache, 'initramfs', options, async (dir) => {
+    const out = join(dir, 'initramfs');
+    await buildInitramfs({ ...settings, ...boot.kernel, busybox: boot.busybox, out });
+    return out;
+  });
 }

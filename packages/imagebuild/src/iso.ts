@@ -2,9 +2,13 @@
  * The hybrid ISO: ISO 9660 + Rock Ridge + Joliet, bootable by BIOS (ISOLINUX, with an MBR for
  * USB sticks) and UEFI (El Torito EFI image + GPT), written by xorriso straight from host files.
  */
+import { writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { produceFileAtomically, runTool } from '@psyops/core';
 import { ImageConfigError } from './errors.js';
-import { assertVolumeId } from './bootloader.js';
+import { assertVolumeId, bootLoaderConfigs, type EfiBoot } from './bootloader.js';
+import type { KernelFiles } from './rootfs.js';
+import { runStage, type StageCache, type StageResult } from './stage.js';
 import { requireHostFile, requireTools } from './tools.js';
 
 export interface IsoFile {
@@ -21,8 +25,8 @@ export interface IsoOptions {
   mtime: number;
 }
 
-export const ISOLINUX_BIN = '/boot/syslinux/isolinux.bin';
-export const EFI_IMAGE = '/boot/grub/efi.img';
+const ISOLINUX_BIN = '/boot/syslinux/isolinux.bin';
+const EFI_IMAGE = '/boot/grub/efi.img';
 const BOOT_CATALOG = 'boot/syslinux/boot.cat';
 
 /** `YYYYMMDDhhmmss00` in UTC, xorriso's time string. */
@@ -40,7 +44,13 @@ export async function writeIso(options: IsoOptions): Promise<void> {
   assertVolumeId(options.volumeId);
   const isoPaths = new Set<string>();
   for (const file of options.files) {
-    if (!file.isoPath.startsWith('/') || file.isoPath.split('/').slice(1).some((part) => part === '' || part === '.' || part === '..')) {
+    if (
+      !file.isoPath.startsWith('/') ||
+      file.isoPath
+        .split('/')
+        .slice(1)
+        .some((part) => part === '' || part === '.' || part === '..')
+    ) {
       throw new ImageConfigError(`bad path in the ISO: ${JSON.stringify(file.isoPath)}`);
     }
     if (isoPaths.has(file.isoPath)) throw new ImageConfigError(`path twice in the ISO: ${file.isoPath}`);
@@ -98,4 +108,51 @@ export async function writeIso(options: IsoOptions): Promise<void> {
       { env: { SOURCE_DATE_EPOCH: String(options.mtime) } },
     ),
   );
+}
+
+export interface IsoStageOptions {
+  volumeId: string;
+  release: string;
+  arch: string;
+  /** Names the kernel, initramfs and modloop on the media (`/boot/vmlinuz-<flavor>`). */
+  kernelFlavor: string;
+  /** The whole kernel command line. */
+  cmdline: string;
+  /** Its image goes on the media. */
+  kernel: KernelFiles;
+  initramfs: string;
+  modloop: string;
+  rootImage: string;
+  efi: EfiBoot;
+  apkovl: string;
+  mtime: number;
+}
+
+/** The iso stage: `<stage>/psyopsOS-<release>-<arch>.iso`, the boot media laid out as /init and the boot loaders expect. */
+export function isoStage(cache: StageCache, options: IsoStageOptions): Promise<StageResult<string>> {
+  const { volumeId, release, arch, kernelFlavor } = options;
+  return runStage(cache, 'iso', options, async (dir) => {
+    const configs = bootLoaderConfigs({ kernelFlavor, cmdline: options.cmdline, volumeId });
+    await writeFile(join(dir, 'syslinux.cfg'), configs.syslinuxCfg);
+    await writeFile(join(dir, 'grub.cfg'), configs.grubCfg);
+    await writeFile(join(dir, 'release'), `${release} ${arch}\n`);
+    const syslinux = await requireHostFile('syslinuxModules');
+    const files = [
+      { isoPath: `/${basename(options.apkovl)}`, hostPath: options.apkovl },
+      { isoPath: '/.psyopsOS-release', hostPath: join(dir, 'release') },
+      { isoPath: `/boot/vmlinuz-${kernelFlavor}`, hostPath: options.kernel.image },
+      { isoPath: `/boot/initramfs-${kernelFlavor}`, hostPath: options.initramfs },
+      { isoPath: `/boot/modloop-${kernelFlavor}`, hostPath: options.modloop },
+      { isoPath: '/boot/rootfs.squashfs', hostPath: options.rootImage },
+      { isoPath: ISOLINUX_BIN, hostPath: await requireHostFile('isolinuxBin') },
+      ...['ldlinux.c32', 'libcom32.c32', 'libutil.c32'].map((name) => ({ isoPath: `/boot/syslinux/${name}`, hostPath: join(syslinux, name) })),
+      { isoPath: '/boot/syslinux/syslinux.cfg', hostPath: join(dir, 'syslinux.cfg') },
+      { isoPath: '/boot/grub/grub.cfg', hostPath: join(dir, 'grub.cfg') },
+      { isoPath: EFI_IMAGE, hostPath: options.efi.efiImage },
+      { isoPath: '/efi/boot/bootx64.efi', hostPath: options.efi.efiBinary },
+    ];
+    const out = join(dir, `psyopsOS-${release}-${arch}.iso`);
+    await writeIso({ volumeId, files, out, mtime: options.mtime });
+    return out;
+  });
 }

@@ -24,15 +24,16 @@ export interface FetchedPackage {
 }
 
 /** `<cacheDir>/packages/<hex of the C: SHA-1>.apk`: the same package from any repository is one file. */
-export function cachedPackagePath(cacheDir: string, entry: IndexEntry): string {
-  if (!/^Q1[A-Za-z0-9+/]{27}=$/.test(entry.identity)) throw new ApkFetchError(`${entry.name}-${entry.version}: index checksum ${entry.identity} is not a Q1 SHA-1`);
+function cachedPackagePath(cacheDir: string, entry: IndexEntry): string {
+  if (!/^Q1[A-Za-z0-9+/]{27}=$/.test(entry.identity))
+    throw new ApkFetchError(`${entry.name}-${entry.version}: index checksum ${entry.identity} is not a Q1 SHA-1`);
   return join(cacheDir, 'packages', `${Buffer.from(entry.identity.slice(2), 'base64').toString('hex')}.apk`);
 }
 
 async function isCached(path: string, entry: IndexEntry): Promise<boolean> {
   const info = await stat(path).catch(() => undefined);
   // Files only enter the cache verified; a size mismatch means the cache was tampered with.
-  return info !== undefined && info.isFile() && (!entry.size || info.size === entry.size);
+  return info?.isFile() === true && (!entry.size || info.size === entry.size);
 }
 
 async function fetchOne(resolved: ResolvedPackage, repositories: readonly LoadedRepository[], options: FetchPackagesOptions): Promise<FetchedPackage> {

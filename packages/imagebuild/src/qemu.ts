@@ -117,13 +117,19 @@ export async function bootInQemu(options: QemuBootOptions): Promise<QemuBootResu
     const args = [
       '-nodefaults',
       '-no-user-config',
-      '-display', 'none',
-      '-vga', 'std',
-      '-serial', 'stdio',
-      '-monitor', 'none',
+      '-display',
+      'none',
+      '-vga',
+      'std',
+      '-serial',
+      'stdio',
+      '-monitor',
+      'none',
       '-no-reboot',
-      '-accel', options.accel ?? 'tcg',
-      '-m', String(options.memoryMiB ?? 1024),
+      '-accel',
+      options.accel ?? 'tcg',
+      '-m',
+      String(options.memoryMiB ?? 1024),
     ];
     // QEMU's default TCG CPU lacks RDRAND, which every real x86-64 node has and the kernel seeds its
     // random generator from; without it the first getrandom() (node's start) waits a second or more.
@@ -132,8 +138,10 @@ export async function bootInQemu(options: QemuBootOptions): Promise<QemuBootResu
       const vars = join(tempDir, 'OVMF_VARS.fd');
       await copyFile(ovmf.vars, vars);
       args.push(
-        '-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${qemuOptionPath(ovmf.code)}`,
-        '-drive', `if=pflash,format=raw,unit=1,file=${qemuOptionPath(vars)}`,
+        '-drive',
+        `if=pflash,format=raw,unit=0,readonly=on,file=${qemuOptionPath(ovmf.code)}`,
+        '-drive',
+        `if=pflash,format=raw,unit=1,file=${qemuOptionPath(vars)}`,
       );
     }
     if (options.iso !== undefined) {
@@ -143,13 +151,21 @@ export async function bootInQemu(options: QemuBootOptions): Promise<QemuBootResu
     }
     if (options.secretImage !== undefined) {
       args.push(
-        '-device', 'qemu-xhci,id=xhci',
-        '-drive', `if=none,id=secret,format=raw,readonly=on,file=${qemuOptionPath(options.secretImage)}`,
-        '-device', 'usb-storage,bus=xhci.0,drive=secret,removable=on',
+        '-device',
+        'qemu-xhci,id=xhci',
+        '-drive',
+        `if=none,id=secret,format=raw,readonly=on,file=${qemuOptionPath(options.secretImage)}`,
+        '-device',
+        'usb-storage,bus=xhci.0,drive=secret,removable=on',
       );
     }
     for (const [index, drive] of (options.drives ?? []).entries()) {
-      args.push('-drive', `if=none,id=disk${index},format=raw${drive.readonly ? ',readonly=on' : ''},file=${qemuOptionPath(drive.file)}`, '-device', `virtio-blk-pci,drive=disk${index}`);
+      args.push(
+        '-drive',
+        `if=none,id=disk${index},format=raw${drive.readonly ? ',readonly=on' : ''},file=${qemuOptionPath(drive.file)}`,
+        '-device',
+        `virtio-blk-pci,drive=disk${index}`,
+      );
     }
     if (options.network) {
       const relayPath = join(tempDir, 'relay.mjs');

@@ -34,7 +34,7 @@ export interface LoadedRepository {
 }
 
 /** Without a trailing slash; local directories made absolute (the cache key must not depend on the cwd). */
-export function normalizeRepositoryUrl(url: string): string {
+function normalizeRepositoryUrl(url: string): string {
   const trimmed = url.replace(/\/+$/, '');
   return isUrl(trimmed) ? trimmed : resolvePath(trimmed);
 }

@@ -4,26 +4,24 @@
  * as `apk add --root` would leave it, busybox applet links made, install scripts kept for the
  * first boot.
  */
+import { createHash } from 'node:crypto';
 import { chmod, lstat, lutimes, mkdir, readdir, readFile, readlink, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, posix } from 'node:path';
+import { ApkChecksumError, extractPackage, readPackage, type ApkFileEntry, type ApkPackage } from '@psyops/apkpkg';
 import {
-  ApkChecksumError,
-  extractPackage,
   formatInstalledDb,
   formatScriptsTar,
   formatTriggers,
   formatWorld,
   ownerOf,
   parseIdFile,
-  readPackage,
-  type ApkFileEntry,
-  type ApkPackage,
   type InstalledPackage,
   type OwnerIds,
-} from '@psyops/apkpkg';
+} from '@psyops/apkpkg/format';
 import { elfInterpreter, fileAccessError, isElf } from '@psyops/core';
 import { ImageConfigError } from './errors.js';
 import type { FetchedPackage } from './packages.js';
+import { runStage, type StageCache, type StageResult } from './stage.js';
 
 /** An entry the image must keep with an owner other than 0:0 or a setuid/setgid mode (the tree on disk belongs to the builder). */
 export interface SpecialEntry {
@@ -344,12 +342,13 @@ export async function assembleRootTree(options: AssembleRootTreeOptions): Promis
   });
 }
 
-/** What the image needs from the kernel package. */
+/** What the image needs from the kernel package: what the modloop and the initramfs are made from. */
 export interface KernelFiles {
   /** The `lib/modules/<version>` directory name (`uname -r` of that kernel). */
-  version: string;
+  kernelVersion: string;
   /** Absolute path of `boot/vmlinuz-<flavor>`. */
   image: string;
+  /** The tree's `lib/modules`, holding `<kernelVersion>/`. */
   modulesDir: string;
   firmwareDir?: string;
 }
@@ -358,18 +357,21 @@ export interface KernelFiles {
 export async function findKernel(treeDir: string, flavor: string): Promise<KernelFiles> {
   const image = join(treeDir, 'boot', `vmlinuz-${flavor}`);
   if (!(await lstat(image).catch(() => undefined))?.isFile()) {
-    throw new ImageConfigError(`no kernel image boot/vmlinuz-${flavor} in the boot packages: is linux-${flavor} the kernel package and is "${flavor}" its flavor?`);
-  }
-  const modulesRoot = join(treeDir, 'lib/modules');
-  const versions = [];
-  for (const name of (await readdir(modulesRoot).catch(() => [] as string[])).sort()) if (await isDirectory(join(modulesRoot, name))) versions.push(name);
-  if (versions.length !== 1) {
     throw new ImageConfigError(
-      versions.length === 0 ? `linux-${flavor} has no lib/modules/<version> directory` : `the boot packages hold several kernel module trees (${versions.join(', ')}); expected one`,
+      `no kernel image boot/vmlinuz-${flavor} in the boot packages: is linux-${flavor} the kernel package and is "${flavor}" its flavor?`,
     );
   }
-  const version = versions[0]!;
-  const kernel: KernelFiles = { version, image, modulesDir: join(modulesRoot, version) };
+  const modulesDir = join(treeDir, 'lib/modules');
+  const versions = [];
+  for (const name of (await readdir(modulesDir).catch(() => [] as string[])).sort()) if (await isDirectory(join(modulesDir, name))) versions.push(name);
+  if (versions.length !== 1) {
+    throw new ImageConfigError(
+      versions.length === 0
+        ? `linux-${flavor} has no lib/modules/<version> directory`
+        : `the boot packages hold several kernel module trees (${versions.join(', ')}); expected one`,
+    );
+  }
+  const kernel: KernelFiles = { kernelVersion: versions[0]!, image, modulesDir };
   const firmwareDir = join(treeDir, 'lib/firmware');
   if (await isDirectory(firmwareDir)) kernel.firmwareDir = firmwareDir;
   return kernel;
@@ -386,4 +388,46 @@ export async function findStaticBusybox(treeDir: string): Promise<string> {
       (await lstat(plain).catch(() => undefined)) ? 'dynamically linked' : 'missing'
     } (on Alpine add busybox-static to initramfsPackages)`,
   );
+}
+
+/** Names and content hashes of the trusted keys: the root's etc/apk/keys depends on them. */
+async function keyFingerprints(keysDirs: readonly string[]): Promise<string[]> {
+  const result: string[] = [];
+  for (const dir of [...new Set(keysDirs)].sort()) {
+    const names = (await readdir(dir).catch(() => [] as string[])).filter((name) => name.endsWith('.pub')).sort();
+    for (const name of names)
+      result.push(
+        `${name} ${createHash('sha256')
+          .update(await readFile(join(dir, name)))
+          .digest('hex')}`,
+      );
+  }
+  return result;
+}
+
+const identities = (packages: readonly FetchedPackage[]) => packages.map((item) => item.entry.identity);
+
+/** The rootfs stage: the root tree in `<stage>/root`. */
+export async function rootfsStage(cache: StageCache, options: Omit<AssembleRootTreeOptions, 'outDir'>): Promise<StageResult<RootTree>> {
+  const { world, repositories, arch, mtime } = options;
+  const inputs = { packages: identities(options.packages), world, repositories, keys: await keyFingerprints(options.keysDirs), arch, mtime };
+  return runStage(cache, 'rootfs', inputs, (dir) => assembleRootTree({ ...options, outDir: join(dir, 'root') }));
+}
+
+/** The kernel and the static busybox the boot media are made from. */
+export interface BootFiles {
+  kernel: KernelFiles;
+  busybox: string;
+}
+
+/** The boot-packages stage: the kernel package and the initramfs packages extracted in `<stage>/tree`. */
+export function bootPackagesStage(
+  cache: StageCache,
+  options: { packages: readonly FetchedPackage[]; kernelFlavor: string; mtime: number },
+): Promise<StageResult<BootFiles>> {
+  const { kernelFlavor, mtime } = options;
+  return runStage(cache, 'boot-packages', { packages: identities(options.packages), kernelFlavor, mtime }, async (dir) => {
+    const tree = await extractTree(options.packages, join(dir, 'tree'), mtime);
+    return { kernel: await findKernel(tree.dir, kernelFlavor), busybox: await findStaticBusybox(tree.dir) };
+  });
 }

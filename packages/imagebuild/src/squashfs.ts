@@ -1,12 +1,13 @@
 /**
  * The two squashfs images on the boot media: the modloop (kernel modules and firmware,
- * loop-mounted from RAM after boot) and the root image (copied into the tmpfs root by /init).
+ * loop-mounted from the media after boot) and the root image (copied into the tmpfs root by /init).
  */
 import { chmod, copyFile, link, lstat, mkdir, mkdtemp, readdir, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { produceFileAtomically, runTool } from '@psyops/core';
 import { ImageConfigError } from './errors.js';
-import type { DeviceEntry, SpecialEntry } from './rootfs.js';
+import type { DeviceEntry, KernelFiles, RootTree, SpecialEntry } from './rootfs.js';
+import { runStage, type StageCache, type StageResult } from './stage.js';
 import { requireTools } from './tools.js';
 
 export type SquashfsCompression = 'xz' | 'zstd' | 'lz4' | 'gzip';
@@ -27,21 +28,25 @@ function compressionArgs(compression: SquashfsCompression): string[] {
 async function mksquashfs(sources: string[], out: string, mtime: number, extra: string[]): Promise<void> {
   const tools = await requireTools(['mksquashfs']);
   await produceFileAtomically(out, (temp) =>
-    runTool(tools.mksquashfs, [
-      ...sources,
-      temp,
-      '-noappend',
-      '-no-xattrs',
-      '-quiet',
-      '-no-progress',
-      // Host times and the build time would make every build differ.
-      '-mkfs-time',
-      String(mtime),
-      '-all-time',
-      String(mtime),
-      ...extra,
-      // mksquashfs refuses SOURCE_DATE_EPOCH next to the explicit times.
-    ], { env: { SOURCE_DATE_EPOCH: undefined } }),
+    runTool(
+      tools.mksquashfs,
+      [
+        ...sources,
+        temp,
+        '-noappend',
+        '-no-xattrs',
+        '-quiet',
+        '-no-progress',
+        // Host times and the build time would make every build differ.
+        '-mkfs-time',
+        String(mtime),
+        '-all-time',
+        String(mtime),
+        ...extra,
+        // mksquashfs refuses SOURCE_DATE_EPOCH next to the explicit times.
+      ],
+      { env: { SOURCE_DATE_EPOCH: undefined } },
+    ),
   );
 }
 
@@ -84,6 +89,15 @@ export async function buildModloop(options: ModloopOptions): Promise<void> {
   } finally {
     await rm(layout, { recursive: true, force: true });
   }
+}
+
+/** The modloop stage: `<stage>/modloop`. */
+export function modloopStage(cache: StageCache, kernel: KernelFiles, mtime: number): Promise<StageResult<string>> {
+  return runStage(cache, 'modloop', { kernel, mtime }, async (dir) => {
+    const out = join(dir, 'modloop');
+    await buildModloop({ ...kernel, out, mtime });
+    return out;
+  });
 }
 
 /**
@@ -182,4 +196,13 @@ export async function buildRootImage(options: RootImageOptions): Promise<void> {
   } finally {
     await rm(work, { recursive: true, force: true });
   }
+}
+
+/** The root-image stage: `<stage>/rootfs.squashfs`. */
+export function rootImageStage(cache: StageCache, tree: RootTree, mtime: number): Promise<StageResult<string>> {
+  return runStage(cache, 'root-image', { tree, mtime }, async (dir) => {
+    const out = join(dir, 'rootfs.squashfs');
+    await buildRootImage({ rootDir: tree.dir, specialEntries: tree.specialEntries, devices: tree.devices, out, mtime });
+    return out;
+  });
 }

@@ -1,15 +1,20 @@
 /**
  * Stage cache: each stage's output lives in `<cacheDir>/stages/<name>-<hash of its inputs>/`,
  * built in a temporary directory and renamed into place only when complete, so an interrupted
- * build never leaves a stage that looks finished.
+ * build never leaves a stage that looks finished. Beside its files a stage keeps its result
+ * (`result.json`), so a cached stage answers exactly as a fresh one.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdir, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readFile, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { isAbsolute, join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { fileAccessError } from '@psyops/core';
 
 const COMPLETE_MARK = '.complete';
+const RESULT_FILE = 'result.json';
+/** How a path inside the stage directory is stored in its result: relative, so it survives the rename. */
+const IN_STAGE = 'pathInStage';
 /** Older stage outputs of the same name kept besides the newest (for switching back and forth). */
 const KEEP_OLDER = 1;
 
@@ -19,7 +24,9 @@ let codeHash: string | undefined;
 function ownCodeHash(): string {
   if (codeHash === undefined) {
     try {
-      codeHash = createHash('sha256').update(readFileSync(fileURLToPath(import.meta.url))).digest('hex');
+      codeHash = createHash('sha256')
+        .update(readFileSync(fileURLToPath(import.meta.url)))
+        .digest('hex');
     } catch {
       codeHash = 'unknown';
     }
@@ -28,7 +35,7 @@ function ownCodeHash(): string {
 }
 
 /** A stable hash of JSON-able inputs (object keys sorted). */
-export function hashInputs(value: unknown): string {
+function hashInputs(value: unknown): string {
   const canonical = JSON.stringify(value, (_key, item: unknown) =>
     item !== null && typeof item === 'object' && !Array.isArray(item)
       ? Object.fromEntries(Object.entries(item as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
@@ -37,35 +44,38 @@ export function hashInputs(value: unknown): string {
   return createHash('sha256').update(canonical).digest('hex');
 }
 
-export interface StageResult {
+/** Where stages are cached, and whether to build them again even when cached (`--rebuild`). */
+export interface StageCache {
   dir: string;
+  rebuild?: boolean;
+}
+
+export interface StageResult<T> {
+  /** What the stage's build returned; its paths inside the stage point into the stage directory. */
+  value: T;
   cached: boolean;
 }
 
 /**
- * Returns the directory of stage `name` for `inputs`, building it with `build(tempDir)` when it
- * is not cached (or `rebuild` is set).
+ * Runs stage `name` for `inputs`: returns its stored result when it is cached (and `rebuild` is not
+ * set), else builds it with `build(tempDir)` and stores what that returns. The result must be
+ * JSON-able; strings naming paths inside `tempDir` are stored relative and come back inside the
+ * stage directory.
  */
-export async function runStage(
-  cacheDir: string,
-  name: string,
-  inputs: unknown,
-  build: (dir: string) => Promise<void>,
-  options: { rebuild?: boolean } = {},
-): Promise<StageResult> {
-  const stagesDir = join(cacheDir, 'stages');
+export async function runStage<T>(cache: StageCache, name: string, inputs: unknown, build: (dir: string) => Promise<T>): Promise<StageResult<T>> {
+  const stagesDir = join(cache.dir, 'stages');
   const dir = join(stagesDir, `${name}-${hashInputs({ name, inputs, code: ownCodeHash() }).slice(0, 20)}`);
-  if (!options.rebuild && (await exists(join(dir, COMPLETE_MARK)))) {
+  if (!cache.rebuild && (await exists(join(dir, COMPLETE_MARK)))) {
     // Marks it as recently used, so pruning keeps it.
     const now = new Date();
     await utimes(dir, now, now).catch(() => undefined);
-    return { dir, cached: true };
+    return { value: await readStageResult<T>(dir), cached: true };
   }
   await mkdir(stagesDir, { recursive: true });
   const temp = `${dir}.tmp-${randomBytes(4).toString('hex')}`;
   try {
     await mkdir(temp);
-    await build(temp);
+    await writeFile(join(temp, RESULT_FILE), encodeResult(await build(temp), temp));
     await writeFile(join(temp, COMPLETE_MARK), '');
     await rm(dir, { recursive: true, force: true });
     await rename(temp, dir);
@@ -74,7 +84,26 @@ export async function runStage(
     throw error;
   }
   await pruneOlder(stagesDir, name, dir);
-  return { dir, cached: false };
+  return { value: await readStageResult<T>(dir), cached: false };
+}
+
+function encodeResult(value: unknown, dir: string): string {
+  return JSON.stringify(value ?? null, (_key, item: unknown) => {
+    if (typeof item !== 'string' || !isAbsolute(item)) return item;
+    const inside = relative(dir, item);
+    return inside === '..' || inside.startsWith(`..${sep}`) ? item : { [IN_STAGE]: inside };
+  });
+}
+
+/** The stored result of the complete stage directory `dir`, its paths inside the stage made absolute again. */
+export async function readStageResult<T>(dir: string): Promise<T> {
+  const path = join(dir, RESULT_FILE);
+  const text = await readFile(path, 'utf8').catch((error: unknown) => {
+    throw fileAccessError(error, path, 'stage result');
+  });
+  return JSON.parse(text, (_key, item: unknown) =>
+    item !== null && typeof item === 'object' && IN_STAGE in item ? join(dir, (item as Record<typeof IN_STAGE, string>)[IN_STAGE]) : item,
+  ) as T;
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -87,9 +116,15 @@ async function exists(path: string): Promise<boolean> {
 /** Removes older outputs of a stage (and leftovers of interrupted builds), keeping the newest few. */
 async function pruneOlder(stagesDir: string, name: string, keep: string): Promise<void> {
   const prefix = `${name}-`;
-  const entries = (await readdir(stagesDir)).filter((entry) => entry.startsWith(prefix) && /^[0-9a-f]{20}(\.tmp-[0-9a-f]{8})?$/.test(entry.slice(prefix.length)));
+  const entries = (await readdir(stagesDir)).filter(
+    (entry) => entry.startsWith(prefix) && /^[0-9a-f]{20}(\.tmp-[0-9a-f]{8})?$/.test(entry.slice(prefix.length)),
+  );
   const dated = await Promise.all(
-    entries.map(async (entry) => ({ path: join(stagesDir, entry), mtime: (await stat(join(stagesDir, entry)).catch(() => undefined))?.mtimeMs ?? 0, temp: entry.includes('.tmp-') })),
+    entries.map(async (entry) => ({
+      path: join(stagesDir, entry),
+      mtime: (await stat(join(stagesDir, entry)).catch(() => undefined))?.mtimeMs ?? 0,
+      temp: entry.includes('.tmp-'),
+    })),
   );
   const complete = dated.filter((entry) => !entry.temp && entry.path !== keep).sort((a, b) => b.mtime - a.mtime);
   // Temporary directories older than an hour belong to builds that were killed.

@@ -3,7 +3,7 @@ import { access, constants } from 'node:fs/promises';
 import { MissingToolError, requireProgram } from '@psyops/core';
 
 /** Program name → the Debian package that provides it. */
-export const HOST_TOOLS = {
+const HOST_TOOLS = {
   xorriso: 'xorriso',
   mksquashfs: 'squashfs-tools',
   unsquashfs: 'squashfs-tools',
@@ -17,7 +17,7 @@ export const HOST_TOOLS = {
 } as const;
 
 /** Files (not programs) that come from Debian packages. */
-export const HOST_FILES = {
+const HOST_FILES = {
   isolinuxBin: { path: '/usr/lib/ISOLINUX/isolinux.bin', debianPackage: 'isolinux' },
   isohdpfxBin: { path: '/usr/lib/ISOLINUX/isohdpfx.bin', debianPackage: 'isolinux' },
   syslinuxModules: { path: '/usr/lib/syslinux/modules/bios', debianPackage: 'syslinux-common' },

@@ -63,14 +63,12 @@ describe('buildApkovl', () => {
       ]),
     );
     const links = listing.filter((line) => line.startsWith('l')).map((line) => line.split(' ')[5]);
-    expect(links).toEqual(
-      [
-        ...['bootmisc', 'hostname', 'hwclock', 'modules', 'sysctl', 'syslog'].map((s) => `etc/runlevels/boot/${s}`),
-        ...['local', 'sshd'].map((s) => `etc/runlevels/default/${s}`),
-        ...['killprocs', 'mount-ro', 'savecache'].map((s) => `etc/runlevels/shutdown/${s}`),
-        ...['devfs', 'dmesg', 'hwdrivers', 'mdev', 'modloop'].map((s) => `etc/runlevels/sysinit/${s}`),
-      ],
-    );
+    expect(links).toEqual([
+      ...['bootmisc', 'hostname', 'hwclock', 'modules', 'sysctl', 'syslog'].map((s) => `etc/runlevels/boot/${s}`),
+      ...['local', 'sshd'].map((s) => `etc/runlevels/default/${s}`),
+      ...['killprocs', 'mount-ro', 'savecache'].map((s) => `etc/runlevels/shutdown/${s}`),
+      ...['devfs', 'dmesg', 'hwdrivers', 'mdev', 'modloop'].map((s) => `etc/runlevels/sysinit/${s}`),
+    ]);
 
     const root = extractWithBusybox(out, 'plain');
     expect(readFileSync(join(root, 'etc/hostname'), 'utf8')).toBe('psyopsOS-bootstrap\n');

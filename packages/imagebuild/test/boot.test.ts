@@ -27,7 +27,9 @@ describe('boot media in QEMU (TCG)', () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   for (const uefi of [false, true]) {
-    it(`boots with ${uefi ? 'UEFI (OVMF, GRUB)' : 'BIOS (SeaBIOS, ISOLINUX)'} following the /init contract`, { timeout: BOOT_TIMEOUT_MS + 30_000 }, async () => {
+    it(`boots with ${uefi ? 'UEFI (OVMF, GRUB)' : 'BIOS (SeaBIOS, ISOLINUX)'} following the /init contract`, {
+      timeout: BOOT_TIMEOUT_MS + 30_000,
+    }, async () => {
       const result = await bootInQemu({ iso: media.iso, uefi, timeoutMs: BOOT_TIMEOUT_MS, serialLog: join(dir, `serial-${uefi ? 'uefi' : 'bios'}.log`) });
       expect(result.reason, result.serial.slice(-2000)).toBe('poweroff');
       const init = lines(result.serial).filter((line) => line.startsWith('psyops-init: '));

@@ -73,7 +73,10 @@ describe('buildHostRepository (from this Debian host)', () => {
     for (const excluded of EXCLUDED_MODULE_DIRS) expect(dep).not.toContain(`${excluded}/`);
     expect(readFileSync(join(modules, 'modules.alias'), 'utf8')).toContain('virtio_net');
     // Only what is in modules.dep is shipped: nothing depends on a module left out.
-    const shipped = packages.get('linux-debian')!.files.filter((file) => file.path.endsWith('.ko')).map((file) => file.path);
+    const shipped = packages
+      .get('linux-debian')!
+      .files.filter((file) => file.path.endsWith('.ko'))
+      .map((file) => file.path);
     expect(shipped.length).toBe(dep.trim().split('\n').length);
   });
 
@@ -114,7 +117,17 @@ describe('buildHostRepository (from this Debian host)', () => {
   it('host-baselayout: busybox init files with valid shell syntax, locked root, default runlevel links', () => {
     const tree = trees.get('host-baselayout')!;
     const files = new Map(packages.get('host-baselayout')!.files.map((file) => [file.path, file]));
-    for (const script of ['etc/init.d/rcS', 'etc/init.d/rcK', 'etc/init.d/local', 'etc/init.d/hostname', 'etc/init.d/networking', 'etc/init.d/syslog', 'etc/init.d/modules', 'etc/init.d/mdev', 'usr/share/udhcpc/default.script']) {
+    for (const script of [
+      'etc/init.d/rcS',
+      'etc/init.d/rcK',
+      'etc/init.d/local',
+      'etc/init.d/hostname',
+      'etc/init.d/networking',
+      'etc/init.d/syslog',
+      'etc/init.d/modules',
+      'etc/init.d/mdev',
+      'usr/share/udhcpc/default.script',
+    ]) {
       expect(files.get(script)?.mode, script).toBe(0o755);
       execFileSync('/bin/busybox', ['sh', '-n', join(tree, script)]);
     }
@@ -171,16 +184,23 @@ describe('buildHostRepository (from this Debian host)', () => {
     const { image, release } = await hostKernel();
     const modules = join(trees.get('linux-debian')!, 'lib/modules', release);
     const dep = readFileSync(join(modules, 'modules.dep'), 'utf8');
-    const needed = dep.split('\n').filter((line) => /\/virtio_(net|pci)\.ko:/.test(line)).flatMap((line) => line.replace(':', '').split(/\s+/));
+    const needed = dep
+      .split('\n')
+      .filter((line) => /\/virtio_(net|pci)\.ko:/.test(line))
+      .flatMap((line) => line.replace(':', '').split(/\s+/));
     for (const file of [...needed, 'modules.dep', 'modules.alias']) {
       mkdirSync(join(root, 'lib/modules', release, file, '..'), { recursive: true });
       writeFileSync(join(root, 'lib/modules', release, file), readFileSync(join(modules, file)));
     }
     writeFileSync(join(root, 'etc/network/interfaces'), 'auto lo\niface lo inet loopback\n\nauto eth0\niface eth0 inet dhcp\n');
     const hook = (name: string, body: string) => writeFileSync(join(root, 'etc/local.d', name), `#!/bin/sh\n${body}\n`, { mode: 0o755 });
-    hook('50-report.start', 'echo "hostrepo-test: local.d on $(hostname), lo $(cat /sys/class/net/lo/operstate), /run $(grep -c " /run " /proc/mounts), syslogd $(pidof syslogd >/dev/null && echo up)"');
+    hook(
+      '50-report.start',
+      'echo "hostrepo-test: local.d on $(hostname), lo $(cat /sys/class/net/lo/operstate), /run $(grep -c " /run " /proc/mounts), syslogd $(pidof syslogd >/dev/null && echo up)"',
+    );
     // QEMU's restricted DHCP gives no router or DNS server: a renewal with them is replayed by hand.
-    const report = 'echo "hostrepo-test: $1 eth0 $(ip -4 -o addr show eth0 | awk \'{ print $4 }\'), $(ip route | grep ^default | tr \'\\n\' \' \'), $(cat /etc/resolv.conf 2>/dev/null | tr \'\\n\' \' \')"';
+    const report =
+      "echo \"hostrepo-test: $1 eth0 $(ip -4 -o addr show eth0 | awk '{ print $4 }'), $(ip route | grep ^default | tr '\\n' ' '), $(cat /etc/resolv.conf 2>/dev/null | tr '\\n' ' ')\"";
     hook(
       '60-network.start',
       `report() {\n${report}\n}\nreport dhcp\n` +

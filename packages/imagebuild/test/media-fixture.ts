@@ -75,7 +75,9 @@ async function smallModulesDir(dir: string, kernelVersion: string): Promise<stri
   const target = join(modulesDir, kernelVersion);
   await mkdir(join(target, 'kernel/fs/fat'), { recursive: true });
   for (const name of await readdir(join(source, 'kernel/fs/fat'))) {
-    await link(join(source, 'kernel/fs/fat', name), join(target, 'kernel/fs/fat', name)).catch(() => copyFile(join(source, 'kernel/fs/fat', name), join(target, 'kernel/fs/fat', name)));
+    await link(join(source, 'kernel/fs/fat', name), join(target, 'kernel/fs/fat', name)).catch(() =>
+      copyFile(join(source, 'kernel/fs/fat', name), join(target, 'kernel/fs/fat', name)),
+    );
   }
   for (const name of ['modules.dep', 'modules.builtin', 'modules.order']) await copyFile(join(source, name), join(target, name));
   return modulesDir;
@@ -129,7 +131,13 @@ export async function buildTestMedia(dir: string, options: TestMediaOptions): Pr
   const out = (name: string): string => join(work, name);
   await timed('modloop', () => buildModloop({ kernelVersion, modulesDir, out: out('modloop'), mtime }));
   await timed('rootImage', () =>
-    buildRootImage({ rootDir: root, specialEntries: [{ path: 'etc/owned-by-1000', uid: 1000, gid: 1000, mode: 0o640 }], out: out('rootfs.squashfs'), mtime, compression: options.rootCompression }),
+    buildRootImage({
+      rootDir: root,
+      specialEntries: [{ path: 'etc/owned-by-1000', uid: 1000, gid: 1000, mode: 0o640 }],
+      out: out('rootfs.squashfs'),
+      mtime,
+      compression: options.rootCompression,
+    }),
   );
   await timed('initramfs', () =>
     buildInitramfs({

@@ -71,7 +71,12 @@ describe('volume id', () => {
   it('too long: writeIso fails before xorriso runs and leaves no file', async () => {
     const out = join(fresh('long-volid'), 'out.iso');
     await expect(
-      writeIso({ volumeId: 'psyopsos-boot 3.18.2-r1000 x86_64', out, mtime: MTIME, files: [{ isoPath: '/boot/syslinux/isolinux.bin', hostPath: '/usr/lib/ISOLINUX/isolinux.bin' }] }),
+      writeIso({
+        volumeId: 'psyopsos-boot 3.18.2-r1000 x86_64',
+        out,
+        mtime: MTIME,
+        files: [{ isoPath: '/boot/syslinux/isolinux.bin', hostPath: '/usr/lib/ISOLINUX/isolinux.bin' }],
+      }),
     ).rejects.toThrow(ImageConfigError);
     expect(readdirSync(join(dir, 'long-volid'))).toEqual([]);
   });
@@ -108,7 +113,9 @@ describe('initramfs', () => {
   it('resolves early-boot modules and their dependencies from modules.dep, skipping built-in and absent ones', async () => {
     const result = await resolveEarlyModules('/lib/modules', kernelVersion, ['ata_piix', 'sr_mod', 'usb-storage', 'no_such_module', 'unix']);
     expect(result.earlyModules).toEqual(['ata_piix', 'sr_mod', 'usb_storage']);
-    expect(result.moduleFiles).toEqual(expect.arrayContaining(['kernel/drivers/ata/ata_piix.ko', 'kernel/drivers/ata/libata.ko', 'kernel/drivers/cdrom/cdrom.ko']));
+    expect(result.moduleFiles).toEqual(
+      expect.arrayContaining(['kernel/drivers/ata/ata_piix.ko', 'kernel/drivers/ata/libata.ko', 'kernel/drivers/cdrom/cdrom.ko']),
+    );
     // unix is built into Debian's kernel: listed in modules.builtin, never in the initramfs.
     expect(readFileSync(join('/lib/modules', kernelVersion, 'modules.builtin'), 'utf8')).toMatch(/\/unix\.ko$/m);
   });
@@ -116,7 +123,17 @@ describe('initramfs', () => {
   it('without modules.dep, takes dependencies from the modules themselves, and decompresses .ko.gz', async () => {
     const modulesDir = fatModules('modules-gz', true);
     const out = join(dir, 'initramfs-gz');
-    const result = await buildInitramfs({ kernelVersion, modulesDir, busybox: '/bin/busybox', volumeId: 'psyopsos-boot 1 x86_64', release: '1', kernelFlavor: 'debian', out, mtime: MTIME, modules: ['vfat'] });
+    const result = await buildInitramfs({
+      kernelVersion,
+      modulesDir,
+      busybox: '/bin/busybox',
+      volumeId: 'psyopsos-boot 1 x86_64',
+      release: '1',
+      kernelFlavor: 'debian',
+      out,
+      mtime: MTIME,
+      modules: ['vfat'],
+    });
     expect(result).toEqual({ earlyModules: ['vfat'], moduleFiles: ['kernel/fs/fat/fat.ko.gz', 'kernel/fs/fat/vfat.ko.gz'] });
     expect(readdirSync(join(modulesDir, kernelVersion))).not.toContain('modules.dep'); // the input is left alone
     const extracted = fresh('initramfs-gz-extract');
@@ -165,7 +182,9 @@ describe('squashfs images', () => {
       '',
       '/modules',
       `/modules/${kernelVersion}`,
-      ...['kernel', 'kernel/fs', 'kernel/fs/fat', 'kernel/fs/fat/fat.ko', 'kernel/fs/fat/vfat.ko', 'modules.builtin', 'modules.order'].map((path) => `/modules/${kernelVersion}/${path}`),
+      ...['kernel', 'kernel/fs', 'kernel/fs/fat', 'kernel/fs/fat/fat.ko', 'kernel/fs/fat/vfat.ko', 'modules.builtin', 'modules.order'].map(
+        (path) => `/modules/${kernelVersion}/${path}`,
+      ),
       '/modules/firmware',
       '/modules/firmware/vendor',
       '/modules/firmware/vendor/blob.bin',
@@ -201,7 +220,12 @@ describe('squashfs images', () => {
       mtime: MTIME,
     });
     const listing = unsquashList(out);
-    const entry = (path: string): string => listing.find((line) => line.endsWith(` ${path}`))!.split(' ').slice(0, 2).join(' ');
+    const entry = (path: string): string =>
+      listing
+        .find((line) => line.endsWith(` ${path}`))!
+        .split(' ')
+        .slice(0, 2)
+        .join(' ');
     expect(entry('/etc/shadow')).toBe('-rw-r----- 0/42');
     expect(entry('/su')).toBe('-rwsr-xr-x 0/0');
     expect(entry('/var/empty')).toBe('drwx------ 22/22');
@@ -210,15 +234,19 @@ describe('squashfs images', () => {
     expect(listing.find((line) => line.endsWith(' /dev/console'))).toMatch(/^crw------- 0\/0 5, ?1 /);
     expect(listing.find((line) => line.endsWith(' /dev/sda'))).toMatch(/^brw-rw---- 0\/0 8, ?0 /);
     expect(entry('/var/pipe')).toBe('prw-r--r-- 0/0');
-    await expect(buildRootImage({ rootDir: root, specialEntries: [{ path: 'nope', uid: 0, gid: 0, mode: 0o600 }], out: join(dir, 'rootfs-bad'), mtime: MTIME })).rejects.toThrow(
-      /nope is not in the root tree/,
-    );
+    await expect(
+      buildRootImage({ rootDir: root, specialEntries: [{ path: 'nope', uid: 0, gid: 0, mode: 0o600 }], out: join(dir, 'rootfs-bad'), mtime: MTIME }),
+    ).rejects.toThrow(/nope is not in the root tree/);
   });
 });
 
 describe('boot loaders', () => {
   it('syslinux and grub configs boot the same kernel, initramfs and command line', () => {
-    const { syslinuxCfg, grubCfg } = bootLoaderConfigs({ kernelFlavor: 'lts', cmdline: 'quiet console=tty0 console=ttyS0,115200', volumeId: 'psyopsos-boot 251125 x86_64' });
+    const { syslinuxCfg, grubCfg } = bootLoaderConfigs({
+      kernelFlavor: 'lts',
+      cmdline: 'quiet console=tty0 console=ttyS0,115200',
+      volumeId: 'psyopsos-boot 251125 x86_64',
+    });
     expect(syslinuxCfg).toBe(
       'SERIAL 0 115200\nPROMPT 0\nTIMEOUT 0\nDEFAULT lts\n\nLABEL lts\n\tMENU LABEL psyopsOS lts\n\tKERNEL /boot/vmlinuz-lts\n\tINITRD /boot/initramfs-lts\n\tAPPEND quiet console=tty0 console=ttyS0,115200\n',
     );
@@ -250,14 +278,16 @@ describe('ISO', () => {
     const c = await buildTestMedia(fresh('repro-c'), { mtime: MTIME + 86_400 });
     expect(sha256(a.iso)).toBe(sha256(b.iso));
     expect(sha256(c.iso)).not.toBe(sha256(a.iso));
-    const report = execFileSync('xorriso', ['-indev', a.iso, '-report_el_torito', 'plain', '-report_system_area', 'plain'], { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
+    const report = execFileSync('xorriso', ['-indev', a.iso, '-report_el_torito', 'plain', '-report_system_area', 'plain'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }).toString();
     expect(report).toMatch(/El Torito boot img : +1 +BIOS +y +none .* 4 +\d+\n/);
     expect(report).toMatch(/El Torito boot img : +2 +UEFI +y +none .* 2880 +\d+\n/);
     expect(report).toContain('El Torito img path :   1  /boot/syslinux/isolinux.bin');
     expect(report).toContain('El Torito img path :   2  /boot/grub/efi.img');
     expect(report).toContain('System area summary: MBR isohybrid cyl-align-on GPT');
     const volumeId = execFileSync('xorriso', ['-indev', a.iso, '-pvd_info'], { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
-    expect(volumeId).toContain("Volume Id    : psyopsos-boot 251125 x86_64");
+    expect(volumeId).toContain('Volume Id    : psyopsos-boot 251125 x86_64');
     expect(volumeId).toMatch(/Creation Time: 2025112500000000/);
   });
 

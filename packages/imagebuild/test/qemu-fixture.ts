@@ -77,7 +77,14 @@ export async function buildBootFixture(dir: string): Promise<BootFixture> {
   await writeFile(join(tree, 'init'), INIT, { mode: 0o755 });
 
   const { stdout } = await execa('modprobe', ['-a', '--show-depends', '--set-version', release, ...MODULES]);
-  const modules = [...new Set(stdout.split('\n').map((line) => /^insmod (\S+)/.exec(line)?.[1]).filter((path) => path !== undefined))];
+  const modules = [
+    ...new Set(
+      stdout
+        .split('\n')
+        .map((line) => /^insmod (\S+)/.exec(line)?.[1])
+        .filter((path) => path !== undefined),
+    ),
+  ];
   for (const module of modules) {
     await mkdir(join(tree, dirname(module)), { recursive: true });
     await copyFile(module, join(tree, module));
@@ -107,8 +114,20 @@ export async function buildBootFixtureIso(dir: string, fixture: BootFixture, ...
   );
   const iso = join(dir, 'fixture.iso');
   await execa('xorriso', [
-    '-as', 'mkisofs', '-quiet', '-o', iso, '-R',
-    '-b', 'isolinux/isolinux.bin', '-c', 'isolinux/boot.cat', '-no-emul-boot', '-boot-load-size', '4', '-boot-info-table',
+    '-as',
+    'mkisofs',
+    '-quiet',
+    '-o',
+    iso,
+    '-R',
+    '-b',
+    'isolinux/isolinux.bin',
+    '-c',
+    'isolinux/boot.cat',
+    '-no-emul-boot',
+    '-boot-load-size',
+    '4',
+    '-boot-info-table',
     tree,
   ]);
   return iso;

@@ -26,61 +26,73 @@ describe('bootInQemu (direct kernel boot under TCG)', () => {
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('powers off, sees the secret USB disk, reaches a host server twice and logs the serial console', async () => {
-    let requests = 0;
-    const server = createServer((_request, response) => response.end(`answer-${++requests}`));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as AddressInfo;
-    const serialLog = join(dir, 'serial.log');
-    const streamed: string[] = [];
-    try {
+  it(
+    'powers off, sees the secret USB disk, reaches a host server twice and logs the serial console',
+    async () => {
+      let requests = 0;
+      const server = createServer((_request, response) => response.end(`answer-${++requests}`));
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const { port } = server.address() as AddressInfo;
+      const serialLog = join(dir, 'serial.log');
+      const streamed: string[] = [];
+      try {
+        const result = await bootInQemu({
+          kernel: { image: fixture.kernel, initrd: fixture.initrd, append: fixture.append('fixture.usb', 'fixture.net') },
+          secretImage,
+          network: { forwards: [{ guestAddress: '10.0.2.100', guestPort: 80, hostPort: port }] },
+          serialLog,
+          onSerial: (text) => streamed.push(text),
+          timeoutMs: BOOT_TIMEOUT_MS,
+        });
+        expect(result.reason).toBe('poweroff');
+        expect(result.exitCode).toBe(0);
+        expect(result.serial).toContain('fixture: guest up');
+        expect(result.serial).toContain('fixture: powering off');
+        expect(result.serial).toMatch(/fixture: sda at \S*usb/);
+        expect(result.serial).toMatch(/fixture: findfs \/dev\/sda\r?\n/);
+        expect(result.serial).toContain('fixture: fetch 1 [answer-1]');
+        expect(result.serial).toContain('fixture: fetch 2 [answer-2]');
+        expect(requests).toBe(2);
+        expect(streamed.join('')).toBe(result.serial);
+        expect(readFileSync(serialLog, 'utf8')).toBe(result.serial);
+      } finally {
+        server.close();
+      }
+    },
+    BOOT_TIMEOUT_MS + 30_000,
+  );
+
+  it(
+    'stops as soon as the serial output matches, with no network device unless asked',
+    async () => {
       const result = await bootInQemu({
-        kernel: { image: fixture.kernel, initrd: fixture.initrd, append: fixture.append('fixture.usb', 'fixture.net') },
-        secretImage,
-        network: { forwards: [{ guestAddress: '10.0.2.100', guestPort: 80, hostPort: port }] },
-        serialLog,
-        onSerial: (text) => streamed.push(text),
+        kernel: { image: fixture.kernel, initrd: fixture.initrd, append: fixture.append('fixture.hang') },
+        until: /fixture: hanging/,
+        timeoutMs: BOOT_TIMEOUT_MS,
+      });
+      expect(result.reason).toBe('matched');
+      expect(result.exitCode).toBeNull();
+      expect(result.serial).toContain('fixture: net devices lo \r\n');
+      expect(result.serial).not.toContain('fixture: powering off');
+    },
+    BOOT_TIMEOUT_MS + 30_000,
+  );
+
+  it(
+    'boots through UEFI firmware (OVMF) when asked',
+    async () => {
+      const result = await bootInQemu({
+        kernel: { image: fixture.kernel, initrd: fixture.initrd, append: fixture.append() },
+        uefi: true,
         timeoutMs: BOOT_TIMEOUT_MS,
       });
       expect(result.reason).toBe('poweroff');
-      expect(result.exitCode).toBe(0);
-      expect(result.serial).toContain('fixture: guest up');
       expect(result.serial).toContain('fixture: powering off');
-      expect(result.serial).toMatch(/fixture: sda at \S*usb/);
-      expect(result.serial).toMatch(/fixture: findfs \/dev\/sda\r?\n/);
-      expect(result.serial).toContain('fixture: fetch 1 [answer-1]');
-      expect(result.serial).toContain('fixture: fetch 2 [answer-2]');
-      expect(requests).toBe(2);
-      expect(streamed.join('')).toBe(result.serial);
-      expect(readFileSync(serialLog, 'utf8')).toBe(result.serial);
-    } finally {
-      server.close();
-    }
-  }, BOOT_TIMEOUT_MS + 30_000);
-
-  it('stops as soon as the serial output matches, with no network device unless asked', async () => {
-    const result = await bootInQemu({
-      kernel: { image: fixture.kernel, initrd: fixture.initrd, append: fixture.append('fixture.hang') },
-      until: /fixture: hanging/,
-      timeoutMs: BOOT_TIMEOUT_MS,
-    });
-    expect(result.reason).toBe('matched');
-    expect(result.exitCode).toBeNull();
-    expect(result.serial).toContain('fixture: net devices lo \r\n');
-    expect(result.serial).not.toContain('fixture: powering off');
-  }, BOOT_TIMEOUT_MS + 30_000);
-
-  it('boots through UEFI firmware (OVMF) when asked', async () => {
-    const result = await bootInQemu({
-      kernel: { image: fixture.kernel, initrd: fixture.initrd, append: fixture.append() },
-      uefi: true,
-      timeoutMs: BOOT_TIMEOUT_MS,
-    });
-    expect(result.reason).toBe('poweroff');
-    expect(result.serial).toContain('fixture: powering off');
-    // The kernel saw EFI: OVMF, not SeaBIOS, started it.
-    expect(result.serial).toContain('fixture: efi yes');
-  }, BOOT_TIMEOUT_MS + 30_000);
+      // The kernel saw EFI: OVMF, not SeaBIOS, started it.
+      expect(result.serial).toContain('fixture: efi yes');
+    },
+    BOOT_TIMEOUT_MS + 30_000,
+  );
 
   it('kills QEMU when the time is up', async () => {
     const result = await bootInQemu({
@@ -92,16 +104,20 @@ describe('bootInQemu (direct kernel boot under TCG)', () => {
     expect(result.serial).not.toContain('fixture: powering off');
   });
 
-  it('ends the boot when its signal aborts', async () => {
-    const controller = new AbortController();
-    const boot = bootInQemu({
-      kernel: { image: fixture.kernel, initrd: fixture.initrd, append: fixture.append('fixture.hang') },
-      timeoutMs: BOOT_TIMEOUT_MS,
-      onSerial: () => controller.abort(),
-      signal: controller.signal,
-    });
-    await expect(boot).rejects.toBeInstanceOf(QemuAbortedError);
-  }, BOOT_TIMEOUT_MS);
+  it(
+    'ends the boot when its signal aborts',
+    async () => {
+      const controller = new AbortController();
+      const boot = bootInQemu({
+        kernel: { image: fixture.kernel, initrd: fixture.initrd, append: fixture.append('fixture.hang') },
+        timeoutMs: BOOT_TIMEOUT_MS,
+        onSerial: () => controller.abort(),
+        signal: controller.signal,
+      });
+      await expect(boot).rejects.toBeInstanceOf(QemuAbortedError);
+    },
+    BOOT_TIMEOUT_MS,
+  );
 
   it('refuses a missing ISO in one line, before starting QEMU', async () => {
     await expect(bootInQemu({ iso: join(dir, 'missing.iso'), timeoutMs: 1_000 })).rejects.toMatchObject({
@@ -110,66 +126,75 @@ describe('bootInQemu (direct kernel boot under TCG)', () => {
     });
   });
 
-  it('attaches extra raw disks as virtio block devices, read-write or read-only, and gives the NIC the MAC asked for', async () => {
-    // An initramfs of its own: the shared fixture loads no virtio_blk.
-    const { image, release } = await hostKernel();
-    const tree = join(dir, 'disks-initramfs');
-    mkdirSync(join(tree, 'bin'), { recursive: true });
-    copyFileSync('/bin/busybox', join(tree, 'bin/busybox'));
-    chmodSync(join(tree, 'bin/busybox'), 0o755);
-    const modules = execFileSync('modprobe', ['-a', '--show-depends', '--set-version', release, 'virtio_pci', 'virtio_blk', 'virtio_net'], { encoding: 'utf8' })
-      .split('\n')
-      .flatMap((line) => /^insmod (\S+)/.exec(line)?.[1] ?? []);
-    for (const module of modules) {
-      mkdirSync(join(tree, dirname(module)), { recursive: true });
-      copyFileSync(module, join(tree, module));
-    }
-    const init = [
-      '#!/bin/busybox sh',
-      '/bin/busybox --install -s /bin',
-      'export PATH=/bin',
-      'mkdir -p /proc /sys /dev && mount -t proc proc /proc && mount -t sysfs sysfs /sys && mount -t devtmpfs devtmpfs /dev',
-      'exec </dev/console >/dev/console 2>&1',
-      ...[...new Set(modules)].map((module) => `insmod ${module} 2>/dev/null`),
-      'echo "disks: mac $(cat /sys/class/net/eth0/address)"',
-      'echo "disks: vda ro=$(cat /sys/block/vda/ro) vdb ro=$(cat /sys/block/vdb/ro)"',
-      'echo "disks: vdb says $(head -c 9 /dev/vdb)"',
-      'printf "guest-was-here" | dd of=/dev/vda conv=notrunc 2>/dev/null && sync && echo "disks: vda written"',
-      'poweroff -f',
-    ].join('\n');
-    writeFileSync(join(tree, 'init'), `${init}\n`, { mode: 0o755 });
-    const initrd = join(dir, 'disks-initramfs.gz');
-    await writeInitramfs(tree, initrd);
-    const writable = join(dir, 'writable.img');
-    const readOnly = join(dir, 'readonly.img');
-    writeFileSync(writable, Buffer.alloc(1024 * 1024));
-    writeFileSync(readOnly, Buffer.concat([Buffer.from('read-only'), Buffer.alloc(1024 * 1024 - 9)]));
+  it(
+    'attaches extra raw disks as virtio block devices, read-write or read-only, and gives the NIC the MAC asked for',
+    async () => {
+      // An initramfs of its own: the shared fixture loads no virtio_blk.
+      const { image, release } = await hostKernel();
+      const tree = join(dir, 'disks-initramfs');
+      mkdirSync(join(tree, 'bin'), { recursive: true });
+      copyFileSync('/bin/busybox', join(tree, 'bin/busybox'));
+      chmodSync(join(tree, 'bin/busybox'), 0o755);
+      const modules = execFileSync('modprobe', ['-a', '--show-depends', '--set-version', release, 'virtio_pci', 'virtio_blk', 'virtio_net'], {
+        encoding: 'utf8',
+      })
+        .split('\n')
+        .flatMap((line) => /^insmod (\S+)/.exec(line)?.[1] ?? []);
+      for (const module of modules) {
+        mkdirSync(join(tree, dirname(module)), { recursive: true });
+        copyFileSync(module, join(tree, module));
+      }
+      const init = [
+        '#!/bin/busybox sh',
+        '/bin/busybox --install -s /bin',
+        'export PATH=/bin',
+        'mkdir -p /proc /sys /dev && mount -t proc proc /proc && mount -t sysfs sysfs /sys && mount -t devtmpfs devtmpfs /dev',
+        'exec </dev/console >/dev/console 2>&1',
+        ...[...new Set(modules)].map((module) => `insmod ${module} 2>/dev/null`),
+        'echo "disks: mac $(cat /sys/class/net/eth0/address)"',
+        'echo "disks: vda ro=$(cat /sys/block/vda/ro) vdb ro=$(cat /sys/block/vdb/ro)"',
+        'echo "disks: vdb says $(head -c 9 /dev/vdb)"',
+        'printf "guest-was-here" | dd of=/dev/vda conv=notrunc 2>/dev/null && sync && echo "disks: vda written"',
+        'poweroff -f',
+      ].join('\n');
+      writeFileSync(join(tree, 'init'), `${init}\n`, { mode: 0o755 });
+      const initrd = join(dir, 'disks-initramfs.gz');
+      await writeInitramfs(tree, initrd);
+      const writable = join(dir, 'writable.img');
+      const readOnly = join(dir, 'readonly.img');
+      writeFileSync(writable, Buffer.alloc(1024 * 1024));
+      writeFileSync(readOnly, Buffer.concat([Buffer.from('read-only'), Buffer.alloc(1024 * 1024 - 9)]));
 
-    const result = await bootInQemu({
-      kernel: { image, initrd, append: 'console=ttyS0,115200 panic=-1 quiet' },
-      drives: [{ file: writable }, { file: readOnly, readonly: true }],
-      network: { forwards: [], mac: '52:54:00:ab:cd:ef' },
-      timeoutMs: BOOT_TIMEOUT_MS,
-    });
-    expect(result.reason, result.serial).toBe('poweroff');
-    expect(result.serial).toContain('disks: mac 52:54:00:ab:cd:ef');
-    expect(result.serial).toContain('disks: vda ro=0 vdb ro=1');
-    expect(result.serial).toContain('disks: vdb says read-only');
-    expect(result.serial).toContain('disks: vda written');
-    expect(readFileSync(writable).subarray(0, 14).toString()).toBe('guest-was-here');
-  }, BOOT_TIMEOUT_MS + 30_000);
+      const result = await bootInQemu({
+        kernel: { image, initrd, append: 'console=ttyS0,115200 panic=-1 quiet' },
+        drives: [{ file: writable }, { file: readOnly, readonly: true }],
+        network: { forwards: [], mac: '52:54:00:ab:cd:ef' },
+        timeoutMs: BOOT_TIMEOUT_MS,
+      });
+      expect(result.reason, result.serial).toBe('poweroff');
+      expect(result.serial).toContain('disks: mac 52:54:00:ab:cd:ef');
+      expect(result.serial).toContain('disks: vda ro=0 vdb ro=1');
+      expect(result.serial).toContain('disks: vdb says read-only');
+      expect(result.serial).toContain('disks: vda written');
+      expect(readFileSync(writable).subarray(0, 14).toString()).toBe('guest-was-here');
+    },
+    BOOT_TIMEOUT_MS + 30_000,
+  );
 
   it('refuses a NIC MAC that is not one, and a missing disk, before starting QEMU', async () => {
     const kernel = { image: fixture.kernel, initrd: fixture.initrd, append: '' };
-    await expect(bootInQemu({ kernel, network: { forwards: [], mac: '52:54:00:zz:00:01' }, timeoutMs: 1_000 })).rejects.toThrow('qemu: not a MAC address: 52:54:00:zz:00:01');
+    await expect(bootInQemu({ kernel, network: { forwards: [], mac: '52:54:00:zz:00:01' }, timeoutMs: 1_000 })).rejects.toThrow(
+      'qemu: not a MAC address: 52:54:00:zz:00:01',
+    );
     await expect(bootInQemu({ kernel, drives: [{ file: join(dir, 'missing.img') }], timeoutMs: 1_000 })).rejects.toMatchObject({ code: 'FILE_NOT_FOUND' });
   });
 
   it('reports what QEMU itself rejects', async () => {
     const notAKernel = join(dir, 'not-a-kernel');
     writeFileSync(notAKernel, 'plain text');
-    await expect(
-      bootInQemu({ kernel: { image: notAKernel, initrd: fixture.initrd, append: '' }, timeoutMs: 60_000 }),
-    ).rejects.toMatchObject({ code: 'TOOL_FAILED', message: expect.stringMatching(/^qemu-system-x86_64 failed: .+/) });
+    await expect(bootInQemu({ kernel: { image: notAKernel, initrd: fixture.initrd, append: '' }, timeoutMs: 60_000 })).rejects.toMatchObject({
+      code: 'TOOL_FAILED',
+      message: expect.stringMatching(/^qemu-system-x86_64 failed: .+/),
+    });
   });
 });

@@ -15,8 +15,8 @@ import {
   generateApkKey,
   INDEX_FILE,
   resolve,
-  splitGzipMembers,
 } from '@psyops/apkpkg';
+import { splitGzipMembers } from '@psyops/apkpkg/format';
 import { fetchPackages } from '../src/packages.js';
 import { cachedIndexPath, loadRepositories, type LoadedRepository } from '../src/repositories.js';
 import {
@@ -34,7 +34,9 @@ import {
 
 /** SHA-256 of a file: vitest's deep equality walks big buffers byte by byte (seconds for 2 MB). */
 async function digest(path: string): Promise<string> {
-  return createHash('sha256').update(await readFile(path)).digest('hex');
+  return createHash('sha256')
+    .update(await readFile(path))
+    .digest('hex');
 }
 
 let fixture: FixtureRepository;
@@ -60,7 +62,11 @@ function freshDir(name: string): string {
 
 const arch = FIXTURE_ARCH;
 const names = (repository: LoadedRepository): string[] => repository.entries.map((e) => e.name).sort();
-const rootSet = (repositories: LoadedRepository[]) => resolve(FIXTURE_WORLD, repositories.map((r) => ({ entries: r.entries, source: r.url })));
+const rootSet = (repositories: LoadedRepository[]) =>
+  resolve(
+    FIXTURE_WORLD,
+    repositories.map((r) => ({ entries: r.entries, source: r.url })),
+  );
 
 async function filesIn(dir: string): Promise<string[]> {
   return (await readdir(dir).catch(() => [] as string[])).sort();
@@ -151,7 +157,12 @@ describe('loadRepositories', () => {
     await new Promise<void>((done) => hanging.listen(0, '127.0.0.1', done));
     try {
       const url = `http://127.0.0.1:${(hanging.address() as AddressInfo).port}`;
-      const loading = loadRepositories([{ url, keysDir: fixture.keysDir }], { arch, cacheDir: freshDir('cache'), signal: controller.signal, timeoutMs: 170_000 });
+      const loading = loadRepositories([{ url, keysDir: fixture.keysDir }], {
+        arch,
+        cacheDir: freshDir('cache'),
+        signal: controller.signal,
+        timeoutMs: 170_000,
+      });
       await expect(loading).rejects.toThrow('cancelled by the user');
     } finally {
       hanging.closeAllConnections();
@@ -180,7 +191,11 @@ describe('fetchPackages', () => {
     const repositories = await loadRepositories([{ url: server.url, keysDir: fixture.keysDir }], { arch, cacheDir });
     const wanted = rootSet(repositories);
     const progress: string[] = [];
-    const fetched = await fetchPackages(wanted, repositories, { cacheDir, concurrency: 2, onProgress: (done, total, name) => progress.push(`${done}/${total} ${name}`) });
+    const fetched = await fetchPackages(wanted, repositories, {
+      cacheDir,
+      concurrency: 2,
+      onProgress: (done, total, name) => progress.push(`${done}/${total} ${name}`),
+    });
     expect(fetched.map((f) => f.entry.name)).toEqual(['baselayout', 'busybox', 'hello', 'suidtool']);
     expect(progress.map((p) => p.split(' ')[0])).toEqual(['1/4', '2/4', '3/4', '4/4']);
     for (const { entry, path } of fetched) {
@@ -216,7 +231,10 @@ describe('fetchPackages', () => {
     const repositories = await loadRepositories([{ url: dir, keysDir: fixture.keysDir }], { arch, cacheDir });
     // Same name and version, different content: what a compromised mirror would serve.
     const hello = fixtureSpecs().find((s) => s.name === 'hello')!;
-    const evil = await buildPackage({ ...hello, files: [{ path: 'usr/bin/hello', content: '#!/bin/sh\nrm -rf /\n', mode: '0755' }] }, { sourceDateEpoch: FIXTURE_EPOCH });
+    const evil = await buildPackage(
+      { ...hello, files: [{ path: 'usr/bin/hello', content: '#!/bin/sh\nrm -rf /\n', mode: '0755' }] },
+      { sourceDateEpoch: FIXTURE_EPOCH },
+    );
     await writeFile(join(dir, arch, evil.fileName), evil.bytes);
     const fetching = fetchPackages(rootSet(repositories), repositories, { cacheDir, concurrency: 1 });
     await expect(fetching).rejects.toThrow(ApkChecksumError);

@@ -3,7 +3,8 @@ import { copyFile, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, write
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { buildPackage, indexEntryOf, readPackage, resolve, sha1Checksum, type PackageSpec } from '@psyops/apkpkg';
+import { buildPackage, indexEntryOf, readPackage, resolve, type PackageSpec } from '@psyops/apkpkg';
+import { sha1Checksum } from '@psyops/apkpkg/format';
 import { execa } from 'execa';
 import { ImageConfigError } from '../src/errors.js';
 import { fetchPackages, type FetchedPackage } from '../src/packages.js';
@@ -25,7 +26,9 @@ import {
 const MTIME = 1_750_000_000;
 /** SHA-256 of a file: vitest's deep equality walks big buffers byte by byte (seconds for 2 MB). */
 async function digest(path: string): Promise<string> {
-  return createHash('sha256').update(await readFile(path)).digest('hex');
+  return createHash('sha256')
+    .update(await readFile(path))
+    .digest('hex');
 }
 
 let fixture: FixtureRepository;
@@ -76,11 +79,7 @@ async function describeTree(dir: string, prefix = ''): Promise<string[]> {
   for (const name of (await readdir(join(dir, prefix))).sort()) {
     const path = prefix ? `${prefix}/${name}` : name;
     const info = await lstat(join(dir, path));
-    const what = info.isSymbolicLink()
-      ? `-> ${await readlink(join(dir, path))}`
-      : info.isDirectory()
-        ? 'dir'
-        : await digest(join(dir, path));
+    const what = info.isSymbolicLink() ? `-> ${await readlink(join(dir, path))}` : info.isDirectory() ? 'dir' : await digest(join(dir, path));
     lines.push(`${path} ${(info.mode & 0o7777).toString(8)} ${info.mtimeMs / 1000} ${what}`);
     if (info.isDirectory()) lines.push(...(await describeTree(dir, path)));
   }
@@ -222,7 +221,12 @@ describe('assembleRootTree', () => {
 
   test('without busybox-paths.d, a busybox gets a first-boot script that installs the applet links first', async () => {
     const busybox = await adHocPackage({ name: 'busybox-plain', version: '1.0-r0', files: [{ path: 'bin/busybox', content: 'fake', mode: '0755' }] });
-    const tool = await adHocPackage({ name: 'tool', version: '1.0-r0', scripts: { 'post-install': { content: '#!/bin/sh\ntrue\n' } }, files: [{ path: 'etc/tool', content: 'x' }] });
+    const tool = await adHocPackage({
+      name: 'tool',
+      version: '1.0-r0',
+      scripts: { 'post-install': { content: '#!/bin/sh\ntrue\n' } },
+      files: [{ path: 'etc/tool', content: 'x' }],
+    });
     const tree = await assembleRootTree({ ...rootOptions(join(scratch, 'plain')), packages: [busybox, tool], world: ['busybox-plain', 'tool'] });
     expect(tree.firstBootScripts).toBe(2);
     expect(await readdir(join(tree.dir, FIRSTBOOT_DIR))).toEqual(['0000-busybox.post-install', '0002-tool.post-install']);
@@ -250,7 +254,9 @@ describe('assembleRootTree', () => {
 describe('boot set', () => {
   let bootPackages: FetchedPackage[];
   beforeAll(async () => {
-    bootPackages = await fetchPackages(resolve([`linux-${FIXTURE_KERNEL_FLAVOR}`, 'busybox'], repositories), repositories, { cacheDir: join(scratch, 'cache') });
+    bootPackages = await fetchPackages(resolve([`linux-${FIXTURE_KERNEL_FLAVOR}`, 'busybox'], repositories), repositories, {
+      cacheDir: join(scratch, 'cache'),
+    });
   });
 
   test('extractTree and findKernel: image, module version, modules and firmware directories', async () => {
@@ -258,12 +264,13 @@ describe('boot set', () => {
     const kernel = await findKernel(tree.dir, FIXTURE_KERNEL_FLAVOR);
     const version = hostModulesVersion();
     expect(kernel).toEqual({
-      version,
+      kernelVersion: version,
       image: join(tree.dir, 'boot/vmlinuz-test'),
-      modulesDir: join(tree.dir, 'lib/modules', version),
+      modulesDir: join(tree.dir, 'lib/modules'),
       firmwareDir: join(tree.dir, 'lib/firmware'),
     });
-    for (const module of FIXTURE_MODULES) expect(await digest(join(kernel.modulesDir, module))).toBe(await digest(join('/lib/modules', version, module)));
+    for (const module of FIXTURE_MODULES)
+      expect(await digest(join(kernel.modulesDir, version, module))).toBe(await digest(join('/lib/modules', version, module)));
     expect((await describeTree(tree.dir)).every((line) => line.split(' ')[2] === String(MTIME))).toBe(true);
     await expect(lstat(join(tree.dir, 'lib/apk'))).rejects.toThrow(); // plain extraction: no apk database
     await expect(findKernel(tree.dir, 'lts')).rejects.toThrow(ImageConfigError);

@@ -90,7 +90,7 @@ export interface AgeX25519Identity {
 /** The 32 secret bytes of `AGE-SECRET-KEY-1…` (bech32 alone, no cryptography); AgeDecryptError when it is not an age X25519 identity. */
 export function decodeAgeIdentity(identity: string): Buffer {
   const decoded = bech32Decode(identity.trim());
-  if (!decoded || decoded.hrp !== 'age-secret-key-' || decoded.bytes.length !== 32) throw new AgeDecryptError('not an age X25519 identity (AGE-SECRET-KEY-1…)');
+  if (decoded?.hrp !== 'age-secret-key-' || decoded.bytes.length !== 32) throw new AgeDecryptError('not an age X25519 identity (AGE-SECRET-KEY-1…)');
   return decoded.bytes;
 }
 
@@ -160,14 +160,15 @@ function parseHeader(file: Buffer): Header {
     return line;
   };
   const version = nextLine();
-  if (version !== VERSION_LINE) throw new AgeDecryptError(version.startsWith('age-encryption.org/') ? `unsupported age version "${version.slice(0, 40)}"` : 'not an age file');
+  if (version !== VERSION_LINE)
+    throw new AgeDecryptError(version.startsWith('age-encryption.org/') ? `unsupported age version "${version.slice(0, 40)}"` : 'not an age file');
   const stanzas: Stanza[] = [];
   for (;;) {
     const lineStart = offset;
     const line = nextLine();
     if (line.startsWith('---')) {
       const mac = line.startsWith('--- ') ? base64Raw(line.slice(4)) : undefined;
-      if (!mac || mac.length !== 32) throw new AgeDecryptError('malformed age header (MAC line)');
+      if (mac?.length !== 32) throw new AgeDecryptError('malformed age header (MAC line)');
       if (stanzas.length === 0) throw new AgeDecryptError('malformed age header (no recipient stanza)');
       return { stanzas, macInput: file.subarray(0, lineStart + 3), mac, payloadOffset: offset };
     }
@@ -206,13 +207,17 @@ function open(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array): Buffer | 
 function unwrapFileKey(stanzas: Stanza[], identity: AgeX25519Identity): Buffer {
   const types = stanzas.map((s) => s.args[0]!);
   if (types.includes('scrypt')) {
-    throw new AgeDecryptError(stanzas.length === 1 ? 'passphrase-encrypted (scrypt) age files are not supported on a node' : 'malformed age header (an scrypt stanza must be the only one)');
+    throw new AgeDecryptError(
+      stanzas.length === 1
+        ? 'passphrase-encrypted (scrypt) age files are not supported on a node'
+        : 'malformed age header (an scrypt stanza must be the only one)',
+    );
   }
   const x25519 = stanzas.filter((s) => s.args[0] === 'X25519');
   if (x25519.length === 0) throw new AgeDecryptError(`no X25519 stanza for this identity (recipient types: ${[...new Set(types)].join(', ').slice(0, 100)})`);
   for (const stanza of x25519) {
     const share = stanza.args.length === 2 ? base64Raw(stanza.args[1]!) : undefined;
-    if (!share || share.length !== 32 || stanza.body.length !== 32) throw new AgeDecryptError('malformed X25519 stanza');
+    if (share?.length !== 32 || stanza.body.length !== 32) throw new AgeDecryptError('malformed X25519 stanza');
     let shared: Buffer;
     try {
       const publicKey = createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: share.toString('base64url') }, format: 'jwk' });
@@ -261,7 +266,9 @@ export function decryptAge(file: string | Uint8Array, identity: string | AgeX255
   if (!binary.toString('latin1', 0, 19).startsWith('age-encryption.org/')) throw new AgeDecryptError('not an age file');
   const header = parseHeader(binary);
   const fileKey = unwrapFileKey(header.stanzas, typeof identity === 'string' ? parseAgeIdentity(identity) : identity);
-  const expected = createHmac('sha256', hkdf(fileKey, Buffer.alloc(0), 'header')).update(header.macInput).digest();
+  const expected = createHmac('sha256', hkdf(fileKey, Buffer.alloc(0), 'header'))
+    .update(header.macInput)
+    .digest();
   if (!timingSafeEqual(expected, header.mac)) throw new AgeDecryptError('age header MAC mismatch (the header was tampered with)');
   return decryptPayload(fileKey, binary.subarray(header.payloadOffset));
 }

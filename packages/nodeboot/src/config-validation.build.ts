@@ -1,8 +1,9 @@
 /**
  * The nodeboot program's schema checks, generated at build time: Ajv compiles the JSON Schema that
  * @psyops/siteapi publishes for `nodes/<name>.json` and `psynet/lighthouses.json` into plain
- * JavaScript (standalone code), which the bundle embeds in place of src/config-validation.ts. The
- * node then neither loads zod nor compiles a schema at boot. Nothing generated is committed.
+ * JavaScript (standalone code), which the bundle embeds in place of @psyops/siteapi/validators
+ * (tsup.config.ts). The node then neither loads zod nor compiles a schema at boot. Nothing
+ * generated is committed.
  */
 import * as ajv2020 from 'ajv/dist/2020.js';
 import * as standalone from 'ajv/dist/standalone/index.js';
@@ -22,7 +23,7 @@ const uri = (value: string): boolean => URL.canParse(value.trim());
 /** The same check, as source for the generated module (which Ajv's code refers to as `formats`). */
 const FORMATS_SOURCE = `const formats = { uri: ${uri.toString()} };`;
 
-/** What the generated module adds to Ajv's functions: the same API as src/config-validation.ts. */
+/** What the generated module adds to Ajv's functions: the same API as @psyops/siteapi/validators. */
 const WRAPPERS_SOURCE = `
 function firstError(errors) {
   const error = errors && errors[0];
@@ -39,7 +40,7 @@ export function checkLighthouses(value) {
 }
 `;
 
-/** The ES module that replaces src/config-validation.ts in the bundle. */
+/** The ES module that replaces @psyops/siteapi/validators in the bundle. */
 export function validatorsSource(): string {
   const ajv = new Ajv2020({
     // Code, not closures: the module is written out as source.

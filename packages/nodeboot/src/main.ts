@@ -32,7 +32,10 @@ async function main(args: string[]): Promise<number> {
     case 'check-secret': {
       if (args[1] === undefined) break;
       const volume = await readSecretVolume(args[1]);
-      const files = Object.values(volume.paths).map((path) => basename(path)).sort().join(' ');
+      const files = Object.values(volume.paths)
+        .map((path) => basename(path))
+        .sort()
+        .join(' ');
       process.stdout.write(`${volume.nodename}: valid secret volume (${files}${volume.testonlyToor ? '; TESTONLY toor user' : ''})\n`);
       return 0;
     }

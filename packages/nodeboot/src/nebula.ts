@@ -16,7 +16,8 @@ export interface NodeNebulaConfigOptions {
  */
 export function nodeNebulaConfig(options: NodeNebulaConfigOptions): string {
   const staticHostMap: Record<string, string[]> = {};
-  for (const lighthouse of [...options.lighthouses].sort((a, b) => (a.name < b.name ? -1 : 1))) staticHostMap[lighthouse.overlayIp] = [...lighthouse.publicAddresses];
+  for (const lighthouse of [...options.lighthouses].sort((a, b) => (a.name < b.name ? -1 : 1)))
+    staticHostMap[lighthouse.overlayIp] = [...lighthouse.publicAddresses];
   const extra = (options.firewall ?? []).map((rule) => {
     const { port, proto, host, groups, cidr } = rule;
     const selectors = { ...(host !== undefined ? { host } : {}), ...(groups !== undefined ? { groups } : {}), ...(cidr !== undefined ? { cidr } : {}) };

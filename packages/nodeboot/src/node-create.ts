@@ -1,136 +1,141 @@
 /**
- * The host side of a node: its keys and secret volume, made by `psyops node create`. Not imported
- * by the nodeboot program: age-encryption (key generation) is seconds of loading under emulation.
+ * `psyops node create` as one call: a node's psynet address and certificate, its keys, its
+ * secret volume and its definition in the workspace. Host side only (see node-secrets.ts).
  */
-import { existsSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { generateX25519Identity, identityToRecipient } from 'age-encryption';
-import { decodePublicKey } from '@psyops/signing';
-import { FileAccessError, produceDirectoryAtomically, produceFileAtomically, requireProgram, runTool } from '@psyops/core';
-import { NodeInputError } from './errors.js';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import {
-  DEFAULT_INTERFACES,
-  NODE_INTERFACE,
-  SECRET_FILES,
-  SECRET_LABEL,
-  TESTONLY_TOOR_VARIABLE,
-  checkNodeName,
-  normalizeMac,
-  parseSiteUrl,
-} from './secret-volume.js';
-import { generateSshHostKey } from './ssh.js';
+  allocateHost,
+  encodeCertificatePem,
+  encodeHostPrivateKey,
+  generateHostKeyPair,
+  psynetFiles,
+  readCa,
+  resolvePlan,
+  signHost,
+  updateRegistry,
+  type AddressPlanConfig,
+} from '@psyops/psynet';
+import { fileAccessError, writeFilesAtomically } from '@psyops/core';
+import { NodeInputError } from './errors.js';
+import { assertOutputFree } from './ext4-image.js';
+import { checkNodeSecretsInput, generateNodeSecrets, writeSecretDir, writeSecretImage } from './node-secrets.js';
+import { checkNodeName, normalizeMac } from './secret-volume.js';
 
-export interface SecretFile {
+export interface CreateNodeOptions {
+  /** Lower-case letters, digits and dashes. */
   name: string;
-  data: string;
-  /** Private files are 0600, public ones 0644. */
-  mode: number;
-}
-
-export interface NodeSecretsInput {
-  name: string;
+  /** MAC address of the network card that becomes psy0. */
   mac: string;
-  /** The workspace's minisign public key file, as text. */
-  minisignPublicKey: string;
-  /** network.interfaces content; default: DHCP on psy0. */
-  interfaces?: string;
+  /** The secret volume: an ext4 image labelled psyops-secret, or a folder of its files. */
+  output: { kind: 'image' | 'dir'; path: string };
+  /** Replace an existing image or folder (never done otherwise). */
+  force?: boolean;
+  /** The workspace's minisign public key: the site's signatures are checked against it. */
+  minisignPublicKeyFile: string;
+  /** network.interfaces for the node (default: DHCP on psy0). */
+  interfacesFile?: string;
+  /** The site the node configures itself from, overriding the image's. */
   siteUrl?: string;
+  /** TEST ONLY: the node adds user toor with a blank password. */
   testonlyToor?: boolean;
-  /** The node's psynet certificate and private key (PEM), and the CA certificate. */
-  psynet?: { hostCert: string; hostKey: string; caCert: string };
+  /** The workspace's psynet folder (registry and CA) and address plan: the node's address is allocated and signed there as role node. */
+  psynet: { dir: string; plan: AddressPlanConfig };
+  /** The workspace's node definitions: `<name>.json` there gets the public parts; its config section is kept. */
+  nodesDir: string;
 }
 
-export interface NodeSecrets {
-  files: SecretFile[];
-  /** What the workspace records: the private parts exist only on the volume. */
+export interface CreatedNode {
+  name: string;
+  output: CreateNodeOptions['output'];
+  psynetAddress: string;
   ageRecipient: string;
   sshHostPublicKey: string;
+  /** The node definition written. */
+  definitionFile: string;
 }
 
-/** Checks what `node create` was given, before anything is generated or written. */
-export function checkNodeSecretsInput(input: NodeSecretsInput): void {
-  checkNodeName(input.name);
-  normalizeMac(input.mac);
-  decodePublicKey(input.minisignPublicKey, 'workspace minisign public key');
-  if (input.siteUrl !== undefined) parseSiteUrl(input.siteUrl, '--site-url');
-  if (input.interfaces !== undefined && !/\S/.test(input.interfaces)) throw new NodeInputError('the interfaces file is empty');
-}
-
-/** Generates the node's keys and lays out every file of its secret volume. */
-export async function generateNodeSecrets(input: NodeSecretsInput): Promise<NodeSecrets> {
-  checkNodeSecretsInput(input);
-  const identity = await generateX25519Identity();
-  const ageRecipient = await identityToRecipient(identity);
-  const ssh = generateSshHostKey(`root@${input.name}`);
-  const files: SecretFile[] = [
-    { name: SECRET_FILES.nodename, data: `${input.name}\n`, mode: 0o600 },
-    { name: SECRET_FILES.ageKey, data: `# public key: ${ageRecipient}\n${identity}\n`, mode: 0o600 },
-    { name: SECRET_FILES.minisignPublicKey, data: input.minisignPublicKey.endsWith('\n') ? input.minisignPublicKey : `${input.minisignPublicKey}\n`, mode: 0o644 },
-    { name: SECRET_FILES.sshHostKey, data: ssh.privateKey, mode: 0o600 },
-    { name: SECRET_FILES.mactab, data: `${NODE_INTERFACE} ${normalizeMac(input.mac)}\n`, mode: 0o644 },
-    { name: SECRET_FILES.interfaces, data: input.interfaces ?? DEFAULT_INTERFACES, mode: 0o644 },
-  ];
-  if (input.psynet) {
-    files.push(
-      { name: SECRET_FILES.psynetCert, data: input.psynet.hostCert, mode: 0o644 },
-      { name: SECRET_FILES.psynetKey, data: input.psynet.hostKey, mode: 0o600 },
-      { name: SECRET_FILES.psynetCa, data: input.psynet.caCert, mode: 0o644 },
-    );
-  }
-  if (input.siteUrl !== undefined) files.push({ name: SECRET_FILES.siteUrl, data: `${parseSiteUrl(input.siteUrl, '--site-url')}\n`, mode: 0o644 });
-  if (input.testonlyToor) {
-    files.push({ name: SECRET_FILES.testOnly, data: `# TEST ONLY, NEVER IN PRODUCTION: adds user toor with a blank password\n${TESTONLY_TOOR_VARIABLE}=yes\n`, mode: 0o600 });
-  }
-  return { files: files.sort((a, b) => (a.name < b.name ? -1 : 1)), ageRecipient, sshHostPublicKey: ssh.publicKey };
-}
-
-/** Refuses an existing output unless `force`. */
-export function assertOutputFree(path: string, force: boolean): void {
-  if (!force && existsSync(path)) throw new FileAccessError(`refusing to overwrite ${path} (use -f to replace it)`, 'FILE_EXISTS', path);
-}
-
-async function stageFiles(dir: string, files: readonly SecretFile[]): Promise<void> {
-  for (const file of files) {
-    await writeFile(join(dir, file.name), file.data, { mode: file.mode, flag: 'wx' });
-    await chmod(join(dir, file.name), file.mode); // the umask may have narrowed it
+async function readText(path: string, what: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (error) {
+    throw fileAccessError(error, path, what);
   }
 }
 
-/** Writes the files into `dir` (0700): staged beside it, then renamed into place. */
-export async function writeSecretDir(dir: string, files: readonly SecretFile[], options: { force?: boolean } = {}): Promise<void> {
-  assertOutputFree(dir, options.force ?? false);
-  await produceDirectoryAtomically(dir, (staging) => stageFiles(staging, files), { mode: 0o700 });
+/** The node's definition, or undefined when there is none yet; a broken one is refused before anything is written. */
+async function readDefinition(path: string): Promise<Record<string, unknown> | undefined> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw fileAccessError(error, path, 'node definition');
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new NodeInputError(`${path} is not valid JSON (${(error as Error).message}); fix it first, node create keeps its config section`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new NodeInputError(`${path} is not a JSON object`);
+  return value as Record<string, unknown>;
 }
 
 /**
- * Writes an ext4 image labelled `label` (mkfs.ext4, with `-d contentDir` when given: no root, no
- * loop mount) to a temporary file beside `out`, then renames it into place; 0600.
+ * Creates a node: allocates its psynet address (role node) and signs its Nebula certificate,
+ * generates its age identity and SSH host key, writes its secret volume, and records the public
+ * parts (age recipient, SSH public key, psynet address) in its definition. Everything is checked
+ * before the first write: a refused call changes nothing. The private keys exist only on the volume.
  */
-export async function writeExt4Image(out: string, label: string, sizeMiB: number, contentDir?: string): Promise<void> {
-  const mkfs = requireProgram('mkfs.ext4', 'e2fsprogs');
-  await mkdir(dirname(out), { recursive: true });
-  await produceFileAtomically(out, async (temp) => {
-    await runTool(mkfs, ['-q', '-F', '-t', 'ext4', '-L', label, '-E', 'root_owner=0:0', ...(contentDir ? ['-d', contentDir] : []), temp, `${sizeMiB}M`], { timeoutMs: 60_000 });
-    await chmod(temp, 0o600);
+export async function createNode(options: CreateNodeOptions): Promise<CreatedNode> {
+  const { name, output } = options;
+  const force = options.force ?? false;
+  checkNodeName(name);
+  const mac = normalizeMac(options.mac);
+  assertOutputFree(output.path, force);
+  const interfaces = options.interfacesFile !== undefined ? await readText(options.interfacesFile, 'interfaces file') : undefined;
+  const minisignPublicKey = await readText(options.minisignPublicKeyFile, 'workspace minisign public key');
+  const input = {
+    name,
+    mac,
+    minisignPublicKey,
+    ...(interfaces !== undefined ? { interfaces } : {}),
+    ...(options.siteUrl !== undefined ? { siteUrl: options.siteUrl } : {}),
+  };
+  checkNodeSecretsInput(input);
+  const definitionFile = join(options.nodesDir, `${name}.json`);
+  const definition = await readDefinition(definitionFile);
+
+  const plan = resolvePlan(options.psynet.plan);
+  const files = psynetFiles(options.psynet.dir);
+  await readCa(files); // a clear CA_MISSING before the registry changes
+  const { host } = await updateRegistry(files.registry, (registry) =>
+    allocateHost(registry, plan, { name, role: 'node', created: new Date().toISOString().replace(/\.\d+Z$/, 'Z') }),
+  );
+  // The node's Nebula key is made here and goes only onto the volume: signing from its public key keeps it out of the workspace.
+  const pair = generateHostKeyPair();
+  const signed = await signHost(files, plan, { name, publicKey: pair.publicKey, now: Math.floor(Date.now() / 1000) });
+
+  const secrets = await generateNodeSecrets({
+    ...input,
+    testonlyToor: options.testonlyToor ?? false,
+    psynet: {
+      hostCert: encodeCertificatePem(signed.cert),
+      hostKey: encodeHostPrivateKey(pair.privateKey),
+      caCert: await readText(files.caCert, 'psynet CA certificate'),
+    },
   });
+  if (output.kind === 'image') await writeSecretImage(output.path, secrets.files, { force });
+  else await writeSecretDir(output.path, secrets.files, { force });
+
+  const recorded = {
+    ...definition,
+    ageRecipient: secrets.ageRecipient,
+    sshHostPublicKey: secrets.sshHostPublicKey,
+    psynetAddress: host.ip,
+    config: definition?.config ?? { version: 1 },
+  };
+  await writeFilesAtomically([{ path: definitionFile, data: `${JSON.stringify(recorded, null, 2)}\n`, mode: 0o644 }]);
+  return { name, output, psynetAddress: host.ip, ageRecipient: secrets.ageRecipient, sshHostPublicKey: secrets.sshHostPublicKey, definitionFile };
 }
-
-/** Size of the secret image in MiB: ample for the files, small enough for any USB stick. */
-const IMAGE_SIZE_MIB = 8;
-
-/** Writes an ext4 image labelled psyops-secret holding `files`. */
-export async function writeSecretImage(out: string, files: readonly SecretFile[], options: { force?: boolean } = {}): Promise<void> {
-  assertOutputFree(out, options.force ?? false);
-  const staging = await mkdtemp(join(tmpdir(), 'psyops-secret-'));
-  try {
-    const content = join(staging, 'volume');
-    await mkdir(content, { mode: 0o700 });
-    await stageFiles(content, files);
-    await writeExt4Image(out, SECRET_LABEL, IMAGE_SIZE_MIB, content);
-  } finally {
-    await rm(staging, { recursive: true, force: true });
-  }
-}
-

@@ -41,7 +41,8 @@ const MAX_SECRET_FILE_BYTES = 64 * 1024;
 export const DEFAULT_INTERFACES = `auto lo\niface lo inet loopback\n\nauto ${NODE_INTERFACE}\niface ${NODE_INTERFACE} inet dhcp\n`;
 
 export function checkNodeName(name: string): string {
-  if (!NODE_NAME.test(name)) throw new NodeInputError(`node name "${name}" must be lower-case letters, digits and dashes (at most 63, not starting with a dash)`);
+  if (!NODE_NAME.test(name))
+    throw new NodeInputError(`node name "${name}" must be lower-case letters, digits and dashes (at most 63, not starting with a dash)`);
   return name;
 }
 
@@ -135,12 +136,16 @@ export async function readSecretVolume(dir: string): Promise<SecretVolume> {
     return text;
   };
 
-  const nodename = (required(SECRET_FILES.nodename)).split('\n')[0]!.trim();
+  const nodename = required(SECRET_FILES.nodename).split('\n')[0]!.trim();
   if (!NODE_NAME.test(nodename)) throw new SecretVolumeError(`nodename "${nodename.slice(0, 64)}" is not a node name`);
 
-  const ageLines = (required(SECRET_FILES.ageKey)).split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+  const ageLines = required(SECRET_FILES.ageKey)
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('#'));
   const ageIdentity = ageLines[0];
-  if (ageLines.length !== 1 || !ageIdentity!.startsWith('AGE-SECRET-KEY-1')) throw new SecretVolumeError(`${SECRET_FILES.ageKey} must hold exactly one age identity (AGE-SECRET-KEY-1…)`);
+  if (ageLines.length !== 1 || !ageIdentity!.startsWith('AGE-SECRET-KEY-1'))
+    throw new SecretVolumeError(`${SECRET_FILES.ageKey} must hold exactly one age identity (AGE-SECRET-KEY-1…)`);
   try {
     decodeAgeIdentity(ageIdentity!); // the keys are made at the first decryption
   } catch {
@@ -172,12 +177,14 @@ export async function readSecretVolume(dir: string): Promise<SecretVolume> {
 
   const cert = read(SECRET_FILES.psynetCert);
   const key = read(SECRET_FILES.psynetKey);
-  if ((cert === undefined) !== (key === undefined)) throw new SecretVolumeError(`${SECRET_FILES.psynetCert} and ${SECRET_FILES.psynetKey} come together; one is missing`);
+  if ((cert === undefined) !== (key === undefined))
+    throw new SecretVolumeError(`${SECRET_FILES.psynetCert} and ${SECRET_FILES.psynetKey} come together; one is missing`);
   if (cert !== undefined && key !== undefined) {
     if (!cert.includes('-----BEGIN NEBULA CERTIFICATE-----')) throw new SecretVolumeError(`${SECRET_FILES.psynetCert} is not a Nebula certificate`);
     if (!/-----BEGIN NEBULA (X25519 )?PRIVATE KEY-----/.test(key)) throw new SecretVolumeError(`${SECRET_FILES.psynetKey} is not a Nebula private key`);
     const ca = read(SECRET_FILES.psynetCa);
-    if (ca !== undefined && !ca.includes('-----BEGIN NEBULA CERTIFICATE-----')) throw new SecretVolumeError(`${SECRET_FILES.psynetCa} is not a Nebula certificate`);
+    if (ca !== undefined && !ca.includes('-----BEGIN NEBULA CERTIFICATE-----'))
+      throw new SecretVolumeError(`${SECRET_FILES.psynetCa} is not a Nebula certificate`);
     volume.psynet = { cert, key, ...(ca !== undefined ? { ca } : {}) };
   }
 

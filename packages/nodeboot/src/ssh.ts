@@ -85,6 +85,7 @@ export function sshPublicKeyOf(privateKeyText: string, source = 'ssh_host_ed2551
   if (outer.uint32() !== 1) throw bad('not exactly one key');
   outer.string(); // the public blob, repeated inside the private section
   const section = wireReader(outer.string(), 0, bad);
+  // biome-ignore lint/suspicious/noSelfCompare: two successive reads, OpenSSH's check integers
   if (section.uint32() !== section.uint32()) throw bad('check integers differ');
   if (section.string().toString() !== KEY_TYPE) throw bad('not ed25519');
   const publicKey = section.string();

@@ -266,7 +266,9 @@ export class LinuxSystem extends RootedSystem {
   async listInterfaces(): Promise<NetworkInterface[]> {
     let names: string[];
     try {
-      names = readdirSync('/sys/class/net').filter((name) => name !== 'lo').sort();
+      names = readdirSync('/sys/class/net')
+        .filter((name) => name !== 'lo')
+        .sort();
     } catch {
       names = [];
     }
@@ -281,7 +283,13 @@ export class LinuxSystem extends RootedSystem {
   async renameInterfaces(): Promise<void> {
     // nameif renames only interfaces that are down; the init system may have brought one up already.
     const mactab = (await this.readFile('/etc/mactab'))?.toString('utf8') ?? '';
-    const wanted = new Map(mactab.split('\n').map((line) => line.trim().split(/\s+/)).filter((f) => f.length === 2).map(([name, mac]) => [mac!.toLowerCase(), name!]));
+    const wanted = new Map(
+      mactab
+        .split('\n')
+        .map((line) => line.trim().split(/\s+/))
+        .filter((f) => f.length === 2)
+        .map(([name, mac]) => [mac!.toLowerCase(), name!]),
+    );
     const interfaces = await this.listInterfaces();
     for (const { name, mac } of interfaces) {
       if (!wanted.has(mac) || wanted.get(mac) === name) continue;
@@ -365,7 +373,10 @@ const DEV_CONSOLE_RDEV = (5 << 8) | 1;
 function openActiveConsoles(): number[] {
   try {
     if (fstatSync(1).rdev !== DEV_CONSOLE_RDEV) return [];
-    const names = readFileSync('/sys/class/tty/console/active', 'utf8').trim().split(/\s+/).filter((name) => /^[a-zA-Z0-9]+$/.test(name));
+    const names = readFileSync('/sys/class/tty/console/active', 'utf8')
+      .trim()
+      .split(/\s+/)
+      .filter((name) => /^[a-zA-Z0-9]+$/.test(name));
     const fds = [];
     for (const name of names) {
       try {

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Encrypter, armor } from 'age-encryption';
-import { AgeDecryptError, ageRecipientOf, decryptAge } from '../src/index.js';
+import { ageRecipientOf, decryptAge } from '../src/age-decrypt.js';
+import { AgeDecryptError } from '../src/errors.js';
 import { tempDir } from './fixtures.js';
 
 const run = promisify(execFile);
@@ -20,7 +21,9 @@ interface Key {
 async function ageKeygen(dir: string, name: string): Promise<Key> {
   const file = join(dir, name);
   await run('age-keygen', ['-o', file], { timeout: 30_000 });
-  const identity = readFileSync(file, 'utf8').split('\n').find((line) => line.startsWith('AGE-SECRET-KEY-1'))!;
+  const identity = readFileSync(file, 'utf8')
+    .split('\n')
+    .find((line) => line.startsWith('AGE-SECRET-KEY-1'))!;
   const { stdout } = await run('age-keygen', ['-y', file], { timeout: 30_000 });
   return { identity, recipient: stdout.trim() };
 }
@@ -134,7 +137,9 @@ describe('age decryption on node:crypto', () => {
     lastChunkTampered[file.length - 1] = lastChunkTampered[file.length - 1]! ^ 1;
     expect(decryptError(lastChunkTampered, alice.identity)).toBe('age payload tampered with or truncated (chunk 1 does not authenticate)');
     // Cut at the chunk boundary: the first chunk is not a last chunk.
-    expect(decryptError(file.subarray(0, payloadStart + 16 + KIB64 + 16), alice.identity)).toBe('age payload tampered with or truncated (chunk 0 does not authenticate)');
+    expect(decryptError(file.subarray(0, payloadStart + 16 + KIB64 + 16), alice.identity)).toBe(
+      'age payload tampered with or truncated (chunk 0 does not authenticate)',
+    );
     expect(decryptError(file.subarray(0, file.length - 1), alice.identity)).toMatch(/^age payload tampered with or truncated/);
     expect(decryptError(file.subarray(0, payloadStart + 10), alice.identity)).toBe('age payload truncated');
     expect(decryptError(file.subarray(0, headerEnd + 2), alice.identity)).toBe('truncated age header');

@@ -19,8 +19,10 @@ describe('the nodeboot bundle (dist/nodeboot.mjs, from the last build)', () => {
     expect(output).toBeDefined();
     const inputs = Object.keys(output![1].inputs);
     expect(inputs).toContain('src/age-decrypt.ts');
-    expect(inputs).toContain('precompiled-validators:config-validation');
-    expect(inputs.filter((path) => /node_modules[\\/](zod|age-encryption|@noble|@scure|ajv)[\\/]|siteapi[\\/]dist[\\/]schemas/.test(path))).toEqual([]);
+    expect(inputs).toContain('precompiled-validators:@psyops/siteapi/validators');
+    expect(
+      inputs.filter((path) => /node_modules[\\/](zod|age-encryption|@noble|@scure|ajv)[\\/]|siteapi[\\/]dist[\\/](schemas|validators)/.test(path)),
+    ).toEqual([]);
     const bundle = readFileSync(join(DIST, 'nodeboot.mjs'), 'utf8');
     expect(bundle.length).toBeLessThan(100_000);
   });
@@ -28,8 +30,11 @@ describe('the nodeboot bundle (dist/nodeboot.mjs, from the last build)', () => {
   it('loads no http, https or TLS module before it fetches', async () => {
     // Node's own list of the built-in modules it loaded, printed as the process exits.
     const preload = join(tempDir('bundle'), 'preload.cjs');
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: JavaScript source written to a file
     writeFileSync(preload, "process.on('exit', () => require('node:fs').writeSync(2, `\\nLOADED ${JSON.stringify(process.moduleLoadList)}\\n`));\n");
-    const result = await run(process.execPath, ['--require', preload, join(DIST, 'nodeboot.mjs'), 'status'], { timeout: 30_000 }).catch((error: { stderr: string }) => error);
+    const result = await run(process.execPath, ['--require', preload, join(DIST, 'nodeboot.mjs'), 'status'], { timeout: 30_000 }).catch(
+      (error: { stderr: string }) => error,
+    );
     const loaded = JSON.parse(/LOADED (.*)/.exec(result.stderr)![1]!) as string[];
     expect(loaded).toContain('NativeModule crypto');
     expect(loaded.filter((name) => /^NativeModule (https?|tls|_http_client|_tls_wrap)$/.test(name))).toEqual([]);

@@ -6,7 +6,7 @@ import { afterAll, onTestFinished } from 'vitest';
 import { createCa, encodeCertificatePem, encodeHostPrivateKey, generateHostKeyPair, issueHostCertificate, parseCidr } from '@psyops/psynet';
 import { encodePublicKey, generateKeyPair, type SecretKey } from '@psyops/signing';
 import { buildSite, serveSite, type Lighthouse, type SiteServer } from '@psyops/siteapi';
-import { generateNodeSecrets, writeSecretImage, type NodeSecrets } from '../src/index.js';
+import { generateNodeSecrets, writeSecretImage, type NodeSecrets } from '../src/node-secrets.js';
 
 /** A temporary directory, removed after the test that made it (or, at file level, after the file). */
 export function tempDir(prefix: string): string {
@@ -24,9 +24,22 @@ export function tempDir(prefix: string): string {
 export function psynetFixture(name: string): { hostCert: string; hostKey: string; caCert: string } {
   const now = Math.floor(Date.now() / 1000);
   const network = parseCidr('10.10.8.0/22')!;
-  const { cert: ca, key: caKey } = createCa({ name: 'psyops test', durationSeconds: 86_400, now: now - 60, ips: [{ address: network.first, mask: network.mask }] });
+  const { cert: ca, key: caKey } = createCa({
+    name: 'psyops test',
+    durationSeconds: 86_400,
+    now: now - 60,
+    ips: [{ address: network.first, mask: network.mask }],
+  });
   const pair = generateHostKeyPair();
-  const cert = issueHostCertificate({ ca, caKey, name, ip: { address: network.first + 0x201, mask: network.mask }, groups: ['psyopsOS'], publicKey: pair.publicKey, now: now - 60 });
+  const cert = issueHostCertificate({
+    ca,
+    caKey,
+    name,
+    ip: { address: network.first + 0x201, mask: network.mask },
+    groups: ['psyopsOS'],
+    publicKey: pair.publicKey,
+    now: now - 60,
+  });
   return { hostCert: encodeCertificatePem(cert), hostKey: encodeHostPrivateKey(pair.privateKey), caCert: encodeCertificatePem(ca) };
 }
 

@@ -66,7 +66,14 @@ describe('postboot against a temporary root, a real secret image and a real serv
     expect(result.exitCode).toBe(0);
     const status = statusOf(root);
     expect(system.consoleLines.at(-2)).toBe(`psyopsOS: status ${JSON.stringify(status)}`);
-    expect(status).toMatchObject({ status: 'ok', hostname: NODE, secret: 'mounted-ro', config: { version: 3, source: 'site', signature: 'verified' }, k3s: 'started', lastGood: 'memory' });
+    expect(status).toMatchObject({
+      status: 'ok',
+      hostname: NODE,
+      secret: 'mounted-ro',
+      config: { version: 3, source: 'site', signature: 'verified' },
+      k3s: 'started',
+      lastGood: 'memory',
+    });
     expect(status.steps.map((s) => `${s.name}:${s.result}`)).toEqual(['secret:ok', 'state:skipped', 'network:ok', 'psynet:ok', 'config:ok', 'k3s:ok']);
 
     // The volume: mounted read-only under a root-only directory, its variables exported.
@@ -175,7 +182,9 @@ describe('postboot against a temporary root, a real secret image and a real serv
       expect((await runPostboot(second, FAST)).exitCode).toBe(2);
       expect(lastLine(second)).toBe(`psyopsOS: postboot finished status=degraded hostname=${NODE} config=3 secret=mounted-ro`);
       expect(statusOf(secondRoot)).toMatchObject({ lastGood: 'state-volume', config: { version: 3, source: 'last-good', signature: 'refused' } });
-      expect(statusOf(secondRoot).steps.find((s) => s.name === 'config')!.reason).toMatch(/^version 3 applied \(last good from the state volume: .*signature check failed/);
+      expect(statusOf(secondRoot).steps.find((s) => s.name === 'config')!.reason).toMatch(
+        /^version 3 applied \(last good from the state volume: .*signature check failed/,
+      );
       expect(read(secondRoot, '/etc/motd')).toBe(`welcome to ${NODE}\n`);
     } finally {
       writeFileSync(published, original);
@@ -186,7 +195,11 @@ describe('postboot against a temporary root, a real secret image and a real serv
     const root = nodeRoot(world.server.url);
     const notADirectory = join(tempDir('badstate'), 'state.img');
     writeFileSync(notADirectory, 'not a file system');
-    const system = new TempRootSystem({ root, devices: { 'psyops-secret': world.image, 'psyops-state': notADirectory }, interfaces: [{ name: 'eth0', mac: MAC }] });
+    const system = new TempRootSystem({
+      root,
+      devices: { 'psyops-secret': world.image, 'psyops-state': notADirectory },
+      interfaces: [{ name: 'eth0', mac: MAC }],
+    });
     expect((await runPostboot(system, FAST)).exitCode).toBe(2);
     const status = statusOf(root);
     expect(status).toMatchObject({ status: 'degraded', lastGood: 'memory', config: { version: 3, source: 'site' } });
@@ -220,7 +233,14 @@ describe('postboot against a temporary root, a real secret image and a real serv
     expect(read(root, '/etc/network/interfaces')).toContain('auto eth0\niface eth0 inet dhcp');
     expect(system.effects).toContainEqual({ kind: 'networking', detail: 'ifup -a' });
     const status = statusOf(root);
-    expect(status.steps.map((s) => `${s.name}:${s.result}`)).toEqual(['secret:failed', 'state:skipped', 'network:ok', 'psynet:skipped', 'config:skipped', 'k3s:skipped']);
+    expect(status.steps.map((s) => `${s.name}:${s.result}`)).toEqual([
+      'secret:failed',
+      'state:skipped',
+      'network:ok',
+      'psynet:skipped',
+      'config:skipped',
+      'k3s:skipped',
+    ]);
     expect(status.steps[0]!.reason).toMatch(/no volume labelled psyops-secret/);
     // It waited a bounded time for the volume to appear, then went on: no loop.
     const sleeps = system.effects.filter((e) => e.kind === 'sleep');
@@ -253,7 +273,7 @@ describe('postboot against a temporary root, a real secret image and a real serv
   });
 
   it('adds the blank-password toor user only when TESTONLYNOPROD.env asks, and warns on the console', async () => {
-    const { generateNodeSecrets, writeSecretImage } = await import('../src/index.js');
+    const { generateNodeSecrets, writeSecretImage } = await import('../src/node-secrets.js');
     const image = join(tempDir('toorimage'), 'secret.img');
     const minisignPublicKey = world.secrets.files.find((f) => f.name === 'minisign.pubkey')!.data;
     await writeSecretImage(image, (await generateNodeSecrets({ name: NODE, mac: MAC, minisignPublicKey, testonlyToor: true })).files);
@@ -275,8 +295,11 @@ describe('postboot against a temporary root, a real secret image and a real serv
   it('rejects a secret volume with a broken file: status failed, fallback networking', async () => {
     const root = nodeRoot(world.server.url);
     const image = join(tempDir('badimage'), 'secret.img');
-    const { writeSecretImage } = await import('../src/index.js');
-    await writeSecretImage(image, world.secrets.files.map((f) => (f.name === 'age.key' ? { ...f, data: 'not an age key\n' } : f)));
+    const { writeSecretImage } = await import('../src/node-secrets.js');
+    await writeSecretImage(
+      image,
+      world.secrets.files.map((f) => (f.name === 'age.key' ? { ...f, data: 'not an age key\n' } : f)),
+    );
     const system = new TempRootSystem({ root, devices: { 'psyops-secret': image }, interfaces: [{ name: 'eth0', mac: MAC }] });
     expect((await runPostboot(system, FAST)).exitCode).toBe(1);
     expect(lastLine(system)).toBe('psyopsOS: postboot finished status=failed hostname=psyopsOS-unconfigured config=none secret=invalid');

@@ -84,7 +84,10 @@ async function buildInitramfs(dir: string, siteUrl: string): Promise<string> {
   put('modules.list', `${modules.join('\n')}\n`);
   // Uncompressed: nothing to decompress under emulation.
   const initrd = join(dir, 'initrd.cpio');
-  await run('sh', ['-c', `cd "${root}" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet > "${initrd}"`], { timeout: 120_000, maxBuffer: 1024 * 1024 });
+  await run('sh', ['-c', `cd "${root}" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet > "${initrd}"`], {
+    timeout: 120_000,
+    maxBuffer: 1024 * 1024,
+  });
   return initrd;
 }
 
@@ -123,10 +126,25 @@ describe.skipIf(!KERNEL_VERSION || !existsSync(KERNEL))('the bundle on a real ke
     expect(result.serial).toMatch(/qemu-test: interfaces .*psy0/);
     expect(result.serial).toContain(`qemu-test: hostname ${NODE}`); // the kernel's, set through /proc/sys/kernel/hostname
     const status = statusLine(result.serial);
-    expect(status).toMatchObject({ status: 'ok', hostname: NODE, secret: 'mounted-ro', config: { version: 3, source: 'site', signature: 'verified' }, k3s: 'not-installed' });
-    expect(status.steps.map((s) => `${s.name}:${s.result}`)).toEqual(['secret:ok', 'state:skipped', 'network:ok', 'psynet:skipped', 'config:ok', 'k3s:skipped']);
+    expect(status).toMatchObject({
+      status: 'ok',
+      hostname: NODE,
+      secret: 'mounted-ro',
+      config: { version: 3, source: 'site', signature: 'verified' },
+      k3s: 'not-installed',
+    });
+    expect(status.steps.map((s) => `${s.name}:${s.result}`)).toEqual([
+      'secret:ok',
+      'state:skipped',
+      'network:ok',
+      'psynet:skipped',
+      'config:ok',
+      'k3s:skipped',
+    ]);
     expect(result.serial).toContain('qemu-test: app start'); // the config's service, started by /etc/init.d/app
-    console.log(`QEMU start to postboot finished: ${result.durationMs} ms; node start-up and bundle loading: ${status.startupMs} ms; postboot: ${status.durationMs} ms`);
+    console.log(
+      `QEMU start to postboot finished: ${result.durationMs} ms; node start-up and bundle loading: ${status.startupMs} ms; postboot: ${status.durationMs} ms`,
+    );
     expect(status.startupMs).toBeGreaterThan(0);
   }, 420_000);
 
@@ -138,7 +156,14 @@ describe.skipIf(!KERNEL_VERSION || !existsSync(KERNEL))('the bundle on a real ke
     expect(result.serial).toMatch(/qemu-test: interfaces .*eth0/);
     expect(result.serial).toContain('qemu-test: hostname psyopsOS-unconfigured');
     const status = statusLine(result.serial);
-    expect(status.steps.map((s) => `${s.name}:${s.result}`)).toEqual(['secret:failed', 'state:skipped', 'network:ok', 'psynet:skipped', 'config:skipped', 'k3s:skipped']);
+    expect(status.steps.map((s) => `${s.name}:${s.result}`)).toEqual([
+      'secret:failed',
+      'state:skipped',
+      'network:ok',
+      'psynet:skipped',
+      'config:skipped',
+      'k3s:skipped',
+    ]);
     expect(status.steps[2]!.reason).toMatch(/DHCP fallback on eth0; networking up/);
   }, 420_000);
 });

@@ -5,7 +5,9 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { Encrypter, armor } from 'age-encryption';
 import { encodePublicKey, generateKeyPair } from '@psyops/signing';
-import { generateNodeSecrets, readSecretVolume, sshPublicKeyOf, writeSecretDir, type NodeSecretsInput } from '../src/index.js';
+import { generateNodeSecrets, writeSecretDir, type NodeSecretsInput } from '../src/node-secrets.js';
+import { readSecretVolume } from '../src/secret-volume.js';
+import { sshPublicKeyOf } from '../src/ssh.js';
 import { MAC, NODE, psynetFixture, tempDir } from './fixtures.js';
 
 const run = promisify(execFile);
@@ -54,7 +56,13 @@ describe('secret volume files', () => {
     expect(decrypted.stdout).toBe('for the node only');
 
     const volume = await readSecretVolume(dir);
-    expect(volume).toMatchObject({ nodename: NODE, siteUrl: 'https://site.example.org', testonlyToor: true, mactab: [{ name: 'psy0', mac: MAC }], unknownFiles: [] });
+    expect(volume).toMatchObject({
+      nodename: NODE,
+      siteUrl: 'https://site.example.org',
+      testonlyToor: true,
+      mactab: [{ name: 'psy0', mac: MAC }],
+      unknownFiles: [],
+    });
   });
 
   it('refuses to replace an existing folder without force, and leaves it alone', async () => {

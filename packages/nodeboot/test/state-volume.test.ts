@@ -33,7 +33,7 @@ describe('state image', () => {
   });
 });
 
-describe("finding a volume by label (LinuxSystem reads the superblock, as findfs does)", () => {
+describe('finding a volume by label (LinuxSystem reads the superblock, as findfs does)', () => {
   it('reads the label of an ext4 file system, and nothing from anything else', async () => {
     const { ext4Label } = await import('../src/system.js');
     const dir = tempDir('labels');

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { validatorsSource } from '../src/config-validation.build.js';
-import * as zodChecks from '../src/config-validation.js';
+import * as zodChecks from '@psyops/siteapi/validators';
 import { NODE, makeWorld, tempDir, type World } from './fixtures.js';
 
 type Checks = typeof zodChecks;

@@ -42,8 +42,16 @@ export function marshalDetails(details: CertificateDetails): Uint8Array {
   const out = new ProtoWriter();
   const encoder = new TextEncoder();
   if (details.name !== '') out.lengthDelimited(1, encoder.encode(details.name));
-  if (details.ips.length > 0) out.packedUint32(2, details.ips.flatMap((net) => [net.address, net.mask]));
-  if (details.subnets.length > 0) out.packedUint32(3, details.subnets.flatMap((net) => [net.address, net.mask]));
+  if (details.ips.length > 0)
+    out.packedUint32(
+      2,
+      details.ips.flatMap((net) => [net.address, net.mask]),
+    );
+  if (details.subnets.length > 0)
+    out.packedUint32(
+      3,
+      details.subnets.flatMap((net) => [net.address, net.mask]),
+    );
   for (const group of details.groups) out.lengthDelimited(4, encoder.encode(group));
   if (details.notBefore !== 0) out.key(5, 0).varint(details.notBefore);
   if (details.notAfter !== 0) out.key(6, 0).varint(details.notAfter);
@@ -66,7 +74,7 @@ export function certificateFingerprint(cert: NebulaCertificate): string {
 }
 
 /** Parses the protobuf bytes of one certificate, with nebula's checks. */
-export function unmarshalCertificate(bytes: Uint8Array, source = 'certificate'): NebulaCertificate {
+function unmarshalCertificate(bytes: Uint8Array, source = 'certificate'): NebulaCertificate {
   const fail = (reason: string) => new CertificateFormatError(`${source}: not a Nebula certificate (${reason})`);
   let detailsBytes: Uint8Array | undefined;
   let signature: Uint8Array = new Uint8Array(0);
@@ -75,7 +83,17 @@ export function unmarshalCertificate(bytes: Uint8Array, source = 'certificate'):
     else if (field.field === 2 && field.wireType === 2) signature = field.value;
   }
   if (!detailsBytes) throw fail('encoded Details was nil');
-  const details: CertificateDetails = { name: '', ips: [], subnets: [], groups: [], notBefore: 0, notAfter: 0, publicKey: new Uint8Array(0), isCA: false, issuer: '' };
+  const details: CertificateDetails = {
+    name: '',
+    ips: [],
+    subnets: [],
+    groups: [],
+    notBefore: 0,
+    notAfter: 0,
+    publicKey: new Uint8Array(0),
+    isCA: false,
+    issuer: '',
+  };
   const ipValues: number[] = [];
   const subnetValues: number[] = [];
   const decoder = new TextDecoder('utf-8', { fatal: true });
@@ -173,7 +191,7 @@ export function isExpired(cert: NebulaCertificate, now: number): boolean {
 function netContains(outer: IPv4Net, inner: IPv4Net): boolean {
   // nebula's CheckRootConstrains: inside the CA's (masked) network, with a mask at least as long.
   const leadingOnes = (mask: number) => Math.clz32(~mask >>> 0);
-  return ((inner.address & outer.mask) >>> 0) === ((outer.address & outer.mask) >>> 0) && leadingOnes(inner.mask) >= leadingOnes(outer.mask);
+  return (inner.address & outer.mask) >>> 0 === (outer.address & outer.mask) >>> 0 && leadingOnes(inner.mask) >= leadingOnes(outer.mask);
 }
 
 /** The limits a CA puts on what it signs (nebula's CheckRootConstrains), in nebula's order. */
@@ -211,7 +229,10 @@ export function parseCaPool(text: string, now: number, source = 'CA certificate'
   for (const ca of pool) {
     if (!ca.details.isCA) throw new InvalidCaError(`${source}: ${ca.details.name}: certificate is not a CA`);
     if (!checkSignature(ca, ca.details.publicKey)) throw new InvalidCaError(`${source}: ${ca.details.name}: certificate is not self-signed`);
-    if (isExpired(ca, now)) throw new CaExpiredError(`${source}: ${ca.details.name}: CA certificate is expired (valid ${isoTime(ca.details.notBefore)} to ${isoTime(ca.details.notAfter)})`);
+    if (isExpired(ca, now))
+      throw new CaExpiredError(
+        `${source}: ${ca.details.name}: CA certificate is expired (valid ${isoTime(ca.details.notBefore)} to ${isoTime(ca.details.notAfter)})`,
+      );
   }
   return pool;
 }
@@ -224,7 +245,9 @@ export function verifyCertificate(cert: NebulaCertificate, pool: readonly Nebula
   if (!ca) throw new UnknownIssuerError(`${name}: could not find ca for the certificate: it was issued by another CA (${cert.details.issuer})`);
   if (isExpired(ca, now)) throw new CaExpiredError(`${name}: root certificate ${ca.details.name} is expired`);
   if (isExpired(cert, now)) {
-    throw new CertificateExpiredError(`${name}: certificate is expired or not valid yet (valid ${isoTime(cert.details.notBefore)} to ${isoTime(cert.details.notAfter)})`);
+    throw new CertificateExpiredError(
+      `${name}: certificate is expired or not valid yet (valid ${isoTime(cert.details.notBefore)} to ${isoTime(cert.details.notAfter)})`,
+    );
   }
   if (!checkSignature(cert, ca.details.publicKey)) throw new CertificateSignatureError(`${name}: certificate signature did not match CA ${ca.details.name}`);
   checkCaConstraints(ca, cert);

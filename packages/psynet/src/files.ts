@@ -84,7 +84,8 @@ async function createCaFiles(files: PsynetFiles, options: InitCaOptions): Promis
 /** The workspace CA certificate (public part only). */
 export async function readCaCertificate(files: PsynetFiles): Promise<NebulaCertificate> {
   const text = await readIfExists(files.caCert, 'CA certificate');
-  if (text === undefined) throw new CaMissingError(`no psynet CA in this workspace (${files.caCert} is missing); create one with: psyops psynet ca init --name NAME`);
+  if (text === undefined)
+    throw new CaMissingError(`no psynet CA in this workspace (${files.caCert} is missing); create one with: psyops psynet ca init --name NAME`);
   return parseCertificatePem(text, files.caCert);
 }
 

@@ -41,7 +41,9 @@ export function nebulaConfig(options: NebulaConfigOptions): string {
   }
   const lighthouseIps = Object.keys(staticHostMap);
   if (!isLighthouse && lighthouseIps.length === 0) {
-    throw new NebulaConfigError('no lighthouse has a public endpoint: add one to psynet.lighthouses in psyops.config.json, e.g. {"lighthouse1": ["203.0.113.10:4242"]}');
+    throw new NebulaConfigError(
+      'no lighthouse has a public endpoint: add one to psynet.lighthouses in psyops.config.json, e.g. {"lighthouse1": ["203.0.113.10:4242"]}',
+    );
   }
   const pki = 'inline' in options.pki ? options.pki.inline : options.pki.paths;
   const config = {

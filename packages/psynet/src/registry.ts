@@ -12,7 +12,7 @@ import {
   RegistryLockedError,
 } from './errors.js';
 import { ipToNumber, isIPv4, numberToIp } from './ip.js';
-import { assertHostName, assertRole, ROLE_GROUPS, ROLES, type AddressPlan, type Role } from './plan.js';
+import { assertHostName, assertRole, ROLE_GROUPS, type AddressPlan, type Role } from './plan.js';
 
 /** What the registry remembers of a signed certificate. */
 export interface CertificateRecord {
@@ -92,8 +92,10 @@ export function parseRegistry(text: string, source = 'registry'): Registry {
     if (certificate !== undefined) {
       if (!isObject(certificate)) throw corrupt(`${where}.certificate is not an object`);
       onlyKeys(certificate, ['fingerprint', 'notAfter'], `${where}.certificate`);
-      if (typeof certificate.fingerprint !== 'string' || !HEX64.test(certificate.fingerprint)) throw corrupt(`${where}.certificate.fingerprint is not a SHA-256 hex digest`);
-      if (typeof certificate.notAfter !== 'string' || Number.isNaN(Date.parse(certificate.notAfter))) throw corrupt(`${where}.certificate.notAfter is not a date`);
+      if (typeof certificate.fingerprint !== 'string' || !HEX64.test(certificate.fingerprint))
+        throw corrupt(`${where}.certificate.fingerprint is not a SHA-256 hex digest`);
+      if (typeof certificate.notAfter !== 'string' || Number.isNaN(Date.parse(certificate.notAfter)))
+        throw corrupt(`${where}.certificate.notAfter is not a date`);
       entry.certificate = { fingerprint: certificate.fingerprint, notAfter: certificate.notAfter };
     }
     return entry;
@@ -255,7 +257,8 @@ export function allocateHost(registry: Registry, plan: AddressPlan, request: All
     if (!isIPv4(request.ip)) throw new AddressOutsidePoolError(`"${request.ip}" is not an IPv4 address`);
     const wanted = ipToNumber(request.ip);
     if (wanted < pool.first || wanted > pool.last) throw new AddressOutsidePoolError(`${request.ip} is outside the ${role} pool ${pool.text}`);
-    if (!usable(plan, wanted)) throw new AddressOutsidePoolError(`${request.ip} cannot be a host address (it ends in .0 or is the network's broadcast address)`);
+    if (!usable(plan, wanted))
+      throw new AddressOutsidePoolError(`${request.ip} cannot be a host address (it ends in .0 or is the network's broadcast address)`);
     const holder = taken.get(request.ip);
     if (holder !== undefined) throw new AddressTakenError(`${request.ip} is already taken by ${holder}`);
     address = wanted;
@@ -294,5 +297,3 @@ export function findHost(registry: Registry, name: string): HostEntry {
   if (!host) throw new HostNotFoundError(`${name} is not in the psynet registry; allocate it first (psyops psynet allocate ${name} --role ROLE)`);
   return host;
 }
-
-export { ROLES };

@@ -6,7 +6,6 @@ import { execa } from 'execa';
 import nacl from 'tweetnacl';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  assertCaUsable,
   CaConstraintError,
   CaExpiredError,
   CaKeyMismatchError,
@@ -14,32 +13,28 @@ import {
   CertificateFormatError,
   CertificateSignatureError,
   certificateToJson,
-  checkSignature,
   createCa,
   DurationError,
-  encodeCaPrivateKey,
   encodeCertificatePem,
-  encodeHostPublicKey,
   formatCertificateJson,
   formatCertificateText,
   generateHostKeyPair,
   hostPublicKeyOf,
   issueHostCertificate,
-  marshalCertificate,
-  marshalDetails,
   parseCaPool,
-  parseCaPrivateKey,
   parseCertificatePem,
   parseDuration,
   parseHostPrivateKey,
   parseHostPublicKey,
-  signCertificate,
   UnknownIssuerError,
   verifyCertificate,
   CertificateExpiredError,
   InvalidCaError,
-  decodePemBlocks,
 } from '../src/index.ts';
+import { assertCaUsable } from '../src/ca.ts';
+import { checkSignature, marshalCertificate, marshalDetails, signCertificate } from '../src/cert.ts';
+import { encodeCaPrivateKey, encodeHostPublicKey, parseCaPrivateKey } from '../src/keys.ts';
+import { decodePemBlocks } from '../src/pem.ts';
 
 const fixtures = join(import.meta.dirname, 'fixtures');
 const fixture = (name: string) => readFileSync(join(fixtures, name), 'utf8');
@@ -159,7 +154,12 @@ describe('interop with the real nebula-cert', () => {
     expect(printed.stdout).toBe(formatCertificateJson(cert));
     expect(JSON.parse(printed.stdout)).toMatchObject({
       fingerprint: certificateFingerprint(cert),
-      details: { name: 'node7', ips: ['10.10.10.7/22'], groups: ['psyopsOS', 'extra&<odd>'], notAfter: new Date((t + 86400 - 1) * 1000).toISOString().replace('.000Z', 'Z') },
+      details: {
+        name: 'node7',
+        ips: ['10.10.10.7/22'],
+        groups: ['psyopsOS', 'extra&<odd>'],
+        notAfter: new Date((t + 86400 - 1) * 1000).toISOString().replace('.000Z', 'Z'),
+      },
     });
     const caPrinted = await nebulaCert(['print', '-json', '-path', 'i-ca.crt']);
     expect(caPrinted.stdout).toBe(formatCertificateJson(ca));
@@ -170,19 +170,68 @@ describe('interop with the real nebula-cert', () => {
     const { cert: ca, key } = createCa({ name: 'psyops-made CA', durationSeconds: 3600, now: t });
     writeFileSync(join(dir, 'p-ca.crt'), encodeCertificatePem(ca));
     writeFileSync(join(dir, 'p-ca.key'), encodeCaPrivateKey(key.secretKey), { mode: 0o600 });
-    const signed = await nebulaCert(['sign', '-ca-crt', 'p-ca.crt', '-ca-key', 'p-ca.key', '-name', 'n1', '-ip', '10.10.10.1/22', '-out-crt', 'p-n1.crt', '-out-key', 'p-n1.key']);
+    const signed = await nebulaCert([
+      'sign',
+      '-ca-crt',
+      'p-ca.crt',
+      '-ca-key',
+      'p-ca.key',
+      '-name',
+      'n1',
+      '-ip',
+      '10.10.10.1/22',
+      '-out-crt',
+      'p-n1.crt',
+      '-out-key',
+      'p-n1.key',
+    ]);
     expect(signed.stderr).toBe('');
     const cert = parseCertificatePem(readFileSync(join(dir, 'p-n1.crt'), 'utf8'));
     expect(verifyCertificate(cert, [ca], now()).details.name).toBe('psyops-made CA');
   });
 
   it('reads and verifies certificates nebula-cert made from scratch, including -in-pub and subnets', async () => {
-    expect((await nebulaCert(['ca', '-name', 'nebula CA', '-duration', '2h', '-groups', 'psyopsOS,clients', '-ips', '10.10.8.0/22', '-subnets', '192.168.0.0/16', '-out-crt', 'n-ca.crt', '-out-key', 'n-ca.key'])).exitCode).toBe(0);
+    expect(
+      (
+        await nebulaCert([
+          'ca',
+          '-name',
+          'nebula CA',
+          '-duration',
+          '2h',
+          '-groups',
+          'psyopsOS,clients',
+          '-ips',
+          '10.10.8.0/22',
+          '-subnets',
+          '192.168.0.0/16',
+          '-out-crt',
+          'n-ca.crt',
+          '-out-key',
+          'n-ca.key',
+        ])
+      ).exitCode,
+    ).toBe(0);
     const host = generateHostKeyPair();
     writeFileSync(join(dir, 'n-host.pub'), encodeHostPublicKey(host.publicKey));
     const signed = await nebulaCert([
-      'sign', '-ca-crt', 'n-ca.crt', '-ca-key', 'n-ca.key', '-name', 'phone', '-ip', '10.10.9.3/22', '-groups', 'clients',
-      '-subnets', '192.168.7.77/24', '-in-pub', 'n-host.pub', '-out-crt', 'n-host.crt',
+      'sign',
+      '-ca-crt',
+      'n-ca.crt',
+      '-ca-key',
+      'n-ca.key',
+      '-name',
+      'phone',
+      '-ip',
+      '10.10.9.3/22',
+      '-groups',
+      'clients',
+      '-subnets',
+      '192.168.7.77/24',
+      '-in-pub',
+      'n-host.pub',
+      '-out-crt',
+      'n-host.crt',
     ]);
     expect(signed.stderr).toBe('');
     const caText = readFileSync(join(dir, 'n-ca.crt'), 'utf8');
@@ -210,7 +259,16 @@ describe('bad certificates and keys', () => {
   const second = createCa({ name: 'second', durationSeconds: 7200, now: t });
   const host = generateHostKeyPair();
   const issue = (options: Partial<Parameters<typeof issueHostCertificate>[0]> = {}) =>
-    issueHostCertificate({ ca: first.cert, caKey: first.key, name: 'h', ip: { address: 0x0a0a0a01, mask: 0xfffffc00 }, groups: ['psyopsOS'], publicKey: host.publicKey, now: t, ...options });
+    issueHostCertificate({
+      ca: first.cert,
+      caKey: first.key,
+      name: 'h',
+      ip: { address: 0x0a0a0a01, mask: 0xfffffc00 },
+      groups: ['psyopsOS'],
+      publicKey: host.publicKey,
+      now: t,
+      ...options,
+    });
 
   it('a certificate from another CA is refused, by psyops and by nebula-cert', async () => {
     const cert = issue();
@@ -229,7 +287,17 @@ describe('bad certificates and keys', () => {
   it('an expired CA signs nothing and verifies nothing', () => {
     const old = createCa({ name: 'old', durationSeconds: 60, now: t - 3600 });
     expect(() => assertCaUsable(old.cert, old.key, t)).toThrow(CaExpiredError);
-    expect(() => issueHostCertificate({ ca: old.cert, caKey: old.key, name: 'h', ip: { address: 0x0a0a0a01, mask: 0xfffffc00 }, groups: [], publicKey: host.publicKey, now: t })).toThrow(CaExpiredError);
+    expect(() =>
+      issueHostCertificate({
+        ca: old.cert,
+        caKey: old.key,
+        name: 'h',
+        ip: { address: 0x0a0a0a01, mask: 0xfffffc00 },
+        groups: [],
+        publicKey: host.publicKey,
+        now: t,
+      }),
+    ).toThrow(CaExpiredError);
     expect(() => parseCaPool(encodeCertificatePem(old.cert), t)).toThrow(CaExpiredError);
   });
 

@@ -8,7 +8,6 @@ import {
   allocateHost,
   DEFAULT_PLAN,
   dnsRecords,
-  emptyRegistry,
   hostsFragment,
   initCa,
   nebulaConfig,
@@ -20,6 +19,7 @@ import {
   readRegistry,
   type Registry,
 } from '../src/index.ts';
+import { emptyRegistry } from '../src/registry.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'psynet-config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -31,7 +31,11 @@ describe('nebulaConfig', () => {
     const files = psynetFiles(join(dir, 'psynet'));
     const now = Math.floor(Date.now() / 1000);
     await initCa(files, { name: 'config CA', durationSeconds: 3600, now, network: plan.network });
-    for (const [name, role] of [['lh1', 'lighthouse'], ['lh2', 'lighthouse'], ['n1', 'node']] as const) {
+    for (const [name, role] of [
+      ['lh1', 'lighthouse'],
+      ['lh2', 'lighthouse'],
+      ['n1', 'node'],
+    ] as const) {
       await updateRegistry(files.registry, (registry) => allocateHost(registry, plan, { name, role, created }));
       await signHost(files, plan, { name, now });
     }
@@ -45,7 +49,9 @@ describe('nebulaConfig', () => {
         registry,
         lighthouseEndpoints: endpoints,
         lighthousePort: 4243,
-        pki: { inline: { ca: readFileSync(files.caCert, 'utf8'), cert: readFileSync(files.hostCert(name), 'utf8'), key: readFileSync(files.hostKey(name), 'utf8') } },
+        pki: {
+          inline: { ca: readFileSync(files.caCert, 'utf8'), cert: readFileSync(files.hostCert(name), 'utf8'), key: readFileSync(files.hostKey(name), 'utf8') },
+        },
       });
       const config = parse(yaml);
       expect(config.static_host_map).toEqual({ '10.10.8.1': endpoints.lh1, '10.10.8.2': endpoints.lh2 });

@@ -8,31 +8,29 @@ import {
   AddressTakenError,
   allocateHost,
   DEFAULT_PLAN,
-  emptyRegistry,
   HostConflictError,
   InvalidNameError,
-  parseRegistry,
   PoolFullError,
   readRegistry,
   RegistryCorruptError,
   RegistryLockedError,
   releaseHost,
   resolvePlan,
-  serializeRegistry,
   initCa,
   psynetFiles,
   UnknownRoleError,
   updateRegistry,
-  withFileLock,
   type Registry,
 } from '../src/index.ts';
+import { emptyRegistry, parseRegistry, serializeRegistry, withFileLock } from '../src/registry.ts';
 
 const plan = resolvePlan(DEFAULT_PLAN);
 const created = '2026-11-25T00:00:00Z';
 const dir = mkdtempSync(join(tmpdir(), 'psynet-registry-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-const allocate = (registry: Registry, name: string, role: string, ip?: string) => allocateHost(registry, plan, { name, role, created, ...(ip ? { ip } : {}) }).host.ip;
+const allocate = (registry: Registry, name: string, role: string, ip?: string) =>
+  allocateHost(registry, plan, { name, role, created, ...(ip ? { ip } : {}) }).host.ip;
 
 describe('address plan', () => {
   it('accepts the default plan', () => {
@@ -140,7 +138,10 @@ describe('registry file', () => {
     ];
     for (const text of cases) {
       writeFileSync(path, text);
-      await expect(updateRegistry(path, (registry) => allocateHost(registry, plan, { name: 'new', role: 'node', created })), text).rejects.toThrow(RegistryCorruptError);
+      await expect(
+        updateRegistry(path, (registry) => allocateHost(registry, plan, { name: 'new', role: 'node', created })),
+        text,
+      ).rejects.toThrow(RegistryCorruptError);
       expect(readFileSync(path, 'utf8')).toBe(text);
       expect(existsSync(`${path}.lock`)).toBe(false);
     }
@@ -187,7 +188,9 @@ describe('registry file', () => {
   it('serialises concurrent read-modify-write in one process', async () => {
     const path = join(dir, 'parallel.json');
     const names = Array.from({ length: 30 }, (_, i) => `p${i}`);
-    const ips = await Promise.all(names.map((name) => updateRegistry(path, (registry) => allocateHost(registry, plan, { name, role: 'node', created }).host.ip)));
+    const ips = await Promise.all(
+      names.map((name) => updateRegistry(path, (registry) => allocateHost(registry, plan, { name, role: 'node', created }).host.ip)),
+    );
     expect(new Set(ips).size).toBe(30);
     expect((await readRegistry(path)).hosts).toHaveLength(30);
   });

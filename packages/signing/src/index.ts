@@ -14,15 +14,12 @@ export {
   encodeSecretKey,
   decodeSecretKey,
   isEncryptedSecretKey,
-  scryptParameters,
-  MINISIGN_KDF_LIMITS,
 } from './keys.js';
 export type { PublicKey, SecretKey, PasswordInput, KdfLimits, EncodeSecretKeyOptions, DecodeSecretKeyOptions } from './keys.js';
-export { signBytes, signFile, verifyBytes, verifyFile, parseSignature, prehashFile, MAX_LEGACY_BYTES } from './signature.js';
+export { signBytes, signFile, verifyBytes, verifyFile, parseSignature } from './signature.js';
 export type { Signature, SignOptions, VerifyOptions, VerifyResult, ProgressCallback } from './signature.js';
 export { readPublicKeyFile, readSecretKeyFile, readSignatureFile } from './read.js';
 export { formatKeyId } from './encoding.js';
-export { prehashBackend } from './blake2b.js';
 export {
   KeyFormatError,
   SignatureFormatError,

@@ -15,12 +15,7 @@ import {
   splitLines,
   untrustedCommentLine,
 } from './encoding.js';
-import {
-  KeyFormatError,
-  PasswordRequiredError,
-  UnsupportedAlgorithmError,
-  WrongPasswordError,
-} from './errors.js';
+import { KeyFormatError, PasswordRequiredError, UnsupportedAlgorithmError, WrongPasswordError } from './errors.js';
 
 /** A minisign public key: the key id and the Ed25519 public key. */
 export interface PublicKey {

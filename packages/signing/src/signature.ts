@@ -14,14 +14,7 @@ import {
   UNTRUSTED_PREFIX,
   untrustedCommentLine,
 } from './encoding.js';
-import {
-  CommentError,
-  KeyIdMismatchError,
-  SignatureError,
-  SignatureFormatError,
-  TrustedCommentError,
-  UnsupportedAlgorithmError,
-} from './errors.js';
+import { CommentError, KeyIdMismatchError, SignatureError, SignatureFormatError, TrustedCommentError, UnsupportedAlgorithmError } from './errors.js';
 import { ed25519Sign, ed25519Verify } from './ed25519.js';
 import { forEachChunk, readRegularFile } from '@psyops/core';
 import type { PublicKey, SecretKey } from './keys.js';
@@ -30,7 +23,7 @@ const TRUSTED_PREFIX = 'trusted comment: ';
 // minisign refuses trusted comments of 8174 bytes and more when signing.
 const MAX_TRUSTED_COMMENT = 8173;
 /** Legacy signatures cover the whole file in memory, as in minisign; beyond this use prehashing. */
-export const MAX_LEGACY_BYTES = 1024 ** 3;
+const MAX_LEGACY_BYTES = 1024 ** 3;
 
 /** A parsed `.minisig` file. */
 export interface Signature {
@@ -98,7 +91,7 @@ function signMessage(message: Uint8Array, key: SecretKey, options: SignOptions, 
 }
 
 /** BLAKE2b-512 of a file, streamed: memory use does not depend on the file's size. */
-export async function prehashFile(path: string, what = 'file to hash', onProgress?: ProgressCallback): Promise<Uint8Array> {
+async function prehashFile(path: string, what = 'file to hash', onProgress?: ProgressCallback): Promise<Uint8Array> {
   const hash = createBlake2b512();
   await forEachChunk(path, what, (chunk) => hash.update(chunk), onProgress);
   return hash.digest();

@@ -77,7 +77,10 @@ describe('interop with the real minisign', () => {
     const enc = await minisign(['-G', '-p', 'mm-enc.pub', '-s', 'mm-enc.key'], `${PASSWORD}\n${PASSWORD}\n`);
     expect(enc.exitCode, enc.stderr).toBe(0);
 
-    for (const [name, password] of [['mm-plain', undefined], ['mm-enc', PASSWORD]] as const) {
+    for (const [name, password] of [
+      ['mm-plain', undefined],
+      ['mm-enc', PASSWORD],
+    ] as const) {
       const key = await readSecretKeyFile(join(dir, `${name}.key`), password);
       for (const legacy of [false, true]) {
         const sig = join(dir, `${name}-${legacy}.psyops.minisig`);

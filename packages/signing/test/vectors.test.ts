@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { blake2b256, createBlake2b512 } from '../src/blake2b.js';
+import { blake2b256, createBlake2b512, prehashBackend } from '../src/blake2b.js';
 import {
   decodePublicKey,
   decodeSecretKey,
@@ -9,16 +9,14 @@ import {
   encodeSecretKey,
   formatKeyId,
   isEncryptedSecretKey,
-  MINISIGN_KDF_LIMITS,
   parseSignature,
-  prehashBackend,
   publicKeyOf,
-  scryptParameters,
   signBytes,
   signFile,
   verifyBytes,
   verifyFile,
 } from '../src/index.js';
+import { MINISIGN_KDF_LIMITS, scryptParameters } from '../src/keys.js';
 
 const fixtures = join(import.meta.dirname, 'fixtures');
 const text = (name: string) => readFileSync(join(fixtures, name), 'utf8');

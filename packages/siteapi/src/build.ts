@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { copyFile, link, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { z } from 'zod';
+import type { z } from 'zod';
 import { signBytes, signFile, type SecretKey } from '@psyops/signing';
 import { fileAccessError, sha256File } from '@psyops/core';
 import { ImageInputError, NodeDefinitionError, SiteInputError } from './errors.js';
@@ -208,7 +208,6 @@ async function checkApkRepositories(repositories: ApkInput[], keysDir: string): 
     }
   }
 }
-
 
 /** Numeric-aware version order: 2025.10 after 2025.9. */
 function compareVersions(a: string, b: string): number {

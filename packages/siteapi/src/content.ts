@@ -15,8 +15,6 @@ export function contentTypeOf(path: string): string {
       return 'text/plain; charset=utf-8';
     case '.iso':
       return 'application/x-iso9660-image';
-    case '.img':
-    case '.apk':
     default:
       return 'application/octet-stream';
   }
@@ -31,7 +29,7 @@ export function cacheControlOf(path: string): string {
   return isVersionedArtifact(path) ? 'public, max-age=31536000, immutable' : 'public, max-age=60';
 }
 
-export function isVersionedArtifact(path: string): boolean {
+function isVersionedArtifact(path: string): boolean {
   const name = posix.basename(path);
   return /\.(iso|img|apk)(\.minisig)?$/.test(name) && !isPointer(path);
 }

@@ -2,25 +2,11 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import {
-  DeleteObjectsCommand,
-  GetObjectCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  S3Client,
-  type ListObjectsV2CommandOutput,
-} from '@aws-sdk/client-s3';
+import { DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, type ListObjectsV2CommandOutput } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { fileAccessError, PsyopsError } from '@psyops/core';
 import { cacheControlOf, contentTypeOf, isPointer } from './content.js';
-import {
-  BucketNotFoundError,
-  DeployOptionsError,
-  MissingCredentialsError,
-  S3AccessError,
-  S3OperationError,
-  S3UnreachableError,
-} from './errors.js';
+import { BucketNotFoundError, DeployOptionsError, MissingCredentialsError, S3AccessError, S3OperationError, S3UnreachableError } from './errors.js';
 
 export interface DeployOptions {
   /** The built site. */
@@ -304,13 +290,15 @@ export async function deploySite(options: DeployOptions): Promise<DeployResult> 
         if (item.size < partSize) {
           etag = (await client.send(new PutObjectCommand({ Bucket: options.bucket, Key: item.key, Body: await readFile(item.path), ...headers }))).ETag;
         } else {
-          etag = (await new Upload({
-            client,
-            params: { Bucket: options.bucket, Key: item.key, Body: createReadStream(item.path), ...headers },
-            partSize,
-            queueSize: 2,
-            leavePartsOnError: false,
-          }).done()).ETag;
+          etag = (
+            await new Upload({
+              client,
+              params: { Bucket: options.bucket, Key: item.key, Body: createReadStream(item.path), ...headers },
+              partSize,
+              queueSize: 2,
+              leavePartsOnError: false,
+            }).done()
+          ).ETag;
         }
         if (etag !== undefined) uploadedEtags.set(item.key, etag.replace(/"/g, ''));
       } catch (error) {
@@ -336,14 +324,13 @@ export async function deploySite(options: DeployOptions): Promise<DeployResult> 
       const batch = deletions.slice(i, i + DELETE_BATCH);
       let result;
       try {
-        result = await client.send(
-          new DeleteObjectsCommand({ Bucket: options.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } }),
-        );
+        result = await client.send(new DeleteObjectsCommand({ Bucket: options.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } }));
       } catch (error) {
         throw fail(error);
       }
       const firstError = result.Errors?.[0];
-      if (firstError) throw new S3OperationError(`deleting ${firstError.Key ?? 'an object'} failed: ${firstError.Code ?? ''} ${firstError.Message ?? ''}`.trim());
+      if (firstError)
+        throw new S3OperationError(`deleting ${firstError.Key ?? 'an object'} failed: ${firstError.Code ?? ''} ${firstError.Message ?? ''}`.trim());
       progress({ type: 'deleted', keys: batch });
     }
 

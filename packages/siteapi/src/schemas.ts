@@ -9,7 +9,9 @@ const fileMode = z.string().regex(/^0?[0-7]{3,4}$/, 'must be an octal mode such 
 // ---------- workspace inputs ----------
 
 /** A secret in a workspace node definition, in plaintext: `{ "secret": "…" }`. */
-export const plainSecretSchema = z.strictObject({ secret: z.string().min(1) }).describe('A secret in plaintext; the site publishes it age-encrypted to the node.');
+export const plainSecretSchema = z
+  .strictObject({ secret: z.string().min(1) })
+  .describe('A secret in plaintext; the site publishes it age-encrypted to the node.');
 
 /** A secret as published: the age ciphertext (ASCII armor) for the node's recipient. */
 export const encryptedSecretSchema = z
@@ -19,7 +21,10 @@ export const encryptedSecretSchema = z
 function nodeConfigShape<S extends z.ZodType>(secret: S) {
   return {
     version: z.number().int().min(1).describe('Config version; nodeboot reports it and keeps the last good one.'),
-    hostname: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9.-]{0,252}$/).describe('Hostname the node sets.'),
+    hostname: z
+      .string()
+      .regex(/^[a-zA-Z0-9][a-zA-Z0-9.-]{0,252}$/)
+      .describe('Hostname the node sets.'),
     packages: z.array(z.string().min(1)).default([]).describe('APK packages to add.'),
     services: z.array(z.string().min(1)).default([]).describe('OpenRC services to enable and start.'),
     files: z
@@ -61,7 +66,10 @@ function nodeConfigShape<S extends z.ZodType>(secret: S) {
  */
 export const nodeDefinitionSchema = z.strictObject({
   $schema: z.string().optional(),
-  ageRecipient: z.string().regex(/^age1[02-9ac-hj-np-z]{58}$/, 'must be an age X25519 recipient (age1…)').optional(),
+  ageRecipient: z
+    .string()
+    .regex(/^age1[02-9ac-hj-np-z]{58}$/, 'must be an age X25519 recipient (age1…)')
+    .optional(),
   sshHostPublicKey: z
     .string()
     .regex(/^ssh-ed25519 [A-Za-z0-9+/]+={0,2}( [^\n]*)?$/, 'must be an OpenSSH ed25519 public key line')

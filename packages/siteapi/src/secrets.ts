@@ -1,7 +1,7 @@
 import { createHash, createHmac } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { Encrypter, armor } from 'age-encryption';
-import { type SecretKey } from '@psyops/signing';
+import type { SecretKey } from '@psyops/signing';
 import { writeFilesAtomically } from '@psyops/core';
 import { SiteInputError } from './errors.js';
 

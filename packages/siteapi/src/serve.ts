@@ -121,7 +121,10 @@ export async function serveSite(options: ServeOptions): Promise<SiteServer> {
     headers['Content-Length'] = file.size === 0 ? 0 : end - start + 1;
     response.writeHead(status, headers);
     if (method === 'HEAD' || file.size === 0) response.end();
-    else createReadStream(file.path, { start, end }).on('error', () => response.destroy()).pipe(response);
+    else
+      createReadStream(file.path, { start, end })
+        .on('error', () => response.destroy())
+        .pipe(response);
     return status;
   };
 

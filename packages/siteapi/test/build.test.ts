@@ -5,7 +5,8 @@ import { Decrypter, armor } from 'age-encryption';
 import { execa } from 'execa';
 import { encodePublicKey, publicKeyOf, verifyBytes, parseSignature, verifyFile, readSignatureFile } from '@psyops/signing';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { buildSite, nodeConfigSchema, osLatestSchema, siteIndexSchema, siteManifestSchema, siteJsonSchema, type NodeConfig } from '../src/index.ts';
+import { buildSite } from '../src/index.ts';
+import { nodeConfigSchema, osLatestSchema, siteIndexSchema, siteManifestSchema, siteJsonSchema, type NodeConfig } from '../src/schemas.ts';
 import { makeApkRepository, makeInputs, tempDir, type Workspace } from './fixtures.ts';
 
 const dir = tempDir('build');
@@ -98,7 +99,13 @@ describe('buildSite layout', () => {
 
   it('signs every JSON document; the real minisign verifies them', async () => {
     const index = siteIndexSchema.parse(JSON.parse(read('index.json')));
-    expect(index.documents.map((d) => d.path)).toEqual(['manifest.json', 'nodes/node-a.json', 'nodes/node-b.json', 'os/latest.json', 'psynet/lighthouses.json']);
+    expect(index.documents.map((d) => d.path)).toEqual([
+      'manifest.json',
+      'nodes/node-a.json',
+      'nodes/node-b.json',
+      'os/latest.json',
+      'psynet/lighthouses.json',
+    ]);
     expect(index.nodes).toEqual(['node-a', 'node-b']);
     for (const doc of [...index.documents, { path: 'index.json', signature: 'index.json.minisig' }]) {
       const run = await execa('minisign', ['-V', '-p', join(dir, 'key.pub'), '-m', join(site(), doc.path), '-x', join(site(), doc.signature)], {
@@ -143,7 +150,10 @@ describe('buildSite layout', () => {
     const recipient = /age1[0-9a-z]+/.exec(keygen.stderr)![0];
     writeFileSync(
       join(dir, 'nodes', 'node-c.json'),
-      JSON.stringify({ ageRecipient: recipient, config: { version: 1, k3s: { role: 'agent', serverUrl: 'https://10.10.8.10:6443', token: { secret: 'from-age-cli' } } } }),
+      JSON.stringify({
+        ageRecipient: recipient,
+        config: { version: 1, k3s: { role: 'agent', serverUrl: 'https://10.10.8.10:6443', token: { secret: 'from-age-cli' } } },
+      }),
     );
     try {
       const out = join(dir, 'site-age');
@@ -181,7 +191,9 @@ describe('buildSite determinism', () => {
     writeFileSync(file, JSON.stringify({ config: { version: 2, hostname: 'bee' } }));
     await build();
     const after = treeHashes(site());
-    const changed = Object.keys(after).filter((k) => after[k] !== before[k]).sort();
+    const changed = Object.keys(after)
+      .filter((k) => after[k] !== before[k])
+      .sort();
     // index.json lists documents, not their hashes: only the node and the manifest change.
     expect(changed).toEqual(['manifest.json', 'manifest.json.minisig', 'nodes/node-b.json', 'nodes/node-b.json.minisig']);
     writeFileSync(file, original);
@@ -200,7 +212,13 @@ describe('buildSite determinism', () => {
 
   it('works with no inputs at all: an empty but valid site', async () => {
     const out = join(dir, 'site-empty');
-    const result = await buildSite({ outDir: out, signingKey: ws.key, nodesDir: join(dir, 'none'), imagesDir: join(dir, 'none'), apkRepositoryDir: join(dir, 'none') });
+    const result = await buildSite({
+      outDir: out,
+      signingKey: ws.key,
+      nodesDir: join(dir, 'none'),
+      imagesDir: join(dir, 'none'),
+      apkRepositoryDir: join(dir, 'none'),
+    });
     expect(result.nodes).toEqual([]);
     expect(existsSync(join(out, 'os', 'latest.json'))).toBe(false);
     expect(JSON.parse(readFileSync(join(out, 'psynet', 'lighthouses.json'), 'utf8')).lighthouses).toEqual([]);
@@ -209,15 +227,60 @@ describe('buildSite determinism', () => {
 
 describe('buildSite bad inputs: one typed error, the previous site untouched', () => {
   const cases: { name: string; setup: () => void; code: string; message: RegExp }[] = [
-    { name: 'node file that is not JSON', setup: () => writeFileSync(join(dir, 'nodes', 'broken.json'), '{ nope'), code: 'BAD_NODE_DEFINITION', message: /broken\.json is not valid JSON/ },
-    { name: 'node without a version', setup: () => writeFileSync(join(dir, 'nodes', 'nover.json'), '{"config":{}}'), code: 'BAD_NODE_DEFINITION', message: /config\.version/ },
-    { name: 'node with an unknown field', setup: () => writeFileSync(join(dir, 'nodes', 'extra.json'), '{"config":{"version":1,"colour":"red"}}'), code: 'BAD_NODE_DEFINITION', message: /colour/ },
-    { name: 'node name with capitals', setup: () => writeFileSync(join(dir, 'nodes', 'Bad_Name.json'), '{"config":{"version":1}}'), code: 'BAD_NODE_DEFINITION', message: /node name "Bad_Name"/ },
-    { name: 'secrets without a recipient', setup: () => writeFileSync(join(dir, 'nodes', 'norcpt.json'), '{"config":{"version":1,"k3s":{"role":"agent","token":{"secret":"t"}}}}'), code: 'BAD_NODE_DEFINITION', message: /no ageRecipient/ },
-    { name: 'a relative file path', setup: () => writeFileSync(join(dir, 'nodes', 'relpath.json'), '{"config":{"version":1,"files":[{"path":"etc/x","content":"x"}]}}'), code: 'BAD_NODE_DEFINITION', message: /absolute path/ },
-    { name: 'an image manifest that is not JSON', setup: () => writeFileSync(join(dir, 'out', 'psyopsOS-2026.11.1-x86_64.json'), 'garbage'), code: 'BAD_IMAGE_INPUT', message: /not valid JSON/ },
-    { name: 'an image version with a space', setup: () => writeFileSync(join(dir, 'out', 'psyopsOS-2026.11.1-x86_64.json'), '{"version":"1 2"}'), code: 'BAD_IMAGE_INPUT', message: /must not contain spaces/ },
-    { name: 'an APK folder without APKINDEX', setup: () => mkdirSync(join(dir, 'apk', 'aarch64'), { recursive: true }), code: 'BAD_SITE_INPUT', message: /no APKINDEX/ },
+    {
+      name: 'node file that is not JSON',
+      setup: () => writeFileSync(join(dir, 'nodes', 'broken.json'), '{ nope'),
+      code: 'BAD_NODE_DEFINITION',
+      message: /broken\.json is not valid JSON/,
+    },
+    {
+      name: 'node without a version',
+      setup: () => writeFileSync(join(dir, 'nodes', 'nover.json'), '{"config":{}}'),
+      code: 'BAD_NODE_DEFINITION',
+      message: /config\.version/,
+    },
+    {
+      name: 'node with an unknown field',
+      setup: () => writeFileSync(join(dir, 'nodes', 'extra.json'), '{"config":{"version":1,"colour":"red"}}'),
+      code: 'BAD_NODE_DEFINITION',
+      message: /colour/,
+    },
+    {
+      name: 'node name with capitals',
+      setup: () => writeFileSync(join(dir, 'nodes', 'Bad_Name.json'), '{"config":{"version":1}}'),
+      code: 'BAD_NODE_DEFINITION',
+      message: /node name "Bad_Name"/,
+    },
+    {
+      name: 'secrets without a recipient',
+      setup: () => writeFileSync(join(dir, 'nodes', 'norcpt.json'), '{"config":{"version":1,"k3s":{"role":"agent","token":{"secret":"t"}}}}'),
+      code: 'BAD_NODE_DEFINITION',
+      message: /no ageRecipient/,
+    },
+    {
+      name: 'a relative file path',
+      setup: () => writeFileSync(join(dir, 'nodes', 'relpath.json'), '{"config":{"version":1,"files":[{"path":"etc/x","content":"x"}]}}'),
+      code: 'BAD_NODE_DEFINITION',
+      message: /absolute path/,
+    },
+    {
+      name: 'an image manifest that is not JSON',
+      setup: () => writeFileSync(join(dir, 'out', 'psyopsOS-2026.11.1-x86_64.json'), 'garbage'),
+      code: 'BAD_IMAGE_INPUT',
+      message: /not valid JSON/,
+    },
+    {
+      name: 'an image version with a space',
+      setup: () => writeFileSync(join(dir, 'out', 'psyopsOS-2026.11.1-x86_64.json'), '{"version":"1 2"}'),
+      code: 'BAD_IMAGE_INPUT',
+      message: /must not contain spaces/,
+    },
+    {
+      name: 'an APK folder without APKINDEX',
+      setup: () => mkdirSync(join(dir, 'apk', 'aarch64'), { recursive: true }),
+      code: 'BAD_SITE_INPUT',
+      message: /no APKINDEX/,
+    },
     {
       name: 'an APKINDEX signed by an untrusted key',
       setup: () => {

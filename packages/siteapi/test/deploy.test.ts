@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { DeleteObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEPLOY_STATE_KEY, createS3Client, deploySite, normalizePrefix, type DeployOptions } from '../src/index.ts';
+import { deploySite, normalizePrefix, type DeployOptions } from '../src/index.ts';
+import { DEPLOY_STATE_KEY, createS3Client } from '../src/deploy.ts';
 import { S3_ENV, startS3, tempDir, type S3Server } from './fixtures.ts';
 
 const dir = tempDir('deploy');
@@ -70,7 +71,14 @@ describe('deploySite against a real S3 server (s3rver)', () => {
     expect(state['live/.site.build-leftover.tmp']).toBeUndefined();
 
     // Every pointer comes after every other object; signatures before their documents; index.json last.
-    const pointers = ['live/apk/psyopsOS/x86_64/APKINDEX.tar.gz', 'live/index.html', 'live/index.json', 'live/index.json.minisig', 'live/os/latest.json', 'live/os/latest.json.minisig'];
+    const pointers = [
+      'live/apk/psyopsOS/x86_64/APKINDEX.tar.gz',
+      'live/index.html',
+      'live/index.json',
+      'live/index.json.minisig',
+      'live/os/latest.json',
+      'live/os/latest.json.minisig',
+    ];
     const firstPointer = Math.min(...pointers.map((p) => order.indexOf(p)));
     expect(firstPointer).toBe(order.length - pointers.length - 1);
     expect(order.indexOf('live/os/latest.json.minisig')).toBeLessThan(order.indexOf('live/os/latest.json'));
@@ -194,7 +202,10 @@ describe('deploySite against a real S3 server (s3rver)', () => {
   });
 
   it('names a missing bucket, refused credentials and an unreachable endpoint in one typed error', async () => {
-    await expect(deploy({ bucket: 'no-such-bucket' })).rejects.toMatchObject({ code: 'BUCKET_NOT_FOUND', message: 'bucket "no-such-bucket" does not exist at ' + s3.endpoint });
+    await expect(deploy({ bucket: 'no-such-bucket' })).rejects.toMatchObject({
+      code: 'BUCKET_NOT_FOUND',
+      message: `bucket "no-such-bucket" does not exist at ${s3.endpoint}`,
+    });
     const saved = process.env.AWS_ACCESS_KEY_ID;
     process.env.AWS_ACCESS_KEY_ID = 'WRONG';
     try {

@@ -76,7 +76,16 @@ describe('serveSite', () => {
   });
 
   it('never leaves the root: .., encoded slashes and dots, backslashes, symlinks out', async () => {
-    for (const path of ['/../secret.txt', '/os/../../secret.txt', '/%2e%2e/secret.txt', '/os%2f..%2f..%2fsecret.txt', '/..%5csecret.txt', '/escape.txt', '/%00', '/%E0%A4%A']) {
+    for (const path of [
+      '/../secret.txt',
+      '/os/../../secret.txt',
+      '/%2e%2e/secret.txt',
+      '/os%2f..%2f..%2fsecret.txt',
+      '/..%5csecret.txt',
+      '/escape.txt',
+      '/%00',
+      '/%E0%A4%A',
+    ]) {
       const res = await raw('GET', path);
       expect(res.status, path).toBe(404);
       expect(res.body.toString(), path).not.toContain('outside the root');

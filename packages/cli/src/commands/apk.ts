@@ -27,7 +27,9 @@ function addSigningOptions(command: Command): Command {
     .option('--key-name <NAME>', 'public key file name the signature refers to (default: key file name + .pub, like abuild)')
     .option('--unsigned', 'write without a signature (apk then needs --allow-untrusted)')
     .addOption(
-      new Option('--signature-type <TYPE>', 'RSA = SHA-1 (abuild 3.11, every apk 2), RSA256 = SHA-256, RSA512 = SHA-512').choices(['RSA', 'RSA256', 'RSA512']).default('RSA'),
+      new Option('--signature-type <TYPE>', 'RSA = SHA-1 (abuild 3.11, every apk 2), RSA256 = SHA-256, RSA512 = SHA-512')
+        .choices(['RSA', 'RSA256', 'RSA512'])
+        .default('RSA'),
     );
 }
 
@@ -46,7 +48,9 @@ async function signingKeyPath(command: Command, options: SigningOptions): Promis
   const keys = existsSync(dir) ? (await readdir(dir)).filter((n) => n.endsWith('.rsa')).sort() : [];
   if (keys.length !== 1) {
     throw new ApkKeyMissingError(
-      keys.length === 0 ? `no --key given and no ${dir}/*.rsa; run \`psyops apk keygen --name EMAIL\` or pass --unsigned` : `several keys in ${dir} (${keys.join(', ')}); pick one with --key`,
+      keys.length === 0
+        ? `no --key given and no ${dir}/*.rsa; run \`psyops apk keygen --name EMAIL\` or pass --unsigned`
+        : `several keys in ${dir} (${keys.join(', ')}); pick one with --key`,
     );
   }
   return join(dir, keys[0]!);
@@ -122,7 +126,7 @@ function projectCommand(): Command {
     .description(
       'Build psyopsOS-base or psyops-nodeboot from workspace values and sign it with the workspace APK key. ' +
         'psyopsOS-base installs /etc/apk/keys/<key>.pub, the repository line (<site.url>/apk/psyopsOS), a setup ' +
-        'script setting root\'s password hash (keys/root-password.hash, a crypt(3) hash: it is published with the ' +
+        "script setting root's password hash (keys/root-password.hash, a crypt(3) hash: it is published with the " +
         'package, so make it strong) and SSH key (keys/ssh-authorized-keys), psyopsOS-write-bootmedia and the ' +
         'telepathy status service. psyops-nodeboot packages --bundle (the bundled nodeboot program) and its boot hook. ' +
         'Writes to <workspace>/apk/<arch>/ unless --out is given; run `psyops apk index apk` afterwards.',
@@ -134,7 +138,7 @@ function projectCommand(): Command {
     .option('--pkg-version <VERSION>', 'package version (default: 1.0.<SOURCE_DATE_EPOCH or now>-r0, like the original psyopsOS)')
     .option('--repository-url <URL>', 'apk repository line for psyopsOS-base (default: <site.url>/apk/psyopsOS)')
     .option('--root-password-hash <FILE>', 'crypt(3) hash for root (default: keys/root-password.hash if present)')
-    .option('--ssh-key <FILE>', "authorized_keys for root (default: keys/ssh-authorized-keys if present)")
+    .option('--ssh-key <FILE>', 'authorized_keys for root (default: keys/ssh-authorized-keys if present)')
     .option('--bundle <FILE>', 'psyops-nodeboot: the bundled nodeboot program');
   addSigningOptions(command);
   return command.action(async (name: string, options: ProjectOptions) => {
@@ -191,7 +195,11 @@ function keygenCommand(): Command {
     .action(async (options: { name: string; out?: string; bits: string }, command: Command) => {
       const { generateApkKey } = await apkpkg();
       let dir = options.out;
-      if (!dir) dir = await currentWorkspace(command).then((w) => w.place('apkKeys'), () => '.');
+      if (!dir)
+        dir = await currentWorkspace(command).then(
+          (w) => w.place('apkKeys'),
+          () => '.',
+        );
       const key = await generateApkKey({ name: options.name, bits: Number(options.bits) });
       const privatePath = join(dir, key.privateKeyName);
       const publicPath = join(dir, key.keyName);
@@ -249,7 +257,7 @@ function verifyCommand(): Command {
     .description(
       'Check each FILE (path or http(s) URL) like `apk verify`: gzip streams, layout, datahash and per-file ' +
         'checksums of packages, and the signature against the public keys in --keys-dir (file names as in ' +
-        '/etc/apk/keys; default: the workspace\'s keys/apk). Unsigned, untrusted, tampered or corrupted input ' +
+        "/etc/apk/keys; default: the workspace's keys/apk). Unsigned, untrusted, tampered or corrupted input " +
         'fails. Prints "<file>: OK (<key>)".',
     )
     .argument('<FILE...>', '.apk or APKINDEX.tar.gz files or URLs')
@@ -284,7 +292,13 @@ function infoCommand(): Command {
       const verify = { ...(keys ? { keys } : {}), name: file };
       if (apkFileKind(bytes) === 'index') {
         const index = readIndex(bytes, verify);
-        const summary = { kind: 'index', description: index.description ?? null, signatures: index.signatures.map((s) => `${s.type}:${s.keyName}`), trustedBy: index.trustedBy ?? null, packages: index.entries };
+        const summary = {
+          kind: 'index',
+          description: index.description ?? null,
+          signatures: index.signatures.map((s) => `${s.type}:${s.keyName}`),
+          trustedBy: index.trustedBy ?? null,
+          packages: index.entries,
+        };
         if (options.json) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
         else {
           process.stdout.write(`index: ${file}\ndescription: ${summary.description ?? ''}\nsigned by: ${summary.signatures.join(', ') || '(unsigned)'}\n`);
@@ -315,7 +329,8 @@ function infoCommand(): Command {
           `depends: ${i.depend.join(' ')}\nprovides: ${i.provides.join(' ')}\n` +
           `signed by: ${summary.signatures.join(', ') || '(unsigned)'}\nscripts: ${summary.scripts.join(' ')}\nfiles:\n`,
       );
-      for (const f of pkg.files) process.stdout.write(`  ${f.mode.toString(8).padStart(4, '0')} ${f.path}${f.type === 'dir' ? '/' : ''}${f.target ? ` -> ${f.target}` : ''}\n`);
+      for (const f of pkg.files)
+        process.stdout.write(`  ${f.mode.toString(8).padStart(4, '0')} ${f.path}${f.type === 'dir' ? '/' : ''}${f.target ? ` -> ${f.target}` : ''}\n`);
     });
 }
 
@@ -335,7 +350,8 @@ export function apkCommand(): Command {
   const command = new Command('apk')
     .summary('Alpine packages and signed repositories: build, project, keygen, index, verify, info, version')
     .description('Build, sign, index, read and verify Alpine APK v2 packages and repositories without an Alpine host.');
-  for (const sub of [buildCommand(), projectCommand(), keygenCommand(), indexCommand(), verifyCommand(), infoCommand(), versionCommand()]) command.addCommand(sub);
+  for (const sub of [buildCommand(), projectCommand(), keygenCommand(), indexCommand(), verifyCommand(), infoCommand(), versionCommand()])
+    command.addCommand(sub);
   // createProgram configures `apk` (exit override, one-line errors); pass that on to the subcommand chosen.
   return command.hook('preSubcommand', (apk, sub) => {
     sub.exitOverride().configureOutput(apk.configureOutput());

@@ -1,13 +1,15 @@
+import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
-import { readSecretKeyFile, type SecretKey } from '@psyops/signing';
+import { readSecretKeyFile } from '@psyops/signing';
 import type { BuildIsoOptions, BuildProgress } from '@psyops/imagebuild';
+import { version } from '../../package.json';
 import { currentWorkspace, sourceDateEpoch } from '../context.js';
 import { obtainPassword, type PasswordSources } from '../password.js';
 import { NoWorkspaceError, WORKSPACE_ENV } from '../workspace.js';
 import { addPasswordOptions } from './options.js';
-import { prepareDefaultImage } from '../default-image.js';
 
 interface BuildIsoCommandOptions extends PasswordSources {
   release?: string;
@@ -16,8 +18,6 @@ interface BuildIsoCommandOptions extends PasswordSources {
   rebuild?: boolean;
   cacheDir?: string;
 }
-
-const imagebuild = () => import('@psyops/imagebuild');
 
 /** Where the embedded default lives (its host repository, key and caches): per user, outside any project. */
 export function defaultImageHome(): string {
@@ -61,28 +61,22 @@ export function buildIsoCommand(): Command {
   addPasswordOptions(command);
   return command.action(async (options: BuildIsoCommandOptions, cmd: Command) => {
     const epoch = sourceDateEpoch();
-    const progress = progressPrinter();
-    let build: Omit<BuildIsoOptions, 'secretKey' | 'onProgress'>;
-    let secretKey: SecretKey;
+    const { buildIso, prepareDefaultImage } = await import('@psyops/imagebuild');
+    let build: BuildIsoOptions;
     try {
       const workspace = await currentWorkspace(cmd);
-      const image = workspace.config.image;
-      const keyPath = workspace.path(workspace.config.signing.secretKey);
-      secretKey = await readSecretKeyFile(keyPath, () => obtainPassword(options, `secret key ${keyPath}`));
+      const { image, repositories, signing, site } = workspace.config;
+      const keyPath = workspace.path(signing.secretKey);
       build = {
-        flavor: image.flavor,
-        world: image.world,
-        kernel: image.kernel,
-        initramfsPackages: image.initramfsPackages,
-        overlayDir: workspace.path(image.overlay),
-        kernelCmdline: image.kernelCmdline,
-        hostname: image.hostname,
-        siteUrl: workspace.config.site.url,
-        repositories: workspace.config.repositories.map((repository) => ({ url: isUrl(repository.url) ? repository.url : workspace.path(repository.url), keysDir: workspace.path(repository.keys) })),
-        outDir: resolve(options.out ?? workspace.path(image.outDir)),
+        image: { ...image, overlay: workspace.path(image.overlay), outDir: resolve(options.out ?? workspace.path(image.outDir)) },
+        repositories: repositories.map((repository) => ({
+          url: isUrl(repository.url) ? repository.url : workspace.path(repository.url),
+          keysDir: workspace.path(repository.keys),
+        })),
         cacheDir: resolve(options.cacheDir ?? workspace.place('cache')),
+        secretKey: await readSecretKeyFile(keyPath, () => obtainPassword(options, `secret key ${keyPath}`)),
+        siteUrl: site.url,
         gitDir: workspace.dir,
-        ...(image.release !== undefined ? { release: image.release } : {}),
       };
     } catch (error) {
       // Only when no workspace was named: --workspace or PSYOPS_WORKSPACE pointing nowhere is an error.
@@ -90,19 +84,23 @@ export function buildIsoCommand(): Command {
       if (!(error instanceof NoWorkspaceError) || (named !== undefined && named !== '')) throw error;
       const home = defaultImageHome();
       process.stderr.write(`build-iso: no workspace here: building the embedded default image (this host's kernel, busybox and Node.js) from ${home}\n`);
-      const prepared = await prepareDefaultImage(home, (line) => process.stderr.write(`build-iso: ${line}\n`), epoch);
-      secretKey = prepared.secretKey;
-      build = { ...prepared.build, outDir: resolve(options.out ?? 'out'), cacheDir: resolve(options.cacheDir ?? prepared.build.cacheDir) };
+      build = await prepareDefaultImage({
+        home,
+        nodebootBundle: await readFile(fileURLToPath(import.meta.resolve('@psyops/nodeboot/nodeboot.mjs'))),
+        nodebootVersion: version,
+        outDir: resolve(options.out ?? 'out'),
+        ...(options.cacheDir !== undefined ? { cacheDir: resolve(options.cacheDir) } : {}),
+        ...(epoch !== undefined ? { mtime: epoch } : {}),
+        onProgress: (line) => process.stderr.write(`build-iso: ${line}\n`),
+      });
     }
-    const { buildIso } = await imagebuild();
     const result = await buildIso({
       ...build,
-      ...(options.release !== undefined ? { release: options.release } : {}),
+      image: { ...build.image, ...(options.release !== undefined ? { release: options.release } : {}) },
       ...(epoch !== undefined ? { sourceDateEpoch: epoch } : {}),
       offline: options.offline ?? false,
       rebuild: options.rebuild ?? false,
-      secretKey,
-      onProgress: progress,
+      onProgress: progressPrinter(),
     });
     process.stdout.write(
       `${result.iso}\n` +

@@ -4,15 +4,7 @@ import { join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { writeFilesAtomically } from '@psyops/core';
 import { obtainPassword, type PasswordSources } from '../password.js';
-import {
-  CONFIG_FILE,
-  SCHEMA_FILE,
-  checkNewWorkspaceDir,
-  configSchema,
-  createWorkspaceFolders,
-  defaultConfig,
-  WORKSPACE_FOLDERS,
-} from '../workspace.js';
+import { CONFIG_FILE, SCHEMA_FILE, checkNewWorkspaceDir, configSchema, createWorkspaceFolders, defaultConfig, WORKSPACE_FOLDERS } from '../workspace.js';
 import { writeNewKeyPair } from './keygen.js';
 import { addPasswordOptions } from './options.js';
 

@@ -1,10 +1,8 @@
-import { readFile } from 'node:fs/promises';
 import { relative, resolve } from 'node:path';
 import { Command } from 'commander';
-import { fileAccessError, writeFilesAtomically } from '@psyops/core';
 import { currentWorkspace } from '../context.js';
 import { UsageError } from '../errors.js';
-import { WORKSPACE_LAYOUT, type Workspace } from '../workspace.js';
+import { WORKSPACE_LAYOUT } from '../workspace.js';
 
 // The library loads only when a node command runs.
 const nodebootLibrary = () => import('@psyops/nodeboot');
@@ -21,34 +19,6 @@ interface CreateOptions {
   out?: string;
   dir?: string;
   force?: boolean;
-}
-
-async function readText(path: string, what: string): Promise<string> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (error) {
-    throw fileAccessError(error, path, what);
-  }
-}
-
-/** The node's workspace definition, or undefined when there is none yet; a broken one is an error before anything is written. */
-async function readDefinition(workspace: Workspace, name: string): Promise<{ path: string; value: Record<string, unknown> | undefined }> {
-  const path = workspace.place('nodes', `${name}.json`);
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { path, value: undefined };
-    throw fileAccessError(error, path, 'node definition');
-  }
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (error) {
-    throw new UsageError(`${path} is not valid JSON (${(error as Error).message}); fix it first, node create keeps its config section`);
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new UsageError(`${path} is not a JSON object`);
-  return { path, value: value as Record<string, unknown> };
 }
 
 function createCommand(): Command {
@@ -74,58 +44,26 @@ function createCommand(): Command {
     .option('--dir <DIR>', 'write the files into DIR')
     .option('-f, --force', 'replace an existing image or folder')
     .action(async (name: string, options: CreateOptions, cmd: Command) => {
-      const lib = await nodebootLibrary();
       if ((options.out === undefined) === (options.dir === undefined)) throw new UsageError('give exactly one of --out IMAGE and --dir DIR');
-      // Every check before the first write: a refused command changes nothing.
-      lib.checkNodeName(name);
-      const mac = lib.normalizeMac(options.mac);
-      const output = resolve(options.out ?? options.dir!);
-      lib.assertOutputFree(output, options.force ?? false);
+      const { createNode, SECRET_LABEL } = await nodebootLibrary();
       const workspace = await currentWorkspace(cmd);
-      const interfaces = options.interfaces !== undefined ? await readText(options.interfaces, 'interfaces file') : undefined;
-      const minisignPublicKey = await readText(workspace.path(workspace.config.signing.publicKey), 'workspace minisign public key');
-      const base = { name, mac, minisignPublicKey, ...(interfaces !== undefined ? { interfaces } : {}), ...(options.siteUrl !== undefined ? { siteUrl: options.siteUrl } : {}) };
-      lib.checkNodeSecretsInput(base);
-      const definition = await readDefinition(workspace, name);
-
-      const psynet = await import('@psyops/psynet');
-      const settings = workspace.config.psynet;
-      const plan = psynet.resolvePlan({ network: settings.network, pools: settings.pools });
-      const files = psynet.psynetFiles(workspace.place('psynet'));
-      await psynet.readCa(files); // a clear CA_MISSING before the registry changes
-      const { host } = await psynet.updateRegistry(files.registry, (registry) =>
-        psynet.allocateHost(registry, plan, { name, role: 'node', created: new Date().toISOString().replace(/\.\d+Z$/, 'Z') }),
-      );
-      if (host.role !== 'node') throw new UsageError(`${name} is a ${host.role} in the psynet registry, not a node`);
-      // The node's Nebula key is made here and goes only onto the volume: signing from its public key keeps it out of the workspace.
-      const pair = psynet.generateHostKeyPair();
-      const signed = await psynet.signHost(files, plan, { name, publicKey: pair.publicKey, now: Math.floor(Date.now() / 1000) });
-
-      const secrets = await lib.generateNodeSecrets({
-        ...base,
+      const { network, pools } = workspace.config.psynet;
+      const node = await createNode({
+        name,
+        mac: options.mac,
+        output: options.out !== undefined ? { kind: 'image', path: resolve(options.out) } : { kind: 'dir', path: resolve(options.dir!) },
+        force: options.force ?? false,
+        minisignPublicKeyFile: workspace.path(workspace.config.signing.publicKey),
+        ...(options.interfaces !== undefined ? { interfacesFile: options.interfaces } : {}),
+        ...(options.siteUrl !== undefined ? { siteUrl: options.siteUrl } : {}),
         testonlyToor: options.testonlyToor ?? false,
-        psynet: {
-          hostCert: psynet.encodeCertificatePem(signed.cert),
-          hostKey: psynet.encodeHostPrivateKey(pair.privateKey),
-          caCert: await readText(files.caCert, 'psynet CA certificate'),
-        },
+        psynet: { dir: workspace.place('psynet'), plan: { network, pools } },
+        nodesDir: workspace.place('nodes'),
       });
-      if (options.out !== undefined) await lib.writeSecretImage(output, secrets.files, { force: options.force ?? false });
-      else await lib.writeSecretDir(output, secrets.files, { force: options.force ?? false });
-
-      const recorded = {
-        ...(definition.value ?? {}),
-        ageRecipient: secrets.ageRecipient,
-        sshHostPublicKey: secrets.sshHostPublicKey,
-        psynetAddress: host.ip,
-        config: definition.value?.config ?? { version: 1 },
-      };
-      await writeFilesAtomically([{ path: definition.path, data: `${JSON.stringify(recorded, null, 2)}\n`, mode: 0o644 }]);
-
       print(
-        `${name}: secret volume written to ${output} (${options.out !== undefined ? `ext4 image labelled ${lib.SECRET_LABEL}` : 'files'})\n` +
-          `  psynet ${host.ip}\n  age recipient ${secrets.ageRecipient}\n  ssh host key ${secrets.sshHostPublicKey}\n` +
-          `  recorded in ${relative(process.cwd(), definition.path) || definition.path}` +
+        `${name}: secret volume written to ${node.output.path} (${node.output.kind === 'image' ? `ext4 image labelled ${SECRET_LABEL}` : 'files'})\n` +
+          `  psynet ${node.psynetAddress}\n  age recipient ${node.ageRecipient}\n  ssh host key ${node.sshHostPublicKey}\n` +
+          `  recorded in ${relative(process.cwd(), node.definitionFile) || node.definitionFile}` +
           (options.testonlyToor ? '\n  WARNING: --testonly-toor: this volume adds user toor with a blank password; never use it in production' : ''),
       );
     });
@@ -133,7 +71,7 @@ function createCommand(): Command {
 
 function stateImageCommand(): Command {
   return new Command('state-image')
-    .summary("make an empty psyops-state volume: where a node keeps its last good config across reboots")
+    .summary('make an empty psyops-state volume: where a node keeps its last good config across reboots')
     .description(
       'Write an empty ext4 image labelled psyops-state (mkfs.ext4: no root, no loop mount), to be written to a disk ' +
         'of the node or attached to a VM. At boot nodeboot mounts a psyops-state volume read-write at /var/lib/psyopsOS ' +

@@ -89,12 +89,17 @@ function releaseCommand(): Command {
       const { lib, files } = await psynetContext(cmd);
       const host = await lib.updateRegistry(files.registry, (registry) => lib.releaseHost(registry, name));
       if (options.json) printJson({ released: host, files: { registry: files.registry } });
-      else print(`${host.name}: released ${host.ip}${host.certificate ? ` (certificate ${host.certificate.fingerprint} stays valid until ${host.certificate.notAfter})` : ''}`);
+      else
+        print(
+          `${host.name}: released ${host.ip}${host.certificate ? ` (certificate ${host.certificate.fingerprint} stays valid until ${host.certificate.notAfter})` : ''}`,
+        );
     });
 }
 
 function caCommand(): Command {
-  const ca = new Command('ca').summary('the psynet Nebula certificate authority').description('Create and inspect the psynet Nebula CA (psynet/ca.crt, psynet/ca.key).');
+  const ca = new Command('ca')
+    .summary('the psynet Nebula certificate authority')
+    .description('Create and inspect the psynet Nebula CA (psynet/ca.crt, psynet/ca.key).');
   ca.command('init')
     .summary('create the psynet CA')
     .description(
@@ -111,10 +116,18 @@ function caCommand(): Command {
       const { cert, fingerprint } = await lib.initCa(files, { name: options.name, durationSeconds, now: nowSeconds(), network: plan.network });
       const notAfter = isoSeconds(cert.details.notAfter);
       if (options.json) {
-        printJson({ name: cert.details.name, fingerprint, notBefore: isoSeconds(cert.details.notBefore), notAfter, files: { certificate: files.caCert, key: files.caKey } });
+        printJson({
+          name: cert.details.name,
+          fingerprint,
+          notBefore: isoSeconds(cert.details.notBefore),
+          notAfter,
+          files: { certificate: files.caCert, key: files.caKey },
+        });
         return;
       }
-      print(`CA "${cert.details.name}" created, valid until ${notAfter}\n  fingerprint ${fingerprint}\n  certificate ${files.caCert}\n  key ${files.caKey} (0600, keep it secret)`);
+      print(
+        `CA "${cert.details.name}" created, valid until ${notAfter}\n  fingerprint ${fingerprint}\n  certificate ${files.caCert}\n  key ${files.caKey} (0600, keep it secret)`,
+      );
     });
   return ca;
 }
@@ -201,7 +214,13 @@ function verifyCommand(): Command {
       const pool = lib.parseCaPool(await readText(caPath, 'CA certificate'), now, caPath);
       const cert = lib.parseCertificatePem(await readText(file, 'certificate'), file);
       const ca = lib.verifyCertificate(cert, pool, now);
-      const result = { file, name: cert.details.name, fingerprint: lib.certificateFingerprint(cert), ca: ca.details.name, caFingerprint: lib.certificateFingerprint(ca) };
+      const result = {
+        file,
+        name: cert.details.name,
+        fingerprint: lib.certificateFingerprint(cert),
+        ca: ca.details.name,
+        caFingerprint: lib.certificateFingerprint(ca),
+      };
       if (options.json) printJson({ valid: true, ...result });
       else print(`${file}: valid certificate for ${result.name}, signed by CA "${result.ca}"`);
     });
@@ -241,7 +260,9 @@ function configCommand(): Command {
           key = await readFile(files.hostKey(name), 'utf8');
         } catch (error) {
           if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw fileAccessError(error, files.hostKey(name), 'host key');
-          throw new lib.NebulaConfigError(`${name} has no private key in the workspace (signed from its own public key?): use --pki-dir to refer to its key on the host`);
+          throw new lib.NebulaConfigError(
+            `${name} has no private key in the workspace (signed from its own public key?): use --pki-dir to refer to its key on the host`,
+          );
         }
         const publicKey = lib.hostPublicKeyOf(lib.parseHostPrivateKey(key, files.hostKey(name)));
         if (!Buffer.from(publicKey).equals(parsedCert.details.publicKey)) {
@@ -276,7 +297,13 @@ function listCommand(): Command {
         print('no hosts yet (psyops psynet allocate NAME --role ROLE)');
         return;
       }
-      const rows = registry.hosts.map((host) => [host.name, host.role, host.ip, host.groups.join(','), host.certificate ? `until ${host.certificate.notAfter}` : 'not signed']);
+      const rows = registry.hosts.map((host) => [
+        host.name,
+        host.role,
+        host.ip,
+        host.groups.join(','),
+        host.certificate ? `until ${host.certificate.notAfter}` : 'not signed',
+      ]);
       const widths = [0, 1, 2, 3].map((column) => Math.max(...rows.map((row) => row[column]!.length)));
       print(rows.map((row) => row.map((cell, column) => (column < 4 ? cell.padEnd(widths[column]!) : cell)).join('  ')).join('\n'));
     });
@@ -311,7 +338,18 @@ export function psynetCommand(): Command {
       'Manage psynet, the Nebula overlay every psyopsOS node joins: the address registry ' +
         '(psynet/registry.json), the Nebula CA, host certificates and configs, and hosts/DNS exports.',
     );
-  for (const sub of [allocateCommand(), releaseCommand(), caCommand(), signCommand(), printCommand(), verifyCommand(), configCommand(), listCommand(), hostsCommand(), dnsCommand()]) {
+  for (const sub of [
+    allocateCommand(),
+    releaseCommand(),
+    caCommand(),
+    signCommand(),
+    printCommand(),
+    verifyCommand(),
+    configCommand(),
+    listCommand(),
+    hostsCommand(),
+    dnsCommand(),
+  ]) {
     psynet.addCommand(sub);
   }
   // The program configures `psynet` (exit override, one-line errors) after this returns; pass

@@ -104,12 +104,14 @@ function bootCommand(): Command {
 }
 
 export function qemuCommand(): Command {
-  return new Command('qemu')
-    .summary('run psyopsOS images in QEMU')
-    .description('Run psyopsOS images in QEMU, headless, for testing: see `psyops qemu boot --help`.')
-    .addCommand(bootCommand())
-    // createProgram gives `qemu` the CLI's exit and error-output settings; its subcommand needs them too.
-    .hook('preSubcommand', (qemu, subcommand) => {
-      subcommand.exitOverride().configureOutput(qemu.configureOutput());
-    });
+  return (
+    new Command('qemu')
+      .summary('run psyopsOS images in QEMU')
+      .description('Run psyopsOS images in QEMU, headless, for testing: see `psyops qemu boot --help`.')
+      .addCommand(bootCommand())
+      // createProgram gives `qemu` the CLI's exit and error-output settings; its subcommand needs them too.
+      .hook('preSubcommand', (qemu, subcommand) => {
+        subcommand.exitOverride().configureOutput(qemu.configureOutput());
+      })
+  );
 }

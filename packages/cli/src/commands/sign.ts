@@ -26,7 +26,10 @@ export function signCommand(): Command {
     .option('-s, --secret-key <SECKEY>', 'secret key file (default: the workspace key)')
     .requiredOption('-m, --file <FILE...>', 'file(s) to sign')
     .option('-x, --signature-file <SIGFILE>', 'signature file to write (only when signing one file)')
-    .option('-t, --trusted-comment <COMMENT>', 'trusted (signed) comment; default "timestamp:<time>\\tfile:<name>\\thashed"; the time honours SOURCE_DATE_EPOCH')
+    .option(
+      '-t, --trusted-comment <COMMENT>',
+      'trusted (signed) comment; default "timestamp:<time>\\tfile:<name>\\thashed"; the time honours SOURCE_DATE_EPOCH',
+    )
     .option('-c, --untrusted-comment <COMMENT>', 'untrusted comment (default "signature from minisign secret key")')
     .option('-l, --legacy', 'legacy signature of the whole file in memory (for minisign < 0.8 and signify-era tools)');
   addPasswordOptions(command);

@@ -95,7 +95,9 @@ function buildCommand(): Command {
     });
     const latest = result.images.length > 0 ? `, ${result.images.length} OS image(s)` : ', no OS image';
     const apk = result.apkArchitectures.length > 0 ? `, APK repository for ${result.apkArchitectures.join(', ')}` : ', no APK repository';
-    process.stdout.write(`site built: ${outDir} (${result.files.length + 2} files: ${result.nodes.length} node(s)${latest}${apk}, ${lighthouses.length} lighthouse(s))\n`);
+    process.stdout.write(
+      `site built: ${outDir} (${result.files.length + 2} files: ${result.nodes.length} node(s)${latest}${apk}, ${lighthouses.length} lighthouse(s))\n`,
+    );
   });
 }
 
@@ -153,7 +155,9 @@ function deployCommand(): Command {
         );
         return;
       }
-      process.stdout.write(`deployed ${site} to ${target}: ${result.uploads.length} uploaded, ${result.unchanged} unchanged, ${result.deletions.length} deleted\n`);
+      process.stdout.write(
+        `deployed ${site} to ${target}: ${result.uploads.length} uploaded, ${result.unchanged} unchanged, ${result.deletions.length} deleted\n`,
+      );
     });
 }
 
@@ -186,14 +190,16 @@ function serveCommand(): Command {
 }
 
 export function siteCommand(): Command {
-  return new Command('site')
-    .summary('build, deploy and serve the signed static site')
-    .description('The signed static site nodes configure themselves from: build it from the workspace, sync it to S3, serve it locally.')
-    .addCommand(buildCommand())
-    .addCommand(deployCommand())
-    .addCommand(serveCommand())
-    // createProgram gives `site` the CLI's exit and error-output settings; its subcommands need them too.
-    .hook('preSubcommand', (site, subcommand) => {
-      subcommand.exitOverride().configureOutput(site.configureOutput());
-    });
+  return (
+    new Command('site')
+      .summary('build, deploy and serve the signed static site')
+      .description('The signed static site nodes configure themselves from: build it from the workspace, sync it to S3, serve it locally.')
+      .addCommand(buildCommand())
+      .addCommand(deployCommand())
+      .addCommand(serveCommand())
+      // createProgram gives `site` the CLI's exit and error-output settings; its subcommands need them too.
+      .hook('preSubcommand', (site, subcommand) => {
+        subcommand.exitOverride().configureOutput(site.configureOutput());
+      })
+  );
 }

@@ -1,0 +1,10 @@
+/**
+ * @psyops/apkpkg/format: apk's formats at the byte level, for tools that write apk's files
+ * themselves (imagebuild's root tree and apkovl): tar headers as abuild writes them, the gzip
+ * members of a package or index, and the installed database `apk add --root` leaves behind.
+ */
+export { tarHeader, padding as tarPadding } from './tar.js';
+export type { TarHeader, TarType } from './tar.js';
+export { splitGzipMembers } from './gzip.js';
+export { formatInstalledDb, formatScriptsTar, formatTriggers, formatWorld, installedPackageOf, ownerOf, parseIdFile, sha1Checksum } from './installed.js';
+export type { InstalledPackage, OwnerIds } from './installed.js';

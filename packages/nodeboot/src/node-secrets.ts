@@ -1,0 +1,125 @@
+/**
+ * A node's keys and the files of its secret volume, written as a folder or an ext4 image. Not
+ * imported by the nodeboot program: age-encryption (key generation) is seconds of loading under emulation.
+ */
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { generateX25519Identity, identityToRecipient } from 'age-encryption';
+import { decodePublicKey } from '@psyops/signing';
+import { produceDirectoryAtomically } from '@psyops/core';
+import { NodeInputError } from './errors.js';
+import { assertOutputFree, writeExt4Image } from './ext4-image.js';
+import {
+  DEFAULT_INTERFACES,
+  NODE_INTERFACE,
+  SECRET_FILES,
+  SECRET_LABEL,
+  TESTONLY_TOOR_VARIABLE,
+  checkNodeName,
+  normalizeMac,
+  parseSiteUrl,
+} from './secret-volume.js';
+import { generateSshHostKey } from './ssh.js';
+
+export interface SecretFile {
+  name: string;
+  data: string;
+  /** Private files are 0600, public ones 0644. */
+  mode: number;
+}
+
+export interface NodeSecretsInput {
+  name: string;
+  mac: string;
+  /** The workspace's minisign public key file, as text. */
+  minisignPublicKey: string;
+  /** network.interfaces content; default: DHCP on psy0. */
+  interfaces?: string;
+  siteUrl?: string;
+  testonlyToor?: boolean;
+  /** The node's psynet certificate and private key (PEM), and the CA certificate. */
+  psynet?: { hostCert: string; hostKey: string; caCert: string };
+}
+
+export interface NodeSecrets {
+  files: SecretFile[];
+  /** What the workspace records: the private parts exist only on the volume. */
+  ageRecipient: string;
+  sshHostPublicKey: string;
+}
+
+/** Checks the input of a secret volume, before anything is generated or written. */
+export function checkNodeSecretsInput(input: NodeSecretsInput): void {
+  checkNodeName(input.name);
+  normalizeMac(input.mac);
+  decodePublicKey(input.minisignPublicKey, 'workspace minisign public key');
+  if (input.siteUrl !== undefined) parseSiteUrl(input.siteUrl, '--site-url');
+  if (input.interfaces !== undefined && !/\S/.test(input.interfaces)) throw new NodeInputError('the interfaces file is empty');
+}
+
+/** Generates the node's keys and lays out every file of its secret volume. */
+export async function generateNodeSecrets(input: NodeSecretsInput): Promise<NodeSecrets> {
+  checkNodeSecretsInput(input);
+  const identity = await generateX25519Identity();
+  const ageRecipient = await identityToRecipient(identity);
+  const ssh = generateSshHostKey(`root@${input.name}`);
+  const files: SecretFile[] = [
+    { name: SECRET_FILES.nodename, data: `${input.name}\n`, mode: 0o600 },
+    { name: SECRET_FILES.ageKey, data: `# public key: ${ageRecipient}\n${identity}\n`, mode: 0o600 },
+    {
+      name: SECRET_FILES.minisignPublicKey,
+      data: input.minisignPublicKey.endsWith('\n') ? input.minisignPublicKey : `${input.minisignPublicKey}\n`,
+      mode: 0o644,
+    },
+    { name: SECRET_FILES.sshHostKey, data: ssh.privateKey, mode: 0o600 },
+    { name: SECRET_FILES.mactab, data: `${NODE_INTERFACE} ${normalizeMac(input.mac)}\n`, mode: 0o644 },
+    { name: SECRET_FILES.interfaces, data: input.interfaces ?? DEFAULT_INTERFACES, mode: 0o644 },
+  ];
+  if (input.psynet) {
+    files.push(
+      { name: SECRET_FILES.psynetCert, data: input.psynet.hostCert, mode: 0o644 },
+      { name: SECRET_FILES.psynetKey, data: input.psynet.hostKey, mode: 0o600 },
+      { name: SECRET_FILES.psynetCa, data: input.psynet.caCert, mode: 0o644 },
+    );
+  }
+  if (input.siteUrl !== undefined) files.push({ name: SECRET_FILES.siteUrl, data: `${parseSiteUrl(input.siteUrl, '--site-url')}\n`, mode: 0o644 });
+  if (input.testonlyToor) {
+    files.push({
+      name: SECRET_FILES.testOnly,
+      data: `# TEST ONLY, NEVER IN PRODUCTION: adds user toor with a blank password\n${TESTONLY_TOOR_VARIABLE}=yes\n`,
+      mode: 0o600,
+    });
+  }
+  return { files: files.sort((a, b) => (a.name < b.name ? -1 : 1)), ageRecipient, sshHostPublicKey: ssh.publicKey };
+}
+
+async function stageFiles(dir: string, files: readonly SecretFile[]): Promise<void> {
+  for (const file of files) {
+    await writeFile(join(dir, file.name), file.data, { mode: file.mode, flag: 'wx' });
+    await chmod(join(dir, file.name), file.mode); // the umask may have narrowed it
+  }
+}
+
+/** Writes the files into `dir` (0700): staged beside it, then renamed into place. */
+export async function writeSecretDir(dir: string, files: readonly SecretFile[], options: { force?: boolean } = {}): Promise<void> {
+  assertOutputFree(dir, options.force ?? false);
+  await produceDirectoryAtomically(dir, (staging) => stageFiles(staging, files), { mode: 0o700 });
+}
+
+/** Size of the secret image in MiB: ample for the files, small enough for any USB stick. */
+const IMAGE_SIZE_MIB = 8;
+
+/** Writes an ext4 image labelled psyops-secret holding `files`. */
+export async function writeSecretImage(out: string, files: readonly SecretFile[], options: { force?: boolean } = {}): Promise<void> {
+  assertOutputFree(out, options.force ?? false);
+  const staging = await mkdtemp(join(tmpdir(), 'psyops-secret-'));
+  try {
+    const content = join(staging, 'volume');
+    await mkdir(content, { mode: 0o700 });
+    await stageFiles(content, files);
+    await writeExt4Image(out, SECRET_LABEL, IMAGE_SIZE_MIB, content);
+  } finally {
+    await rm(staging, { recursive: true, force: true });
+  }
+}
