@@ -1,10 +1,11 @@
 import { existsSync, statSync } from 'node:fs';
 import { mkdir, readFile, readdir } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
-import { PsyopsError, fileAccessError } from '@psyops/core';
+import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { PsyopsError, fileAccessError, writeFilesAtomically } from '@psyops/core';
 import schema from './psyops.config.schema.json';
 
 export const CONFIG_FILE = 'psyops.config.json';
+export const GITIGNORE_FILE = '.gitignore';
 export const SCHEMA_FILE = 'psyops.config.schema.json';
 export const WORKSPACE_ENV = 'PSYOPS_WORKSPACE';
 
@@ -178,4 +179,79 @@ export async function createWorkspaceFolders(dir: string): Promise<void> {
   for (const folder of WORKSPACE_FOLDERS) {
     await mkdir(join(dir, folder), { recursive: true, mode: folder === WORKSPACE_LAYOUT.keys ? 0o700 : 0o755 });
   }
+}
+
+/** The first line of the block psyops keeps in a workspace's .gitignore: present once, never re-added after that. */
+export const GITIGNORE_MARKER = '# psyops: private keys, plaintext secrets, secret volumes and build output stay out of git';
+
+/** `relative` (a path inside the workspace) as a .gitignore pattern matching that path only. */
+function gitignorePattern(path: string, directory: boolean): string {
+  const escaped = path
+    .split(sep)
+    .join('/')
+    .replace(/[\\*?[\]!#]/g, '\\$&')
+    .replace(/ $/, '\\ ');
+  return `/${escaped}${directory ? '/' : ''}`;
+}
+
+/**
+ * What `psyops init` writes to .gitignore, so that the workspace can be committed: the private
+ * keys (minisign secret key, psynet CA and host keys, APK `*.rsa` but not `*.rsa.pub`, Nebula configs
+ * with an inlined key), plaintext secrets kept beside it, secret volume images, the registry lock and what is built again from
+ * the rest (the site, images, caches, including the site's secret cache). Public keys, the psynet
+ * registry and certificates, node definitions and the overlay are committed.
+ */
+export function workspaceGitignore(config: Pick<WorkspaceConfig, 'signing' | 'site' | 'image'>): string {
+  const secretKey = isAbsolute(config.signing.secretKey) ? undefined : config.signing.secretKey;
+  const dir = (path: string) => (isAbsolute(path) ? [] : [gitignorePattern(path, true)]);
+  return [
+    GITIGNORE_MARKER,
+    '# Back the private keys up elsewhere (a password manager, an encrypted backup): git does not keep them.',
+    '# Private keys: minisign (signs the site and images), psynet CA and host keys, APK signing keys (*.rsa; *.rsa.pub is public)',
+    ...(secretKey !== undefined ? [gitignorePattern(secretKey, false)] : []),
+    '*.key',
+    '*.rsa',
+    '# Nebula configs (psyops psynet config) inline the host private key; the registry lock is transient',
+    `/${WORKSPACE_LAYOUT.psynet}/hosts/*.yml`,
+    `/${WORKSPACE_LAYOUT.psynet}/*.lock`,
+    '# Plaintext secrets kept in the workspace (password files, tokens): put them in secrets/ or name them *.secret',
+    '/secrets/',
+    '*.secret',
+    '# Secret volumes (psyops node create --out) and other disk images',
+    '*.img',
+    '# Built again from what is committed; the cache holds the site secret cache',
+    ...dir(config.site.outDir),
+    ...dir(config.image.outDir),
+    gitignorePattern(WORKSPACE_LAYOUT.cache, true),
+    '',
+  ].join('\n');
+}
+
+/**
+ * Keeps the workspace's .gitignore complete: adds psyops's block when it has none (a workspace
+ * made by an older version, or a .gitignore written by hand), and a line for each of `paths`
+ * inside the workspace (a node's secret volume written there) that it does not list yet.
+ * Returns the lines added.
+ */
+export async function ensureGitignore(workspace: Workspace, paths: readonly { path: string; directory: boolean }[] = []): Promise<string[]> {
+  const file = join(workspace.dir, GITIGNORE_FILE);
+  let text = '';
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw fileAccessError(error, file, 'workspace .gitignore');
+  }
+  const lines = new Set(text.split('\n').map((line) => line.trim()));
+  const added: string[] = [];
+  if (!lines.has(GITIGNORE_MARKER)) added.push(...workspaceGitignore(workspace.config).trimEnd().split('\n'));
+  for (const { path, directory } of paths) {
+    const inside = relative(workspace.dir, resolve(path));
+    if (inside === '' || inside === '..' || inside.startsWith(`..${sep}`) || isAbsolute(inside)) continue;
+    const pattern = gitignorePattern(inside, directory);
+    if (!lines.has(pattern) && !added.includes(pattern)) added.push(pattern);
+  }
+  if (added.length === 0) return [];
+  const separator = text === '' || text.endsWith('\n') ? '' : '\n';
+  await writeFilesAtomically([{ path: file, data: `${text}${separator}${added.join('\n')}\n`, mode: 0o644 }]);
+  return added;
 }

@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -23,12 +24,25 @@ async function extractImage(image: string, dir: string): Promise<void> {
   await run('debugfs', ['-R', `rdump / ${dir}`, image], { timeout: 30_000 });
 }
 
+/** Every file `node create` may touch, with its bytes: the registry, psynet/hosts, nodes/, and the workspace's top level. */
+const contents = (dir: string) => (existsSync(dir) ? Object.fromEntries(listing(dir).map((name) => [name, readFileSync(join(dir, name), 'utf8')])) : {});
 const snapshot = (ws: string) => ({
   top: listing(ws),
-  nodes: listing(join(ws, 'nodes')),
-  registry: readFileSync(join(ws, 'psynet', 'registry.json'), 'utf8'),
-  hosts: existsSync(join(ws, 'psynet', 'hosts')) ? listing(join(ws, 'psynet', 'hosts')) : [],
+  nodes: contents(join(ws, 'nodes')),
+  registry: existsSync(join(ws, 'psynet', 'registry.json')) ? readFileSync(join(ws, 'psynet', 'registry.json'), 'utf8') : undefined,
+  hosts: contents(join(ws, 'psynet', 'hosts')),
 });
+const registryOf = (ws: string) => readFileSync(join(ws, 'psynet', 'registry.json'), 'utf8');
+const hostEntry = (ws: string, name: string) => JSON.parse(registryOf(ws)).hosts.find((host: { name: string }) => host.name === name);
+const sha256 = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
+
+/** The fingerprint the real ssh-keygen gives a public key line: `SHA256:…`. */
+async function sshFingerprint(publicKey: string): Promise<string> {
+  const file = join(root, `fp-${Math.random().toString(16).slice(2)}.pub`);
+  writeFileSync(file, `${publicKey}\n`);
+  const { stdout } = await run('ssh-keygen', ['-l', '-f', file], { timeout: 30_000 });
+  return stdout.split(' ')[1]!;
+}
 
 describe('psyops node create', () => {
   let ws: string;
@@ -37,6 +51,7 @@ describe('psyops node create', () => {
     expect((await psyops(['init', ws, '--no-password'])).exitCode).toBe(0);
     await ok(ws, ['psynet', 'ca', 'init', '--name', 'psyops test']);
     await ok(ws, ['psynet', 'allocate', 'placeholder', '--role', 'node']);
+    await ok(ws, ['psynet', 'allocate', 'lh1', '--role', 'lighthouse']);
   });
 
   it('writes an ext4 image labelled psyops-secret whose keys the real tools accept, and records the public parts', async () => {
@@ -93,6 +108,8 @@ describe('psyops node create', () => {
       config: { version: 1 },
     });
     expect(out).toContain(`age recipient ${definition.ageRecipient}`);
+    expect(out).toContain(`ssh host key fingerprint ${await sshFingerprint(definition.sshHostPublicKey)}\n`);
+    expect(out).toContain(`psynet certificate ${hostEntry(ws, 'test-node-1').certificate.fingerprint}\n`);
 
     // The real ssh-keygen derives the recorded public key from the private key on the volume.
     const { stdout: sshPublic } = await run('ssh-keygen', ['-y', '-f', join(dir, 'ssh_host_ed25519_key')], { timeout: 30_000 });
@@ -111,7 +128,7 @@ describe('psyops node create', () => {
     expect(readFileSync(join(ws, 'psynet', 'registry.json'), 'utf8')).toContain('"test-node-1"');
   });
 
-  it('writes a folder with --dir, keeps a hand-written config, and replaces output only with -f', async () => {
+  it('writes a folder with --dir, keeps a hand-written config; replaces an existing node only with --rekey, its output only with -f', async () => {
     const config = { version: 7, services: ['app'], files: [{ path: '/etc/motd', content: 'hi' }] };
     writeFileSync(join(ws, 'nodes', 'node2.json'), JSON.stringify({ config }));
     await ok(ws, ['node', 'create', 'node2', '--mac', 'aa:bb:cc:dd:ee:ff', '--dir', 'node2-secret']);
@@ -132,24 +149,41 @@ describe('psyops node create', () => {
     expect(first.config).toEqual(config);
     const ageKey = readFileSync(join(dir, 'age.key'), 'utf8');
 
-    const refused = await psyops(['node', 'create', 'node2', '--mac', 'aa:bb:cc:dd:ee:ff', '--dir', 'node2-secret'], { cwd: ws });
+    // Changed on purpose: a second create of the same node used to replace its keys with -f (FILE_EXISTS without it);
+    // now the node itself is refused (NODE_EXISTS) unless --rekey, and -f only allows replacing the output.
+    const create2 = ['node', 'create', 'node2', '--mac', 'aa:bb:cc:dd:ee:ff', '--dir', 'node2-secret'];
+    const refused = await psyops(create2, { cwd: ws });
     expect(refused.exitCode).toBe(1);
-    expect(errorLine(refused)).toEqual({ code: 'FILE_EXISTS', message: `refusing to overwrite ${dir} (use -f to replace it)` });
+    expect(errorLine(refused).code).toBe('NODE_EXISTS');
+    expect(errorLine(refused).message).toMatch(
+      /^node node2 already exists \(.*nodes\/node2\.json records its keys; the psynet registry has it at 10\.10\.10\.3\).*--rekey/,
+    );
+    expect(errorLine(refused).message).toContain(`-f to replace ${dir}`);
+    const forced = await psyops([...create2, '-f'], { cwd: ws });
+    expect(errorLine(forced).code).toBe('NODE_EXISTS');
+    expect(errorLine(forced).message).not.toContain('-f to replace');
+    const rekeyOnly = await psyops([...create2, '--rekey'], { cwd: ws });
+    expect(errorLine(rekeyOnly)).toEqual({ code: 'FILE_EXISTS', message: `refusing to overwrite ${dir} (use -f to replace it)` });
     expect(readFileSync(join(dir, 'age.key'), 'utf8')).toBe(ageKey);
+    expect(JSON.parse(readFileSync(join(ws, 'nodes', 'node2.json'), 'utf8'))).toEqual(first);
 
-    await ok(ws, ['node', 'create', 'node2', '--mac', 'aa:bb:cc:dd:ee:ff', '--dir', 'node2-secret', '-f']);
+    const rekeyed = await ok(ws, [...create2, '--rekey', '-f']);
+    expect(rekeyed).toContain('REKEYED');
     expect(readFileSync(join(dir, 'age.key'), 'utf8')).not.toBe(ageKey);
     const second = JSON.parse(readFileSync(join(ws, 'nodes', 'node2.json'), 'utf8'));
     expect(second.config).toEqual(config);
     expect(second.ageRecipient).not.toBe(first.ageRecipient);
     expect(second.psynetAddress).toBe(first.psynetAddress);
 
+    // Changed on purpose: the node exists, which is said first (was FILE_EXISTS for its existing image).
     const image = await psyops(['node', 'create', 'test-node-1', '--mac', MAC, '--out', 'secret.img'], { cwd: ws });
-    expect(errorLine(image).code).toBe('FILE_EXISTS');
+    expect(errorLine(image).code).toBe('NODE_EXISTS');
+    expect(errorLine(image).message).toContain(`-f to replace ${join(ws, 'secret.img')}`);
   });
 
-  it('a bad MAC, name or option is one line and writes nothing', async () => {
+  it('a bad MAC, name, option, output path or an existing node is one line and writes nothing', async () => {
     const before = snapshot(ws);
+    const secretImage = sha256(join(ws, 'secret.img'));
     const cases: [string[], string, RegExp][] = [
       [['node', 'create', 'n3', '--mac', '52:54:00:12:34', '--out', 'n3.img'], 'BAD_NODE_INPUT', /"52:54:00:12:34" is not a MAC address/],
       [['node', 'create', 'Bad_Name', '--mac', MAC, '--out', 'n3.img'], 'BAD_NODE_INPUT', /node name "Bad_Name"/],
@@ -157,15 +191,162 @@ describe('psyops node create', () => {
       [['node', 'create', 'n3', '--mac', MAC, '--out', 'a.img', '--dir', 'b'], 'USAGE', /exactly one of/],
       [['node', 'create', 'n3', '--mac', MAC, '--site-url', 'ftp://x', '--out', 'n3.img'], 'BAD_NODE_INPUT', /not an http\(s\) URL/],
       [['node', 'create', 'n3', '--mac', MAC, '--interfaces', 'missing.txt', '--out', 'n3.img'], 'FILE_NOT_FOUND', /interfaces file/],
+      // The directory of the output is never created.
+      [['node', 'create', 'n3', '--mac', MAC, '--out', 'missing/n3.img'], 'FILE_NOT_FOUND', /^the directory .*\/ws\/missing does not exist/],
+      [['node', 'create', 'n3', '--mac', MAC, '--dir', 'missing/deeper/n3'], 'FILE_NOT_FOUND', /^the directory .*\/ws\/missing\/deeper does not exist/],
+      [['node', 'create', 'n3', '--mac', MAC, '--out', 'secret.img'], 'FILE_EXISTS', /refusing to overwrite .*secret\.img \(use -f/],
+      [['node', 'create', 'n3', '--mac', MAC, '--out', 'nodes', '-f'], 'NOT_A_FILE', /nodes is not a regular file/],
+      [['node', 'create', 'n3', '--mac', MAC, '--dir', 'secret.img', '-f'], 'NOT_A_FILE', /secret\.img is not a directory/],
+      // An existing node: by its definition and the registry, or by the registry alone; another role never.
+      [['node', 'create', 'test-node-1', '--mac', MAC, '--out', 'n3.img'], 'NODE_EXISTS', /^node test-node-1 already exists .*give --rekey to do that$/],
+      [['node', 'create', 'placeholder', '--mac', MAC, '--out', 'n3.img', '-f'], 'NODE_EXISTS', /\(the psynet registry has it at 10\.10\.10\.1\)/],
+      [['node', 'create', 'lh1', '--mac', MAC, '--out', 'n3.img', '--rekey'], 'HOST_CONFLICT', /lh1 is in the psynet registry as a lighthouse/],
     ];
     for (const [args, code, message] of cases) {
       const result = await psyops(args, { cwd: ws });
       expect(result.exitCode, args.join(' ')).toBe(1);
+      expect(result.stdout, args.join(' ')).toBe('');
       const line = errorLine(result);
       expect(line.code, line.message).toBe(code);
       expect(line.message).toMatch(message);
+      expect(registryOf(ws), args.join(' ')).toBe(before.registry);
     }
     expect(snapshot(ws)).toEqual(before);
+    expect(sha256(join(ws, 'secret.img'))).toBe(secretImage);
+  });
+
+  it('a workspace without its keys is one line and writes nothing', async () => {
+    const bare = join(root, 'bare');
+    expect((await psyops(['init', bare, '--no-password'])).exitCode).toBe(0);
+    const create = ['node', 'create', 'n1', '--mac', MAC, '--out', 'n1.img'];
+    const initial = snapshot(bare);
+    expect(errorLine(await psyops(create, { cwd: bare })).code).toBe('CA_MISSING');
+    expect(snapshot(bare)).toEqual(initial);
+    await ok(bare, ['psynet', 'ca', 'init', '--name', 'bare']);
+    await ok(bare, ['psynet', 'allocate', 'other', '--role', 'node']);
+    const withCa = snapshot(bare);
+    writeFileSync(join(bare, 'nodes', 'n1.json'), '{ "config": ');
+    const broken = errorLine(await psyops(create, { cwd: bare }));
+    expect(broken).toMatchObject({ code: 'BAD_NODE_INPUT', message: expect.stringMatching(/n1\.json is not valid JSON/) });
+    expect(registryOf(bare)).toBe(withCa.registry);
+    rmSync(join(bare, 'nodes', 'n1.json'));
+    renameSync(join(bare, 'keys', 'minisign.pub'), join(bare, 'minisign.pub.away'));
+    const noKey = errorLine(await psyops(create, { cwd: bare }));
+    expect(noKey).toMatchObject({ code: 'FILE_NOT_FOUND', message: expect.stringMatching(/workspace minisign public key/) });
+    renameSync(join(bare, 'minisign.pub.away'), join(bare, 'keys', 'minisign.pub'));
+    expect(snapshot(bare)).toEqual(withCa);
+    rmSync(join(bare, 'psynet', 'ca.key'));
+    expect(errorLine(await psyops(create, { cwd: bare })).code).toBe('CA_MISSING');
+    expect(registryOf(bare)).toBe(withCa.registry);
+    expect(existsSync(join(bare, 'n1.img'))).toBe(false);
+  });
+
+  it('a volume that cannot be written takes the allocation and the certificate back', async () => {
+    const fakeBin = join(root, 'fakebin');
+    mkdirSync(fakeBin);
+    writeFileSync(join(fakeBin, 'mkfs.ext4'), '#!/bin/sh\necho "mkfs.ext4: no space left on device" >&2\nexit 1\n', { mode: 0o755 });
+    const env = { PATH: `${fakeBin}:${process.env.PATH}` };
+    const before = snapshot(ws);
+    const secretImage = sha256(join(ws, 'secret.img'));
+    for (const args of [
+      ['node', 'create', 'n4', '--mac', MAC, '--out', 'n4.img'],
+      ['node', 'create', 'test-node-1', '--mac', MAC, '--out', 'secret.img', '--rekey', '-f'],
+    ]) {
+      const result = await psyops(args, { cwd: ws, env });
+      expect(errorLine(result).code, args.join(' ')).toBe('TOOL_FAILED');
+      expect(registryOf(ws), args.join(' ')).toBe(before.registry);
+      expect(snapshot(ws), args.join(' ')).toEqual(before);
+    }
+    expect(sha256(join(ws, 'secret.img'))).toBe(secretImage);
+  });
+
+  it('--rekey replaces the keys and certificate, keeps the address, and says what it replaced', async () => {
+    const create = ['node', 'create', 'node-r', '--mac', MAC, '--out', 'node-r.img'];
+    await ok(ws, create);
+    const before = JSON.parse(readFileSync(join(ws, 'nodes', 'node-r.json'), 'utf8'));
+    const entryBefore = hostEntry(ws, 'node-r');
+    const out = await ok(ws, [...create, '--rekey', '-f']);
+    const after = JSON.parse(readFileSync(join(ws, 'nodes', 'node-r.json'), 'utf8'));
+    const entryAfter = hostEntry(ws, 'node-r');
+    expect(after.psynetAddress).toBe(before.psynetAddress);
+    expect(entryAfter.ip).toBe(entryBefore.ip);
+    expect(after.ageRecipient).not.toBe(before.ageRecipient);
+    expect(after.sshHostPublicKey).not.toBe(before.sshHostPublicKey);
+    expect(entryAfter.certificate.fingerprint).not.toBe(entryBefore.certificate.fingerprint);
+    expect(out).toContain('REKEYED');
+    expect(out).toContain(`psynet ${before.psynetAddress} (kept)\n`);
+    expect(out).toContain(`age recipient ${after.ageRecipient} (was ${before.ageRecipient})\n`);
+    expect(out).toContain(`ssh host key fingerprint ${await sshFingerprint(after.sshHostPublicKey)} (was ${await sshFingerprint(before.sshHostPublicKey)})\n`);
+    expect(out).toContain(`psynet certificate ${entryAfter.certificate.fingerprint} (was ${entryBefore.certificate.fingerprint})\n`);
+    expect(out).toContain(`the old psynet certificate stays valid until ${entryBefore.certificate.notAfter}`);
+    // The new volume holds the new keys and certificate.
+    const dir = join(root, 'extracted-r');
+    await extractImage(join(ws, 'node-r.img'), dir);
+    expect(readFileSync(join(dir, 'age.key'), 'utf8')).toContain(`# public key: ${after.ageRecipient}\n`);
+    const { stdout: sshPublic } = await run('ssh-keygen', ['-y', '-f', join(dir, 'ssh_host_ed25519_key')], { timeout: 30_000 });
+    expect(sshPublic.trim()).toBe(after.sshHostPublicKey);
+    const { stdout: printed } = await run('nebula-cert', ['print', '-json', '-path', join(dir, 'psynet.host.crt')], { timeout: 30_000 });
+    expect(JSON.parse(printed)).toMatchObject({ fingerprint: entryAfter.certificate.fingerprint, details: { ips: [`${before.psynetAddress}/22`] } });
+  });
+
+  it('node known-hosts prints known_hosts lines the real OpenSSH finds, with the keys on the volumes', async () => {
+    writeFileSync(join(ws, 'nodes', 'planned.json'), JSON.stringify({ config: { version: 1 } }));
+    const all = await ok(ws, ['node', 'known-hosts']);
+    const definition = (name: string) => JSON.parse(readFileSync(join(ws, 'nodes', `${name}.json`), 'utf8'));
+    const names = ['node-r', 'node2', 'test-node-1'];
+    expect(
+      all
+        .trimEnd()
+        .split('\n')
+        .map((line) => line.split(' ')[0]),
+    ).toEqual(names.map((name) => `${name},${name}.psynet.internal,${definition(name).psynetAddress}`));
+    const file = join(root, 'known_hosts');
+    writeFileSync(file, all);
+    const listed = await run('ssh-keygen', ['-l', '-f', file], { timeout: 30_000 });
+    expect(listed.stdout.trimEnd().split('\n')).toHaveLength(3);
+    expect(listed.stdout).toContain(await sshFingerprint(definition('test-node-1').sshHostPublicKey));
+
+    // Each node's key is the one its secret volume holds: derived by the real ssh-keygen from the private key there.
+    const privateKeys: Record<string, string> = {
+      'test-node-1': join(root, 'extracted', 'ssh_host_ed25519_key'),
+      node2: join(ws, 'node2-secret', 'ssh_host_ed25519_key'),
+      'node-r': join(root, 'extracted-r', 'ssh_host_ed25519_key'),
+    };
+    for (const name of names) {
+      const { stdout: derived } = await run('ssh-keygen', ['-y', '-f', privateKeys[name]!], { timeout: 30_000 });
+      const key = derived.trim().split(' ').slice(0, 2).join(' ');
+      for (const host of [name, `${name}.psynet.internal`, definition(name).psynetAddress]) {
+        const { stdout: found } = await run('ssh-keygen', ['-F', host, '-f', file], { timeout: 30_000 });
+        expect(found, host).toContain(` ${key}\n`);
+        expect(
+          found.split('\n').filter((line) => line !== '' && !line.startsWith('#')),
+          host,
+        ).toHaveLength(1);
+      }
+    }
+    const missing = await execa('ssh-keygen', ['-F', 'planned', '-f', file], { reject: false, timeout: 30_000 });
+    expect(missing.exitCode).toBe(1);
+
+    const json = JSON.parse(await ok(ws, ['node', 'known-hosts', '--json', 'test-node-1', 'node2']));
+    expect(json).toEqual(
+      ['test-node-1', 'node2'].map((name) => ({
+        name,
+        address: definition(name).psynetAddress,
+        key: definition(name).sshHostPublicKey.split(' ').slice(0, 2).join(' '),
+      })),
+    );
+    const some = await ok(ws, ['node', 'known-hosts', 'node2']);
+    expect(some).toBe(`${all.split('\n')[1]}\n`);
+
+    const unknown = await psyops(['node', 'known-hosts', 'node2', 'nope'], { cwd: ws });
+    expect(unknown.exitCode).toBe(1);
+    expect(unknown.stdout).toBe('');
+    expect(errorLine(unknown)).toEqual({
+      code: 'NODE_NOT_FOUND',
+      message: `no node nope in this workspace (${join(ws, 'nodes', 'nope.json')} does not exist)`,
+    });
+    const planned = await psyops(['node', 'known-hosts', 'planned'], { cwd: ws });
+    expect(errorLine(planned)).toMatchObject({ code: 'BAD_NODE_DEFINITION', message: expect.stringMatching(/records no SSH host key/) });
   });
 });
 

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
@@ -65,6 +65,124 @@ describe('psyops init', () => {
     expect((await psyops(['init', ...NO_PASSWORD], { cwd: ws })).exitCode).toBe(0);
     expect(readFileSync(join(ws, 'notes.txt'), 'utf8')).toBe('mine');
     expect(existsSync(join(ws, 'psyops.config.json'))).toBe(true);
+  });
+});
+
+describe("the workspace's .gitignore", () => {
+  const MAC = '52:54:00:12:34:56';
+  async function ok(ws: string, args: string[]): Promise<string> {
+    const result = await psyops(args, { cwd: ws });
+    expect(result.exitCode, `psyops ${args.join(' ')}: ${result.stderr}`).toBe(0);
+    return result.stdout;
+  }
+  const git = (ws: string, args: string[]) => execa('git', ['-c', 'init.defaultBranch=main', ...args], { cwd: ws, reject: false, timeout: 60_000 });
+
+  it('lets the real git commit the workspace without a private key, plaintext secret, secret volume or build output', async () => {
+    const ws = join(root, 'committed');
+    await ok(root, ['init', ws, ...NO_PASSWORD]);
+    const configFile = join(ws, 'psyops.config.json');
+    const config = JSON.parse(readFileSync(configFile, 'utf8'));
+    config.psynet.lighthouses = { lh1: ['203.0.113.10:4242'] };
+    writeFileSync(configFile, JSON.stringify(config, null, 2));
+    // Every command that writes a key or a secret into the workspace.
+    await ok(ws, ['psynet', 'ca', 'init', '--name', 'git test']);
+    await ok(ws, ['psynet', 'allocate', 'lh1', '--role', 'lighthouse']);
+    await ok(ws, ['psynet', 'sign', 'lh1']);
+    await ok(ws, ['psynet', 'config', 'lh1']);
+    await ok(ws, ['apk', 'keygen', '--name', 'test@example.org', '--bits', '2048']);
+    await ok(ws, ['node', 'create', 'node-a', '--mac', MAC, '--out', 'node-a.img']);
+    mkdirSync(join(ws, 'volumes'));
+    const created = await ok(ws, ['node', 'create', 'node-b', '--mac', MAC, '--dir', 'volumes/node-b']);
+    expect(created).toContain('added to .gitignore: /volumes/node-b/\n');
+    const nodeA = join(ws, 'nodes', 'node-a.json');
+    const definition = JSON.parse(readFileSync(nodeA, 'utf8'));
+    definition.config.files = [{ path: '/etc/app/token', content: { secret: 'file-secret-token' } }];
+    writeFileSync(nodeA, JSON.stringify(definition, null, 2));
+    await ok(ws, ['site', 'build']);
+    mkdirSync(join(ws, 'out'));
+    writeFileSync(join(ws, 'out', 'psyopsOS-test-x86_64.iso'), 'image');
+    mkdirSync(join(ws, 'secrets'));
+    writeFileSync(join(ws, 'secrets', 'k3s-token'), 'k3s-plaintext-token\n');
+    writeFileSync(join(ws, 'minisign-password.secret'), 'hunter2\n');
+
+    const apkKeys = readdirSync(join(ws, 'keys', 'apk')).sort();
+    expect(apkKeys).toHaveLength(2);
+    const [apkPrivate, apkPublic] = [apkKeys.find((n) => n.endsWith('.rsa'))!, apkKeys.find((n) => n.endsWith('.rsa.pub'))!];
+    const secretFiles = [
+      'keys/minisign.key',
+      `keys/apk/${apkPrivate}`,
+      'psynet/ca.key',
+      'psynet/hosts/lh1.key',
+      'psynet/hosts/lh1.yml',
+      'node-a.img',
+      'volumes/node-b/age.key',
+      'volumes/node-b/ssh_host_ed25519_key',
+      'volumes/node-b/psynet.host.key',
+      'cache/site-secrets.json',
+      'site/index.json',
+      'out/psyopsOS-test-x86_64.iso',
+      'secrets/k3s-token',
+      'minisign-password.secret',
+    ];
+    for (const file of secretFiles) expect(existsSync(join(ws, file)), file).toBe(true);
+
+    expect((await git(ws, ['init', '-q'])).exitCode).toBe(0);
+    const added = await git(ws, ['add', '-A']);
+    expect(added.exitCode, added.stderr).toBe(0);
+    const staged = (await git(ws, ['diff', '--cached', '--name-only'])).stdout.split('\n').filter(Boolean).sort();
+    expect(staged).toEqual(
+      [
+        '.gitignore',
+        'keys/minisign.pub',
+        `keys/apk/${apkPublic}`,
+        'nodes/node-a.json',
+        'nodes/node-b.json',
+        'psynet/ca.crt',
+        'psynet/hosts/lh1.crt',
+        'psynet/hosts/node-a.crt',
+        'psynet/hosts/node-b.crt',
+        'psynet/registry.json',
+        'psyops.config.json',
+        'psyops.config.schema.json',
+      ].sort(),
+    );
+    // No staged file holds any private key's text.
+    const stagedText = staged.map((file) => readFileSync(join(ws, file), 'utf8')).join('\n');
+    expect(stagedText).not.toMatch(/PRIVATE KEY-----|AGE-SECRET-KEY-|k3s-plaintext-token|hunter2/);
+    for (const file of ['keys/minisign.key', `keys/apk/${apkPrivate}`, 'psynet/ca.key', 'psynet/hosts/lh1.key']) {
+      const secret = readFileSync(join(ws, file), 'utf8').trim().split('\n').at(-1)!;
+      expect(stagedText, file).not.toContain(secret);
+    }
+  });
+
+  it('is completed by node create in a workspace made before it listed the keys, once', async () => {
+    const ws = join(root, 'older');
+    await ok(root, ['init', ws, ...NO_PASSWORD]);
+    const older = '# Build output and caches: made again from what is committed.\n/site/\n/out/\n/cache/\n*.log';
+    writeFileSync(join(ws, '.gitignore'), older);
+    await ok(ws, ['psynet', 'ca', 'init', '--name', 'older']);
+    expect((await git(ws, ['init', '-q'])).exitCode).toBe(0);
+    expect((await git(ws, ['check-ignore', '-q', 'keys/minisign.key'])).exitCode).toBe(1);
+    await ok(ws, ['node', 'create', 'n1', '--mac', MAC, '--dir', 'n1-secret']);
+    await ok(ws, ['node', 'create', 'n2', '--mac', MAC, '--out', join(root, 'n2-outside.img')]);
+    const text = readFileSync(join(ws, '.gitignore'), 'utf8');
+    expect(text.startsWith(`${older}\n`)).toBe(true);
+    expect(text.match(/^# psyops: /gm)).toHaveLength(1);
+    expect(text.split('\n').filter((line) => line === '/n1-secret/')).toHaveLength(1);
+    expect(text).not.toContain('n2-outside');
+    for (const path of ['keys/minisign.key', 'psynet/ca.key', 'n1-secret/age.key'])
+      expect((await git(ws, ['check-ignore', '-q', path])).exitCode, path).toBe(0);
+    expect((await git(ws, ['check-ignore', '-q', 'nodes/n1.json'])).exitCode).toBe(1);
+  });
+
+  it('keeps what a .gitignore already in the directory says', async () => {
+    const ws = join(root, 'hadignore');
+    mkdirSync(ws);
+    writeFileSync(join(ws, '.gitignore'), '*.log\n');
+    await ok(root, ['init', ws, ...NO_PASSWORD]);
+    const text = readFileSync(join(ws, '.gitignore'), 'utf8');
+    expect(text.startsWith('*.log\n# psyops: ')).toBe(true);
+    expect(text).toContain('\n/keys/minisign.key\n');
   });
 });
 

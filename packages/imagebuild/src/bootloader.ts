@@ -32,7 +32,7 @@ export function assertVolumeId(volumeId: string): void {
 export interface BootLoaderConfigOptions {
   /** Names the kernel and initramfs on the media: `/boot/vmlinuz-<flavor>`, `/boot/initramfs-<flavor>`. */
   kernelFlavor: string;
-  /** The whole kernel command line (the orchestrator passes `quiet <image.kernelCmdline>`). */
+  /** The whole kernel command line (the orchestrator passes `quiet no_timer_check <image.kernelCmdline>`). */
   cmdline: string;
   volumeId: string;
 }

@@ -198,7 +198,10 @@ export async function buildIso(options: BuildIsoOptions): Promise<BuildIsoResult
 
   const buildInfo: BuildInfo = { date: isoDate(options.sourceDateEpoch ?? Math.floor(Date.now() / 1000)), ...(await gitState(options.gitDir)) };
   const apkovl = await step('apkovl', () => apkovlStage(cache, { hostname, world, overlay, siteUrl, buildInfo, release, arch, mtime }));
-  const cmdline = `quiet ${image.kernelCmdline}`.trim();
+  // no_timer_check: a TCG guest on a loaded host can miss the kernel's IO-APIC timer check and panic
+  // ("IO-APIC + timer doesn't work"); on real hardware the check is only skipped. The boot loaders
+  // pass the command line, so QEMU cannot add it to an ISO boot: every image carries it.
+  const cmdline = `quiet no_timer_check ${image.kernelCmdline}`.trim();
   const iso = await step('iso', () => isoStage(cache, { ...boot, rootImage, efi, apkovl, volumeId, release, arch, kernelFlavor, cmdline, mtime }));
 
   const facts = { image, release, arch, volumeId, kernelVersion: boot.kernel.kernelVersion, cmdline, buildInfo, mtime, repositoryUrls, repositories, sets };

@@ -7,6 +7,6 @@ export type { BuildIsoOptions, BuildIsoResult, BuildProgress, ImageManifest, Ima
 export type { RepositorySource } from './repositories.js';
 export { prepareDefaultImage } from './default-image.js';
 export type { DefaultImageOptions } from './default-image.js';
-export { bootInQemu, QemuAbortedError } from './qemu.js';
-export type { QemuBootOptions, QemuBootResult, QemuDrive, QemuForward } from './qemu.js';
+export { bootInQemu, linkEndpoint, linkMac, NotAnIsoError, QemuAbortedError, QemuOptionError } from './qemu.js';
+export type { QemuBootOptions, QemuBootResult, QemuDrive, QemuForward, QemuLink, QemuNetwork, QemuPublish } from './qemu.js';
 export { ImageConfigError } from './errors.js';

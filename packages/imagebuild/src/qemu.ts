@@ -1,11 +1,12 @@
 /** Boots an image (or a kernel + initramfs) in QEMU, headless, and watches its serial console. */
 import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { assertReadableFile, PsyopsError } from '@psyops/core';
-import { ToolFailedError } from '@psyops/core';
+import { assertReadableFile, fileAccessError, PsyopsError, ToolFailedError } from '@psyops/core';
 import { requireHostFile, requireTools } from './tools.js';
 
 export interface QemuForward {
@@ -16,6 +17,12 @@ export interface QemuForward {
   hostPort: number;
 }
 
+export interface QemuPublish {
+  /** Port on the host's 127.0.0.1; each connection to it is relayed to `guestPort` of the guest (10.0.2.15). */
+  hostPort: number;
+  guestPort: number;
+}
+
 export interface QemuDrive {
   /** Raw disk image. */
   file: string;
@@ -23,10 +30,29 @@ export interface QemuDrive {
   readonly?: boolean;
 }
 
+export interface QemuNetwork {
+  /** Guest→host: connections of the guest to `guestAddress:guestPort` reach 127.0.0.1:`hostPort` (guestfwd). */
+  forwards?: QemuForward[];
+  /** Host→guest: connections to 127.0.0.1:`hostPort` reach the guest's TCP `guestPort` (hostfwd). */
+  publish?: QemuPublish[];
+  /** The NIC's MAC (default QEMU's own 52:54:00:12:34:56). */
+  mac?: string;
+}
+
+export interface QemuLink {
+  /** Guests started with the same link name share one Ethernet segment (on this host only). */
+  name: string;
+  /** This guest's MAC on the link (default `linkMac(network.mac, name)`). */
+  mac?: string;
+}
+
 export interface QemuBootOptions {
   /** ISO image, attached as a CD-ROM and booted from. */
   iso?: string;
-  /** Direct kernel boot instead of an ISO (used by tests). */
+  /**
+   * Direct kernel boot instead of an ISO (used by tests). Under TCG `no_timer_check` is added to
+   * `append` when it is not there: on a loaded host the kernel's timer check can fail in a TCG guest.
+   */
   kernel?: { image: string; initrd: string; append: string };
   /** Raw disk image attached read-only as a USB mass-storage device (qemu-xhci + usb-storage). */
   secretImage?: string;
@@ -45,11 +71,15 @@ export interface QemuBootOptions {
   /** File the serial output is written to as it arrives. */
   serialLog?: string;
   onSerial?(text: string): void;
+  /** Bytes from this stream are sent to the guest's serial port (an interactive console). */
+  serialInput?: NodeJS.ReadableStream;
   /**
-   * User-mode network (restrict=on) with these guest→host forwards, on one virtio NIC whose MAC is
-   * `mac` (default QEMU's own 52:54:00:12:34:56); no network device when absent.
+   * User-mode network (restrict=on: the guest reaches nothing but its forwards) on the first virtio
+   * NIC (eth0); no user network when absent.
    */
-  network?: { forwards: QemuForward[]; mac?: string };
+  network?: QemuNetwork;
+  /** One more virtio NIC per link, after the user network's, in order (eth1… or eth0… without one). */
+  links?: QemuLink[];
   signal?: AbortSignal;
 }
 
@@ -67,6 +97,16 @@ export class QemuAbortedError extends PsyopsError {
   override readonly code = 'INTERRUPTED';
 }
 
+/** An option of the boot cannot be used as given (a bad MAC, port or link name, a port in use); found before QEMU starts. */
+export class QemuOptionError extends PsyopsError {
+  override readonly code = 'BAD_QEMU_OPTION';
+}
+
+/** The file to boot as an ISO is not an ISO 9660 image; found before QEMU starts. */
+export class NotAnIsoError extends PsyopsError {
+  override readonly code = 'NOT_AN_ISO';
+}
+
 // Each guest connection spawns one relay (QEMU runs the guestfwd command per connection), with the
 // connection as its stdin and stdout. Node instead of socat: no extra host tool.
 const RELAY_SCRIPT = `import { connect } from 'node:net';
@@ -79,21 +119,149 @@ upstream.on('error', () => process.exit(1));
 
 const KILL_GRACE_MS = 5_000;
 const STDERR_LIMIT = 64 * 1024;
+const MAC_PATTERN = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
+const LINK_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+/** ISO 9660: the first volume descriptor is at sector 16 (of 2048 bytes); "CD001" follows its type byte. */
+const ISO9660_MAGIC_OFFSET = 16 * 2048 + 1;
 
-function networkArgs(forwards: readonly QemuForward[], relayPath: string, mac: string | undefined): string[] {
-  const netdev = ['user', 'id=net0', 'restrict=on'];
-  for (const forward of forwards) {
-    // QEMU splits its options on commas and the command into words, shell-like (quotes allowed).
-    const command = `'${process.execPath}' --no-warnings '${relayPath}' ${forward.hostPort}`;
-    if (/[,']/.test(`${process.execPath}${relayPath}`)) throw new ToolFailedError(`qemu: cannot pass a path with a comma or quote to guestfwd: ${command}`);
-    netdev.push(`guestfwd=tcp:${forward.guestAddress}:${forward.guestPort}-cmd:${command}`);
+function assertMac(mac: string, what: string): string {
+  if (!MAC_PATTERN.test(mac)) throw new QemuOptionError(`qemu: not a MAC address: ${mac}`);
+  // The least significant bit of the first byte marks group (multicast) addresses: no NIC has one.
+  if (Number.parseInt(mac.slice(0, 2), 16) & 1) throw new QemuOptionError(`qemu: ${what} must be a unicast MAC (first byte even): ${mac}`);
+  return mac.toLowerCase();
+}
+
+function assertPort(port: number, what: string): void {
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new QemuOptionError(`qemu: ${what} must be a port from 1 to 65535, got ${port}`);
+}
+
+function digest(text: string): Buffer {
+  return createHash('sha256').update(text).digest();
+}
+
+/**
+ * Where the guests on link `name` meet: a multicast group (239.255.0.0/16, local scope) and a UDP port
+ * (20000–29999, below Linux's ephemeral range), both from a hash of the name, used on 127.0.0.1 only.
+ */
+export function linkEndpoint(name: string): { group: string; port: number } {
+  if (!LINK_NAME_PATTERN.test(name)) {
+    throw new QemuOptionError(`qemu: a link name is 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit, got ${JSON.stringify(name)}`);
   }
-  if (mac !== undefined && !/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(mac)) throw new ToolFailedError(`qemu: not a MAC address: ${mac}`);
-  return ['-netdev', netdev.join(','), '-device', `virtio-net-pci,netdev=net0${mac !== undefined ? `,mac=${mac}` : ''}`];
+  const hash = digest(`psyops-link\0${name}`);
+  return { group: `239.255.${hash[0]}.${hash[1]}`, port: 20000 + (hash.readUInt16BE(2) % 10000) };
+}
+
+/**
+ * A guest's MAC on link `name`: 52:54 (locally administered, as QEMU's own) and four bytes of a hash of
+ * the guest's `mac` and the link name, so guests with different MACs get different link MACs. Without
+ * a `mac` the base is random, so two guests never collide.
+ */
+export function linkMac(mac: string | undefined, name: string): string {
+  const base = mac === undefined ? randomBytes(6).toString('hex') : assertMac(mac, 'the base MAC');
+  const hash = digest(`psyops-link-mac\0${base}\0${name}`);
+  return ['52', '54', ...[...hash.subarray(0, 4)].map((byte) => byte.toString(16).padStart(2, '0'))].join(':');
+}
+
+interface NetPlan {
+  forwards: QemuForward[];
+  publish: QemuPublish[];
+  mac: string | undefined;
+  links: { name: string; mac: string; group: string; port: number }[];
+}
+
+/** Checks every network option before anything starts. */
+function planNetwork(options: QemuBootOptions): NetPlan | undefined {
+  const { network, links = [] } = options;
+  if (!network && links.length === 0) return undefined;
+  const forwards = network?.forwards ?? [];
+  const publish = network?.publish ?? [];
+  for (const forward of forwards) {
+    if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(forward.guestAddress)) throw new QemuOptionError(`qemu: not an IPv4 address: ${forward.guestAddress}`);
+    assertPort(forward.guestPort, 'a forward guest port');
+    assertPort(forward.hostPort, 'a forward host port');
+  }
+  const hostPorts = new Set<number>();
+  for (const entry of publish) {
+    assertPort(entry.hostPort, 'a published host port');
+    assertPort(entry.guestPort, 'a published guest port');
+    if (hostPorts.has(entry.hostPort)) throw new QemuOptionError(`qemu: host port ${entry.hostPort} is published twice`);
+    hostPorts.add(entry.hostPort);
+  }
+  const mac = network?.mac === undefined ? undefined : assertMac(network.mac, 'the NIC');
+  // Without a MAC of its own, the link MACs of this guest share one random base.
+  const base = mac ?? (links.length > 0 ? linkMac(undefined, 'base') : undefined);
+  const names = new Set<string>();
+  const planned = links.map((link) => {
+    const endpoint = linkEndpoint(link.name);
+    if (names.has(link.name)) throw new QemuOptionError(`qemu: link ${link.name} is given twice`);
+    names.add(link.name);
+    return { name: link.name, mac: link.mac !== undefined ? assertMac(link.mac, `the MAC on link ${link.name}`) : linkMac(base, link.name), ...endpoint };
+  });
+  const macs = new Set([...(mac ? [mac] : []), ...planned.map((link) => link.mac)]);
+  if (macs.size !== (mac ? 1 : 0) + planned.length) throw new QemuOptionError('qemu: two NICs of the guest would have the same MAC');
+  return { forwards: network ? forwards : [], publish, mac, links: planned };
+}
+
+/** Fails when a published host port cannot be listened on now (in use, or privileged). */
+async function assertPortFree(port: number): Promise<void> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (error: NodeJS.ErrnoException) => {
+      const why = error.code === 'EADDRINUSE' ? 'is in use' : `cannot be listened on (${error.code ?? error.message})`;
+      reject(new QemuOptionError(`qemu: host port 127.0.0.1:${port} ${why}`));
+    });
+    server.listen({ port, host: '127.0.0.1', exclusive: true }, () => server.close(() => resolve()));
+  });
+}
+
+async function assertIso(path: string): Promise<void> {
+  await assertReadableFile(path, 'ISO image');
+  const magic = Buffer.alloc(5);
+  try {
+    const handle = await open(path, 'r');
+    try {
+      await handle.read(magic, 0, magic.length, ISO9660_MAGIC_OFFSET);
+    } finally {
+      await handle.close();
+    }
+  } catch (error) {
+    throw fileAccessError(error, path, 'ISO image');
+  }
+  if (magic.toString('latin1') !== 'CD001') throw new NotAnIsoError(`not an ISO 9660 image (no "CD001" at byte ${ISO9660_MAGIC_OFFSET}): ${path}`);
+}
+
+function networkArgs(plan: NetPlan, relayPath: string, userNet: boolean): string[] {
+  const args: string[] = [];
+  if (userNet) {
+    const netdev = ['user', 'id=net0', 'restrict=on'];
+    for (const forward of plan.forwards) {
+      // QEMU splits its options on commas and the command into words, shell-like (quotes allowed).
+      const command = `'${process.execPath}' --no-warnings '${relayPath}' ${forward.hostPort}`;
+      if (/[,']/.test(`${process.execPath}${relayPath}`)) throw new ToolFailedError(`qemu: cannot pass a path with a comma or quote to guestfwd: ${command}`);
+      netdev.push(`guestfwd=tcp:${forward.guestAddress}:${forward.guestPort}-cmd:${command}`);
+    }
+    for (const entry of plan.publish) netdev.push(`hostfwd=tcp:127.0.0.1:${entry.hostPort}-:${entry.guestPort}`);
+    args.push('-netdev', netdev.join(','), '-device', `virtio-net-pci,netdev=net0${plan.mac !== undefined ? `,mac=${plan.mac}` : ''}`);
+  }
+  for (const [index, link] of plan.links.entries()) {
+    // Every guest on the link joins the same multicast group on the loopback interface: frames one
+    // sends reach all the others (and only this host, as the group is joined on 127.0.0.1 alone).
+    args.push(
+      '-netdev',
+      `socket,id=link${index},mcast=${link.group}:${link.port},localaddr=127.0.0.1`,
+      '-device',
+      `virtio-net-pci,netdev=link${index},mac=${link.mac}`,
+    );
+  }
+  return args;
 }
 
 function qemuOptionPath(path: string): string {
   return path.replaceAll(',', ',,');
+}
+
+function withNoTimerCheck(append: string): string {
+  return /(^|\s)no_timer_check(\s|$)/.test(append) ? append : `${append} no_timer_check`.trim();
 }
 
 /** Boots in QEMU under TCG (unless told otherwise) and returns how it ended and the serial output. */
@@ -101,15 +269,18 @@ export async function bootInQemu(options: QemuBootOptions): Promise<QemuBootResu
   if ((options.iso === undefined) === (options.kernel === undefined)) {
     throw new ToolFailedError('qemu: give either an ISO or a kernel to boot, not both or neither');
   }
+  const plan = planNetwork(options);
+  const accel = options.accel ?? 'tcg';
   const { 'qemu-system-x86_64': qemu } = await requireTools(['qemu-system-x86_64']);
   const ovmf = options.uefi ? { code: await requireHostFile('ovmfCode'), vars: await requireHostFile('ovmfVars') } : undefined;
-  if (options.iso !== undefined) await assertReadableFile(options.iso, 'ISO image');
+  if (options.iso !== undefined) await assertIso(options.iso);
   if (options.kernel !== undefined) {
     await assertReadableFile(options.kernel.image, 'kernel');
     await assertReadableFile(options.kernel.initrd, 'initramfs');
   }
   if (options.secretImage !== undefined) await assertReadableFile(options.secretImage, 'secret image');
   for (const drive of options.drives ?? []) await assertReadableFile(drive.file, 'disk image');
+  for (const entry of plan?.publish ?? []) await assertPortFree(entry.hostPort);
   options.signal?.throwIfAborted();
 
   const tempDir = await mkdtemp(join(tmpdir(), 'psyops-qemu-'));
@@ -127,13 +298,13 @@ export async function bootInQemu(options: QemuBootOptions): Promise<QemuBootResu
       'none',
       '-no-reboot',
       '-accel',
-      options.accel ?? 'tcg',
+      accel,
       '-m',
       String(options.memoryMiB ?? 1024),
     ];
     // QEMU's default TCG CPU lacks RDRAND, which every real x86-64 node has and the kernel seeds its
     // random generator from; without it the first getrandom() (node's start) waits a second or more.
-    if ((options.accel ?? 'tcg') === 'tcg') args.push('-cpu', 'qemu64,+rdrand');
+    if (accel === 'tcg') args.push('-cpu', 'qemu64,+rdrand');
     if (ovmf) {
       const vars = join(tempDir, 'OVMF_VARS.fd');
       await copyFile(ovmf.vars, vars);
@@ -147,7 +318,10 @@ export async function bootInQemu(options: QemuBootOptions): Promise<QemuBootResu
     if (options.iso !== undefined) {
       args.push('-drive', `media=cdrom,readonly=on,format=raw,if=ide,index=2,file=${qemuOptionPath(options.iso)}`, '-boot', 'order=d');
     } else if (options.kernel) {
-      args.push('-kernel', options.kernel.image, '-initrd', options.kernel.initrd, '-append', options.kernel.append);
+      // A loaded host can stall a TCG guest long enough for the kernel to decide that the IO-APIC
+      // timer does not work, and panic; the check proves nothing on emulated hardware.
+      const append = accel === 'tcg' ? withNoTimerCheck(options.kernel.append) : options.kernel.append;
+      args.push('-kernel', options.kernel.image, '-initrd', options.kernel.initrd, '-append', append);
     }
     if (options.secretImage !== undefined) {
       args.push(
@@ -167,10 +341,10 @@ export async function bootInQemu(options: QemuBootOptions): Promise<QemuBootResu
         `virtio-blk-pci,drive=disk${index}`,
       );
     }
-    if (options.network) {
+    if (plan) {
       const relayPath = join(tempDir, 'relay.mjs');
-      await writeFile(relayPath, RELAY_SCRIPT);
-      args.push(...networkArgs(options.network.forwards, relayPath, options.network.mac));
+      if (plan.forwards.length > 0) await writeFile(relayPath, RELAY_SCRIPT);
+      args.push(...networkArgs(plan, relayPath, options.network !== undefined));
     }
     return await runQemu(qemu, args, options);
   } finally {
@@ -208,13 +382,21 @@ function runQemu(qemu: string, args: string[], options: QemuBootOptions): Promis
       serial += text;
       log?.write(text);
       options.onSerial?.(text);
-      if (options.until?.test(serial)) stop('matched');
+      if (options.until) {
+        options.until.lastIndex = 0; // a /g or /y expression would otherwise search from its last match
+        if (options.until.test(serial)) stop('matched');
+      }
     };
     child.stdout.on('data', (chunk: Buffer) => take(decoder.decode(chunk, { stream: true })));
     child.stderr.on('data', (chunk: Buffer) => {
       if (stderr.length < STDERR_LIMIT) stderr += chunk.toString('utf8');
     });
     child.stdin.on('error', () => {}); // QEMU may exit before it reads anything
+    // An interactive console: what arrives goes to the guest's serial port (QEMU's stdio chardev).
+    const onInput = (chunk: Buffer | string) => {
+      if (child.stdin.writable) child.stdin.write(chunk);
+    };
+    options.serialInput?.on('data', onInput);
     log?.on('error', (error) => {
       failure ??= error;
       stop('aborted');
@@ -223,6 +405,7 @@ function runQemu(qemu: string, args: string[], options: QemuBootOptions): Promis
       failure ??= new ToolFailedError(`qemu-system-x86_64 could not start: ${error.message}`, { cause: error });
       if (child.pid === undefined) {
         clearTimeout(timer);
+        options.serialInput?.off('data', onInput);
         options.signal?.removeEventListener('abort', onAbort);
         log?.end();
         reject(failure);
@@ -231,6 +414,7 @@ function runQemu(qemu: string, args: string[], options: QemuBootOptions): Promis
 
     child.on('close', (exitCode) => {
       clearTimeout(timer);
+      options.serialInput?.off('data', onInput);
       options.signal?.removeEventListener('abort', onAbort);
       take(decoder.decode());
       const finish = () => {

@@ -183,9 +183,10 @@ describe('bootInQemu (direct kernel boot under TCG)', () => {
 
   it('refuses a NIC MAC that is not one, and a missing disk, before starting QEMU', async () => {
     const kernel = { image: fixture.kernel, initrd: fixture.initrd, append: '' };
-    await expect(bootInQemu({ kernel, network: { forwards: [], mac: '52:54:00:zz:00:01' }, timeoutMs: 1_000 })).rejects.toThrow(
-      'qemu: not a MAC address: 52:54:00:zz:00:01',
-    );
+    await expect(bootInQemu({ kernel, network: { forwards: [], mac: '52:54:00:zz:00:01' }, timeoutMs: 1_000 })).rejects.toMatchObject({
+      code: 'BAD_QEMU_OPTION',
+      message: 'qemu: not a MAC address: 52:54:00:zz:00:01',
+    });
     await expect(bootInQemu({ kernel, drives: [{ file: join(dir, 'missing.img') }], timeoutMs: 1_000 })).rejects.toMatchObject({ code: 'FILE_NOT_FOUND' });
   });
 

@@ -24,3 +24,13 @@ export class SiteUnreachableError extends PsyopsError {
 export class AgeDecryptError extends PsyopsError {
   override readonly code = 'AGE_DECRYPT_FAILED';
 }
+
+/** A node name has no definition in the workspace. */
+export class NodeNotFoundError extends PsyopsError {
+  override readonly code = 'NODE_NOT_FOUND';
+}
+
+/** A node definition is not usable here (not JSON, or a recorded key malformed or missing). */
+export class NodeDefinitionError extends PsyopsError {
+  override readonly code = 'BAD_NODE_DEFINITION';
+}

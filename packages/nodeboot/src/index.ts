@@ -3,8 +3,10 @@
  * network, psynet, the signed node config, k3s, status) and the host side that creates a node
  * and its volumes.
  */
-export { createNode } from './node-create.js';
+export { createNode, NodeExistsError } from './node-create.js';
 export type { CreateNodeOptions, CreatedNode } from './node-create.js';
+export { readKnownHosts, knownHostsLine } from './known-hosts.js';
+export type { KnownHost } from './known-hosts.js';
 export { writeStateImage } from './state-volume.js';
 export type { StateImageOptions } from './state-volume.js';
 export { SECRET_LABEL, STATE_LABEL } from './secret-volume.js';
@@ -17,4 +19,4 @@ export { LinuxSystem } from './system.js';
 export type { NodeSystem, CommandResult, FetchResult, NetworkInterface } from './system.js';
 export { TempRootSystem } from './temp-root-system.js';
 export type { TempRootSystemOptions, RecordedEffect } from './temp-root-system.js';
-export { NodeInputError } from './errors.js';
+export { NodeInputError, NodeNotFoundError, NodeDefinitionError } from './errors.js';

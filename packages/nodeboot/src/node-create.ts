@@ -2,35 +2,51 @@
  * `psyops node create` as one call: a node's psynet address and certificate, its keys, its
  * secret volume and its definition in the workspace. Host side only (see node-secrets.ts).
  */
-import { readFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   allocateHost,
   encodeCertificatePem,
   encodeHostPrivateKey,
   generateHostKeyPair,
+  HostConflictError,
   psynetFiles,
   readCa,
+  readRegistry,
   resolvePlan,
   signHost,
   updateRegistry,
   type AddressPlanConfig,
+  type HostEntry,
 } from '@psyops/psynet';
-import { fileAccessError, writeFilesAtomically } from '@psyops/core';
+import { PsyopsError, fileAccessError, writeFilesAtomically } from '@psyops/core';
 import { NodeInputError } from './errors.js';
-import { assertOutputFree } from './ext4-image.js';
-import { checkNodeSecretsInput, generateNodeSecrets, writeSecretDir, writeSecretImage } from './node-secrets.js';
+import { assertOutputFree, requireMkfs } from './ext4-image.js';
+import { checkNodeSecretsInput, generateNodeSecrets, withPsynetFiles, writeSecretDir, writeSecretImage } from './node-secrets.js';
 import { checkNodeName, normalizeMac } from './secret-volume.js';
+
+/** The node exists already (its definition records keys, or the psynet registry has its name) and `rekey` was not asked for. */
+export class NodeExistsError extends PsyopsError {
+  override readonly code = 'NODE_EXISTS';
+}
 
 export interface CreateNodeOptions {
   /** Lower-case letters, digits and dashes. */
   name: string;
   /** MAC address of the network card that becomes psy0. */
   mac: string;
-  /** The secret volume: an ext4 image labelled psyops-secret, or a folder of its files. */
+  /** The secret volume: an ext4 image labelled psyops-secret, or a folder of its files. Its directory must exist. */
   output: { kind: 'image' | 'dir'; path: string };
-  /** Replace an existing image or folder (never done otherwise). */
+  /** Replace an existing image or folder at `output.path` (never done otherwise). It never replaces a node's keys: that is `rekey`. */
   force?: boolean;
+  /**
+   * Replace the keys and certificate of a node that exists already (its definition records keys,
+   * or the psynet registry has its name); without it such a node is refused (NODE_EXISTS). Its
+   * psynet address is kept; its old volume no longer matches it.
+   */
+  rekey?: boolean;
   /** The workspace's minisign public key: the site's signatures are checked against it. */
   minisignPublicKeyFile: string;
   /** network.interfaces for the node (default: DHCP on psy0). */
@@ -45,14 +61,38 @@ export interface CreateNodeOptions {
   nodesDir: string;
 }
 
+/** What a node had before `rekey` replaced it; a field is absent when nothing was recorded. */
+export interface ReplacedNodeKeys {
+  ageRecipient?: string;
+  sshHostPublicKey?: string;
+  sshHostKeyFingerprint?: string;
+  /** SHA-256 of the old psynet certificate, as the registry recorded it. */
+  certificateFingerprint?: string;
+  /** When the old certificate expires (RFC 3339): Nebula accepts it until then. */
+  certificateNotAfter?: string;
+  psynetAddress?: string;
+}
+
 export interface CreatedNode {
   name: string;
   output: CreateNodeOptions['output'];
   psynetAddress: string;
   ageRecipient: string;
   sshHostPublicKey: string;
+  /** `SHA256:…`, as `ssh-keygen -l` prints it. */
+  sshHostKeyFingerprint: string;
+  /** SHA-256 of the psynet certificate (hex), as `nebula-cert print` shows it and the registry records it. */
+  certificateFingerprint: string;
   /** The node definition written. */
   definitionFile: string;
+  /** Set when `rekey` replaced an existing node: what it had before. */
+  replaced?: ReplacedNodeKeys;
+}
+
+/** The OpenSSH fingerprint (`SHA256:…`, unpadded base64) of a public key line `type base64 [comment]`. */
+export function sshKeyFingerprint(publicKeyLine: string): string {
+  const blob = publicKeyLine.trim().split(/\s+/)[1] ?? '';
+  return `SHA256:${createHash('sha256').update(Buffer.from(blob, 'base64')).digest('base64').replace(/=+$/, '')}`;
 }
 
 async function readText(path: string, what: string): Promise<string> {
@@ -63,15 +103,19 @@ async function readText(path: string, what: string): Promise<string> {
   }
 }
 
-/** The node's definition, or undefined when there is none yet; a broken one is refused before anything is written. */
-async function readDefinition(path: string): Promise<Record<string, unknown> | undefined> {
-  let text: string;
+async function readOptional(path: string, what: string): Promise<string | undefined> {
   try {
-    text = await readFile(path, 'utf8');
+    return await readFile(path, 'utf8');
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw fileAccessError(error, path, 'node definition');
+    throw fileAccessError(error, path, what);
   }
+}
+
+/** The node's definition, or undefined when there is none yet; a broken one is refused before anything is written. */
+async function readDefinition(path: string): Promise<Record<string, unknown> | undefined> {
+  const text = await readOptional(path, 'node definition');
+  if (text === undefined) return undefined;
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -82,18 +126,49 @@ async function readDefinition(path: string): Promise<Record<string, unknown> | u
   return value as Record<string, unknown>;
 }
 
+const RECORDED_KEYS = ['ageRecipient', 'sshHostPublicKey', 'psynetAddress'] as const;
+const recordedString = (definition: Record<string, unknown> | undefined, key: (typeof RECORDED_KEYS)[number]) =>
+  typeof definition?.[key] === 'string' ? (definition[key] as string) : undefined;
+
+/** Refuses a node that exists already unless rekeying; a name the registry holds for another role is always refused. */
+function checkExisting(options: {
+  name: string;
+  definition: Record<string, unknown> | undefined;
+  definitionFile: string;
+  entry: HostEntry | undefined;
+  rekey: boolean;
+  output: CreateNodeOptions['output'];
+  force: boolean;
+}): void {
+  const { name, definition, entry } = options;
+  if (entry !== undefined && entry.role !== 'node') {
+    throw new HostConflictError(`${name} is in the psynet registry as a ${entry.role} (${entry.ip}), not a node; choose another name or release it first`);
+  }
+  if (options.rekey) return;
+  const reasons: string[] = [];
+  if (RECORDED_KEYS.some((key) => definition?.[key] !== undefined)) reasons.push(`${options.definitionFile} records its keys`);
+  if (entry !== undefined) reasons.push(`the psynet registry has it at ${entry.ip}`);
+  if (reasons.length === 0) return;
+  const alsoOutput = !options.force && existsSync(options.output.path) ? `, and -f to replace ${options.output.path}` : '';
+  throw new NodeExistsError(
+    `node ${name} already exists (${reasons.join('; ')}); creating it again would replace its keys and certificate, and its current secret volume could no longer decrypt its config: give --rekey to do that${alsoOutput}`,
+  );
+}
+
 /**
  * Creates a node: allocates its psynet address (role node) and signs its Nebula certificate,
  * generates its age identity and SSH host key, writes its secret volume, and records the public
- * parts (age recipient, SSH public key, psynet address) in its definition. Everything is checked
- * before the first write: a refused call changes nothing. The private keys exist only on the volume.
+ * parts (age recipient, SSH public key, psynet address) in its definition. Every input (name,
+ * MAC, output path, workspace keys, an existing node) is checked before the registry is touched:
+ * a refused call changes nothing, and a volume that cannot be written takes the allocation and
+ * certificate back. The private keys exist only on the volume.
  */
 export async function createNode(options: CreateNodeOptions): Promise<CreatedNode> {
   const { name, output } = options;
   const force = options.force ?? false;
+  const rekey = options.rekey ?? false;
   checkNodeName(name);
   const mac = normalizeMac(options.mac);
-  assertOutputFree(output.path, force);
   const interfaces = options.interfacesFile !== undefined ? await readText(options.interfacesFile, 'interfaces file') : undefined;
   const minisignPublicKey = await readText(options.minisignPublicKeyFile, 'workspace minisign public key');
   const input = {
@@ -110,24 +185,46 @@ export async function createNode(options: CreateNodeOptions): Promise<CreatedNod
   const plan = resolvePlan(options.psynet.plan);
   const files = psynetFiles(options.psynet.dir);
   await readCa(files); // a clear CA_MISSING before the registry changes
-  const { host } = await updateRegistry(files.registry, (registry) =>
-    allocateHost(registry, plan, { name, role: 'node', created: new Date().toISOString().replace(/\.\d+Z$/, 'Z') }),
-  );
+  const caCert = await readText(files.caCert, 'psynet CA certificate');
+  const registryExisted = existsSync(files.registry);
+  const entry = (await readRegistry(files.registry)).hosts.find((host) => host.name === name);
+  checkExisting({ name, definition, definitionFile, entry, rekey, output, force });
+  assertOutputFree(output.path, force, output.kind === 'image' ? 'file' : 'dir');
+  if (output.kind === 'image') requireMkfs();
+
+  // Keys first: nothing below is written until the volume is.
+  const secrets = await generateNodeSecrets({ ...input, testonlyToor: options.testonlyToor ?? false });
   // The node's Nebula key is made here and goes only onto the volume: signing from its public key keeps it out of the workspace.
   const pair = generateHostKeyPair();
-  const signed = await signHost(files, plan, { name, publicKey: pair.publicKey, now: Math.floor(Date.now() / 1000) });
+  const previousHostCert = await readOptional(files.hostCert(name), 'psynet host certificate');
+  const previousHostKey = await readOptional(files.hostKey(name), 'psynet host key');
 
-  const secrets = await generateNodeSecrets({
-    ...input,
-    testonlyToor: options.testonlyToor ?? false,
-    psynet: {
+  let prior: { entry: HostEntry | undefined; released: boolean } = { entry: undefined, released: false };
+  const { host } = await updateRegistry(files.registry, (registry) => {
+    const current = registry.hosts.find((h) => h.name === name);
+    // Checked again under the lock: another `node create` of this name may have run since.
+    checkExisting({ name, definition, definitionFile, entry: current, rekey, output, force: true });
+    const releasedBefore = new Set(registry.released);
+    const result = allocateHost(registry, plan, { name, role: 'node', created: new Date().toISOString().replace(/\.\d+Z$/, 'Z') });
+    prior = { entry: current && structuredClone(current), released: result.allocated && releasedBefore.has(result.host.ip) };
+    return result;
+  });
+
+  let certificateFingerprint: string;
+  try {
+    const signed = await signHost(files, plan, { name, publicKey: pair.publicKey, now: Math.floor(Date.now() / 1000) });
+    certificateFingerprint = signed.fingerprint;
+    const volume = withPsynetFiles(secrets.files, {
       hostCert: encodeCertificatePem(signed.cert),
       hostKey: encodeHostPrivateKey(pair.privateKey),
-      caCert: await readText(files.caCert, 'psynet CA certificate'),
-    },
-  });
-  if (output.kind === 'image') await writeSecretImage(output.path, secrets.files, { force });
-  else await writeSecretDir(output.path, secrets.files, { force });
+      caCert,
+    });
+    if (output.kind === 'image') await writeSecretImage(output.path, volume, { force });
+    else await writeSecretDir(output.path, volume, { force });
+  } catch (error) {
+    await takeBack({ name, files, ip: host.ip, prior, registryExisted, previousHostCert, previousHostKey }).catch(() => undefined);
+    throw error;
+  }
 
   const recorded = {
     ...definition,
@@ -137,5 +234,64 @@ export async function createNode(options: CreateNodeOptions): Promise<CreatedNod
     config: definition?.config ?? { version: 1 },
   };
   await writeFilesAtomically([{ path: definitionFile, data: `${JSON.stringify(recorded, null, 2)}\n`, mode: 0o644 }]);
-  return { name, output, psynetAddress: host.ip, ageRecipient: secrets.ageRecipient, sshHostPublicKey: secrets.sshHostPublicKey, definitionFile };
+
+  const oldSsh = recordedString(definition, 'sshHostPublicKey');
+  const oldAge = recordedString(definition, 'ageRecipient');
+  const oldAddress = prior.entry?.ip ?? recordedString(definition, 'psynetAddress');
+  const existed = prior.entry !== undefined || oldSsh !== undefined || oldAge !== undefined || oldAddress !== undefined;
+  const replaced: ReplacedNodeKeys | undefined = existed
+    ? {
+        ...(oldAge !== undefined ? { ageRecipient: oldAge } : {}),
+        ...(oldSsh !== undefined ? { sshHostPublicKey: oldSsh, sshHostKeyFingerprint: sshKeyFingerprint(oldSsh) } : {}),
+        ...(prior.entry?.certificate
+          ? { certificateFingerprint: prior.entry.certificate.fingerprint, certificateNotAfter: prior.entry.certificate.notAfter }
+          : {}),
+        ...(oldAddress !== undefined ? { psynetAddress: oldAddress } : {}),
+      }
+    : undefined;
+  return {
+    name,
+    output,
+    psynetAddress: host.ip,
+    ageRecipient: secrets.ageRecipient,
+    sshHostPublicKey: secrets.sshHostPublicKey,
+    sshHostKeyFingerprint: sshKeyFingerprint(secrets.sshHostPublicKey),
+    certificateFingerprint,
+    definitionFile,
+    ...(replaced ? { replaced } : {}),
+  };
+}
+
+/**
+ * The volume could not be written: the registry entry goes back to what it was (a new one is
+ * removed, its address back among the released ones if it came from there), and so do the
+ * host's certificate and key files in psynet/hosts, so that trying again is not a --rekey.
+ */
+async function takeBack(state: {
+  name: string;
+  files: ReturnType<typeof psynetFiles>;
+  ip: string;
+  prior: { entry: HostEntry | undefined; released: boolean };
+  registryExisted: boolean;
+  previousHostCert: string | undefined;
+  previousHostKey: string | undefined;
+}): Promise<void> {
+  const { name, files, ip, prior } = state;
+  const empty = await updateRegistry(files.registry, (registry) => {
+    const index = registry.hosts.findIndex((host) => host.name === name);
+    if (prior.entry !== undefined) {
+      if (index >= 0) registry.hosts[index] = prior.entry;
+      else registry.hosts.push(prior.entry);
+    } else if (index >= 0 && registry.hosts[index]!.ip === ip) {
+      registry.hosts.splice(index, 1);
+      if (prior.released) registry.released.push(ip);
+    }
+    return registry.hosts.length === 0 && registry.released.length === 0;
+  });
+  if (empty && !state.registryExisted) await unlink(files.registry).catch(() => undefined);
+  const restore: { path: string; data: string; mode: number }[] = [];
+  if (state.previousHostCert !== undefined) restore.push({ path: files.hostCert(name), data: state.previousHostCert, mode: 0o644 });
+  else await unlink(files.hostCert(name)).catch(() => undefined);
+  if (state.previousHostKey !== undefined) restore.push({ path: files.hostKey(name), data: state.previousHostKey, mode: 0o600 });
+  if (restore.length > 0) await writeFilesAtomically(restore);
 }

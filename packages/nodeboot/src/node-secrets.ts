@@ -76,13 +76,7 @@ export async function generateNodeSecrets(input: NodeSecretsInput): Promise<Node
     { name: SECRET_FILES.mactab, data: `${NODE_INTERFACE} ${normalizeMac(input.mac)}\n`, mode: 0o644 },
     { name: SECRET_FILES.interfaces, data: input.interfaces ?? DEFAULT_INTERFACES, mode: 0o644 },
   ];
-  if (input.psynet) {
-    files.push(
-      { name: SECRET_FILES.psynetCert, data: input.psynet.hostCert, mode: 0o644 },
-      { name: SECRET_FILES.psynetKey, data: input.psynet.hostKey, mode: 0o600 },
-      { name: SECRET_FILES.psynetCa, data: input.psynet.caCert, mode: 0o644 },
-    );
-  }
+  if (input.psynet) files.push(...psynetSecretFiles(input.psynet));
   if (input.siteUrl !== undefined) files.push({ name: SECRET_FILES.siteUrl, data: `${parseSiteUrl(input.siteUrl, '--site-url')}\n`, mode: 0o644 });
   if (input.testonlyToor) {
     files.push({
@@ -91,7 +85,23 @@ export async function generateNodeSecrets(input: NodeSecretsInput): Promise<Node
       mode: 0o600,
     });
   }
-  return { files: files.sort((a, b) => (a.name < b.name ? -1 : 1)), ageRecipient, sshHostPublicKey: ssh.publicKey };
+  return { files: sortFiles(files), ageRecipient, sshHostPublicKey: ssh.publicKey };
+}
+
+const sortFiles = (files: SecretFile[]) => files.sort((a, b) => (a.name < b.name ? -1 : 1));
+
+function psynetSecretFiles(psynet: NonNullable<NodeSecretsInput['psynet']>): SecretFile[] {
+  return [
+    { name: SECRET_FILES.psynetCert, data: psynet.hostCert, mode: 0o644 },
+    { name: SECRET_FILES.psynetKey, data: psynet.hostKey, mode: 0o600 },
+    { name: SECRET_FILES.psynetCa, data: psynet.caCert, mode: 0o644 },
+  ];
+}
+
+/** The volume's files with the psynet certificate, key and CA added: for keys generated before the certificate is signed. */
+export function withPsynetFiles(files: readonly SecretFile[], psynet: NonNullable<NodeSecretsInput['psynet']>): SecretFile[] {
+  const names = new Set<string>([SECRET_FILES.psynetCert, SECRET_FILES.psynetKey, SECRET_FILES.psynetCa]);
+  return sortFiles([...files.filter((file) => !names.has(file.name)), ...psynetSecretFiles(psynet)]);
 }
 
 async function stageFiles(dir: string, files: readonly SecretFile[]): Promise<void> {
@@ -101,16 +111,16 @@ async function stageFiles(dir: string, files: readonly SecretFile[]): Promise<vo
   }
 }
 
-/** Writes the files into `dir` (0700): staged beside it, then renamed into place. */
+/** Writes the files into `dir` (0700): staged beside it, then renamed into place. The directory holding `dir` must exist. */
 export async function writeSecretDir(dir: string, files: readonly SecretFile[], options: { force?: boolean } = {}): Promise<void> {
-  assertOutputFree(dir, options.force ?? false);
+  assertOutputFree(dir, options.force ?? false, 'dir');
   await produceDirectoryAtomically(dir, (staging) => stageFiles(staging, files), { mode: 0o700 });
 }
 
 /** Size of the secret image in MiB: ample for the files, small enough for any USB stick. */
 const IMAGE_SIZE_MIB = 8;
 
-/** Writes an ext4 image labelled psyops-secret holding `files`. */
+/** Writes an ext4 image labelled psyops-secret holding `files`. The directory holding `out` must exist. */
 export async function writeSecretImage(out: string, files: readonly SecretFile[], options: { force?: boolean } = {}): Promise<void> {
   assertOutputFree(out, options.force ?? false);
   const staging = await mkdtemp(join(tmpdir(), 'psyops-secret-'));

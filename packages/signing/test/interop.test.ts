@@ -25,7 +25,8 @@ const PASSWORD = 'correct horse battery staple';
 const CHEAP: KdfLimits = { opslimit: 32768, memlimit: 16 * 1024 * 1024 };
 
 function minisign(args: string[], input = '') {
-  return execa('minisign', args, { input, cwd: dir, timeout: 60_000, reject: false });
+  // Generous: minisign's scrypt takes 1 GiB and seconds, many times that on a loaded 2-core machine.
+  return execa('minisign', args, { input, cwd: dir, timeout: 150_000, reject: false });
 }
 
 const message = join(dir, 'message.bin');

@@ -1,10 +1,21 @@
 import { existsSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Command } from 'commander';
-import { writeFilesAtomically } from '@psyops/core';
+import { fileAccessError, writeFilesAtomically } from '@psyops/core';
 import { obtainPassword, type PasswordSources } from '../password.js';
-import { CONFIG_FILE, SCHEMA_FILE, checkNewWorkspaceDir, configSchema, createWorkspaceFolders, defaultConfig, WORKSPACE_FOLDERS } from '../workspace.js';
+import {
+  CONFIG_FILE,
+  GITIGNORE_FILE,
+  GITIGNORE_MARKER,
+  SCHEMA_FILE,
+  checkNewWorkspaceDir,
+  configSchema,
+  createWorkspaceFolders,
+  defaultConfig,
+  WORKSPACE_FOLDERS,
+  workspaceGitignore,
+} from '../workspace.js';
 import { writeNewKeyPair } from './keygen.js';
 import { addPasswordOptions } from './options.js';
 
@@ -12,19 +23,30 @@ interface InitOptions extends PasswordSources {
   password: boolean;
 }
 
-const GITIGNORE = `# Build output and caches: made again from what is committed.
-/site/
-/out/
-/cache/
-`;
+/** The .gitignore to write: psyops's rules, after what an existing one in the directory already says. */
+async function initialGitignore(path: string, rules: string): Promise<string> {
+  let existing: string;
+  try {
+    existing = await readFile(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return rules;
+    throw fileAccessError(error, path, 'existing .gitignore');
+  }
+  if (existing.includes(GITIGNORE_MARKER)) return existing;
+  return `${existing}${existing === '' || existing.endsWith('\n') ? '' : '\n'}${rules}`;
+}
 
 export function initCommand(): Command {
   const command = new Command('init')
     .summary('create a workspace for your own infrastructure data')
     .description(
       'Create a psyops workspace in DIR (default: the current directory): psyops.config.json with every\n' +
-        `default written out (documented by ${SCHEMA_FILE} beside it), a minisign key pair in keys/, and the\n` +
-        `folders later commands fill (${WORKSPACE_FOLDERS.join(', ')}). Refuses a directory that already is a workspace.`,
+        `default written out (documented by ${SCHEMA_FILE} beside it), a minisign key pair in keys/, the\n` +
+        `folders later commands fill (${WORKSPACE_FOLDERS.join(', ')}), and a ${GITIGNORE_FILE} that keeps private keys\n` +
+        '(minisign secret key, psynet CA and host keys, APK *.rsa), plaintext secrets (secrets/, *.secret), secret volume\n' +
+        'images (*.img) and build output and caches out of git, so the workspace can be committed (back the keys up\n' +
+        'elsewhere). An existing .gitignore in DIR is kept and the psyops rules are added to it. Refuses a directory that\n' +
+        'already is a workspace.',
     )
     .argument('[DIR]', 'workspace directory', '.')
     .option('--no-password', 'leave the minisign secret key unencrypted');
@@ -35,6 +57,7 @@ export function initCommand(): Command {
     const config = await defaultConfig();
     const password = options.password ? await obtainPassword(options, 'the workspace minisign key', true) : null;
     const existed = existsSync(dir);
+    const gitignore = await initialGitignore(join(dir, GITIGNORE_FILE), workspaceGitignore(config));
     try {
       await createWorkspaceFolders(dir);
       const { keyId } = await writeNewKeyPair({
@@ -45,14 +68,15 @@ export function initCommand(): Command {
       // The config goes last: a directory only counts as a workspace once everything is in it.
       await writeFilesAtomically([
         { path: join(dir, SCHEMA_FILE), data: `${JSON.stringify(configSchema, null, 2)}\n` },
-        { path: join(dir, '.gitignore'), data: GITIGNORE },
+        { path: join(dir, GITIGNORE_FILE), data: gitignore },
         { path: join(dir, CONFIG_FILE), data: `${JSON.stringify(config, null, 2)}\n` },
       ]);
       process.stdout.write(
         `workspace created: ${dir}\n` +
           `  ${CONFIG_FILE}  settings with their defaults (documented in ${SCHEMA_FILE})\n` +
           `  ${config.signing.secretKey}  minisign secret key (${password === null ? 'not encrypted' : 'encrypted'}, 0600; keep it secret)\n` +
-          `  ${config.signing.publicKey}  minisign public key, key id ${keyId}\n`,
+          `  ${config.signing.publicKey}  minisign public key, key id ${keyId}\n` +
+          `  ${GITIGNORE_FILE}  keeps private keys, secrets, secret volumes and build output out of git\n`,
       );
     } catch (error) {
       if (!existed) await rm(dir, { recursive: true, force: true });

@@ -2,7 +2,7 @@ import { relative, resolve } from 'node:path';
 import { Command } from 'commander';
 import { currentWorkspace } from '../context.js';
 import { UsageError } from '../errors.js';
-import { WORKSPACE_LAYOUT } from '../workspace.js';
+import { ensureGitignore, WORKSPACE_LAYOUT } from '../workspace.js';
 
 // The library loads only when a node command runs.
 const nodebootLibrary = () => import('@psyops/nodeboot');
@@ -19,6 +19,7 @@ interface CreateOptions {
   out?: string;
   dir?: string;
   force?: boolean;
+  rekey?: boolean;
 }
 
 function createCommand(): Command {
@@ -32,8 +33,13 @@ function createCommand(): Command {
         'and TESTONLYNOPROD.env with --testonly-toor.\n' +
         `The public parts (age recipient, SSH public key, psynet address) are recorded in ${NODES_DIR}/NAME.json; its ` +
         'config section is kept as written. The private parts exist only on the volume. --out writes an ext4 image ' +
-        'labelled psyops-secret for a USB stick (dd it there); --dir writes the files only. Existing output is never ' +
-        'replaced without -f.',
+        'labelled psyops-secret for a USB stick (dd it there); --dir writes the files only; the directory they go into ' +
+        'must exist. Every input is checked before the psynet registry is touched: a refused command changes nothing.\n' +
+        `A node that exists already (${NODES_DIR}/NAME.json records its keys, or the psynet registry has NAME) is refused: ` +
+        'creating it again would replace its keys, and its current volume could no longer decrypt its config. --rekey ' +
+        'does that on purpose: new age identity, SSH host key and psynet certificate (its psynet address is kept), and ' +
+        'prints what it replaced. -f only allows replacing an existing image or folder at the output path.\n' +
+        'An output inside the workspace is added to its .gitignore.',
     )
     .argument('<NAME>', 'node name: lower-case letters, digits and dashes')
     .requiredOption('--mac <MAC>', 'MAC address of the network card that becomes psy0')
@@ -42,7 +48,8 @@ function createCommand(): Command {
     .option('--testonly-toor', 'TEST ONLY: the node adds user toor with a blank password')
     .option('--out <IMAGE>', 'write an ext4 image labelled psyops-secret')
     .option('--dir <DIR>', 'write the files into DIR')
-    .option('-f, --force', 'replace an existing image or folder')
+    .option('-f, --force', 'replace an existing image or folder at the output path (never a node: see --rekey)')
+    .option('--rekey', "replace an existing node's keys and certificate (its old secret volume stops working)")
     .action(async (name: string, options: CreateOptions, cmd: Command) => {
       if ((options.out === undefined) === (options.dir === undefined)) throw new UsageError('give exactly one of --out IMAGE and --dir DIR');
       const { createNode, SECRET_LABEL } = await nodebootLibrary();
@@ -53,6 +60,7 @@ function createCommand(): Command {
         mac: options.mac,
         output: options.out !== undefined ? { kind: 'image', path: resolve(options.out) } : { kind: 'dir', path: resolve(options.dir!) },
         force: options.force ?? false,
+        rekey: options.rekey ?? false,
         minisignPublicKeyFile: workspace.path(workspace.config.signing.publicKey),
         ...(options.interfaces !== undefined ? { interfacesFile: options.interfaces } : {}),
         ...(options.siteUrl !== undefined ? { siteUrl: options.siteUrl } : {}),
@@ -60,11 +68,35 @@ function createCommand(): Command {
         psynet: { dir: workspace.place('psynet'), plan: { network, pools } },
         nodesDir: workspace.place('nodes'),
       });
+      const ignored = await ensureGitignore(workspace, [{ path: node.output.path, directory: node.output.kind === 'dir' }]);
+      const was = (value: string | undefined) => ` (was ${value ?? 'not recorded'})`;
+      const { replaced } = node;
       print(
-        `${name}: secret volume written to ${node.output.path} (${node.output.kind === 'image' ? `ext4 image labelled ${SECRET_LABEL}` : 'files'})\n` +
-          `  psynet ${node.psynetAddress}\n  age recipient ${node.ageRecipient}\n  ssh host key ${node.sshHostPublicKey}\n` +
-          `  recorded in ${relative(process.cwd(), node.definitionFile) || node.definitionFile}` +
-          (options.testonlyToor ? '\n  WARNING: --testonly-toor: this volume adds user toor with a blank password; never use it in production' : ''),
+        [
+          `${name}: secret volume written to ${node.output.path} (${node.output.kind === 'image' ? `ext4 image labelled ${SECRET_LABEL}` : 'files'})`,
+          ...(replaced
+            ? [
+                `  REKEYED: the keys and psynet certificate of the existing node ${name} were replaced; its old secret volume no longer matches it`,
+                `  psynet ${node.psynetAddress}${replaced.psynetAddress === node.psynetAddress ? ' (kept)' : was(replaced.psynetAddress)}`,
+                `  age recipient ${node.ageRecipient}${was(replaced.ageRecipient)}`,
+                `  ssh host key ${node.sshHostPublicKey}`,
+                `  ssh host key fingerprint ${node.sshHostKeyFingerprint}${was(replaced.sshHostKeyFingerprint)}`,
+                `  psynet certificate ${node.certificateFingerprint}${was(replaced.certificateFingerprint)}`,
+                ...(replaced.certificateNotAfter
+                  ? [`  the old psynet certificate stays valid until ${replaced.certificateNotAfter}: destroy the old volume's psynet.host.key`]
+                  : []),
+              ]
+            : [
+                `  psynet ${node.psynetAddress}`,
+                `  age recipient ${node.ageRecipient}`,
+                `  ssh host key ${node.sshHostPublicKey}`,
+                `  ssh host key fingerprint ${node.sshHostKeyFingerprint}`,
+                `  psynet certificate ${node.certificateFingerprint}`,
+              ]),
+          `  recorded in ${relative(process.cwd(), node.definitionFile) || node.definitionFile}`,
+          ...(ignored.length > 0 ? [`  added to .gitignore: ${ignored.filter((line) => !line.startsWith('#')).join(' ')}`] : []),
+          ...(options.testonlyToor ? ['  WARNING: --testonly-toor: this volume adds user toor with a blank password; never use it in production'] : []),
+        ].join('\n'),
       );
     });
 }
@@ -90,6 +122,27 @@ function stateImageCommand(): Command {
     });
 }
 
+function knownHostsCommand(): Command {
+  return new Command('known-hosts')
+    .summary("OpenSSH known_hosts lines for the workspace's nodes")
+    .description(
+      `Print one known_hosts line per node from the SSH host public key node create recorded in ${NODES_DIR}/NAME.json, ` +
+        'for its name, name.<psynet.domain> and psynet address, e.g. "node-a,node-a.psynet.internal,10.10.10.5 ssh-ed25519 AAAA…". ' +
+        'Append them to ~/.ssh/known_hosts (or point UserKnownHostsFile at them) and ssh reaches the nodes without trusting a ' +
+        'first connection. Without NAME every node that records a key, by name; a NAME without a definition or without a key ' +
+        'is an error. Run it again after node create --rekey.',
+    )
+    .argument('[NAME...]', 'node names (default: every node)')
+    .option('--json', 'print a JSON array of {name, address, key}')
+    .action(async (names: string[], options: { json?: boolean }, cmd: Command) => {
+      const workspace = await currentWorkspace(cmd);
+      const { readKnownHosts, knownHostsLine } = await nodebootLibrary();
+      const hosts = await readKnownHosts(workspace.place('nodes'), names);
+      if (options.json) print(JSON.stringify(hosts, null, 2));
+      else if (hosts.length > 0) print(hosts.map((host) => knownHostsLine(host, workspace.config.psynet.domain)).join('\n'));
+    });
+}
+
 function statusCommand(): Command {
   return new Command('status')
     .summary("print this node's postboot status")
@@ -103,13 +156,14 @@ function statusCommand(): Command {
 
 export function nodeCommand(): Command {
   const node = new Command('node')
-    .summary('psyopsOS nodes: secret volumes and boot status')
+    .summary('psyopsOS nodes: secret volumes, known hosts and boot status')
     .description(
       "Create a node's psyops-secret volume (node create) and an optional psyops-state volume (node state-image), " +
-        'and read what postboot reported on a node (node status).',
+        "print the nodes' SSH host keys as known_hosts lines (node known-hosts), and read what postboot reported on a node (node status).",
     );
   node.addCommand(createCommand());
   node.addCommand(stateImageCommand());
+  node.addCommand(knownHostsCommand());
   node.addCommand(statusCommand());
   // As psynet: subcommands inherit the program's one-line errors and exit override.
   const inherit = (parent: Command, sub: Command) => {
