@@ -1,12 +1,13 @@
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bootInQemu, QemuAbortedError } from '../src/qemu.js';
-import { buildBootFixture, hostKernel, writeInitramfs, type BootFixture } from './qemu-fixture.js';
+import { buildBootFixture, type BootFixture } from './qemu-fixture.js';
+import { scriptedGuest } from './qemu-script-fixture.js';
 
 const BOOT_TIMEOUT_MS = 150_000;
 
@@ -129,44 +130,19 @@ describe('bootInQemu (direct kernel boot under TCG)', () => {
   it(
     'attaches extra raw disks as virtio block devices, read-write or read-only, and gives the NIC the MAC asked for',
     async () => {
-      // An initramfs of its own: the shared fixture loads no virtio_blk.
-      const { image, release } = await hostKernel();
-      const tree = join(dir, 'disks-initramfs');
-      mkdirSync(join(tree, 'bin'), { recursive: true });
-      copyFileSync('/bin/busybox', join(tree, 'bin/busybox'));
-      chmodSync(join(tree, 'bin/busybox'), 0o755);
-      const modules = execFileSync('modprobe', ['-a', '--show-depends', '--set-version', release, 'virtio_pci', 'virtio_blk', 'virtio_net'], {
-        encoding: 'utf8',
-      })
-        .split('\n')
-        .flatMap((line) => /^insmod (\S+)/.exec(line)?.[1] ?? []);
-      for (const module of modules) {
-        mkdirSync(join(tree, dirname(module)), { recursive: true });
-        copyFileSync(module, join(tree, module));
-      }
-      const init = [
-        '#!/bin/busybox sh',
-        '/bin/busybox --install -s /bin',
-        'export PATH=/bin',
-        'mkdir -p /proc /sys /dev && mount -t proc proc /proc && mount -t sysfs sysfs /sys && mount -t devtmpfs devtmpfs /dev',
-        'exec </dev/console >/dev/console 2>&1',
-        ...[...new Set(modules)].map((module) => `insmod ${module} 2>/dev/null`),
+      const guest = await scriptedGuest(dir, 'disks', [
         'echo "disks: mac $(cat /sys/class/net/eth0/address)"',
         'echo "disks: vda ro=$(cat /sys/block/vda/ro) vdb ro=$(cat /sys/block/vdb/ro)"',
         'echo "disks: vdb says $(head -c 9 /dev/vdb)"',
         'printf "guest-was-here" | dd of=/dev/vda conv=notrunc 2>/dev/null && sync && echo "disks: vda written"',
-        'poweroff -f',
-      ].join('\n');
-      writeFileSync(join(tree, 'init'), `${init}\n`, { mode: 0o755 });
-      const initrd = join(dir, 'disks-initramfs.gz');
-      await writeInitramfs(tree, initrd);
+      ]);
       const writable = join(dir, 'writable.img');
       const readOnly = join(dir, 'readonly.img');
       writeFileSync(writable, Buffer.alloc(1024 * 1024));
       writeFileSync(readOnly, Buffer.concat([Buffer.from('read-only'), Buffer.alloc(1024 * 1024 - 9)]));
 
       const result = await bootInQemu({
-        kernel: { image, initrd, append: 'console=ttyS0,115200 panic=-1 quiet' },
+        kernel: { image: guest.kernel, initrd: guest.initrd, append: guest.append() },
         drives: [{ file: writable }, { file: readOnly, readonly: true }],
         network: { forwards: [], mac: '52:54:00:ab:cd:ef' },
         timeoutMs: BOOT_TIMEOUT_MS,
