@@ -29,7 +29,9 @@ describe('build-iso, embedded default', () => {
     expect(release).toBe('251125');
     const manifest = JSON.parse(readFileSync(join(out, `psyopsOS-${release}-x86_64.json`), 'utf8'));
     expect(manifest).toMatchObject({ version: release, arch: 'x86_64', volumeId: `psyopsos-boot ${release} x86_64`, sha256: sha256(iso) });
-    expect(manifest.packages.map((p: { name: string }) => p.name)).toEqual(expect.arrayContaining(['busybox', 'host-baselayout', 'nodejs']));
+    expect(manifest.packages.map((p: { name: string }) => p.name)).toEqual(
+      expect.arrayContaining(['busybox', 'host-baselayout', 'nodejs', 'openssh', 'nebula']),
+    );
     expect(manifest.bootPackages.map((p: { name: string }) => p.name)).toContain('linux-debian');
     const key = await readPublicKeyFile(join(DEFAULT_HOME, 'keys', 'minisign.pub'));
     const result = await verifyFile(iso, key, readFileSync(`${iso}.minisig`, 'utf8'));

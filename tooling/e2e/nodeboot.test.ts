@@ -1,10 +1,23 @@
+import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { bootInQemu, type QemuBootOptions } from '@psyops/imagebuild';
+import { bootInQemu, QemuAbortedError, type QemuBootOptions, type QemuBootResult } from '@psyops/imagebuild';
 import { writeStateImage } from '@psyops/nodeboot';
 import { serveSite, type SiteServer } from '@psyops/siteapi';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildDefaultImage, createNodeWorkspace, E2E_NODE, scratchDir, serialLines, statusFromSerial, type NodeWorkspace } from './harness.ts';
+import { execa } from 'execa';
+import {
+  buildDefaultImage,
+  createNodeWorkspace,
+  E2E_NODE,
+  expectSuccess,
+  psyops,
+  scratchDir,
+  serialLines,
+  statusFromSerial,
+  type NodeWorkspace,
+} from './harness.ts';
 
 // Issue 7, end to end: the default image boots in QEMU with test-node-1's secret volume on USB and
 // a state disk, reaches only the site (10.0.2.100:80 → 127.0.0.1), and individuates itself.
@@ -19,42 +32,152 @@ let iso: string;
 let node: NodeWorkspace;
 let server: SiteServer;
 let stateImage: string;
+/** The operator's SSH key (authorized for root on the node by the config's files) and the node's known_hosts line. */
+const operatorKey = join(scratch, 'operator_ed25519');
+const knownHosts = join(scratch, 'known_hosts');
 
 beforeAll(async () => {
   ({ iso } = await buildDefaultImage(scratch));
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'psyops-e2e-operator', '-f', operatorKey]);
   node = await createNodeWorkspace(scratch, {
     version: CONFIG_VERSION,
     hostname: E2E_NODE.name,
-    files: [{ path: '/etc/motd', content: MOTD }],
+    files: [
+      { path: '/etc/motd', content: MOTD },
+      { path: '/root/.ssh/authorized_keys', mode: '0600', content: readFileSync(`${operatorKey}.pub`, 'utf8') },
+    ],
     k3s: { role: 'agent', serverUrl: 'https://10.10.8.10:6443', token: { secret: K3S_TOKEN } },
   });
   server = await serveSite({ root: node.siteDir });
   stateImage = join(scratch, 'state.img');
   await writeStateImage(stateImage);
+  const hosts = await psyops(['node', 'known-hosts', E2E_NODE.name], { cwd: node.workspace, timeoutMs: 60_000 });
+  expectSuccess(hosts, 'psyops node known-hosts');
+  writeFileSync(knownHosts, hosts.stdout);
 });
 afterAll(() => server?.close());
 
-async function boot(name: string, options: Pick<QemuBootOptions, 'secretImage' | 'drives'>) {
+/** A free TCP port on the host's 127.0.0.1 (for a QEMU hostfwd). */
+async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as { port: number };
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
+
+/** The real OpenSSH client, as root with the operator key, trusting only the node's known_hosts line from the workspace. */
+async function ssh(port: number, command: string): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+  const result = await execa(
+    'ssh',
+    [
+      '-F',
+      '/dev/null',
+      '-p',
+      String(port),
+      '-i',
+      operatorKey,
+      '-o',
+      'IdentitiesOnly=yes',
+      '-o',
+      'BatchMode=yes',
+      '-o',
+      'StrictHostKeyChecking=yes',
+      '-o',
+      `UserKnownHostsFile=${knownHosts}`,
+      '-o',
+      `HostKeyAlias=${E2E_NODE.name}`,
+      '-o',
+      'ConnectTimeout=90',
+      'root@127.0.0.1',
+      command,
+    ],
+    { reject: false, timeout: 180_000, input: '' },
+  );
+  return { exitCode: result.exitCode ?? -1, stdout: String(result.stdout), stderr: String(result.stderr) };
+}
+
+/**
+ * Boots until postboot finishes; with `whileUp`, keeps the node running for it (then powers it off),
+ * with the guest's SSH port published on a host port it is given.
+ */
+async function boot<T = undefined>(
+  name: string,
+  options: Pick<QemuBootOptions, 'secretImage' | 'drives'>,
+  whileUp?: (sshPort: number) => Promise<T>,
+): Promise<{ lines: string[]; status: ReturnType<typeof statusFromSerial>; context: string; value: T | undefined }> {
   const serialLog = join(scratch, `serial-${name}.log`);
-  const result = await bootInQemu({
+  const sshPort = whileUp ? await freePort() : undefined;
+  const controller = new AbortController();
+  const started = performance.now();
+  let serial = '';
+  let during: Promise<T> | undefined;
+  const ended = await bootInQemu({
     iso,
     ...options,
-    network: { forwards: [{ guestAddress: E2E_NODE.siteAddress, guestPort: 80, hostPort: server.port }], mac: E2E_NODE.mac },
+    network: {
+      forwards: [{ guestAddress: E2E_NODE.siteAddress, guestPort: 80, hostPort: server.port }],
+      mac: E2E_NODE.mac,
+      ...(sshPort ? { publish: [{ hostPort: sshPort, guestPort: 22 }] } : {}),
+    },
     timeoutMs: BOOT_TIMEOUT_MS,
     serialLog,
-    until: FINISHED,
-  });
+    ...(whileUp
+      ? {
+          signal: controller.signal,
+          onSerial(text: string) {
+            serial += text;
+            if (during === undefined && FINISHED.test(serial)) {
+              console.log(`boot "${name}": postboot finished after ${Math.round(performance.now() - started)} ms`);
+              during = whileUp(sshPort!).finally(() => controller.abort());
+              // Awaited after the boot ends; until then its failure is not unhandled.
+              during.catch(() => undefined);
+            }
+          },
+        }
+      : { until: FINISHED }),
+  }).then(
+    (result): QemuBootResult => result,
+    (error: unknown) => {
+      if (error instanceof QemuAbortedError && during !== undefined) return { reason: 'matched', exitCode: null, serial, durationMs: 0 };
+      throw error;
+    },
+  );
+  const result = { ...ended, durationMs: ended.durationMs || Math.round(performance.now() - started) };
   const context = `boot "${name}" ended: ${result.reason} after ${result.durationMs} ms; serial log ${serialLog}, its end:\n${result.serial.slice(-5000)}`;
+  console.log(`boot "${name}": ${result.reason} after ${result.durationMs} ms`);
   expect(result.reason, context).toBe('matched');
   expect(result.serial, context).not.toContain('psyops-init: FATAL');
   // The k3s token is decrypted on the node but never logged.
   expect(result.serial, context).not.toContain(K3S_TOKEN);
-  return { lines: serialLines(result.serial), status: statusFromSerial(result.serial), context };
+  const value = during === undefined ? undefined : await during;
+  return { lines: serialLines(result.serial), status: statusFromSerial(result.serial), context, value };
 }
 
 describe('a node individuates itself from its secret volume and the signed site (QEMU, BIOS)', () => {
-  it('first boot: hostname, secret mounted read-only, config verified and applied, kept on the state disk', async () => {
-    const { lines, status, context } = await boot('first', { secretImage: node.secretImage, drives: [{ file: stateImage }] });
+  it('first boot: hostname, secret mounted read-only, config verified and applied, kept on the state disk; sshd and nebula run; root logs in with the operator key', async () => {
+    const { lines, status, context, value } = await boot('first', { secretImage: node.secretImage, drives: [{ file: stateImage }] }, async (port) => ({
+      true: await ssh(port, 'true'),
+      hostname: await ssh(port, 'hostname'),
+      password: await execa(
+        'ssh',
+        ['-F', '/dev/null', '-p', String(port), '-o', 'PubkeyAuthentication=no', '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes'].concat([
+          '-o',
+          `UserKnownHostsFile=${knownHosts}`,
+          '-o',
+          `HostKeyAlias=${E2E_NODE.name}`,
+          'root@127.0.0.1',
+          'true',
+        ]),
+        { reject: false, timeout: 180_000, input: '' },
+      ),
+    }));
+    // The host key checked is the one the workspace recorded at node create (StrictHostKeyChecking=yes).
+    expect(value!.true, context).toMatchObject({ exitCode: 0 });
+    expect(value!.hostname, context).toMatchObject({ exitCode: 0, stdout: E2E_NODE.name });
+    // No password (nor keyboard-interactive) login is offered.
+    expect(value!.password.exitCode, context).toBe(255);
+    expect(String(value!.password.stderr), context).toMatch(/Permission denied \(publickey\)/);
     expect(lines, context).toContain(`psyopsOS: postboot finished status=ok hostname=${E2E_NODE.name} config=${CONFIG_VERSION} secret=mounted-ro`);
     expect(status, context).toMatchObject({
       status: 'ok',
@@ -68,7 +191,9 @@ describe('a node individuates itself from its secret volume and the signed site 
     const step = (name: string) => status.steps.find((s) => s.name === name);
     expect(step('secret')?.reason, context).toMatch(/^\/dev\/sd[a-z] mounted read-only at \/mnt\/psyops-secret\/mount$/);
     expect(step('state')?.reason, context).toMatch(/^\/dev\/vd[a-z] mounted read-write at \/var\/lib\/psyopsOS$/);
-    expect(step('network')?.reason, context).toMatch(/interfaces renamed \(psy0\).*networking up/);
+    expect(step('network')?.reason, context).toMatch(/interfaces renamed \(psy0\).*networking up; sshd started$/);
+    expect(step('psynet'), context).toMatchObject({ result: 'ok' });
+    expect(step('psynet')?.reason, context).toMatch(/^nebula started; /);
     expect(step('config'), context).toMatchObject({ result: 'ok', reason: `version ${CONFIG_VERSION} applied (signature verified)` });
     expect(step('k3s')?.reason, context).toBe('k3s is not installed (config for a agent written)');
   });
@@ -105,6 +230,6 @@ describe('a node individuates itself from its secret volume and the signed site 
       context,
     ).toEqual(['secret:failed', 'state:skipped', 'network:ok', 'psynet:skipped', 'config:skipped', 'k3s:skipped']);
     expect(status.steps[0]!.reason, context).toMatch(/^no volume labelled psyops-secret/);
-    expect(status.steps[2]!.reason, context).toMatch(/^DHCP fallback on eth0; networking up/);
+    expect(status.steps[2]!.reason, context).toMatch(/^DHCP fallback on eth0; networking up; sshd started$/);
   });
 });

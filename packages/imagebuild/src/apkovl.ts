@@ -48,7 +48,10 @@ const RUNLEVELS: Readonly<Record<string, readonly string[]>> = {
 
 const POSTBOOT_HOOK_PATH = 'etc/local.d/000-psyopsOS-postboot.start';
 
-const SSHD_CONFIG = `# psyopsOS default: key-only logins; root may log in with a key.
+const SSHD_CONFIG = `# psyopsOS default: key-only logins; root may log in with a key. The host key is the one
+# postboot installs from the secret volume.
+HostKey /etc/ssh/ssh_host_ed25519_key
+UsePAM no
 PermitRootLogin prohibit-password
 PubkeyAuthentication yes
 PasswordAuthentication no

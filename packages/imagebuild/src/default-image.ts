@@ -1,6 +1,6 @@
 /**
  * The embedded default image: what `psyops build-iso` builds outside a workspace, from a local
- * APK repository that wraps this host's Debian kernel, busybox and Node.js — no network, no
+ * APK repository that wraps this host's Debian kernel, busybox, Node.js, sshd and nebula — no network, no
  * configuration, so a newcomer sees psyopsOS boot before setting anything up.
  */
 import { createHash } from 'node:crypto';
@@ -15,8 +15,8 @@ import { ImageConfigError } from './errors.js';
 import { buildHostRepository, isHostRepositoryCurrent } from './hostrepo.js';
 import { runStage } from './stage.js';
 
-/** Packages of the default root: busybox init, busybox, Node.js, and nodeboot (run by the postboot hook). */
-const DEFAULT_WORLD = ['host-baselayout', 'busybox', 'nodejs', 'psyops-nodeboot'];
+/** Packages of the default root: busybox init, busybox, Node.js, sshd, nebula, and nodeboot (run by the postboot hook). */
+const DEFAULT_WORLD = ['host-baselayout', 'busybox', 'nodejs', 'openssh', 'nebula', 'psyops-nodeboot'];
 
 export interface DefaultImageOptions {
   /** Holds the host repository, the project repository, the throwaway signing key and the cache. */

@@ -1,7 +1,7 @@
 /**
  * The embedded default's APK repository, built from the Debian build host's own files: its kernel
  * and modules (linux-debian), its static busybox, the Node.js running this build with its shared
- * libraries, and a busybox-init base layout. Nothing is downloaded.
+ * libraries, Debian's OpenSSH server and Nebula, and a busybox-init base layout. Nothing is downloaded.
  */
 import { createHash } from 'node:crypto';
 import { chmod, copyFile, link, lstat, mkdir, mkdtemp, readdir, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
@@ -40,7 +40,7 @@ export interface HostRepository {
 }
 
 /** The base layout's own version: raise it when a file in hostrepo/baselayout changes. */
-const HOST_BASELAYOUT_VERSION = '1.0.0-r0';
+const HOST_BASELAYOUT_VERSION = '1.1.0-r0';
 
 const KEY_NAME = 'psyops-host';
 const BUSYBOX = '/bin/busybox';
@@ -222,13 +222,19 @@ function listedLibraries(output: string): string[] {
   return [...paths].sort();
 }
 
-async function nodejsPackage(treeDir: string, progress: (line: string) => void): Promise<StagedPackage> {
+/** The loader (PT_INTERP) of a dynamically linked program and every library it loads: none for a static one. */
+async function sharedLibraries(program: string): Promise<string[]> {
+  const loader = elfInterpreter(program);
+  const libraries = loader ? listedLibraries(await runTool(loader, ['--list', program])) : [];
+  if (loader && !libraries.includes(loader)) libraries.push(loader);
+  return libraries;
+}
+
+async function nodejsPackage(treeDir: string, progress: (line: string) => void): Promise<StagedPackage & { libraries: string[] }> {
   const node = await realpath(process.execPath);
   const version = `${process.version.replace(/^v/, '')}-r0`;
   if (!isValidVersion(version)) throw new ImageConfigError(`cannot turn the Node.js version ${process.version} into an apk version`);
-  const loader = elfInterpreter(node);
-  const libraries = loader ? listedLibraries(await runTool(loader, ['--list', node])) : [];
-  if (loader && !libraries.includes(loader)) libraries.push(loader);
+  const libraries = await sharedLibraries(node);
   progress(`nodejs ${version}: ${node} with ${libraries.length} shared libraries`);
   await stageFile(node, join(treeDir, 'usr/bin/node'), { mode: 0o755 });
   // Each library at the path the loader found it at (symlinks followed): those are the paths it searches.
@@ -244,6 +250,86 @@ async function nodejsPackage(treeDir: string, progress: (line: string) => void):
       tree: treeDir,
     },
     compressionLevel: 6,
+    libraries,
+  };
+}
+
+/** A Debian program wrapped as an APK package: its files, the Debian packages they come from. */
+interface HostProgram {
+  name: string;
+  license: string;
+  url: string;
+  description: string;
+  /** Host path → the Debian package that installs it (for the missing-tool message). */
+  files: { path: string; debian: string }[];
+  /** The Debian package whose version the APK package takes. */
+  versionFrom: string;
+  /** Its init script, `hostrepo/<name>/etc/init.d/<service>`: start fails when the daemon does not run afterwards. */
+  service: string;
+}
+
+/** The OpenSSH server (Debian 12's sshd runs without sshd-session) and ssh-keygen, which makes a host key when none was installed. */
+const OPENSSH: HostProgram = {
+  name: 'openssh',
+  license: 'SSH-OpenSSH',
+  url: 'https://www.openssh.com',
+  description: "Debian's OpenSSH server (sshd) and ssh-keygen from the build host, with the shared libraries they load",
+  files: [
+    { path: '/usr/sbin/sshd', debian: 'openssh-server' },
+    { path: '/usr/bin/ssh-keygen', debian: 'openssh-client' },
+  ],
+  versionFrom: 'openssh-server',
+  service: 'sshd',
+};
+
+const NEBULA: HostProgram = {
+  name: 'nebula',
+  license: 'MIT',
+  url: 'https://github.com/slackhq/nebula',
+  description: "Debian's Nebula overlay network daemon from the build host",
+  files: [{ path: '/usr/bin/nebula', debian: 'nebula' }],
+  versionFrom: 'nebula',
+  service: 'nebula',
+};
+
+const HOST_PROGRAMS = [OPENSSH, NEBULA];
+
+/**
+ * A host program, its init script, and the shared libraries it loads that `provided` (nodejs's: the C library and
+ * its loader) does not already ship; it then depends on nodejs, so no two packages own one file.
+ */
+async function hostProgramPackage(
+  program: HostProgram,
+  treeDir: string,
+  provided: readonly string[],
+  progress: (line: string) => void,
+): Promise<StagedPackage> {
+  const libraries = new Set<string>();
+  for (const file of program.files) {
+    if (!(await stat(file.path).catch(() => undefined))) throw new MissingToolError(file.path, file.debian);
+    for (const library of await sharedLibraries(file.path)) libraries.add(library);
+  }
+  const debianVersion = (await runTool('dpkg-query', ['-W', `-f=\${Version}`, program.versionFrom])).trim();
+  const version = apkVersionFromDebian(debianVersion);
+  const own = [...libraries].filter((library) => !provided.includes(library)).sort();
+  const shared = libraries.size - own.length;
+  progress(`${program.name} ${version}: ${program.files.map((file) => file.path).join(', ')} with ${own.length} shared libraries (${shared} from nodejs)`);
+  for (const file of program.files) await stageFile(file.path, join(treeDir, file.path.slice(1)), { mode: 0o755 });
+  for (const library of own) await stageFile(library, join(treeDir, library.slice(1)), { mode: 0o755 });
+  const initScript = `etc/init.d/${program.service}`;
+  return {
+    spec: {
+      ...COMMON,
+      license: program.license,
+      name: program.name,
+      version,
+      url: program.url,
+      description: program.description,
+      ...(shared > 0 ? { depends: ['nodejs'] } : {}),
+      tree: treeDir,
+      files: [{ path: initScript, source: join(assetsDir(), program.name, initScript), mode: 0o755 }],
+    },
+    compressionLevel: 6,
   };
 }
 
@@ -256,6 +342,8 @@ const BASELAYOUT_DIRS: FileSpec[] = [
   ...['sysinit', 'boot', 'default', 'shutdown'].map((level) => ({ path: `etc/runlevels/${level}`, type: 'dir' as const })),
   ...['if-pre-up.d', 'if-up.d', 'if-down.d', 'if-post-down.d'].map((hook) => ({ path: `etc/network/${hook}`, type: 'dir' as const })),
   { path: 'root', type: 'dir', mode: 0o700 },
+  // sshd's privilege separation directory is /run/sshd (a tmpfs: its init script makes it again); sshd's own host keys live in etc/ssh.
+  { path: 'etc/ssh', type: 'dir' },
   { path: 'tmp', type: 'dir', mode: 0o1777 },
   { path: 'var/tmp', type: 'dir', mode: 0o1777 },
   { path: 'var/run', type: 'symlink', target: '../run' },
@@ -320,13 +408,14 @@ async function signingKey(keysDir: string): Promise<ApkSigningKey> {
 const INPUTS_FILE = 'host-inputs.sha256';
 
 /**
- * A hash of what the host repository is made from: the base layout's files, this Node.js, the
- * newest kernel in /boot and the static busybox. It changes when the host is upgraded or psyops
+ * A hash of what the host repository is made from: the assets (base layout, init scripts), this Node.js, the
+ * newest kernel in /boot, the static busybox, sshd, ssh-keygen and nebula. It changes when the host is upgraded or psyops
  * ships new base layout files, and then the repository must be rebuilt.
  */
 async function hostRepositoryInputs(): Promise<string> {
   const hash = createHash('sha256');
-  const assets = join(assetsDir(), 'baselayout');
+  // The base layout and the init scripts of openssh and nebula.
+  const assets = assetsDir();
   for (const name of (await readdir(assets, { recursive: true })).sort()) {
     const info = await lstat(join(assets, name));
     hash.update(`${name} ${info.mode}\n`);
@@ -334,8 +423,19 @@ async function hostRepositoryInputs(): Promise<string> {
   }
   const kernels = (await readdir('/boot').catch(() => [] as string[])).filter((name) => name.startsWith('vmlinuz-')).sort();
   const busybox = await stat(BUSYBOX).catch(() => undefined);
+  const programs: Record<string, unknown[]> = {};
+  for (const file of HOST_PROGRAMS.flatMap((program) => program.files)) {
+    const info = await stat(file.path).catch(() => undefined);
+    programs[file.path] = [info?.size, info?.mtimeMs];
+  }
   hash.update(
-    JSON.stringify({ node: [process.version, process.execPath], kernels, busybox: [busybox?.size, busybox?.mtimeMs], excluded: EXCLUDED_MODULE_DIRS }),
+    JSON.stringify({
+      node: [process.version, process.execPath],
+      kernels,
+      busybox: [busybox?.size, busybox?.mtimeMs],
+      programs,
+      excluded: EXCLUDED_MODULE_DIRS,
+    }),
   );
   return hash.digest('hex');
 }
@@ -349,7 +449,7 @@ export async function isHostRepositoryCurrent(outDir: string, arch = 'x86_64'): 
 
 /**
  * Builds the signed "host" repository `<outDir>/<arch>/` (linux-debian, busybox, nodejs,
- * host-baselayout) from this machine's files. Built beside it and renamed into place: a build
+ * openssh, nebula, host-baselayout) from this machine's files. Built beside it and renamed into place: a build
  * that dies leaves the previous repository (or none), never half of one.
  */
 export async function buildHostRepository(options: HostRepositoryOptions): Promise<HostRepository> {
@@ -367,10 +467,13 @@ export async function buildHostRepository(options: HostRepositoryOptions): Promi
     const trees = join(work, 'trees');
     const archDir = join(work, 'repo', arch);
     await mkdir(archDir, { recursive: true });
+    const nodejs = await nodejsPackage(join(trees, 'nodejs'), progress);
     const staged = [
       await linuxPackage(join(trees, 'linux-debian'), progress),
       await busyboxPackage(join(trees, 'busybox'), progress),
-      await nodejsPackage(join(trees, 'nodejs'), progress),
+      nodejs,
+      await hostProgramPackage(OPENSSH, join(trees, OPENSSH.name), nodejs.libraries, progress),
+      await hostProgramPackage(NEBULA, join(trees, NEBULA.name), nodejs.libraries, progress),
       await baselayoutPackage(progress),
     ];
     const packages: HostRepository['packages'] = [];

@@ -75,6 +75,9 @@ describe('buildApkovl', () => {
     expect(readFileSync(join(root, 'etc/apk/world'), 'utf8')).toBe('alpine-base\nopenssh\npsyopsOS-base>=1.2\n');
     expect(readFileSync(join(root, 'etc/ssh/sshd_config'), 'utf8')).toMatch(/^PermitRootLogin prohibit-password$/m);
     expect(readFileSync(join(root, 'etc/ssh/sshd_config'), 'utf8')).toMatch(/^PasswordAuthentication no$/m);
+    // The host key postboot installs from the secret volume; no PAM (the image has none).
+    expect(readFileSync(join(root, 'etc/ssh/sshd_config'), 'utf8')).toMatch(/^HostKey \/etc\/ssh\/ssh_host_ed25519_key$/m);
+    expect(readFileSync(join(root, 'etc/ssh/sshd_config'), 'utf8')).toMatch(/^UsePAM no$/m);
     expect(readFileSync(join(root, 'etc/issue'), 'utf8')).toContain('psyopsOS 251125 x86_64');
     expect(readFileSync(join(root, 'etc/motd'), 'utf8')).toContain('251125');
     expect(JSON.parse(readFileSync(join(root, 'etc/psyopsOS/iso.json'), 'utf8'))).toEqual({

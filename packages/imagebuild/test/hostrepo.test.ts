@@ -42,13 +42,23 @@ describe('buildHostRepository (from this Debian host)', () => {
   }, 900_000);
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('writes a signed index of the four packages, with a private key only root can read, and records what it was built from', async () => {
+  it('writes a signed index of the six packages, with a private key only root can read, and records what it was built from', async () => {
     const index = readIndex(readFileSync(join(repo.dir, 'x86_64/APKINDEX.tar.gz')), { keys });
     expect(index.trustedBy).toMatch(/^psyops-host-[0-9a-f]+\.rsa\.pub$/);
     const entries = index.entries.map((entry) => ({ name: entry.name, version: entry.version })).sort((a, b) => a.name.localeCompare(b.name));
     expect(entries).toEqual([...repo.packages].sort((a, b) => a.name.localeCompare(b.name)));
-    expect(entries.map((entry) => entry.name)).toEqual(['busybox', 'host-baselayout', 'linux-debian', 'nodejs']);
+    expect(entries.map((entry) => entry.name)).toEqual(['busybox', 'host-baselayout', 'linux-debian', 'nebula', 'nodejs', 'openssh']);
     expect(index.entries.find((entry) => entry.name === 'host-baselayout')?.depends).toEqual(['busybox']);
+    // The C library and its loader come from nodejs: no file is in two packages.
+    expect(index.entries.find((entry) => entry.name === 'openssh')?.depends).toEqual(['nodejs']);
+    expect(index.entries.find((entry) => entry.name === 'nebula')?.depends).toEqual(['nodejs']);
+    const owners = new Map<string, string>();
+    for (const pkg of packages.values()) {
+      for (const file of pkg.files.filter((entry) => entry.type !== 'dir')) {
+        expect(owners.get(file.path), `${file.path} in ${pkg.info.pkgname}`).toBeUndefined();
+        owners.set(file.path, pkg.info.pkgname);
+      }
+    }
     for (const pkg of packages.values()) expect(pkg.trustedBy).toBe(index.trustedBy);
     const privateKey = readdirSync(repo.keysDir).find((name) => name.endsWith('.rsa'))!;
     expect(statSync(join(repo.keysDir, privateKey)).mode & 0o777).toBe(0o600);
@@ -106,6 +116,42 @@ describe('buildHostRepository (from this Debian host)', () => {
     expect(readdirSync(join(tree, 'lib/x86_64-linux-gnu'))).toContain('libc.so.6');
   });
 
+  /** nodejs's loader with `args`, finding libraries in the trees of `name` and nodejs only. */
+  const packagedLoader = (name: string, args: string[]) => {
+    const roots = [trees.get(name)!, trees.get('nodejs')!];
+    const libraryPath = roots.flatMap((root) => [join(root, 'lib/x86_64-linux-gnu'), join(root, 'usr/lib/x86_64-linux-gnu')]).join(':');
+    return execFileSync(join(trees.get('nodejs')!, 'lib64/ld-linux-x86-64.so.2'), ['--library-path', libraryPath, ...args], { encoding: 'utf8' });
+  };
+  const runPackaged = (name: string, program: string, args: string[]) => packagedLoader(name, [join(trees.get(name)!, program), ...args]);
+
+  it('openssh: sshd and ssh-keygen with every library they load in the openssh and nodejs trees', () => {
+    const tree = trees.get('openssh')!;
+    expect(packages.get('openssh')!.info.pkgver).toMatch(/^\d+\.\d+-r\d+$/);
+    expect(readFileSync(join(tree, 'usr/sbin/sshd')).equals(readFileSync('/usr/sbin/sshd'))).toBe(true);
+    expect(statSync(join(tree, 'usr/sbin/sshd')).mode & 0o777).toBe(0o755);
+    const listed = packagedLoader('openssh', ['--list', join(tree, 'usr/sbin/sshd')]);
+    const paths = [...listed.matchAll(/=>\s*(\S+)/g)].map((match) => match[1]!);
+    expect(paths).toContain(join(tree, 'lib/x86_64-linux-gnu/libcrypto.so.3'));
+    for (const path of paths) expect(path.startsWith(tree) || path.startsWith(trees.get('nodejs')!), path).toBe(true);
+    // Its init script: the sshd service exists only with sshd.
+    expect(packages.get('openssh')!.files.find((file) => file.path === 'etc/init.d/sshd')?.mode).toBe(0o755);
+    execFileSync('/bin/busybox', ['sh', '-n', join(tree, 'etc/init.d/sshd')]);
+    expect(packages.get('host-baselayout')!.files.map((file) => file.path)).not.toContain('etc/init.d/sshd');
+    const key = join(dir, 'packaged-host-key');
+    runPackaged('openssh', 'usr/bin/ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'hostrepo-test', '-f', key]);
+    expect(runPackaged('openssh', 'usr/bin/ssh-keygen', ['-l', '-f', `${key}.pub`])).toMatch(/^256 SHA256:\S+ hostrepo-test \(ED25519\)$/m);
+  });
+
+  it('nebula: the host binary, runnable with the C library of nodejs', () => {
+    expect(readFileSync(join(trees.get('nebula')!, 'usr/bin/nebula')).equals(readFileSync('/usr/bin/nebula'))).toBe(true);
+    expect(packages.get('nebula')!.files.filter((file) => file.path.endsWith('.so') || file.path.includes('.so.'))).toEqual([]);
+    expect(packages.get('nebula')!.files.find((file) => file.path === 'etc/init.d/nebula')?.mode).toBe(0o755);
+    execFileSync('/bin/busybox', ['sh', '-n', join(trees.get('nebula')!, 'etc/init.d/nebula')]);
+    const version = runPackaged('nebula', 'usr/bin/nebula', ['-version']);
+    expect(version).toMatch(/^Version: \d+\.\d+\.\d+/);
+    expect(packages.get('nebula')!.info.pkgver).toMatch(new RegExp(`^${/^Version: (\S+)/.exec(version)![1]!.replaceAll('.', '\\.')}-r\\d+$`));
+  });
+
   it.skipIf(process.getuid?.() !== 0)('nodejs: runs chrooted in its own tree, finding its libraries where the loader looks', () => {
     const output = execFileSync('/usr/sbin/chroot', [trees.get('nodejs')!, '/usr/bin/node', '-e', 'console.log(1 + 1)'], {
       encoding: 'utf8',
@@ -136,6 +182,9 @@ describe('buildHostRepository (from this Debian host)', () => {
     expect(files.get('tmp')?.mode).toBe(0o1777);
     expect(readFileSync(join(tree, 'etc/shadow'), 'utf8')).toMatch(/^root:\*:/);
     expect(readFileSync(join(tree, 'etc/passwd'), 'utf8')).toMatch(/^root:x:0:0:root:\/root:\/bin\/sh$/m);
+    // sshd's privilege separation user (Debian's sshd is built with SSH_PRIVSEP_USER sshd), locked.
+    expect(readFileSync(join(tree, 'etc/passwd'), 'utf8')).toMatch(/^sshd:x:22:22:[^:]*:\/run\/sshd:\/sbin\/nologin$/m);
+    expect(readFileSync(join(tree, 'etc/shadow'), 'utf8')).toMatch(/^sshd:!:/m);
     const inittab = readFileSync(join(tree, 'etc/inittab'), 'utf8');
     expect(inittab).toContain('::sysinit:/etc/init.d/rcS');
     expect(inittab).toContain('::shutdown:/etc/init.d/rcK');

@@ -126,6 +126,27 @@ describe('postboot against a temporary root, a real secret image and a real serv
     expect(system.effects).toHaveLength(effects);
   });
 
+  it('sshd and nebula installed but failing to start: their steps failed, the node degraded, the reasons on the console', async () => {
+    const root = nodeRoot(world.server.url);
+    const system = new (class extends TempRootSystem {
+      override async startService(name: string): Promise<void> {
+        if (name === 'sshd') throw new Error('/etc/init.d/sshd start failed (exit 1): sshd: not running after start');
+        if (name === 'nebula') throw new Error('/etc/init.d/nebula start failed (exit 1): nebula: exited right after start');
+        await super.startService(name);
+      }
+    })({ root, devices: { 'psyops-secret': world.image }, interfaces: [{ name: 'eth0', mac: MAC }] });
+    const result = await runPostboot(system, { ...FAST, printStatus: true });
+    expect(lastLine(system)).toBe(`psyopsOS: postboot finished status=degraded hostname=${NODE} config=3 secret=mounted-ro`);
+    expect(result.exitCode).toBe(2);
+    const status = statusOf(root);
+    expect(status.steps.map((s) => `${s.name}:${s.result}`)).toEqual(['secret:ok', 'state:skipped', 'network:failed', 'psynet:failed', 'config:ok', 'k3s:ok']);
+    const step = (name: string) => status.steps.find((s) => s.name === name)!;
+    expect(step('network').reason).toMatch(/^sshd failed: .*sshd: not running after start; interfaces renamed \(psy0\); networking up$/);
+    expect(step('psynet').reason).toMatch(/^nebula failed to start: .*nebula: exited right after start$/);
+    expect(system.consoleLines.at(-2)).toContain('sshd failed: ');
+    expect(system.startedServices).toEqual(['app', 'k3s']);
+  });
+
   it('refuses a tampered config, applies nothing from it and keeps the last good one', async () => {
     const root = nodeRoot(world.server.url);
     expect((await runPostboot(bootSystem(world, root), FAST)).exitCode).toBe(0);
