@@ -66,33 +66,21 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-/** The real OpenSSH client, as root with the operator key, trusting only the node's known_hosts line from the workspace. */
-async function ssh(port: number, command: string): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+/**
+ * The real OpenSSH client as root, trusting only the node's known_hosts line from the workspace;
+ * with the operator key, or with no key at all (`withKey: false`) to see what else the node offers.
+ */
+async function ssh(port: number, command: string, { withKey = true } = {}): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+  const identity = withKey ? ['-i', operatorKey, '-o', 'IdentitiesOnly=yes'] : ['-o', 'PubkeyAuthentication=no'];
+  const options = ['BatchMode=yes', 'StrictHostKeyChecking=yes', `UserKnownHostsFile=${knownHosts}`, `HostKeyAlias=${E2E_NODE.name}`, 'ConnectTimeout=90'];
   const result = await execa(
     'ssh',
-    [
-      '-F',
-      '/dev/null',
-      '-p',
-      String(port),
-      '-i',
-      operatorKey,
-      '-o',
-      'IdentitiesOnly=yes',
-      '-o',
-      'BatchMode=yes',
-      '-o',
-      'StrictHostKeyChecking=yes',
-      '-o',
-      `UserKnownHostsFile=${knownHosts}`,
-      '-o',
-      `HostKeyAlias=${E2E_NODE.name}`,
-      '-o',
-      'ConnectTimeout=90',
-      'root@127.0.0.1',
-      command,
-    ],
-    { reject: false, timeout: 180_000, input: '' },
+    ['-F', '/dev/null', '-p', String(port), ...identity, ...options.flatMap((option) => ['-o', option]), 'root@127.0.0.1', command],
+    {
+      reject: false,
+      timeout: 180_000,
+      input: '',
+    },
   );
   return { exitCode: result.exitCode ?? -1, stdout: String(result.stdout), stderr: String(result.stderr) };
 }
@@ -159,18 +147,7 @@ describe('a node individuates itself from its secret volume and the signed site 
     const { lines, status, context, value } = await boot('first', { secretImage: node.secretImage, drives: [{ file: stateImage }] }, async (port) => ({
       true: await ssh(port, 'true'),
       hostname: await ssh(port, 'hostname'),
-      password: await execa(
-        'ssh',
-        ['-F', '/dev/null', '-p', String(port), '-o', 'PubkeyAuthentication=no', '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes'].concat([
-          '-o',
-          `UserKnownHostsFile=${knownHosts}`,
-          '-o',
-          `HostKeyAlias=${E2E_NODE.name}`,
-          'root@127.0.0.1',
-          'true',
-        ]),
-        { reject: false, timeout: 180_000, input: '' },
-      ),
+      password: await ssh(port, 'true', { withKey: false }),
     }));
     // The host key checked is the one the workspace recorded at node create (StrictHostKeyChecking=yes).
     expect(value!.true, context).toMatchObject({ exitCode: 0 });

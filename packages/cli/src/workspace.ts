@@ -1,7 +1,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { mkdir, readFile, readdir } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
-import { PsyopsError, fileAccessError, writeFilesAtomically } from '@psyops/core';
+import { PsyopsError, fileAccessError, writeFilesAtomically, readTextIfExists } from '@psyops/core';
 import schema from './psyops.config.schema.json';
 
 export const CONFIG_FILE = 'psyops.config.json';
@@ -235,12 +235,7 @@ export function workspaceGitignore(config: Pick<WorkspaceConfig, 'signing' | 'si
  */
 export async function ensureGitignore(workspace: Workspace, paths: readonly { path: string; directory: boolean }[] = []): Promise<string[]> {
   const file = join(workspace.dir, GITIGNORE_FILE);
-  let text = '';
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw fileAccessError(error, file, 'workspace .gitignore');
-  }
+  const text = (await readTextIfExists(file, 'workspace .gitignore')) ?? '';
   const lines = new Set(text.split('\n').map((line) => line.trim()));
   const added: string[] = [];
   if (!lines.has(GITIGNORE_MARKER)) added.push(...workspaceGitignore(workspace.config).trimEnd().split('\n'));

@@ -7,17 +7,8 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildBootFixture, buildBootFixtureIso } from '../../imagebuild/test/qemu-fixture.ts';
-import { exchange, publishScript, scriptedGuest } from '../../imagebuild/test/qemu-script-fixture.ts';
+import { exchange, freePort, publishScript, scriptedGuest } from '../../imagebuild/test/qemu-script-fixture.ts';
 import { CLI, errorLine, psyops, tempDir } from './helpers.ts';
-
-/** A TCP port on 127.0.0.1 that was free a moment ago. */
-async function freePort(): Promise<number> {
-  const server = createTcpServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 describe('psyops qemu boot', () => {
   let dir: string;

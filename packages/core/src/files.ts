@@ -1,4 +1,4 @@
-import { open, type FileHandle } from 'node:fs/promises';
+import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { FileAccessError } from './errors.js';
 
 /** Turns a Node.js file-system error into a FileAccessError that names the file and its role. */
@@ -85,4 +85,14 @@ export async function forEachChunk(
 export async function assertReadableFile(path: string, what: string): Promise<void> {
   const { handle } = await openRegularFile(path, what);
   await handle.close();
+}
+
+/** A text file's content, or undefined when there is no such file; any other failure is a FileAccessError naming it. */
+export async function readTextIfExists(path: string, what: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw fileAccessError(error, path, what);
+  }
 }

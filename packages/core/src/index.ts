@@ -5,7 +5,7 @@
  */
 export { PsyopsError, FileAccessError, MissingToolError, ToolFailedError, ElfFormatError } from './errors.js';
 export type { FileErrorCode } from './errors.js';
-export { fileAccessError, assertReadableFile, readRegularFile, forEachChunk } from './files.js';
+export { fileAccessError, assertReadableFile, readRegularFile, readTextIfExists, forEachChunk } from './files.js';
 export { writeFilesAtomically, produceFileAtomically, produceDirectoryAtomically, tempPathBeside } from './atomic.js';
 export type { FileToWrite } from './atomic.js';
 export { sha256File } from './hash.js';

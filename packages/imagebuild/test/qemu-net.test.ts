@@ -9,18 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bootInQemu, linkEndpoint, linkMac, NotAnIsoError, QemuOptionError } from '../src/qemu.js';
-import { exchange, publishScript, scriptedGuest } from './qemu-script-fixture.js';
+import { exchange, freePort, publishScript, scriptedGuest } from './qemu-script-fixture.js';
 
 const BOOT_TIMEOUT_MS = 150_000;
-
-/** A free TCP port on 127.0.0.1 (free when this returns: the kernel picked it and it was closed). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 describe('bootInQemu networks', () => {
   let dir: string;

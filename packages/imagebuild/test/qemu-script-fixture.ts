@@ -4,7 +4,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { type AddressInfo, connect, createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { type BootFixture, hostKernel, writeInitramfs } from './qemu-fixture.js';
 
@@ -81,4 +81,13 @@ export async function exchange(port: number, message: string, deadlineMs: number
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
   throw new Error(`nothing answered on 127.0.0.1:${port} within ${deadlineMs} ms`);
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago (the kernel picked it, then it was closed). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
 }

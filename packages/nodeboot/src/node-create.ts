@@ -21,7 +21,7 @@ import {
   type AddressPlanConfig,
   type HostEntry,
 } from '@psyops/psynet';
-import { PsyopsError, fileAccessError, writeFilesAtomically } from '@psyops/core';
+import { PsyopsError, fileAccessError, writeFilesAtomically, readTextIfExists } from '@psyops/core';
 import { NodeInputError } from './errors.js';
 import { assertOutputFree, requireMkfs } from './ext4-image.js';
 import { checkNodeSecretsInput, generateNodeSecrets, withPsynetFiles, writeSecretDir, writeSecretImage } from './node-secrets.js';
@@ -103,18 +103,9 @@ async function readText(path: string, what: string): Promise<string> {
   }
 }
 
-async function readOptional(path: string, what: string): Promise<string | undefined> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw fileAccessError(error, path, what);
-  }
-}
-
 /** The node's definition, or undefined when there is none yet; a broken one is refused before anything is written. */
 async function readDefinition(path: string): Promise<Record<string, unknown> | undefined> {
-  const text = await readOptional(path, 'node definition');
+  const text = await readTextIfExists(path, 'node definition');
   if (text === undefined) return undefined;
   let value: unknown;
   try {
@@ -196,8 +187,8 @@ export async function createNode(options: CreateNodeOptions): Promise<CreatedNod
   const secrets = await generateNodeSecrets({ ...input, testonlyToor: options.testonlyToor ?? false });
   // The node's Nebula key is made here and goes only onto the volume: signing from its public key keeps it out of the workspace.
   const pair = generateHostKeyPair();
-  const previousHostCert = await readOptional(files.hostCert(name), 'psynet host certificate');
-  const previousHostKey = await readOptional(files.hostKey(name), 'psynet host key');
+  const previousHostCert = await readTextIfExists(files.hostCert(name), 'psynet host certificate');
+  const previousHostKey = await readTextIfExists(files.hostKey(name), 'psynet host key');
 
   let prior: { entry: HostEntry | undefined; released: boolean } = { entry: undefined, released: false };
   const { host } = await updateRegistry(files.registry, (registry) => {

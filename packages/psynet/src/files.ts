@@ -1,6 +1,6 @@
-import { readFile, unlink } from 'node:fs/promises';
+import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FileAccessError, fileAccessError, writeFilesAtomically, type FileToWrite } from '@psyops/core';
+import { FileAccessError, writeFilesAtomically, type FileToWrite, readTextIfExists } from '@psyops/core';
 import { createCa, issueHostCertificate } from './ca.js';
 import { certificateFingerprint, encodeCertificatePem, parseCertificatePem, type NebulaCertificate } from './cert.js';
 import { CaMissingError } from './errors.js';
@@ -36,15 +36,6 @@ export function psynetFiles(dir: string): PsynetFiles {
   };
 }
 
-async function readIfExists(path: string, what: string): Promise<string | undefined> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw fileAccessError(error, path, what);
-  }
-}
-
 export interface InitCaOptions {
   name: string;
   durationSeconds: number;
@@ -64,7 +55,7 @@ async function createCaFiles(files: PsynetFiles, options: InitCaOptions): Promis
     [files.caKey, 'CA key'],
     [files.caCert, 'CA certificate'],
   ] as const) {
-    if ((await readIfExists(path, what)) !== undefined) {
+    if ((await readTextIfExists(path, what)) !== undefined) {
       throw new FileAccessError(`refusing to overwrite existing ${what}: ${path} (every host certificate depends on it)`, 'FILE_EXISTS', path);
     }
   }
@@ -83,7 +74,7 @@ async function createCaFiles(files: PsynetFiles, options: InitCaOptions): Promis
 
 /** The workspace CA certificate (public part only). */
 export async function readCaCertificate(files: PsynetFiles): Promise<NebulaCertificate> {
-  const text = await readIfExists(files.caCert, 'CA certificate');
+  const text = await readTextIfExists(files.caCert, 'CA certificate');
   if (text === undefined)
     throw new CaMissingError(`no psynet CA in this workspace (${files.caCert} is missing); create one with: psyops psynet ca init --name NAME`);
   return parseCertificatePem(text, files.caCert);
@@ -92,7 +83,7 @@ export async function readCaCertificate(files: PsynetFiles): Promise<NebulaCerti
 /** The workspace CA certificate and its Ed25519 key. */
 export async function readCa(files: PsynetFiles): Promise<{ cert: NebulaCertificate; key: CaKeyPair }> {
   const cert = await readCaCertificate(files);
-  const keyText = await readIfExists(files.caKey, 'CA key');
+  const keyText = await readTextIfExists(files.caKey, 'CA key');
   if (keyText === undefined) throw new CaMissingError(`the psynet CA key ${files.caKey} is missing (the certificate ${files.caCert} is there)`);
   return { cert, key: parseCaPrivateKey(keyText, files.caKey) };
 }

@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { mkdir, open, readFile, stat, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { fileAccessError, writeFilesAtomically } from '@psyops/core';
+import { fileAccessError, writeFilesAtomically, readTextIfExists } from '@psyops/core';
 import {
   AddressOutsidePoolError,
   AddressTakenError,
@@ -121,14 +121,8 @@ export function serializeRegistry(registry: Registry): string {
 
 /** Reads the registry; a missing file is an empty registry, anything unparsable is refused. */
 export async function readRegistry(path: string): Promise<Registry> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return emptyRegistry();
-    throw fileAccessError(error, path, 'psynet registry');
-  }
-  return parseRegistry(text, path);
+  const text = await readTextIfExists(path, 'psynet registry');
+  return text === undefined ? emptyRegistry() : parseRegistry(text, path);
 }
 
 export interface LockOptions {

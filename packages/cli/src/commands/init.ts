@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
-import { readFile, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Command } from 'commander';
-import { fileAccessError, writeFilesAtomically } from '@psyops/core';
+import { writeFilesAtomically, readTextIfExists } from '@psyops/core';
 import { obtainPassword, type PasswordSources } from '../password.js';
 import {
   CONFIG_FILE,
@@ -25,13 +25,8 @@ interface InitOptions extends PasswordSources {
 
 /** The .gitignore to write: psyops's rules, after what an existing one in the directory already says. */
 async function initialGitignore(path: string, rules: string): Promise<string> {
-  let existing: string;
-  try {
-    existing = await readFile(path, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return rules;
-    throw fileAccessError(error, path, 'existing .gitignore');
-  }
+  const existing = await readTextIfExists(path, 'existing .gitignore');
+  if (existing === undefined) return rules;
   if (existing.includes(GITIGNORE_MARKER)) return existing;
   return `${existing}${existing === '' || existing.endsWith('\n') ? '' : '\n'}${rules}`;
 }
