@@ -79,7 +79,10 @@ fi
 
 if [ "$(pnpm --version 2>/dev/null || true)" != "$PNPM_VERSION" ]; then
   step "installing pnpm $PNPM_VERSION"
-  as_root npm install --global --no-fund --no-audit --loglevel=error "pnpm@$PNPM_VERSION"
+  # Into /usr/local explicitly: npm's default global prefix follows the running node, and the
+  # Node.js installed above lives where no PATH looks for its bin directory.
+  as_root npm install --global --prefix /usr/local --no-fund --no-audit --loglevel=error "pnpm@$PNPM_VERSION"
+  hash -r
 fi
 
 step "installing dependencies"

@@ -1,5 +1,6 @@
 /** Shared by the end-to-end tests: the built CLI, a persistent default-image home, QEMU boots. */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { NodeStatus } from '@psyops/nodeboot';
@@ -87,6 +88,15 @@ export async function createNodeWorkspace(dir: string, config: Record<string, un
   const siteDir = join(dir, 'site');
   await cli(['site', 'build', '--out', siteDir]);
   return { workspace, secretImage, siteDir };
+}
+
+/** A free TCP port on the host's 127.0.0.1 (for a QEMU hostfwd). */
+export async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as { port: number };
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
 }
 
 /** The `psyopsOS: status {…}` line postboot --print-status writes on the serial console. */

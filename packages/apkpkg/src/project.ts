@@ -1,7 +1,8 @@
 /**
  * Package specs for psyopsOS's own packages, filled from workspace values: `psyopsOS-base` (apk
  * repository + key, root password hash and SSH key setup, boot media writer, telepathy status
- * service) and `psyops-nodeboot` (the bundled nodeboot program).
+ * service) and `psyops-nodeboot` (the bundled nodeboot program). Both run on Alpine with OpenRC and
+ * on the embedded default image, whose busybox init has OpenRC's openrc-run and rc-update.
  */
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -43,8 +44,8 @@ export interface ProjectPackageCommon {
 }
 
 export interface PsyopsBaseOptions extends ProjectPackageCommon {
-  /** Line for /etc/apk/repositories, e.g. `https://psyops.example.org/apk/psyopsOS`. */
-  repositoryUrl: string;
+  /** Line for /etc/apk/repositories, e.g. `https://psyops.example.org/apk/psyopsOS`; none (the embedded default image has no site): left alone. */
+  repositoryUrl?: string;
   /** File name of the repository's public key (`/etc/apk/keys/<name>`), and its PEM text. */
   apkKeyName: string;
   apkPublicKeyPem: string;
@@ -64,13 +65,14 @@ export async function psyopsBaseSpec(options: PsyopsBaseOptions): Promise<Packag
   checkCommon(options);
   if (!/^[A-Za-z0-9@._+-]+\.pub$/.test(options.apkKeyName)) throw new InvalidSpecError(`invalid apk key file name "${options.apkKeyName}"`);
   if (!options.apkPublicKeyPem.includes('-----BEGIN PUBLIC KEY-----')) throw new InvalidSpecError(`${options.apkKeyName} is not a PEM public key`);
-  if (/\s/.test(options.repositoryUrl) || options.repositoryUrl === '') throw new InvalidSpecError(`invalid repository URL "${options.repositoryUrl}"`);
+  const { repositoryUrl } = options;
+  if (repositoryUrl !== undefined && (/\s/.test(repositoryUrl) || repositoryUrl === ''))
+    throw new InvalidSpecError(`invalid repository URL "${repositoryUrl}"`);
   const hash = options.rootPasswordHash?.trim();
   if (hash !== undefined && !/^\$[0-9a-z]+\$[^\s:]+$/.test(hash))
     throw new InvalidSpecError('the root password hash must be one crypt(3) hash such as $6$salt$…, not a password');
   const files: FileSpec[] = [
     { path: `etc/apk/keys/${options.apkKeyName}`, mode: '0644', content: options.apkPublicKeyPem },
-    { path: 'etc/psyopsOS/repository', mode: '0644', content: `${options.repositoryUrl}\n` },
     { path: 'etc/psyopsOS', type: 'dir', mode: '0700' },
     { path: 'usr/sbin/psyopsOS-setup', mode: '0755', content: await asset('psyopsOS-base/psyopsOS-setup') },
     { path: 'usr/sbin/psyopsOS-write-bootmedia', mode: '0755', content: await asset('psyopsOS-base/psyopsOS-write-bootmedia') },
@@ -78,17 +80,21 @@ export async function psyopsBaseSpec(options: PsyopsBaseOptions): Promise<Packag
     { path: 'etc/init.d/telepathy', mode: '0755', content: await asset('psyopsOS-base/telepathy.initd') },
     { path: 'etc/telepathy/plugins.d', type: 'dir', mode: '0755' },
   ];
+  if (repositoryUrl !== undefined) files.push({ path: 'etc/psyopsOS/repository', mode: '0644', content: `${repositoryUrl}\n` });
   if (hash) files.push({ path: 'etc/psyopsOS/root-password.hash', mode: '0600', content: `${hash}\n` });
   if (options.sshAuthorizedKeys?.trim()) files.push({ path: 'etc/psyopsOS/authorized_keys', mode: '0600', content: `${options.sshAuthorizedKeys.trim()}\n` });
   const postInstall = await asset('psyopsOS-base/post-install');
   return {
     ...projectPackage('psyopsOS-base', 'psyopsOS base: apk repository and key, root access setup, boot media writer, telepathy status', options),
+    // telepathy's init script runs under openrc-run and post-install enables it with rc-update: Alpine's openrc
+    // provides both commands, and so does the embedded default image's host-baselayout.
+    depends: ['nodejs', 'cmd:openrc-run', 'cmd:rc-update'],
     files,
     scripts: { 'post-install': { content: postInstall }, 'post-upgrade': { content: postInstall } },
   };
 }
 
-/** What every psyopsOS package spec shares: identity, licence and the runtime it needs. */
+/** What every psyopsOS package spec shares: identity and licence. */
 function projectPackage(name: string, description: string, options: ProjectPackageCommon) {
   return {
     name,
@@ -98,7 +104,6 @@ function projectPackage(name: string, description: string, options: ProjectPacka
     url: options.url ?? 'https://github.com/mrled/psyops',
     license: 'MIT',
     ...(options.maintainer ? { maintainer: options.maintainer } : {}),
-    depends: ['nodejs', 'openrc'],
   };
 }
 

@@ -27,7 +27,8 @@ export async function psyops(args: string[], options: RunOptions = {}): Promise<
     input: options.input ?? '',
     stripFinalNewline: false,
     reject: false,
-    timeout: 60_000,
+    // Room for a QEMU boot of a fixture while other packages' tests load both cores (CI runs them together).
+    timeout: 170_000,
   });
   return { exitCode: result.exitCode ?? -1, stdout: String(result.stdout), stderr: String(result.stderr) };
 }

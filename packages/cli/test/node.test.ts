@@ -52,6 +52,7 @@ describe('psyops node create', () => {
     await ok(ws, ['psynet', 'ca', 'init', '--name', 'psyops test']);
     await ok(ws, ['psynet', 'allocate', 'placeholder', '--role', 'node']);
     await ok(ws, ['psynet', 'allocate', 'lh1', '--role', 'lighthouse']);
+    await ok(ws, ['psynet', 'allocate', 'laptop', '--role', 'client']);
   });
 
   it('writes an ext4 image labelled psyops-secret whose keys the real tools accept, and records the public parts', async () => {
@@ -200,7 +201,17 @@ describe('psyops node create', () => {
       // An existing node: by its definition and the registry, or by the registry alone; another role never.
       [['node', 'create', 'test-node-1', '--mac', MAC, '--out', 'n3.img'], 'NODE_EXISTS', /^node test-node-1 already exists .*give --rekey to do that$/],
       [['node', 'create', 'placeholder', '--mac', MAC, '--out', 'n3.img', '-f'], 'NODE_EXISTS', /\(the psynet registry has it at 10\.10\.10\.1\)/],
-      [['node', 'create', 'lh1', '--mac', MAC, '--out', 'n3.img', '--rekey'], 'HOST_CONFLICT', /lh1 is in the psynet registry as a lighthouse/],
+      // Changed on purpose: was lh1, a lighthouse, which --rekey now keeps a lighthouse (see node create --lighthouse below).
+      [
+        ['node', 'create', 'laptop', '--mac', MAC, '--out', 'n3.img', '--rekey'],
+        'HOST_CONFLICT',
+        /^laptop is in the psynet registry as a client \(10\.10\.9\.1\), not a node;/,
+      ],
+      [
+        ['node', 'create', 'placeholder', '--mac', MAC, '--out', 'n3.img', '--rekey', '--lighthouse', '192.168.77.1:4242'],
+        'HOST_CONFLICT',
+        /^placeholder is in the psynet registry as a node \(10\.10\.10\.1\), not a lighthouse;/,
+      ],
     ];
     for (const [args, code, message] of cases) {
       const result = await psyops(args, { cwd: ws });
@@ -347,6 +358,110 @@ describe('psyops node create', () => {
     });
     const planned = await psyops(['node', 'known-hosts', 'planned'], { cwd: ws });
     expect(errorLine(planned)).toMatchObject({ code: 'BAD_NODE_DEFINITION', message: expect.stringMatching(/records no SSH host key/) });
+  });
+});
+
+describe('psyops node create --lighthouse', () => {
+  let ws: string;
+  const definitionOf = (name: string) => JSON.parse(readFileSync(join(ws, 'nodes', `${name}.json`), 'utf8'));
+  beforeAll(async () => {
+    ws = join(root, 'ws-lighthouse');
+    expect((await psyops(['init', ws, '--no-password'])).exitCode).toBe(0);
+    await ok(ws, ['psynet', 'ca', 'init', '--name', 'psyops test']);
+    await ok(ws, ['psynet', 'allocate', 'lh-vps', '--role', 'lighthouse']);
+    await ok(ws, ['psynet', 'allocate', 'plain', '--role', 'node']);
+  });
+
+  it('--help explains it', async () => {
+    const help = await psyops(['node', 'create', '--help']);
+    expect(help.exitCode).toBe(0);
+    expect(help.stdout).toContain('--lighthouse <HOST:PORT>');
+    expect(help.stdout.replace(/\s+/g, ' ')).toContain('makes the node a psynet lighthouse: its address comes from the lighthouse pool');
+  });
+
+  it('makes a lighthouse: role and address from the lighthouse pool, its group on the certificate, its endpoints recorded and published', async () => {
+    const out = await ok(ws, [
+      'node',
+      'create',
+      'lh-node',
+      '--mac',
+      MAC,
+      '--dir',
+      'lh-node-secret',
+      '--lighthouse',
+      '192.168.77.1:4242,[2001:db8::1]:4242',
+      '--lighthouse',
+      'lh-node.example.org:4242',
+    ]);
+    const underlay = ['192.168.77.1:4242', '[2001:db8::1]:4242', 'lh-node.example.org:4242'];
+    expect(hostEntry(ws, 'lh-node')).toMatchObject({ role: 'lighthouse', ip: '10.10.8.2', groups: ['lighthouses'] });
+    expect(definitionOf('lh-node')).toEqual({
+      ageRecipient: expect.stringMatching(/^age1/),
+      sshHostPublicKey: expect.stringMatching(/^ssh-ed25519 /),
+      psynetAddress: '10.10.8.2',
+      psynet: { role: 'lighthouse', underlay },
+      config: { version: 1 },
+    });
+    expect(out).toContain(`  psynet 10.10.8.2, lighthouse at ${underlay.join(' ')}\n`);
+    const { stdout: printed } = await run('nebula-cert', ['print', '-json', '-path', join(ws, 'lh-node-secret', 'psynet.host.crt')], { timeout: 30_000 });
+    expect(JSON.parse(printed).details).toMatchObject({ name: 'lh-node', ips: ['10.10.8.2/22'], groups: ['lighthouses'] });
+
+    // site build publishes it at its endpoints; the registry's other lighthouse needs its address in psyops.config.json.
+    const site = join(root, 'lh-site');
+    const missing = await psyops(['site', 'build', '--out', site], { cwd: ws });
+    expect(missing.exitCode).toBe(1);
+    expect(errorLine(missing)).toMatchObject({ code: 'USAGE', message: expect.stringMatching(/^lighthouse lh-vps has no public address: /) });
+    const configFile = join(ws, 'psyops.config.json');
+    const config = JSON.parse(readFileSync(configFile, 'utf8'));
+    writeFileSync(configFile, JSON.stringify({ ...config, psynet: { ...config.psynet, lighthouses: { 'lh-vps': ['203.0.113.9:4242'] } } }));
+    await ok(ws, ['site', 'build', '--out', site]);
+    expect(JSON.parse(readFileSync(join(site, 'psynet', 'lighthouses.json'), 'utf8')).lighthouses).toEqual([
+      { name: 'lh-node', overlayIp: '10.10.8.2', publicAddresses: underlay },
+      { name: 'lh-vps', overlayIp: '10.10.8.1', publicAddresses: ['203.0.113.9:4242'] },
+    ]);
+  });
+
+  it('--rekey keeps a lighthouse a lighthouse, with its endpoints unless new ones are given', async () => {
+    const before = definitionOf('lh-node');
+    const kept = await ok(ws, ['node', 'create', 'lh-node', '--mac', MAC, '--dir', 'lh-node-secret', '--rekey', '-f']);
+    expect(kept).toContain(`  psynet 10.10.8.2 (kept), lighthouse at ${before.psynet.underlay.join(' ')}\n`);
+    expect(hostEntry(ws, 'lh-node')).toMatchObject({ role: 'lighthouse', ip: '10.10.8.2', groups: ['lighthouses'] });
+    expect(definitionOf('lh-node').psynet).toEqual(before.psynet);
+    expect(definitionOf('lh-node').ageRecipient).not.toBe(before.ageRecipient);
+    await ok(ws, ['node', 'create', 'lh-node', '--mac', MAC, '--dir', 'lh-node-secret', '--rekey', '-f', '--lighthouse', '192.168.77.5:443']);
+    expect(definitionOf('lh-node').psynet).toEqual({ role: 'lighthouse', underlay: ['192.168.77.5:443'] });
+
+    // A lighthouse only the registry knew becomes a psyopsOS lighthouse; psyops.config.json gives its endpoints.
+    const vps = await ok(ws, ['node', 'create', 'lh-vps', '--mac', MAC, '--dir', 'lh-vps-secret', '--rekey']);
+    expect(vps).toContain('  psynet 10.10.8.1 (kept), lighthouse at the addresses psynet.lighthouses in psyops.config.json gives it\n');
+    expect(definitionOf('lh-vps').psynet).toEqual({ role: 'lighthouse', underlay: [] });
+  });
+
+  it('a bad endpoint, a plain node, a missing value: one line, exit 1 (2 for usage), nothing written', async () => {
+    const before = snapshot(ws);
+    const create = ['node', 'create', 'lh-new', '--mac', MAC, '--dir', 'lh-new-secret'];
+    const cases: [string[], number, string, RegExp][] = [
+      [[...create, '--lighthouse', '192.168.77.1'], 1, 'BAD_NODE_INPUT', /^lighthouse endpoint "192\.168\.77\.1" is not HOST:PORT \(no port\)$/],
+      [[...create, '--lighthouse', '192.168.77.1:70000'], 1, 'BAD_NODE_INPUT', /\(the port must be 1-65535\)$/],
+      [[...create, '--lighthouse', '2001:db8::1:4242'], 1, 'BAD_NODE_INPUT', /\(an IPv6 address goes in brackets: \[2001:db8::1\]:4242\)$/],
+      [[...create, '--lighthouse', 'under_score.example:4242'], 1, 'BAD_NODE_INPUT', /is not a host name, an IPv4 address or a bracketed IPv6 address\)$/],
+      [[...create, '--lighthouse', '192.168.77.1:4242,'], 1, 'BAD_NODE_INPUT', /^lighthouse endpoint "" is not HOST:PORT \(no port\)$/],
+      [[...create, '--lighthouse', '192.168.77.1:4242,10.0.0.1:4243'], 1, 'BAD_NODE_INPUT', /have different ports: a lighthouse listens on one port$/],
+      [
+        ['node', 'create', 'plain', '--mac', MAC, '--dir', 'plain-secret', '--rekey', '--lighthouse', '192.168.77.1:4242'],
+        1,
+        'HOST_CONFLICT',
+        /not a lighthouse/,
+      ],
+      [[...create, '--lighthouse'], 2, 'USAGE', /option '--lighthouse <HOST:PORT>' argument missing/],
+    ];
+    for (const [args, exitCode, code, message] of cases) {
+      const result = await psyops(args, { cwd: ws });
+      expect(result.exitCode, args.join(' ')).toBe(exitCode);
+      expect(result.stdout, args.join(' ')).toBe('');
+      expect(errorLine(result)).toMatchObject({ code, message: expect.stringMatching(message) });
+    }
+    expect(snapshot(ws)).toEqual(before);
   });
 });
 

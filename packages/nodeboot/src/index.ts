@@ -3,8 +3,8 @@
  * network, psynet, the signed node config, k3s, status) and the host side that creates a node
  * and its volumes.
  */
-export { createNode, NodeExistsError } from './node-create.js';
-export type { CreateNodeOptions, CreatedNode } from './node-create.js';
+export { createNode, NodeExistsError, readNodeLighthouses } from './node-create.js';
+export type { CreateNodeOptions, CreatedNode, NodeRole, NodeLighthouse } from './node-create.js';
 export { readKnownHosts, knownHostsLine } from './known-hosts.js';
 export type { KnownHost } from './known-hosts.js';
 export { writeStateImage } from './state-volume.js';

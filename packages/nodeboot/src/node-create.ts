@@ -4,7 +4,8 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readFile, unlink } from 'node:fs/promises';
+import { readdir, readFile, unlink } from 'node:fs/promises';
+import { isIPv4, isIPv6 } from 'node:net';
 import { join } from 'node:path';
 import {
   allocateHost,
@@ -22,7 +23,8 @@ import {
   type HostEntry,
 } from '@psyops/psynet';
 import { PsyopsError, fileAccessError, writeFilesAtomically, readTextIfExists } from '@psyops/core';
-import { NodeInputError } from './errors.js';
+import { NODE_NAME } from '@psyops/siteapi/names';
+import { NodeDefinitionError, NodeInputError } from './errors.js';
 import { assertOutputFree, requireMkfs } from './ext4-image.js';
 import { checkNodeSecretsInput, generateNodeSecrets, withPsynetFiles, writeSecretDir, writeSecretImage } from './node-secrets.js';
 import { checkNodeName, normalizeMac } from './secret-volume.js';
@@ -55,7 +57,14 @@ export interface CreateNodeOptions {
   siteUrl?: string;
   /** TEST ONLY: the node adds user toor with a blank password. */
   testonlyToor?: boolean;
-  /** The workspace's psynet folder (registry and CA) and address plan: the node's address is allocated and signed there as role node. */
+  /**
+   * Make the node a psynet lighthouse: its address comes from the lighthouse pool, its certificate
+   * carries the lighthouses group, and its definition records `underlay`, the fixed `HOST:PORT`
+   * endpoints (IPv4, `[IPv6]` or a host name; one port) where the other hosts reach it. Without it
+   * a new node is a plain node, and a rekeyed lighthouse stays one with its recorded endpoints.
+   */
+  lighthouse?: { underlay: readonly string[] };
+  /** The workspace's psynet folder (registry and CA) and address plan: the node's address is allocated and signed there (role node, or lighthouse). */
   psynet: { dir: string; plan: AddressPlanConfig };
   /** The workspace's node definitions: `<name>.json` there gets the public parts; its config section is kept. */
   nodesDir: string;
@@ -76,7 +85,11 @@ export interface ReplacedNodeKeys {
 export interface CreatedNode {
   name: string;
   output: CreateNodeOptions['output'];
+  /** Its psynet role: `lighthouse` when asked, or kept from the registry by a rekey. */
+  role: NodeRole;
   psynetAddress: string;
+  /** A lighthouse's underlay endpoints as its definition records them (empty: psyops.config.json's psynet.lighthouses gives them). */
+  underlay?: string[];
   ageRecipient: string;
   sshHostPublicKey: string;
   /** `SHA256:…`, as `ssh-keygen -l` prints it. */
@@ -87,6 +100,108 @@ export interface CreatedNode {
   definitionFile: string;
   /** Set when `rekey` replaced an existing node: what it had before. */
   replaced?: ReplacedNodeKeys;
+}
+
+/** The psynet roles a psyopsOS node can have. */
+export type NodeRole = Extract<HostEntry['role'], 'node' | 'lighthouse'>;
+
+/**
+ * What a node definition records of a lighthouse (`nodes/<name>.json`):
+ * `"psynet": { "role": "lighthouse", "underlay": ["192.168.77.1:4242"] }`. Plain nodes have no
+ * `psynet` field.
+ */
+interface LighthouseRecord {
+  role: 'lighthouse';
+  /** The lighthouse's own fixed `HOST:PORT` endpoints on the underlay network; it listens on their port. */
+  underlay: string[];
+}
+
+const HOST_LABEL = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
+
+/** Why `endpoint` is not `HOST:PORT` (an IPv4 address, a bracketed IPv6 address or a host name; a port 1–65535), or undefined. */
+function endpointProblem(endpoint: string): string | undefined {
+  const colon = endpoint.lastIndexOf(':');
+  if (colon < 0 || endpoint.endsWith(']')) return 'no port';
+  const host = endpoint.slice(0, colon);
+  const port = endpoint.slice(colon + 1);
+  if (!/^[1-9]\d{0,4}$/.test(port) || Number(port) > 65535) return 'the port must be 1-65535';
+  if (host.startsWith('[') && host.endsWith(']')) return isIPv6(host.slice(1, -1)) ? undefined : `${host.slice(1, -1)} is not an IPv6 address`;
+  if (host.includes(':')) return `an IPv6 address goes in brackets: [${isIPv6(host) ? host : '2001:db8::1'}]:${port}`;
+  if (/^[\d.]+$/.test(host)) return isIPv4(host) ? undefined : `${host} is not an IPv4 address`;
+  if (host.length > 253 || !host.split('.').every((label) => HOST_LABEL.test(label)))
+    return `"${host}" is not a host name, an IPv4 address or a bracketed IPv6 address`;
+  return undefined;
+}
+
+/**
+ * A lighthouse's underlay endpoints, checked: at least one, each `HOST:PORT`, none twice, all on
+ * one port (Nebula listens on one). Throws `make(message)` for the first problem.
+ */
+function checkUnderlay(endpoints: readonly string[], make: (message: string) => Error): string[] {
+  if (endpoints.length === 0) throw make('a lighthouse needs at least one underlay endpoint HOST:PORT, e.g. 192.168.77.1:4242');
+  for (const [index, endpoint] of endpoints.entries()) {
+    const problem = endpointProblem(endpoint);
+    if (problem !== undefined) throw make(`lighthouse endpoint "${endpoint}" is not HOST:PORT (${problem})`);
+    if (endpoints.indexOf(endpoint) !== index) throw make(`lighthouse endpoint "${endpoint}" is given twice`);
+    const first = endpoints[0]!;
+    if (endpoint.slice(endpoint.lastIndexOf(':')) !== first.slice(first.lastIndexOf(':')))
+      throw make(`lighthouse endpoints "${first}" and "${endpoint}" have different ports: a lighthouse listens on one port`);
+  }
+  return [...endpoints];
+}
+
+/** The lighthouse record of a parsed definition, undefined for a plain node; `make` builds the error for a malformed one. */
+function lighthouseRecord(definition: Record<string, unknown> | undefined, file: string, make: (message: string) => Error): LighthouseRecord | undefined {
+  const psynet = definition?.psynet;
+  if (psynet === undefined) return undefined;
+  const { role, underlay } = (typeof psynet === 'object' && psynet !== null ? psynet : {}) as Record<string, unknown>;
+  if (role !== 'lighthouse' || !Array.isArray(underlay) || !underlay.every((endpoint) => typeof endpoint === 'string'))
+    throw make(`${file}: psynet must be {"role": "lighthouse", "underlay": ["HOST:PORT", …]}`);
+  // An empty list is what a rekeyed registry lighthouse records: psyops.config.json gives its endpoints.
+  if (underlay.length === 0) return { role, underlay: [] };
+  return { role, underlay: checkUnderlay(underlay, (message) => make(`${file}: psynet.underlay: ${message}`)) };
+}
+
+/** A lighthouse among the workspace's node definitions. */
+export interface NodeLighthouse {
+  name: string;
+  definitionFile: string;
+  underlay: string[];
+}
+
+/**
+ * The lighthouses among the node definitions in `nodesDir` (those whose `psynet.role` is
+ * lighthouse), sorted by name; a definition that is not JSON, or whose `psynet` is malformed, is
+ * refused (`BAD_NODE_DEFINITION`). What `site build` publishes beside the registry's addresses.
+ */
+export async function readNodeLighthouses(nodesDir: string): Promise<NodeLighthouse[]> {
+  let files: string[];
+  try {
+    files = await readdir(nodesDir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw fileAccessError(error, nodesDir, 'nodes folder');
+  }
+  const names = files
+    .filter((file) => file.endsWith('.json') && NODE_NAME.test(file.slice(0, -'.json'.length)))
+    .map((file) => file.slice(0, -'.json'.length))
+    .sort();
+  const lighthouses: NodeLighthouse[] = [];
+  for (const name of names) {
+    const definitionFile = join(nodesDir, `${name}.json`);
+    const text = await readText(definitionFile, 'node definition');
+    let definition: unknown;
+    try {
+      definition = JSON.parse(text);
+    } catch (error) {
+      throw new NodeDefinitionError(`${definitionFile} is not valid JSON (${(error as Error).message})`);
+    }
+    if (typeof definition !== 'object' || definition === null || Array.isArray(definition))
+      throw new NodeDefinitionError(`${definitionFile} is not a JSON object`);
+    const record = lighthouseRecord(definition as Record<string, unknown>, definitionFile, (message) => new NodeDefinitionError(message));
+    if (record) lighthouses.push({ name, definitionFile, underlay: record.underlay });
+  }
+  return lighthouses;
 }
 
 /** The OpenSSH fingerprint (`SHA256:…`, unpadded base64) of a public key line `type base64 [comment]`. */
@@ -121,9 +236,10 @@ const RECORDED_KEYS = ['ageRecipient', 'sshHostPublicKey', 'psynetAddress'] as c
 const recordedString = (definition: Record<string, unknown> | undefined, key: (typeof RECORDED_KEYS)[number]) =>
   typeof definition?.[key] === 'string' ? (definition[key] as string) : undefined;
 
-/** Refuses a node that exists already unless rekeying; a name the registry holds for another role is always refused. */
+/** Refuses a node that exists already unless rekeying; a name the registry holds for another role than `role` is always refused. */
 function checkExisting(options: {
   name: string;
+  role: NodeRole;
   definition: Record<string, unknown> | undefined;
   definitionFile: string;
   entry: HostEntry | undefined;
@@ -131,9 +247,9 @@ function checkExisting(options: {
   output: CreateNodeOptions['output'];
   force: boolean;
 }): void {
-  const { name, definition, entry } = options;
-  if (entry !== undefined && entry.role !== 'node') {
-    throw new HostConflictError(`${name} is in the psynet registry as a ${entry.role} (${entry.ip}), not a node; choose another name or release it first`);
+  const { name, role, definition, entry } = options;
+  if (entry !== undefined && entry.role !== role) {
+    throw new HostConflictError(`${name} is in the psynet registry as a ${entry.role} (${entry.ip}), not a ${role}; choose another name or release it first`);
   }
   if (options.rekey) return;
   const reasons: string[] = [];
@@ -147,7 +263,7 @@ function checkExisting(options: {
 }
 
 /**
- * Creates a node: allocates its psynet address (role node) and signs its Nebula certificate,
+ * Creates a node: allocates its psynet address (role node, or lighthouse) and signs its Nebula certificate,
  * generates its age identity and SSH host key, writes its secret volume, and records the public
  * parts (age recipient, SSH public key, psynet address) in its definition. Every input (name,
  * MAC, output path, workspace keys, an existing node) is checked before the registry is touched:
@@ -160,6 +276,7 @@ export async function createNode(options: CreateNodeOptions): Promise<CreatedNod
   const rekey = options.rekey ?? false;
   checkNodeName(name);
   const mac = normalizeMac(options.mac);
+  const askedUnderlay = options.lighthouse ? checkUnderlay(options.lighthouse.underlay, (message) => new NodeInputError(message)) : undefined;
   const interfaces = options.interfacesFile !== undefined ? await readText(options.interfacesFile, 'interfaces file') : undefined;
   const minisignPublicKey = await readText(options.minisignPublicKeyFile, 'workspace minisign public key');
   const input = {
@@ -172,6 +289,7 @@ export async function createNode(options: CreateNodeOptions): Promise<CreatedNod
   checkNodeSecretsInput(input);
   const definitionFile = join(options.nodesDir, `${name}.json`);
   const definition = await readDefinition(definitionFile);
+  const recordedLighthouse = lighthouseRecord(definition, definitionFile, (message) => new NodeInputError(`${message}; fix it first`));
 
   const plan = resolvePlan(options.psynet.plan);
   const files = psynetFiles(options.psynet.dir);
@@ -179,7 +297,10 @@ export async function createNode(options: CreateNodeOptions): Promise<CreatedNod
   const caCert = await readText(files.caCert, 'psynet CA certificate');
   const registryExisted = existsSync(files.registry);
   const entry = (await readRegistry(files.registry)).hosts.find((host) => host.name === name);
-  checkExisting({ name, definition, definitionFile, entry, rekey, output, force });
+  // A lighthouse when asked; one already (by the registry, else its definition) stays one.
+  const role: NodeRole = askedUnderlay || (entry?.role ?? recordedLighthouse?.role) === 'lighthouse' ? 'lighthouse' : 'node';
+  const underlay = askedUnderlay ?? recordedLighthouse?.underlay ?? [];
+  checkExisting({ name, role, definition, definitionFile, entry, rekey, output, force });
   assertOutputFree(output.path, force, output.kind === 'image' ? 'file' : 'dir');
   if (output.kind === 'image') requireMkfs();
 
@@ -194,9 +315,9 @@ export async function createNode(options: CreateNodeOptions): Promise<CreatedNod
   const { host } = await updateRegistry(files.registry, (registry) => {
     const current = registry.hosts.find((h) => h.name === name);
     // Checked again under the lock: another `node create` of this name may have run since.
-    checkExisting({ name, definition, definitionFile, entry: current, rekey, output, force: true });
+    checkExisting({ name, role, definition, definitionFile, entry: current, rekey, output, force: true });
     const releasedBefore = new Set(registry.released);
-    const result = allocateHost(registry, plan, { name, role: 'node', created: new Date().toISOString().replace(/\.\d+Z$/, 'Z') });
+    const result = allocateHost(registry, plan, { name, role, created: new Date().toISOString().replace(/\.\d+Z$/, 'Z') });
     prior = { entry: current && structuredClone(current), released: result.allocated && releasedBefore.has(result.host.ip) };
     return result;
   });
@@ -217,11 +338,14 @@ export async function createNode(options: CreateNodeOptions): Promise<CreatedNod
     throw error;
   }
 
+  // A plain node has no psynet section; one written by hand is dropped, as the registry says what the node is.
+  const kept = Object.fromEntries(Object.entries(definition ?? {}).filter(([key]) => role === 'lighthouse' || key !== 'psynet'));
   const recorded = {
-    ...definition,
+    ...kept,
     ageRecipient: secrets.ageRecipient,
     sshHostPublicKey: secrets.sshHostPublicKey,
     psynetAddress: host.ip,
+    ...(role === 'lighthouse' ? { psynet: { role, underlay } satisfies LighthouseRecord } : {}),
     config: definition?.config ?? { version: 1 },
   };
   await writeFilesAtomically([{ path: definitionFile, data: `${JSON.stringify(recorded, null, 2)}\n`, mode: 0o644 }]);
@@ -243,7 +367,9 @@ export async function createNode(options: CreateNodeOptions): Promise<CreatedNod
   return {
     name,
     output,
+    role,
     psynetAddress: host.ip,
+    ...(role === 'lighthouse' ? { underlay } : {}),
     ageRecipient: secrets.ageRecipient,
     sshHostPublicKey: secrets.sshHostPublicKey,
     sshHostKeyFingerprint: sshKeyFingerprint(secrets.sshHostPublicKey),

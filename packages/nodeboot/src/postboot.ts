@@ -133,6 +133,7 @@ export async function runPostboot(system: NodeSystem, options: PostbootOptions =
     k3s: k3s.k3s,
     lastGood: state.lastGoodStore,
     steps,
+    problems: steps.filter((step) => step.result === 'failed').map((step) => `${step.name}: ${step.reason ?? 'failed'}`),
     startedAt: iso(startedAt),
     finishedAt: iso(finishedAt),
     durationMs: finishedAt - startedAt,

@@ -33,6 +33,8 @@ export interface NodeStatus {
   /** Where the last good config is kept: on the psyops-state volume (survives a reboot) or in RAM (lost at power-off). */
   lastGood: 'state-volume' | 'memory';
   steps: StepStatus[];
+  /** Why the boot is degraded or failed: `<step>: <reason>` of each failed step (empty when ok). */
+  problems: string[];
   startedAt: string;
   finishedAt: string;
   durationMs: number;

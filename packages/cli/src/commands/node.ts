@@ -20,7 +20,11 @@ interface CreateOptions {
   dir?: string;
   force?: boolean;
   rekey?: boolean;
+  lighthouse?: string[];
 }
+
+/** --lighthouse may be repeated and may hold a comma list: every endpoint, in order. */
+const collectEndpoints = (value: string, previous: string[] | undefined) => [...(previous ?? []), ...value.split(',').map((part) => part.trim())];
 
 function createCommand(): Command {
   return new Command('create')
@@ -29,7 +33,7 @@ function createCommand(): Command {
       'Generate everything a node individuates itself from, on its psyops-secret volume: nodename, age.key (an age ' +
         'X25519 identity), minisign.pubkey (the workspace key that signs its config), ssh_host_ed25519_key (OpenSSH), ' +
         'mactab (psy0 MAC), network.interfaces (DHCP on psy0 unless --interfaces), psynet.host.crt/.key and ' +
-        'psynet.ca.crt (an address allocated and signed in the psynet registry as role node), site.url with --site-url, ' +
+        'psynet.ca.crt (an address allocated and signed in the psynet registry as role node, or lighthouse), site.url with --site-url, ' +
         'and TESTONLYNOPROD.env with --testonly-toor.\n' +
         `The public parts (age recipient, SSH public key, psynet address) are recorded in ${NODES_DIR}/NAME.json; its ` +
         'config section is kept as written. The private parts exist only on the volume. --out writes an ext4 image ' +
@@ -39,6 +43,14 @@ function createCommand(): Command {
         'creating it again would replace its keys, and its current volume could no longer decrypt its config. --rekey ' +
         'does that on purpose: new age identity, SSH host key and psynet certificate (its psynet address is kept), and ' +
         'prints what it replaced. -f only allows replacing an existing image or folder at the output path.\n' +
+        '--lighthouse HOST:PORT (repeatable, or a comma list) makes the node a psynet lighthouse: its address comes from ' +
+        'the lighthouse pool, its certificate carries the lighthouses group, and NAME.json records its fixed underlay ' +
+        'endpoints as "psynet": {"role": "lighthouse", "underlay": ["192.168.77.1:4242"]}. HOST is an IPv4 address, an IPv6 ' +
+        'address in brackets ([2001:db8::1]:4242) or a host name; every endpoint has the same port, which the node ' +
+        'listens on. site build publishes them in psynet/lighthouses.json (followed by any psynet.lighthouses addresses ' +
+        'psyops.config.json gives it), and the node that finds itself there runs Nebula as a lighthouse. --rekey keeps a ' +
+        "lighthouse a lighthouse, with its recorded endpoints unless --lighthouse gives new ones; a plain node can't " +
+        'become a lighthouse in place (nor the reverse): release it from the psynet registry first.\n' +
         'An output inside the workspace is added to its .gitignore.',
     )
     .argument('<NAME>', 'node name: lower-case letters, digits and dashes')
@@ -50,6 +62,11 @@ function createCommand(): Command {
     .option('--dir <DIR>', 'write the files into DIR')
     .option('-f, --force', 'replace an existing image or folder at the output path (never a node: see --rekey)')
     .option('--rekey', "replace an existing node's keys and certificate (its old secret volume stops working)")
+    .option(
+      '--lighthouse <HOST:PORT>',
+      'make the node a psynet lighthouse reached at HOST:PORT on the underlay (repeatable, or a comma list)',
+      collectEndpoints,
+    )
     .action(async (name: string, options: CreateOptions, cmd: Command) => {
       if ((options.out === undefined) === (options.dir === undefined)) throw new UsageError('give exactly one of --out IMAGE and --dir DIR');
       const { createNode, SECRET_LABEL } = await nodebootLibrary();
@@ -65,19 +82,22 @@ function createCommand(): Command {
         ...(options.interfaces !== undefined ? { interfacesFile: options.interfaces } : {}),
         ...(options.siteUrl !== undefined ? { siteUrl: options.siteUrl } : {}),
         testonlyToor: options.testonlyToor ?? false,
+        ...(options.lighthouse !== undefined ? { lighthouse: { underlay: options.lighthouse } } : {}),
         psynet: { dir: workspace.place('psynet'), plan: { network, pools } },
         nodesDir: workspace.place('nodes'),
       });
       const ignored = await ensureGitignore(workspace, [{ path: node.output.path, directory: node.output.kind === 'dir' }]);
       const was = (value: string | undefined) => ` (was ${value ?? 'not recorded'})`;
       const { replaced } = node;
+      const asLighthouse =
+        node.role === 'lighthouse' ? `, lighthouse at ${node.underlay?.join(' ') || 'the addresses psynet.lighthouses in psyops.config.json gives it'}` : '';
       print(
         [
           `${name}: secret volume written to ${node.output.path} (${node.output.kind === 'image' ? `ext4 image labelled ${SECRET_LABEL}` : 'files'})`,
           ...(replaced
             ? [
                 `  REKEYED: the keys and psynet certificate of the existing node ${name} were replaced; its old secret volume no longer matches it`,
-                `  psynet ${node.psynetAddress}${replaced.psynetAddress === node.psynetAddress ? ' (kept)' : was(replaced.psynetAddress)}`,
+                `  psynet ${node.psynetAddress}${replaced.psynetAddress === node.psynetAddress ? ' (kept)' : was(replaced.psynetAddress)}${asLighthouse}`,
                 `  age recipient ${node.ageRecipient}${was(replaced.ageRecipient)}`,
                 `  ssh host key ${node.sshHostPublicKey}`,
                 `  ssh host key fingerprint ${node.sshHostKeyFingerprint}${was(replaced.sshHostKeyFingerprint)}`,
@@ -87,7 +107,7 @@ function createCommand(): Command {
                   : []),
               ]
             : [
-                `  psynet ${node.psynetAddress}`,
+                `  psynet ${node.psynetAddress}${asLighthouse}`,
                 `  age recipient ${node.ageRecipient}`,
                 `  ssh host key ${node.sshHostPublicKey}`,
                 `  ssh host key fingerprint ${node.sshHostKeyFingerprint}`,

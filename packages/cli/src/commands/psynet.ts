@@ -3,6 +3,7 @@ import { join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { fileAccessError, writeFilesAtomically } from '@psyops/core';
 import { currentWorkspace, sourceDateEpoch } from '../context.js';
+import { workspaceLighthouses } from '../lighthouses.js';
 
 // @psyops/psynet (with tweetnacl, ip-cidr, yaml) loads only when a psynet command runs.
 const psynetLibrary = () => import('@psyops/psynet');
@@ -230,9 +231,9 @@ function configCommand(): Command {
   return new Command('config')
     .summary("write a host's Nebula config.yaml")
     .description(
-      'Write the Nebula config of NAME: pki, static_host_map and lighthouse hosts from psynet.lighthouses ' +
-        '(public endpoints of the lighthouses in psyops.config.json), am_lighthouse for lighthouses (they ' +
-        'listen on psynet.lighthousePort), punchy, tun, and the default firewall: outbound anything; inbound ' +
+      'Write the Nebula config of NAME: pki, static_host_map and lighthouse hosts at the addresses the site publishes ' +
+        '(the underlay endpoints of psyopsOS lighthouses, from node create --lighthouse, and psynet.lighthouses in psyops.config.json), ' +
+        'am_lighthouse for lighthouses (they listen on the port of their first underlay endpoint, else psynet.lighthousePort), punchy, tun, and the default firewall: outbound anything; inbound ' +
         'ICMP from anyone and anything from group clients. By default the CA, certificate and key are inlined ' +
         '(the file is then 0600); --pki-dir refers to files on the host instead. Check it with nebula -test ' +
         '-config.',
@@ -241,7 +242,7 @@ function configCommand(): Command {
     .option('-o, --out <FILE>', 'where to write it (default psynet/hosts/NAME.yml); - prints it')
     .option('--pki-dir <DIR>', 'refer to DIR/ca.crt, DIR/host.crt and DIR/host.key on the host instead of inlining them')
     .action(async (name: string, options: { out?: string; pkiDir?: string }, cmd: Command) => {
-      const { lib, settings, files } = await psynetContext(cmd);
+      const { lib, workspace, settings, files } = await psynetContext(cmd);
       const registry = await lib.readRegistry(files.registry);
       const host = lib.findHost(registry, name);
       if (!host.certificate) throw new lib.NebulaConfigError(`${name} has no certificate yet: psyops psynet sign ${name}`);
@@ -270,7 +271,11 @@ function configCommand(): Command {
         }
         pki = { inline: { ca, cert, key } };
       }
-      const yaml = lib.nebulaConfig({ host, registry, lighthouseEndpoints: settings.lighthouses, pki, lighthousePort: settings.lighthousePort });
+      // The same lighthouses and addresses as the site publishes to nodes; a psyopsOS lighthouse listens where its definition says.
+      const { lighthouses, listenPorts } = await workspaceLighthouses(workspace, { allowUnaddressed: true });
+      const lighthouseEndpoints = Object.fromEntries(lighthouses.map((lighthouse) => [lighthouse.name, lighthouse.publicAddresses]));
+      const lighthousePort = listenPorts.get(name) ?? settings.lighthousePort;
+      const yaml = lib.nebulaConfig({ host, registry, lighthouseEndpoints, pki, lighthousePort });
       if (options.out === '-') {
         print(yaml);
         return;

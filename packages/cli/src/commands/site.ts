@@ -1,11 +1,12 @@
 import { resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { readSecretKeyFile } from '@psyops/signing';
-import type { DeployEvent, Lighthouse } from '@psyops/siteapi';
+import type { DeployEvent } from '@psyops/siteapi';
 import { currentWorkspace, sourceDateEpoch } from '../context.js';
+import { workspaceLighthouses } from '../lighthouses.js';
 import { UsageError } from '../errors.js';
 import { obtainPassword, type PasswordSources } from '../password.js';
-import { WORKSPACE_LAYOUT, type Workspace } from '../workspace.js';
+import { WORKSPACE_LAYOUT } from '../workspace.js';
 import { addPasswordOptions } from './options.js';
 
 // The site's inputs inside a workspace (see the siteapi README).
@@ -31,23 +32,6 @@ interface ServeOptions {
   host: string;
 }
 
-/** Lighthouses from the psynet registry, with their public addresses from psyops.config.json. */
-async function workspaceLighthouses(workspace: Workspace): Promise<Lighthouse[]> {
-  const { psynetFiles, readRegistry } = await import('@psyops/psynet');
-  const registry = await readRegistry(psynetFiles(workspace.place('psynet')).registry);
-  // psynet.lighthouses: { "<name>": ["host:port", …] } (the psynet section of the config).
-  const endpoints = (workspace.config.psynet as { lighthouses?: Record<string, string[]> }).lighthouses ?? {};
-  return registry.hosts
-    .filter((host) => host.role === 'lighthouse')
-    .map((host) => {
-      const publicAddresses = endpoints[host.name] ?? [];
-      if (publicAddresses.length === 0) {
-        throw new UsageError(`lighthouse ${host.name} has no public address: add it to psynet.lighthouses in psyops.config.json`);
-      }
-      return { name: host.name, overlayIp: host.ip, publicAddresses };
-    });
-}
-
 /** The site folder: DIR when given, else the workspace's site.outDir. */
 async function siteDir(dir: string | undefined, cmd: Command): Promise<string> {
   if (dir !== undefined) return resolve(dir);
@@ -64,7 +48,8 @@ function buildCommand(): Command {
           [`${NODES_DIR}/<name>.json`, 'node definitions: nodes/<name>.json, secrets age-encrypted'],
           [`${IMAGES_DIR}/psyopsOS-*.iso`, 'OS images and their .json manifests: os/, os/latest.json'],
           [`${APK_DIR}/<arch>/`, `APK repository (psyops apk index), trusted by ${APK_KEYS_DIR}`],
-          ['psynet registry', 'lighthouses: psynet/lighthouses.json'],
+          ['psynet registry', 'lighthouses: psynet/lighthouses.json, at the underlay endpoints their node definitions'],
+          ['', 'record (node create --lighthouse), then the psynet.lighthouses addresses of psyops.config.json'],
         ]
           .map(([input, output]) => `  ${input!.padEnd(20)}${output}\n`)
           .join('') +
@@ -77,7 +62,7 @@ function buildCommand(): Command {
     const workspace = await currentWorkspace(cmd);
     const outDir = options.out !== undefined ? resolve(options.out) : workspace.path(workspace.config.site.outDir);
     const { buildSite } = await import('@psyops/siteapi');
-    const lighthouses = await workspaceLighthouses(workspace);
+    const { lighthouses } = await workspaceLighthouses(workspace);
     const keyPath = workspace.path(workspace.config.signing.secretKey);
     const signingKey = await readSecretKeyFile(keyPath, () => obtainPassword(options, `secret key ${keyPath}`));
     const timestamp = sourceDateEpoch();

@@ -45,6 +45,7 @@ async function bringUpNetwork({ system }: StepContext, volume: SecretVolume | un
   } catch (error) {
     problems.push(`networking failed: ${oneLine(error)}`);
   }
+  // A volume with an SSH host key asks for sshd: a node without it cannot be logged into.
   if (await system.hasService('sshd')) {
     try {
       await system.startService('sshd');
@@ -52,7 +53,8 @@ async function bringUpNetwork({ system }: StepContext, volume: SecretVolume | un
     } catch (error) {
       problems.push(`sshd failed: ${oneLine(error)}`);
     }
-  } else notes.push('sshd not installed');
+  } else if (volume?.sshHostKey) problems.push('sshd is not installed in this image (the secret volume has its host key)');
+  else notes.push('sshd not installed');
   return problems.length > 0 ? failed([...problems, ...notes].join('; ')) : ok(notes.join('; '));
 }
 

@@ -1,8 +1,12 @@
-/** Step 4: psynet: /etc/nebula from the volume's certificate and the site's signed lighthouse list; nebula when installed. */
+/**
+ * Step 4: psynet: /etc/nebula from the volume's certificate and the site's signed lighthouse list
+ * (a node the list names is that lighthouse); nebula when installed, and a failed step when the
+ * volume asks for psynet and the image has no nebula.
+ */
 import type { Lighthouse, NodeConfig } from '@psyops/siteapi/schemas';
 import { checkLighthouses } from '@psyops/siteapi/validators';
 import { NodeConfigRejectedError } from '../errors.js';
-import { nodeNebulaConfig } from '../nebula.js';
+import { lighthouseListenPort, nodeNebulaConfig, ownLighthouse } from '../nebula.js';
 import { SECRET_FILES, type SecretVolume } from '../secret-volume.js';
 import type { NodeSystem } from '../system.js';
 import { NODE_PATHS, failed, ok, oneLine, skipped, type Outcome, type StepContext } from './context.js';
@@ -11,16 +15,18 @@ import type { SiteClient } from './site.js';
 /** The Nebula config as written: what a config with other firewall rules rewrites. */
 export interface NebulaSetup {
   lighthouses: Lighthouse[];
+  /** This node's name: it is a lighthouse when `lighthouses` names it. */
+  self: string;
   firewall: NodeConfig['firewall'];
   started: boolean;
 }
 
 const LIGHTHOUSES_PATH = 'psynet/lighthouses.json';
 
-async function writeNebulaConfig(system: NodeSystem, lighthouses: readonly Lighthouse[], firewall: NodeConfig['firewall']): Promise<void> {
+async function writeNebulaConfig(system: NodeSystem, { lighthouses, self, firewall }: Omit<NebulaSetup, 'started'>): Promise<void> {
   const dir = NODE_PATHS.nebulaDir;
   const pki = { ca: `${dir}/ca.crt`, cert: `${dir}/host.crt`, key: `${dir}/host.key` };
-  await system.writeFile(`${dir}/config.yml`, nodeNebulaConfig({ pki, lighthouses, firewall }), 0o644);
+  await system.writeFile(`${dir}/config.yml`, nodeNebulaConfig({ pki, lighthouses, self, firewall }), 0o644);
 }
 
 /** The lighthouses the site publishes, with a note on how they were found (a problem here does not fail the step). */
@@ -56,22 +62,28 @@ export async function psynetStep({ system }: StepContext, needs: PsynetNeeds): P
   await system.writeFile(`${dir}/ca.crt`, psynet.ca, 0o644);
   await system.writeFile(`${dir}/host.crt`, psynet.cert, 0o644);
   await system.writeFile(`${dir}/host.key`, psynet.key, 0o600);
-  await writeNebulaConfig(system, lighthouses, needs.firewall);
-  const written = { lighthouses, firewall: needs.firewall, started: false };
-  if (!(await system.hasCommand('nebula')) || !(await system.hasService('nebula')))
-    return { ...skipped(`nebula not installed (config written; ${note})`), nebula: written };
+  const written: NebulaSetup = { lighthouses, self: volume.nodename, firewall: needs.firewall, started: false };
+  await writeNebulaConfig(system, written);
+  const own = ownLighthouse(lighthouses, volume.nodename);
+  const asLighthouse = own ? ` as lighthouse on port ${lighthouseListenPort(own)}` : '';
+  // The volume carries a certificate: this node is meant to be on psynet, and an image without nebula cannot put it there.
+  const missing: string[] = [];
+  if (!(await system.hasCommand('nebula'))) missing.push('command');
+  if (!(await system.hasService('nebula'))) missing.push('service');
+  if (missing.length > 0)
+    return { ...failed(`nebula is not installed (no nebula ${missing.join(' or ')}; config written${asLighthouse}; ${note})`), nebula: written };
   try {
     await system.startService('nebula');
   } catch (error) {
     return { ...failed(`nebula failed to start: ${oneLine(error)}`), nebula: written };
   }
-  return { ...ok(`nebula started; ${note}`), nebula: { ...written, started: true } };
+  return { ...ok(`nebula started${asLighthouse}; ${note}`), nebula: { ...written, started: true } };
 }
 
 /** Rewrites the Nebula config for the applied config's firewall rules when they differ, restarting nebula when it runs; returns what failed. */
 export async function applyFirewall(system: NodeSystem, nebula: NebulaSetup | undefined, firewall: NodeConfig['firewall']): Promise<string[]> {
   if (!nebula || JSON.stringify(nebula.firewall) === JSON.stringify(firewall)) return [];
-  await writeNebulaConfig(system, nebula.lighthouses, firewall);
+  await writeNebulaConfig(system, { ...nebula, firewall });
   if (!nebula.started) return [];
   try {
     await system.restartService('nebula');
