@@ -5,6 +5,19 @@ export class ApkFormatError extends PsyopsError {
   override readonly code = 'APK_FORMAT';
 }
 
+/** A gzip stream inflates to more than its limit (a gzip bomb, or a genuinely huge file: raise the named option). */
+export class ApkTooLargeError extends PsyopsError {
+  override readonly code = 'APK_TOO_LARGE';
+
+  constructor(
+    message: string,
+    readonly limit: number,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
 /** A signature is present for a trusted key but does not match: the file was changed. */
 export class ApkSignatureError extends PsyopsError {
   override readonly code = 'APK_BAD_SIGNATURE';

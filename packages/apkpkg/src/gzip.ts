@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import * as zlib from 'node:zlib';
 import { constants, gzipSync, inflateRawSync } from 'node:zlib';
-import { ApkFormatError } from './errors.js';
+import { ApkFormatError, ApkTooLargeError } from './errors.js';
 
 /**
  * gzip like abuild's `gzip -n -9`: no name, mtime 0, XFL 2, OS 3 (zlib writes exactly that
@@ -37,42 +37,87 @@ export async function gzipStream(chunks: AsyncIterable<Buffer>, level = 9): Prom
   return { chunks: output, length, sha256: hash.digest() };
 }
 
-/** Splits concatenated gzip members (APK files are 2 or 3 of them) and inflates each one. */
-export function splitGzipMembers(file: Uint8Array, maxMembers = 8): { compressed: Buffer; data: Buffer }[] {
-  const buf = Buffer.from(file.buffer, file.byteOffset, file.byteLength);
-  const members: { compressed: Buffer; data: Buffer }[] = [];
+export interface GzipMember {
+  /** The member's bytes as they sit in the file (what signatures and checksums cover). */
+  compressed: Buffer;
+  data: Buffer;
+}
+
+/** An inflation cap: the bytes a member may produce, what it is and the option that raises it (for the error). */
+export interface InflateLimit {
+  bytes: number;
+  what: string;
+  option: string;
+}
+
+/** 1 GiB: `splitGzipMembers`' default cap per member. */
+const DEFAULT_MEMBER_LIMIT = 1 << 30;
+
+/** "64 MiB" for a power-of-two limit, else the byte count. */
+function formatLimit(bytes: number): string {
+  return bytes >= 1 << 20 && bytes % (1 << 20) === 0 ? `${bytes / (1 << 20)} MiB` : `${bytes} bytes`;
+}
+
+/**
+ * Inflates the one gzip member that starts at `offset`. Its end is only known by inflating it
+ * (that is how the boundaries between APK streams are found), and output beyond `limit.bytes`
+ * stops the inflation with ApkTooLargeError: a gzip bomb inflates about 1000:1, so without the
+ * cap a 1 MiB download could fill a gigabyte of memory.
+ */
+export function inflateMember(file: Buffer, offset: number, limit: InflateLimit): GzipMember {
+  if (file.length - offset < 18 || file[offset] !== 0x1f || file[offset + 1] !== 0x8b || file[offset + 2] !== 8) {
+    throw new ApkFormatError(`not a gzip stream at byte ${offset}`);
+  }
+  const flags = file[offset + 3] ?? 0;
+  let start = offset + 10;
+  if (flags & 0x04) start += 2 + file.readUInt16LE(start);
+  if (flags & 0x08) start = file.indexOf(0, start) + 1;
+  if (flags & 0x10) start = file.indexOf(0, start) + 1;
+  if (flags & 0x02) start += 2;
+  if (start <= offset || start > file.length) throw new ApkFormatError(`corrupted gzip header at byte ${offset}`);
+  let data: Buffer;
+  let consumed: number;
+  try {
+    const result = inflateRawSync(file.subarray(start), {
+      info: true,
+      finishFlush: constants.Z_SYNC_FLUSH,
+      maxOutputLength: limit.bytes,
+      chunkSize: 64 * 1024,
+    }) as unknown as {
+      buffer: Buffer;
+      engine: { bytesWritten: number };
+    };
+    data = result.buffer;
+    consumed = result.engine.bytesWritten;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
+      throw new ApkTooLargeError(`${limit.what} inflates to more than ${formatLimit(limit.bytes)}, the limit (${limit.option})`, limit.bytes);
+    }
+    throw new ApkFormatError(`corrupted gzip stream at byte ${offset}: ${(error as Error).message}`);
+  }
+  const end = start + consumed + 8;
+  if (end > file.length) throw new ApkFormatError(`gzip stream truncated at byte ${offset}`);
+  const crc = file.readUInt32LE(start + consumed);
+  const isize = file.readUInt32LE(start + consumed + 4);
+  if (isize !== data.length >>> 0 || crc !== crc32(data)) throw new ApkFormatError(`gzip member at byte ${offset} fails its CRC check`);
+  return { compressed: file.subarray(offset, end), data };
+}
+
+export function asBuffer(file: Uint8Array): Buffer {
+  return Buffer.from(file.buffer, file.byteOffset, file.byteLength);
+}
+
+/** Splits concatenated gzip members (APK files are 2 or 3 of them) and inflates each one, each at most `maxMemberBytes`. */
+export function splitGzipMembers(file: Uint8Array, options: { maxMembers?: number; maxMemberBytes?: number } = {}): GzipMember[] {
+  const { maxMembers = 8, maxMemberBytes = DEFAULT_MEMBER_LIMIT } = options;
+  const buf = asBuffer(file);
+  const members: GzipMember[] = [];
   let offset = 0;
   while (offset < buf.length) {
     if (members.length >= maxMembers) throw new ApkFormatError(`more than ${maxMembers} gzip members`);
-    if (buf.length - offset < 18 || buf[offset] !== 0x1f || buf[offset + 1] !== 0x8b || buf[offset + 2] !== 8) {
-      throw new ApkFormatError(`not a gzip stream at byte ${offset}`);
-    }
-    const flags = buf[offset + 3] ?? 0;
-    let start = offset + 10;
-    if (flags & 0x04) start += 2 + buf.readUInt16LE(start);
-    if (flags & 0x08) start = buf.indexOf(0, start) + 1;
-    if (flags & 0x10) start = buf.indexOf(0, start) + 1;
-    if (flags & 0x02) start += 2;
-    if (start <= offset || start > buf.length) throw new ApkFormatError(`corrupted gzip header at byte ${offset}`);
-    let data: Buffer;
-    let consumed: number;
-    try {
-      const result = inflateRawSync(buf.subarray(start), { info: true, finishFlush: constants.Z_SYNC_FLUSH }) as unknown as {
-        buffer: Buffer;
-        engine: { bytesWritten: number };
-      };
-      data = result.buffer;
-      consumed = result.engine.bytesWritten;
-    } catch (error) {
-      throw new ApkFormatError(`corrupted gzip stream at byte ${offset}: ${(error as Error).message}`);
-    }
-    const end = start + consumed + 8;
-    if (end > buf.length) throw new ApkFormatError(`gzip stream truncated at byte ${offset}`);
-    const crc = buf.readUInt32LE(start + consumed);
-    const isize = buf.readUInt32LE(start + consumed + 4);
-    if (isize !== data.length >>> 0 || crc !== crc32(data)) throw new ApkFormatError(`gzip member at byte ${offset} fails its CRC check`);
-    members.push({ compressed: buf.subarray(offset, end), data });
-    offset = end;
+    const member = inflateMember(buf, offset, { bytes: maxMemberBytes, what: `gzip member at byte ${offset}`, option: 'maxMemberBytes' });
+    members.push(member);
+    offset += member.compressed.length;
   }
   if (members.length === 0) throw new ApkFormatError('empty file');
   return members;

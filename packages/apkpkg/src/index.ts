@@ -9,8 +9,8 @@ export type { BuildOptions, BuiltPackage } from './build.js';
 export type { SignatureType } from './archive.js';
 export { readSpecFile } from './spec.js';
 export type { PackageSpec, FileSpec } from './spec.js';
-export { readPackage, readIndex, apkFileKind, indexEntryOf } from './read.js';
-export type { ApkPackage, ApkFileEntry, ApkIndex, IndexEntry, VerifyOptions } from './read.js';
+export { readPackage, readIndex, apkFileKind, indexEntryOf, DEFAULT_MAX_INDEX_BYTES, DEFAULT_MAX_CONTROL_BYTES } from './read.js';
+export type { ApkPackage, ApkFileEntry, ApkIndex, IndexEntry, VerifyOptions, InflateLimits, ReadPackageOptions, ReadIndexOptions } from './read.js';
 export { indexRepository, createIndex, checkAgainstIndex, INDEX_FILE } from './repo.js';
 export type { IndexOptions, ArchIndexResult } from './repo.js';
 export { generateApkKey, readSigningKey, loadKeysDir, keyRing } from './keys.js';
@@ -30,6 +30,7 @@ export {
   ApkSignatureError,
   ApkUntrustedError,
   ApkChecksumError,
+  ApkTooLargeError,
   InvalidVersionError,
   InvalidDependencyError,
   InvalidSpecError,

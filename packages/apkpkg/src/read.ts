@@ -1,11 +1,11 @@
 /** Reading and verifying `.apk` files and `APKINDEX.tar.gz`, with apk-tools 2's rules. */
 import { verify as cryptoVerify } from 'node:crypto';
-import { ApkChecksumError, ApkFormatError, ApkSignatureError, ApkUntrustedError } from './errors.js';
+import { ApkChecksumError, ApkFormatError, ApkSignatureError, ApkTooLargeError, ApkUntrustedError } from './errors.js';
 import { SIGNATURE_DIGEST } from './archive.js';
-import { sha1, sha256, splitGzipMembers } from './gzip.js';
+import { asBuffer, type GzipMember, type InflateLimit, inflateMember, sha1, sha256 } from './gzip.js';
 import type { ApkKeyRing } from './keys.js';
 import { parsePkgInfo, type PkgInfo } from './pkginfo.js';
-import { readTar, type TarEntry } from './tar.js';
+import { readTar, type TarEntry, type TarReadResult } from './tar.js';
 
 export interface VerifyOptions {
   /**
@@ -16,6 +16,40 @@ export interface VerifyOptions {
   keys?: ApkKeyRing;
   /** Accept unsigned input or input signed by unknown keys (a wrong signature by a known key still fails). */
   allowUntrusted?: boolean;
+}
+
+/**
+ * Caps on what each gzip stream may inflate to, so a hostile file cannot exhaust memory. Raise
+ * one only for a genuine file that exceeds it (the error names the option).
+ */
+export interface InflateLimits {
+  /** The index stream of an APKINDEX (default 64 MiB; Alpine's largest, community, is about 10 MiB). */
+  maxIndexBytes?: number;
+  /** A package's signature or control stream (default 4 MiB; real ones are a few KiB). */
+  maxControlBytes?: number;
+  /** A package's data stream (default: twice the `.PKGINFO` `size`, the installed size, plus 64 MiB). */
+  maxDataBytes?: number;
+}
+
+const MIB = 1 << 20;
+export const DEFAULT_MAX_INDEX_BYTES = 64 * MIB;
+export const DEFAULT_MAX_CONTROL_BYTES = 4 * MIB;
+/** A tar is bigger than the installed size only by headers (1.5 KiB per entry with its checksum record): the slack covers that. */
+const DATA_SLACK_BYTES = 64 * MIB;
+
+export interface ReadPackageOptions extends VerifyOptions, InflateLimits {
+  /** Names the file in errors. */
+  name?: string;
+  /**
+   * The package's index entry: its `C:` identity and `S:` size are checked before the data stream
+   * is inflated (for repository packages the identity from the signed index is what is trusted).
+   */
+  indexEntry?: Pick<IndexEntry, 'identity' | 'size'>;
+}
+
+export interface ReadIndexOptions extends VerifyOptions, Pick<InflateLimits, 'maxIndexBytes'> {
+  /** Names the file in errors. */
+  name?: string;
 }
 
 export interface SignatureEntry {
@@ -84,47 +118,68 @@ function identityOf(control: Buffer): string {
   return `Q1${sha1(control).toString('base64')}`;
 }
 
-/** Parses and checks an .apk: streams, `datahash`, per-file SHA-1s, and (with `keys`) the signature. */
-/** Prefixes format errors from the gzip/tar layers with the file they came from. */
+/** Prefixes format and size errors from the gzip/tar layers with the file they came from. */
 function named<T>(what: string, read: () => T): T {
   try {
     return read();
   } catch (error) {
-    if (error instanceof ApkFormatError && !error.message.startsWith(`${what}:`)) throw new ApkFormatError(`${what}: ${error.message}`, { cause: error });
+    if (error instanceof Error && error.message.startsWith(`${what}:`)) throw error;
+    if (error instanceof ApkFormatError) throw new ApkFormatError(`${what}: ${error.message}`, { cause: error });
+    if (error instanceof ApkTooLargeError) throw new ApkTooLargeError(`${what}: ${error.message}`, error.limit, { cause: error });
     throw error;
   }
 }
 
-export function readPackage(bytes: Uint8Array, options: VerifyOptions & { name?: string } = {}): ApkPackage {
+/**
+ * Parses and checks an .apk: streams, `datahash`, per-file SHA-1s, and (with `keys`) the
+ * signature. Everything that can be checked on compressed bytes (signature, identity, size,
+ * datahash) is checked before the data stream is inflated, and every stream is inflated under a
+ * cap (InflateLimits), so a hostile file costs at most the control cap before it is refused.
+ */
+export function readPackage(bytes: Uint8Array, options: ReadPackageOptions = {}): ApkPackage {
   const what = options.name ?? 'package';
-  const members = named(what, () => splitGzipMembers(bytes));
-  const trees = named(what, () => members.map((m) => readTar(m.data)));
-  let index = 0;
+  const file = asBuffer(bytes);
+  const expected = options.indexEntry;
+  const controlLimit: InflateLimit = { bytes: options.maxControlBytes ?? DEFAULT_MAX_CONTROL_BYTES, what: 'control stream', option: 'maxControlBytes' };
+  // The first stream is the signature, or the control stream of an unsigned package.
+  const first = named(what, () => inflateMember(file, 0, { ...controlLimit, what: 'first stream' }));
+  const firstTree = named(what, () => readTar(first.data));
   let signatures: SignatureEntry[] = [];
-  if (trees[0]?.entries[0]?.path.startsWith('.SIGN.')) {
-    signatures = signatureEntries(trees[0].entries);
-    if (trees[0].endMarker) throw new ApkFormatError(`${what}: BAD archive (signature stream has end-of-archive blocks)`);
-    index = 1;
+  let control: GzipMember = first;
+  let controlTree = firstTree;
+  if (firstTree.entries[0]?.path.startsWith('.SIGN.')) {
+    signatures = signatureEntries(firstTree.entries);
+    if (firstTree.endMarker) throw new ApkFormatError(`${what}: BAD archive (signature stream has end-of-archive blocks)`);
+    control = named(what, () => inflateMember(file, first.compressed.length, controlLimit));
+    controlTree = named(what, () => readTar(control.data));
   }
-  const control = members[index];
-  const controlTree = trees[index];
-  const data = members[index + 1];
-  const dataTree = trees[index + 1];
-  if (!control || !controlTree || !data || !dataTree || members.length !== index + 2) {
-    throw new ApkFormatError(`${what}: expected signature, control and data gzip streams, found ${members.length} stream(s)`);
-  }
+  const controlStart = control === first ? 0 : first.compressed.length;
+  const dataStart = controlStart + control.compressed.length;
+  if (dataStart >= file.length) throw new ApkFormatError(`${what}: expected signature, control and data gzip streams, found no data stream`);
   if (controlTree.endMarker) throw new ApkFormatError(`${what}: BAD archive (control stream has end-of-archive blocks)`);
   const pkginfoEntry = controlTree.entries.find((e) => e.path === '.PKGINFO');
   if (!pkginfoEntry) throw new ApkFormatError(`${what}: control stream has no .PKGINFO`);
   const pkginfoText = pkginfoEntry.data.toString('utf8');
   const info = parsePkgInfo(pkginfoText);
   // With datahash (every package since 2.x) the signature and identity cover only the control
-  // stream; old packages without it cover control and data together.
-  const signed = info.datahash ? control.compressed : Buffer.concat([control.compressed, data.compressed]);
+  // stream; old packages without it cover control and data together (the rest of the file).
+  const dataCompressed = file.subarray(dataStart);
+  const signed = info.datahash ? control.compressed : file.subarray(controlStart);
+  const trustedBy = checkSignatures(what, signatures, signed, options);
+  const identity = identityOf(signed);
+  if (expected && identity !== expected.identity)
+    throw new ApkChecksumError(`${what}: package checksum ${identity} does not match the index (${expected.identity})`);
+  if (expected?.size && file.length !== expected.size) throw new ApkChecksumError(`${what}: size ${file.length} does not match the index (${expected.size})`);
   if (info.datahash) {
-    const actual = sha256(data.compressed).toString('hex');
+    const actual = sha256(dataCompressed).toString('hex');
     if (actual !== info.datahash.toLowerCase()) throw new ApkChecksumError(`${what}: data stream does not match datahash (${actual} != ${info.datahash})`);
   }
+  const dataLimit: InflateLimit = { bytes: options.maxDataBytes ?? 2 * (info.size ?? 0) + DATA_SLACK_BYTES, what: 'data stream', option: 'maxDataBytes' };
+  const data = named(what, () => inflateMember(file, dataStart, dataLimit));
+  if (dataStart + data.compressed.length !== file.length) {
+    throw new ApkFormatError(`${what}: expected signature, control and data gzip streams, found more after the data stream`);
+  }
+  const dataTree = named(what, () => readTar(data.data));
   const files: ApkFileEntry[] = [];
   for (const entry of dataTree.entries) {
     const checksum = entry.pax['APK-TOOLS.checksum.SHA1'];
@@ -151,11 +206,10 @@ export function readPackage(bytes: Uint8Array, options: VerifyOptions & { name?:
   }
   const scripts: Record<string, Buffer> = {};
   for (const entry of controlTree.entries) if (entry.path !== '.PKGINFO' && entry.path.startsWith('.')) scripts[entry.path] = Buffer.from(entry.data);
-  const trustedBy = checkSignatures(what, signatures, signed, options);
   const result: ApkPackage = {
     info,
     pkginfoText,
-    identity: identityOf(signed),
+    identity,
     fileSize: bytes.byteLength,
     signatures,
     scripts,
@@ -312,24 +366,30 @@ export function sortIndexEntries(entries: IndexEntry[], compare: (a: string, b: 
   });
 }
 
-/** Parses and checks an `APKINDEX.tar.gz` (signature with `keys`, like apk's repository loading). */
-export function readIndex(bytes: Uint8Array, options: VerifyOptions & { name?: string } = {}): ApkIndex {
+/**
+ * Parses and checks an `APKINDEX.tar.gz` (signature with `keys`, like apk's repository loading).
+ * The index stream is the rest of the file after the signature stream, so the signature is
+ * checked on its compressed bytes before it is inflated (under `maxIndexBytes`).
+ */
+export function readIndex(bytes: Uint8Array, options: ReadIndexOptions = {}): ApkIndex {
   const what = options.name ?? 'APKINDEX';
-  const members = named(what, () => splitGzipMembers(bytes));
+  const file = asBuffer(bytes);
+  const indexLimit: InflateLimit = { bytes: options.maxIndexBytes ?? DEFAULT_MAX_INDEX_BYTES, what: 'index stream', option: 'maxIndexBytes' };
+  const signatureStream = findSignatureStream(what, file);
   let signatures: SignatureEntry[] = [];
-  let body = members[0]!;
-  if (members.length === 2) {
-    const sigTree = named(what, () => readTar(members[0]!.data));
-    signatures = signatureEntries(sigTree.entries);
-    if (signatures.length === 0 || sigTree.endMarker) throw new ApkFormatError(`${what}: first stream is not a signature`);
-    body = members[1]!;
-  } else if (members.length !== 1) {
-    throw new ApkFormatError(`${what}: expected 1 or 2 gzip streams, found ${members.length}`);
+  let bodyStart = 0;
+  if (signatureStream) {
+    signatures = signatureEntries(signatureStream.tree.entries);
+    if (signatureStream.tree.endMarker) throw new ApkFormatError(`${what}: first stream is not a signature`);
+    bodyStart = signatureStream.member.compressed.length;
+    if (bodyStart >= file.length) throw new ApkFormatError(`${what}: expected 1 or 2 gzip streams, found only a signature`);
   }
+  const trustedBy = checkSignatures(what, signatures, file.subarray(bodyStart), options);
+  const body = named(what, () => inflateMember(file, bodyStart, indexLimit));
+  if (bodyStart + body.compressed.length !== file.length) throw new ApkFormatError(`${what}: expected 1 or 2 gzip streams, found more`);
   const tree = named(what, () => readTar(body.data));
   const apkindex = tree.entries.find((e) => e.path === 'APKINDEX');
   if (!apkindex) throw new ApkFormatError(`${what}: no APKINDEX entry`);
-  const trustedBy = checkSignatures(what, signatures, body.compressed, options);
   const result: ApkIndex = { entries: parseIndexText(apkindex.data.toString('utf8')), signatures };
   const description = tree.entries.find((e) => e.path === 'DESCRIPTION');
   if (description) result.description = description.data.toString('utf8');
@@ -337,12 +397,39 @@ export function readIndex(bytes: Uint8Array, options: VerifyOptions & { name?: s
   return result;
 }
 
+/** A signature tar holds a few small entries: a first stream bigger than this is the index itself. */
+const MAX_SIGNATURE_STREAM_BYTES = 1 * MIB;
+
+/**
+ * The signature stream at the start of an index, or undefined when the file starts with its
+ * index stream (unsigned). Inflates at most MAX_SIGNATURE_STREAM_BYTES of the first stream, so
+ * an unsigned bomb is not inflated here.
+ */
+function findSignatureStream(what: string, file: Buffer): { member: GzipMember; tree: TarReadResult } | undefined {
+  let member: GzipMember;
+  try {
+    member = named(what, () => inflateMember(file, 0, { bytes: MAX_SIGNATURE_STREAM_BYTES, what: 'signature stream', option: 'never reported' }));
+  } catch (error) {
+    if (error instanceof ApkTooLargeError) return undefined;
+    throw error;
+  }
+  if (member.compressed.length === file.length) return undefined; // one stream: the index, unsigned
+  const tree = named(what, () => readTar(member.data));
+  if (!tree.entries[0]?.path.startsWith('.SIGN.')) throw new ApkFormatError(`${what}: first stream is not a signature`);
+  return { member, tree };
+}
+
 /** Whether bytes hold a package (.PKGINFO) or a repository index (APKINDEX). */
 export function apkFileKind(bytes: Uint8Array): 'package' | 'index' {
-  for (const member of splitGzipMembers(bytes)) {
+  const file = asBuffer(bytes);
+  // Both names sit in the first or second stream: the data stream is never inflated.
+  let offset = 0;
+  for (let stream = 0; stream < 2 && offset < file.length; stream++) {
+    const member = inflateMember(file, offset, { bytes: DEFAULT_MAX_INDEX_BYTES, what: 'control or index stream', option: 'maxIndexBytes' });
     const names = readTar(member.data).entries.map((e) => e.path);
     if (names.includes('.PKGINFO')) return 'package';
     if (names.includes('APKINDEX')) return 'index';
+    offset += member.compressed.length;
   }
   throw new ApkFormatError('neither an APK package (.PKGINFO) nor an APKINDEX');
 }

@@ -5,10 +5,10 @@ import { join } from 'node:path';
 import { fileAccessError, writeFilesAtomically } from '@psyops/core';
 import { indexTar, type SignatureType } from './archive.js';
 import { signatureMember } from './build.js';
-import { ApkChecksumError, ApkFormatError } from './errors.js';
+import { ApkFormatError } from './errors.js';
 import { gzipMember } from './gzip.js';
-import type { ApkKeyRing, ApkSigningKey } from './keys.js';
-import { formatIndexText, indexEntryOf, readIndex, readPackage, sortIndexEntries, type IndexEntry } from './read.js';
+import type { ApkSigningKey } from './keys.js';
+import { formatIndexText, indexEntryOf, readIndex, readPackage, sortIndexEntries, type IndexEntry, type ReadPackageOptions } from './read.js';
 import { compareVersions } from './version.js';
 
 export const INDEX_FILE = 'APKINDEX.tar.gz';
@@ -124,11 +124,9 @@ async function indexArch(archDir: string, arch: string, options: IndexOptions): 
 
 /**
  * Checks a package file against its index entry, as apk does before installing from a
- * repository: the `C:` identity (and `S:` size) must match.
+ * repository: the `S:` size and `C:` identity must match, both checked before the data stream
+ * is inflated.
  */
-export function checkAgainstIndex(bytes: Uint8Array, entry: IndexEntry, options: { keys?: ApkKeyRing; allowUntrusted?: boolean; name?: string } = {}): void {
-  const what = options.name ?? `${entry.name}-${entry.version}.apk`;
-  const pkg = readPackage(bytes, { ...options, name: what });
-  if (pkg.identity !== entry.identity) throw new ApkChecksumError(`${what}: package checksum ${pkg.identity} does not match the index (${entry.identity})`);
-  if (entry.size && pkg.fileSize !== entry.size) throw new ApkChecksumError(`${what}: size ${pkg.fileSize} does not match the index (${entry.size})`);
+export function checkAgainstIndex(bytes: Uint8Array, entry: IndexEntry, options: Omit<ReadPackageOptions, 'indexEntry'> = {}): void {
+  readPackage(bytes, { ...options, name: options.name ?? `${entry.name}-${entry.version}.apk`, indexEntry: entry });
 }

@@ -182,6 +182,21 @@ describe('psyops node create', () => {
     expect(errorLine(image).message).toContain(`-f to replace ${join(ws, 'secret.img')}`);
   });
 
+  it('refuses a --site-url with credentials in one line that never echoes the password, and writes nothing', async () => {
+    const before = snapshot(ws);
+    const result = await psyops(['node', 'create', 'n4', '--mac', MAC, '--site-url', 'http://node:hunter2-c0ffee@site.example.org/', '--out', 'n4.img'], {
+      cwd: ws,
+    });
+    expect(result.exitCode).not.toBe(0);
+    expect(errorLine(result)).toEqual({
+      code: 'BAD_NODE_INPUT',
+      message: '--site-url: the site URL of site.example.org carries credentials (user:password@): refused, the site is public and signed',
+    });
+    expect(`${result.stdout}${result.stderr}`).not.toContain('hunter2');
+    expect(existsSync(join(ws, 'n4.img'))).toBe(false);
+    expect(snapshot(ws)).toEqual(before);
+  });
+
   it('a bad MAC, name, option, output path or an existing node is one line and writes nothing', async () => {
     const before = snapshot(ws);
     const secretImage = sha256(join(ws, 'secret.img'));

@@ -1,10 +1,11 @@
 /**
  * build-iso: APK repositories + world + overlay → a signed, reproducible, hybrid BIOS/UEFI ISO.
  * One function per stage (in their own modules, each cached by the hash of its inputs); this one
- * calls them in order and writes the outputs only once all of them are complete.
+ * calls them in order and writes the outputs only once all of them are complete. It holds the
+ * cache directory and the output directory locked (lock.ts) for the whole build.
  */
 import { randomBytes } from 'node:crypto';
-import { copyFile, mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, open, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { resolve as resolveWorld, type ResolvedPackage } from '@psyops/apkpkg';
 import { findProgram, runTool, sha256File } from '@psyops/core';
@@ -13,6 +14,7 @@ import { apkovlStage, type BuildInfo } from './apkovl.js';
 import { efiStage, volumeIdFor } from './bootloader.js';
 import { ImageConfigError } from './errors.js';
 import { initramfsStage } from './initramfs.js';
+import { CACHE_LOCK, type DirectoryLock, type LockOptions, lockDirectory, OUTPUT_LOCK } from './lock.js';
 import { isoStage } from './iso.js';
 import { fetchPackages, type FetchedPackage, type FetchPackagesOptions } from './packages.js';
 import { loadRepositories, type LoadedRepository, type RepositorySource } from './repositories.js';
@@ -59,11 +61,17 @@ export interface BuildIsoOptions {
   rebuild?: boolean;
   /** Directory whose git revision and dirty flag go into /etc/psyopsOS/iso.json (e.g. the workspace). */
   gitDir?: string;
+  /**
+   * How long to wait while another build holds the cache or output directory (default 20
+   * minutes, reported as a `lock` progress event); 0 fails at once naming the holder's PID.
+   */
+  lockWaitMs?: number;
   onProgress?: (event: BuildProgress) => void;
   signal?: AbortSignal;
 }
 
 export type StageName =
+  | 'lock'
   | 'indexes'
   | 'resolve'
   | 'fetch'
@@ -137,16 +145,57 @@ function stepReporter(report: (event: BuildProgress) => void, timings: BuildIsoR
 /** A step that is not cached. */
 const uncached = async <T>(value: T | Promise<T>): Promise<StageResult<T>> => ({ value: await value, cached: false });
 
+const DEFAULT_LOCK_WAIT_MS = 20 * 60_000;
+
 /**
  * Builds the image and writes `<image.outDir>/psyopsOS-<release>-<arch>.iso` with its `.minisig`
  * and `.json` manifest.
  */
 export async function buildIso(options: BuildIsoOptions): Promise<BuildIsoResult> {
-  const { image, cacheDir, signal, siteUrl } = options;
-  const { world, hostname, overlay, kernel: kernelFlavor } = image;
-  const arch = validatedArch(image);
+  const arch = validatedArch(options.image);
   await requireHostTools();
   const report = options.onProgress ?? (() => undefined);
+  const locks = await lockBuildDirectories(options, report);
+  try {
+    await recoverInterruptedPublish(options.image.outDir);
+    return await buildLocked(options, arch, report);
+  } finally {
+    for (const lock of locks.reverse()) await lock.release();
+  }
+}
+
+/**
+ * The cache directory, then the output directory (always in this order, so two builds sharing
+ * only one of them cannot deadlock). A wait is reported as the `lock` stage.
+ */
+async function lockBuildDirectories(options: BuildIsoOptions, report: (event: BuildProgress) => void): Promise<DirectoryLock[]> {
+  const started = performance.now();
+  const holders: number[] = [];
+  const lockOptions: LockOptions = {
+    waitMs: options.lockWaitMs ?? DEFAULT_LOCK_WAIT_MS,
+    onWait: (owner, file) => {
+      if (holders.length === 0) report({ stage: 'lock', state: 'start' });
+      holders.push(owner.pid);
+      report({ stage: 'lock', state: 'progress', done: 0, total: 1, item: `waiting for pid ${owner.pid}, which holds ${file}` });
+    },
+    ...(options.signal ? { signal: options.signal } : {}),
+  };
+  const locks = [await lockDirectory(options.cacheDir, CACHE_LOCK, lockOptions)];
+  try {
+    locks.push(await lockDirectory(options.image.outDir, OUTPUT_LOCK, lockOptions));
+  } catch (error) {
+    await locks[0]!.release();
+    throw error;
+  }
+  if (holders.length > 0) {
+    report({ stage: 'lock', state: 'done', cached: false, ms: Math.round(performance.now() - started), detail: `waited for pid ${holders.join(', pid ')}` });
+  }
+  return locks;
+}
+
+async function buildLocked(options: BuildIsoOptions, arch: string, report: (event: BuildProgress) => void): Promise<BuildIsoResult> {
+  const { image, cacheDir, signal, siteUrl } = options;
+  const { world, hostname, overlay, kernel: kernelFlavor } = image;
   const stages: BuildIsoResult['stages'] = [];
   const step = stepReporter(report, stages);
   const cache = { dir: cacheDir, rebuild: options.rebuild ?? false };
@@ -318,9 +367,16 @@ function imageManifest(facts: ImageFacts, file: { filename: string; size: number
   };
 }
 
+/** Names in outDir: a set being written (removed if a build dies), and a complete set being moved into place. */
+const STAGING_PREFIX = '.build-';
+const COMPLETE_PREFIX = '.publish-';
+
 /**
- * The sign step and the outputs: the ISO copied into a hidden folder inside outDir, signed, its
- * manifest written, then the three renamed into place together.
+ * The sign step and the outputs, published together: the ISO, its `.minisig` and manifest are
+ * written (and fsynced) into a hidden folder inside outDir, which is renamed to mark the set
+ * complete, and then moved into place file by file, the ISO last (whoever sees the new ISO finds
+ * its signature and manifest). A crash while moving leaves the complete set, and the next build
+ * finishes moving it (recoverInterruptedPublish) before anything else.
  */
 async function publishImage(
   output: { iso: string; outDir: string; secretKey: SecretKey; step: Step },
@@ -329,7 +385,8 @@ async function publishImage(
   const { outDir } = output;
   const filename = basename(output.iso);
   await mkdir(outDir, { recursive: true });
-  const staging = join(outDir, `.build-${randomBytes(4).toString('hex')}`);
+  const id = randomBytes(4).toString('hex');
+  const staging = join(outDir, `${STAGING_PREFIX}${id}`);
   const iso = join(outDir, filename);
   const manifestPath = join(outDir, filename.replace(/\.iso$/, '.json'));
   try {
@@ -342,14 +399,46 @@ async function publishImage(
         trustedComment: `filename=${filename} version=${manifest.version} kernel=${manifest.kernel} alpine=${manifest.alpine}`,
       });
       await writeFile(join(staging, `${filename}.minisig`), signature);
-      await writeFile(join(staging, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+      await writeFile(join(staging, basename(manifestPath)), `${JSON.stringify(manifest, null, 2)}\n`);
+      for (const name of await readdir(staging)) await syncToDisk(join(staging, name));
       return uncached(manifest);
     });
-    await rename(join(staging, filename), iso);
-    await rename(join(staging, `${filename}.minisig`), `${iso}.minisig`);
-    await rename(join(staging, 'manifest.json'), manifestPath);
+    const complete = join(outDir, `${COMPLETE_PREFIX}${id}`);
+    await rename(staging, complete);
+    await syncToDisk(outDir);
+    await moveSetIntoPlace(complete, outDir);
     return { iso, signature: `${iso}.minisig`, manifestPath, manifest };
   } finally {
     await rm(staging, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Finishes what a build that died while publishing left in outDir: a complete set is moved into
+ * place, an unfinished one removed. Only while holding outDir's lock (no other build is publishing).
+ */
+export async function recoverInterruptedPublish(outDir: string): Promise<void> {
+  const entries = await readdir(outDir).catch(() => [] as string[]);
+  for (const entry of entries) {
+    if (entry.startsWith(COMPLETE_PREFIX)) await moveSetIntoPlace(join(outDir, entry), outDir);
+    else if (entry.startsWith(STAGING_PREFIX)) await rm(join(outDir, entry), { recursive: true, force: true });
+  }
+}
+
+/** Renames every file of the set directory into outDir, the ISO last, then removes the empty directory. */
+async function moveSetIntoPlace(setDir: string, outDir: string): Promise<void> {
+  const names = (await readdir(setDir)).sort((a, b) => Number(a.endsWith('.iso')) - Number(b.endsWith('.iso')));
+  for (const name of names) await rename(join(setDir, name), join(outDir, name));
+  await syncToDisk(outDir);
+  await rmdir(setDir);
+}
+
+/** fsync of a file or directory (a directory's fsync makes the renames in it durable). */
+async function syncToDisk(path: string): Promise<void> {
+  const handle = await open(path, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
   }
 }

@@ -10,3 +10,4 @@ export type { DefaultImageOptions } from './default-image.js';
 export { bootInQemu, linkEndpoint, linkMac, NotAnIsoError, QemuAbortedError, QemuOptionError } from './qemu.js';
 export type { QemuBootOptions, QemuBootResult, QemuDrive, QemuForward, QemuLink, QemuNetwork, QemuPublish } from './qemu.js';
 export { ImageConfigError } from './errors.js';
+export { DirectoryLockedError } from './lock.js';

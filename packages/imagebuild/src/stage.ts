@@ -2,7 +2,9 @@
  * Stage cache: each stage's output lives in `<cacheDir>/stages/<name>-<hash of its inputs>/`,
  * built in a temporary directory and renamed into place only when complete, so an interrupted
  * build never leaves a stage that looks finished. Beside its files a stage keeps its result
- * (`result.json`), so a cached stage answers exactly as a fresh one.
+ * (`result.json`), so a cached stage answers exactly as a fresh one. Replacing and pruning stages
+ * is safe only for one build at a time: callers hold the cache directory's lock (lock.ts,
+ * CACHE_LOCK) while they run stages, as buildIso does.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';

@@ -20,6 +20,18 @@ export class SiteUnreachableError extends PsyopsError {
   override readonly code = 'SITE_UNREACHABLE';
 }
 
+/** A fetch hit one of its limits: the deadline, the size limit or the redirect rules. */
+export class FetchLimitError extends PsyopsError {
+  override readonly code = 'FETCH_LIMIT';
+
+  constructor(
+    message: string,
+    readonly limit: 'deadline' | 'size' | 'redirect',
+  ) {
+    super(message);
+  }
+}
+
 /** An age file cannot be decrypted: not age, not for this identity, tampered with or truncated. */
 export class AgeDecryptError extends PsyopsError {
   override readonly code = 'AGE_DECRYPT_FAILED';

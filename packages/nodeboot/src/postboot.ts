@@ -15,7 +15,7 @@ export interface PostbootOptions {
   siteAttempts?: number;
   /** Wait before the second attempt, doubled each time (default 1000 ms). */
   siteRetryDelayMs?: number;
-  /** Per request (default 10 000 ms). */
+  /** Deadline of each fetch, connection to last byte (default 10 000 ms). */
   fetchTimeoutMs?: number;
   /** How long to wait for the secret volume to appear, e.g. while USB enumerates (default 5000 ms). */
   secretWaitMs?: number;

@@ -53,15 +53,20 @@ export function normalizeMac(mac: string): string {
   return normalized;
 }
 
-/** An http(s) site URL without trailing slashes; NodeInputError naming `source` otherwise. */
+/** The text with anything between `//` and `@` masked: an error must not echo a password. */
+const maskCredentials = (text: string) => text.replace(/\/\/[^/]*@/, '//…@');
+
+/**
+ * An http(s) site URL without trailing slashes; NodeInputError naming `source` otherwise. A URL with
+ * credentials (`user:pass@`) is refused: the site is public and signed, and a password on the secret
+ * volume or in the image would travel in the clear over plain HTTP.
+ */
 export function parseSiteUrl(url: string, source: string): string {
   const trimmed = url.trim();
-  let parsed: URL;
-  try {
-    parsed = new URL(trimmed);
-  } catch {
-    throw new NodeInputError(`${source}: "${trimmed}" is not a URL`);
-  }
+  const parsed = URL.parse(trimmed);
+  if (parsed === null) throw new NodeInputError(`${source}: "${maskCredentials(trimmed)}" is not a URL`);
+  if (parsed.username !== '' || parsed.password !== '')
+    throw new NodeInputError(`${source}: the site URL of ${parsed.host} carries credentials (user:password@): refused, the site is public and signed`);
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new NodeInputError(`${source}: "${trimmed}" is not an http(s) URL`);
   return trimmed.replace(/\/+$/, '');
 }

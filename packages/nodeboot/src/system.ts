@@ -18,7 +18,9 @@ import {
   writeFileSync,
   writeSync,
 } from 'node:fs';
+import type { ClientRequest } from 'node:http';
 import { dirname, join, normalize } from 'node:path';
+import { FetchLimitError } from './errors.js';
 
 export interface CommandResult {
   exitCode: number;
@@ -30,6 +32,18 @@ export interface FetchResult {
   status: number;
   body: Buffer;
 }
+
+/** What one fetch may cost: a hostile network must not hang the node nor fill its RAM. */
+export interface FetchLimits {
+  /** Wall-clock deadline of the whole fetch: connecting, redirects, headers and the complete body. */
+  deadlineMs: number;
+  /** The most body bytes accepted: a larger Content-Length is refused at once, a longer body aborted at the limit. */
+  maxBytes: number;
+  /** Redirects followed at most (default 3), each within the first URL's origin, never from https to http. */
+  maxRedirects?: number;
+}
+
+const DEFAULT_MAX_REDIRECTS = 3;
 
 export interface NetworkInterface {
   name: string;
@@ -70,7 +84,8 @@ export interface NodeSystem {
   exists(path: string): Promise<boolean>;
   /** One line on the console(s). */
   console(line: string): void;
-  fetch(url: string, timeoutMs: number): Promise<FetchResult>;
+  /** GET `url` within `limits`; rejects with FetchLimitError when a limit is hit. */
+  fetch(url: string, limits: FetchLimits): Promise<FetchResult>;
   /** Milliseconds since the epoch. */
   now(): number;
   sleep(ms: number): Promise<void>;
@@ -174,25 +189,62 @@ export abstract class RootedSystem implements NodeSystem {
 
   /**
    * node:http rather than fetch(): fetch loads undici, seconds of start-up under emulation. Each
-   * module is loaded on first use, node:https (TLS) only for an https site.
+   * module is loaded on first use, node:https (TLS) only for an https site (redirects keep the origin,
+   * hence the scheme).
    */
-  async fetch(url: string, timeoutMs: number, redirects = 3): Promise<FetchResult> {
-    const { get } = url.startsWith('https:') ? await import('node:https') : await import('node:http');
+  async fetch(url: string, limits: FetchLimits): Promise<FetchResult> {
+    const first = new URL(url);
+    const { get } = first.protocol === 'https:' ? await import('node:https') : await import('node:http');
+    const maxRedirects = limits.maxRedirects ?? DEFAULT_MAX_REDIRECTS;
     return new Promise((resolve, reject) => {
-      const request = get(url, { timeout: timeoutMs }, (response) => {
-        const location = response.headers.location;
-        if (response.statusCode && response.statusCode >= 300 && response.statusCode < 400 && location && redirects > 0) {
-          response.resume();
-          resolve(this.fetch(new URL(location, url).href, timeoutMs, redirects - 1));
-          return;
-        }
-        const chunks: Buffer[] = [];
-        response.on('data', (chunk: Buffer) => chunks.push(chunk));
-        response.on('end', () => resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks) }));
-        response.on('error', reject);
-      });
-      request.on('timeout', () => request.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-      request.on('error', reject);
+      let request: ClientRequest | undefined;
+      let settled = false;
+      const fail = (error: Error) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(deadline);
+        request?.destroy();
+        reject(error);
+      };
+      const refuse = (why: string, limit: FetchLimitError['limit']) => fail(new FetchLimitError(`GET ${url}: ${why}`, limit));
+      // One timer for everything: a socket idle timeout alone lets a server drip one byte a second forever.
+      const deadline = setTimeout(() => refuse(`no complete answer within the deadline of ${limits.deadlineMs} ms`, 'deadline'), limits.deadlineMs);
+
+      const follow = (current: URL, redirectsLeft: number) => {
+        request = get(current, (response) => {
+          const status = response.statusCode ?? 0;
+          const location = response.headers.location;
+          if (status >= 300 && status < 400 && location !== undefined) {
+            response.resume();
+            const next = URL.parse(location, current.href);
+            if (next === null) return refuse('redirect to an invalid URL', 'redirect');
+            if (current.protocol === 'https:' && next.protocol === 'http:') return refuse('redirect from https to http refused', 'redirect');
+            if (next.origin !== first.origin) return refuse(`redirect to ${next.origin} refused (only within ${first.origin})`, 'redirect');
+            if (redirectsLeft === 0) return refuse(`more than the limit of ${maxRedirects} redirects`, 'redirect');
+            return follow(next, redirectsLeft - 1);
+          }
+          const declared = Number(response.headers['content-length']);
+          if (declared > limits.maxBytes) return refuse(`Content-Length ${declared} exceeds the limit of ${limits.maxBytes} bytes`, 'size');
+          const chunks: Buffer[] = [];
+          let received = 0;
+          response.on('data', (chunk: Buffer) => {
+            received += chunk.length;
+            if (received > limits.maxBytes) return refuse(`the body exceeds the limit of ${limits.maxBytes} bytes`, 'size');
+            chunks.push(chunk);
+          });
+          response.on('end', () => {
+            if (settled) return;
+            settled = true;
+            clearTimeout(deadline);
+            resolve({ status, body: Buffer.concat(chunks) });
+          });
+          response.on('error', fail);
+          // Closed before 'end': the server hung up mid-body.
+          response.on('close', () => fail(new Error(`GET ${url}: the connection closed before the end of the body`)));
+        });
+        request.on('error', fail);
+      };
+      follow(first, maxRedirects);
     });
   }
 

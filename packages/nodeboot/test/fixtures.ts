@@ -1,10 +1,10 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, onTestFinished } from 'vitest';
 import { createCa, encodeCertificatePem, encodeHostPrivateKey, generateHostKeyPair, issueHostCertificate, parseCidr } from '@psyops/psynet';
-import { encodePublicKey, generateKeyPair, type SecretKey } from '@psyops/signing';
+import { encodePublicKey, generateKeyPair, signBytes, type SecretKey } from '@psyops/signing';
 import { buildSite, serveSite, type Lighthouse, type SiteServer } from '@psyops/siteapi';
 import { generateNodeSecrets, writeSecretImage, type NodeSecrets } from '../src/node-secrets.js';
 
@@ -95,4 +95,27 @@ export async function makeWorld(): Promise<World> {
   const server = await serveSite({ root: siteDir });
   afterAll(() => server.close());
   return { dir, signingKey, secrets, image, siteDir, publish, server };
+}
+
+/**
+ * A site of its own for one node definition (`config` is its `config`), served on 127.0.0.1; `sign`
+ * replaces the published config with any document, signed as site build signs it (for what site
+ * build itself would refuse).
+ */
+export async function siteFor(world: World, config: object): Promise<{ url: string; siteDir: string; sign(document: object): void }> {
+  const dir = tempDir('ownsite');
+  const nodesDir = join(dir, 'nodes');
+  const siteDir = join(dir, 'site');
+  await mkdir(nodesDir);
+  await writeFile(join(nodesDir, `${NODE}.json`), JSON.stringify({ ageRecipient: world.secrets.ageRecipient, config }));
+  await buildSite({ outDir: siteDir, signingKey: world.signingKey, nodesDir, lighthouses: LIGHTHOUSES, timestamp: 1_790_000_000 });
+  const server = await serveSite({ root: siteDir });
+  afterAll(() => server.close());
+  const path = `nodes/${NODE}.json`;
+  const sign = (document: object) => {
+    const json = Buffer.from(JSON.stringify(document));
+    writeFileSync(join(siteDir, path), json);
+    writeFileSync(join(siteDir, `${path}.minisig`), signBytes(json, world.signingKey, { trustedComment: `timestamp:1790000000\tfile:${path}` }));
+  };
+  return { url: server.url, siteDir, sign };
 }

@@ -3,11 +3,12 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync }
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildSite, serveSite } from '@psyops/siteapi';
 import { NODE_PATHS, TempRootSystem, runPostboot, type NodeStatus, type PostbootOptions } from '../src/index.js';
-import { FILE_SECRET, K3S_TOKEN, LIGHTHOUSES, MAC, NODE, makeWorld, tempDir, type World } from './fixtures.js';
+import { FILE_SECRET, K3S_TOKEN, LIGHTHOUSES, MAC, NODE, makeWorld, siteFor, tempDir, type World } from './fixtures.js';
 
 const FAST: PostbootOptions = { secretWaitMs: 0, siteAttempts: 3, siteRetryDelayMs: 100, fetchTimeoutMs: 5000 };
 
@@ -410,5 +411,173 @@ describe('postboot against a temporary root, a real secret image and a real serv
     expect((await runPostboot(system, FAST)).exitCode).toBe(1);
     expect(lastLine(system)).toBe('psyopsOS: postboot finished status=failed hostname=psyopsOS-unconfigured config=none secret=invalid');
     expect(statusOf(root).steps[0]!.reason).toMatch(/age\.key must hold exactly one age identity/);
+  });
+});
+
+describe('postboot on a hostile network and with hostile configs', () => {
+  let world: World;
+  beforeAll(async () => {
+    world = await makeWorld();
+  });
+
+  it('a site that drips one byte a second: bounded by deadline × attempts, then the last good config and status.json', async () => {
+    const root = nodeRoot(world.server.url);
+    expect((await runPostboot(bootSystem(world, root), FAST)).exitCode).toBe(0);
+
+    const drip = createServer((_request, response) => {
+      response.writeHead(200, { 'content-length': '1000' });
+      const timer = setInterval(() => response.write('{'), 1000);
+      response.on('close', () => clearInterval(timer));
+    });
+    await new Promise<void>((resolve) => drip.listen(0, '127.0.0.1', resolve));
+    try {
+      writeFileSync(join(root, 'etc/psyopsOS/site.url'), `http://127.0.0.1:${(drip.address() as AddressInfo).port}\n`);
+      reboot(root);
+      const system = bootSystem(world, root);
+      const began = Date.now();
+      const result = await runPostboot(system, { ...FAST, siteAttempts: 2, fetchTimeoutMs: 1000 });
+      // Two attempts at the first document (the lighthouses) at 1 s each; the config then fails at once.
+      expect(Date.now() - began).toBeLessThan(2 * 1000 + 3000);
+      expect(result.exitCode).toBe(2);
+      const status = statusOf(root);
+      expect(status.config).toMatchObject({ version: 3, source: 'last-good', signature: 'not-fetched' });
+      expect(status.config.reason).toMatch(/unreachable \(psynet\/lighthouses\.json: GET .*: no complete answer within the deadline of 1000 ms, 2 attempts\)/);
+      expect(read(root, '/etc/app/token')).toBe(FILE_SECRET);
+    } finally {
+      drip.closeAllConnections();
+      await new Promise((resolve) => drip.close(resolve));
+    }
+  });
+
+  it('a site answering 400 MiB: refused without retries, the last good config applied', async () => {
+    const root = nodeRoot(world.server.url);
+    expect((await runPostboot(bootSystem(world, root), FAST)).exitCode).toBe(0);
+    let requests = 0;
+    const huge = createServer((_request, response) => {
+      requests++;
+      response.writeHead(200, { 'content-length': String(400 * 1024 * 1024) });
+      response.write(Buffer.alloc(64 * 1024));
+    });
+    await new Promise<void>((resolve) => huge.listen(0, '127.0.0.1', resolve));
+    try {
+      writeFileSync(join(root, 'etc/psyopsOS/site.url'), `http://127.0.0.1:${(huge.address() as AddressInfo).port}\n`);
+      reboot(root);
+      expect((await runPostboot(bootSystem(world, root), FAST)).exitCode).toBe(2);
+      expect(requests).toBe(1);
+      expect(statusOf(root).config).toMatchObject({ version: 3, source: 'last-good' });
+      expect(statusOf(root).config.reason).toMatch(/Content-Length 419430400 exceeds the limit of 1048576 bytes, 1 attempt\)$/);
+    } finally {
+      huge.closeAllConnections();
+      await new Promise((resolve) => huge.close(resolve));
+    }
+  });
+
+  it('a site URL with credentials is refused, the password never echoed: in the image, and on the volume', async () => {
+    const password = 'hunter2-c0ffee';
+    const url = new URL(world.server.url);
+    url.username = 'node';
+    url.password = password;
+
+    const root = nodeRoot(url.href);
+    const system = bootSystem(world, root);
+    expect((await runPostboot(system, FAST)).exitCode).toBe(2);
+    const status = statusOf(root);
+    expect(status.siteUrl).toBeNull();
+    expect(status.steps[0]!.reason).toMatch(/ignoring \/etc\/psyopsOS\/site\.url: .*carries credentials \(user:password@\): refused/);
+    const logs = readdirSync(join(root, 'var/log')).filter((n) => n.startsWith('postboot.'));
+    expect([read(root, NODE_PATHS.status), read(root, `/var/log/${logs[0]}`), system.consoleLines.join('\n')].join('\n')).not.toContain(password);
+
+    const { writeSecretImage } = await import('../src/node-secrets.js');
+    const image = join(tempDir('credimage'), 'secret.img');
+    await writeSecretImage(image, [...world.secrets.files, { name: 'site.url', data: `${url.href}\n`, mode: 0o644 }]);
+    const volumeRoot = nodeRoot(world.server.url);
+    const volumeSystem = new TempRootSystem({ root: volumeRoot, devices: { 'psyops-secret': image }, interfaces: [{ name: 'eth0', mac: MAC }] });
+    expect((await runPostboot(volumeSystem, FAST)).exitCode).toBe(1);
+    expect(statusOf(volumeRoot).secret).toBe('invalid');
+    expect(statusOf(volumeRoot).steps[0]!.reason).toMatch(/site\.url: the site URL of 127\.0\.0\.1:\d+ carries credentials/);
+    expect(read(volumeRoot, NODE_PATHS.status)).not.toContain(password);
+  });
+
+  it("the node's generated validators refuse bad service and package names too (the bundle's check)", async () => {
+    const { validatorsSource } = await import('../src/config-validation.build.js');
+    const file = join(tempDir('nodevalidators'), 'validators.mjs');
+    writeFileSync(file, validatorsSource());
+    const generated = (await import(pathToFileURL(file).href)) as typeof import('@psyops/siteapi/validators');
+    const base = JSON.parse(readFileSync(join(world.siteDir, 'nodes', `${NODE}.json`), 'utf8'));
+    expect(generated.checkNodeConfig({ ...base, packages: ['curl', 'py3-pip@edge', 'g++'], services: ['app', 'net.eth0'] }).ok).toBe(true);
+    for (const [field, bad] of [
+      ['services', '../evil'],
+      ['services', '-x'],
+      ['services', 'a/b'],
+      ['services', 'a..b'],
+      ['packages', '--force'],
+      ['packages', '.hidden'],
+      ['packages', 'a b'],
+    ] as const) {
+      expect(generated.checkNodeConfig({ ...base, [field]: [bad] }), bad).toMatchObject({
+        ok: false,
+        error: expect.stringMatching(new RegExp(`^${field}\\.0: `)),
+      });
+    }
+  });
+
+  it('a secret file without a mode lands 0600, a plain one 0644', async () => {
+    const site = await siteFor(world, {
+      version: 1,
+      files: [
+        { path: '/etc/app/default-secret', content: { secret: FILE_SECRET } },
+        { path: '/etc/app/plain', content: 'plain\n' },
+      ],
+    });
+    const published = JSON.parse(readFileSync(join(site.siteDir, 'nodes', `${NODE}.json`), 'utf8'));
+    expect(published.files.map((f: { mode: string }) => f.mode)).toEqual(['0600', '0644']);
+    const root = nodeRoot(site.url);
+    expect((await runPostboot(bootSystem(world, root), FAST)).exitCode).toBe(0);
+    expect(read(root, '/etc/app/default-secret')).toBe(FILE_SECRET);
+    expect(mode(root, '/etc/app/default-secret')).toBe(0o600);
+    expect(mode(root, '/etc/app/plain')).toBe(0o644);
+  });
+
+  it('a signed config with setuid bits not allowed, or a bad service or package name, is not applied', async () => {
+    const site = await siteFor(world, { version: 1 });
+    const base = JSON.parse(readFileSync(join(site.siteDir, 'nodes', `${NODE}.json`), 'utf8'));
+
+    // Special bits: the file is refused on the node (site build refuses it before); with allowSpecialBits it is written.
+    site.sign({
+      ...base,
+      files: [
+        { path: '/usr/local/bin/suid', mode: '4755', content: '#!/bin/sh\n' },
+        { path: '/usr/local/bin/allowed', mode: '2755', allowSpecialBits: true, content: '#!/bin/sh\n' },
+      ],
+    });
+    const root = nodeRoot(site.url);
+    expect((await runPostboot(bootSystem(world, root), FAST)).exitCode).toBe(2);
+    expect(statusOf(root).problems).toContainEqual(
+      'config: version 1 applied (signature verified); file /usr/local/bin/suid: mode 4755 has setuid, setgid or sticky bits and the file does not set allowSpecialBits',
+    );
+    expect(() => read(root, '/usr/local/bin/suid')).toThrow();
+    expect(statSync(join(root, '/usr/local/bin/allowed')).mode & 0o7777).toBe(0o2755);
+
+    for (const [field, bad] of [
+      ['services', '../../../tmp/evil'],
+      ['packages', '--allow-untrusted'],
+      ['packages', 'curl/../x'],
+    ] as const) {
+      site.sign({ ...base, version: 2, [field]: [bad] });
+      const fresh = nodeRoot(site.url);
+      const system = bootSystem(world, fresh);
+      expect((await runPostboot(system, FAST)).exitCode, bad).toBe(2);
+      expect(statusOf(fresh).config, bad).toMatchObject({ version: null, signature: 'refused' });
+      expect(statusOf(fresh).config.reason, bad).toMatch(
+        new RegExp(`^nodes/${NODE}\\.json: ${field}\\.0: must be an ${field === 'services' ? 'OpenRC service' : 'APK package'} name`),
+      );
+      expect(
+        system.effects
+          .filter((e) => e.kind === 'run' || e.kind === 'start')
+          .map((e) => e.detail)
+          .join(' '),
+        bad,
+      ).not.toContain(bad);
+    }
   });
 });

@@ -336,7 +336,13 @@ export async function buildSite(options: BuildSiteOptions): Promise<BuildSiteRes
         packages: config.packages,
         services: config.services,
         files: await Promise.all(
-          config.files.map(async (f) => ({ path: f.path, mode: f.mode, content: typeof f.content === 'string' ? f.content : await encrypt(f.content) })),
+          config.files.map(async (f) => ({
+            path: f.path,
+            mode: f.mode,
+            // The node refuses setuid, setgid and sticky modes unless the file says they are meant.
+            ...(f.allowSpecialBits ? { allowSpecialBits: true } : {}),
+            content: typeof f.content === 'string' ? f.content : await encrypt(f.content),
+          })),
         ),
         ...(config.k3s
           ? {

@@ -6,6 +6,38 @@ export { NODE_NAME };
 const absolutePath = z.string().regex(/^\/[^\0]*$/, 'must be an absolute path');
 const fileMode = z.string().regex(/^0?[0-7]{3,4}$/, 'must be an octal mode such as "0644"');
 
+/**
+ * An APK package (`name`, or `name@tag` for a tagged repository) or an OpenRC service: a conservative
+ * charset, no `/`, no `..`, no leading `-`. The node passes them to `apk add` and to
+ * `/etc/init.d/<name>`: nothing in them may read as an option or a path.
+ */
+const SAFE_NAME = '(?!.*\\.\\.)[A-Za-z0-9][A-Za-z0-9._+-]{0,127}';
+const packageName = z
+  .string()
+  .regex(
+    new RegExp(`^${SAFE_NAME}(@[A-Za-z0-9][A-Za-z0-9._-]{0,63})?$`),
+    'must be an APK package name (letters, digits and ._+-, starting with a letter or digit, no ..), optionally @tag',
+  );
+const serviceName = z
+  .string()
+  .regex(new RegExp(`^${SAFE_NAME}$`), 'must be an OpenRC service name (letters, digits and ._+-, starting with a letter or digit, no ..)');
+
+/** Modes above 0777 (setuid, setgid, sticky) only when the file says so. */
+const hasSpecialBits = (mode: string | undefined) => mode !== undefined && Number.parseInt(mode, 8) > 0o777;
+
+const MODE_DESCRIPTION =
+  'Octal mode. Default: "0600" for a secret, "0644" for plain text (site build writes it out). Above 0777 (setuid, setgid, sticky) only with allowSpecialBits.';
+
+/** What the published and the workspace file have in common but their content and mode default. */
+const fileFields = {
+  path: absolutePath,
+  allowSpecialBits: z.boolean().optional().describe('true to allow a mode above 0777 (setuid, setgid, sticky bits); refused otherwise.'),
+};
+const contentOf = <S extends z.ZodType>(secret: S) => z.union([z.string(), secret]).describe('File content: plain text, or a secret.');
+const specialBitsNeedConsent = (file: { mode?: string | undefined; allowSpecialBits?: boolean | undefined }) =>
+  !hasSpecialBits(file.mode) || file.allowSpecialBits === true;
+const SPECIAL_BITS_REFUSED = { message: 'a mode above 0777 (setuid, setgid, sticky) needs "allowSpecialBits": true', path: ['mode'] };
+
 // ---------- workspace inputs ----------
 
 /** A secret in a workspace node definition, in plaintext: `{ "secret": "…" }`. */
@@ -18,25 +50,16 @@ export const encryptedSecretSchema = z
   .strictObject({ age: z.string().startsWith('-----BEGIN AGE ENCRYPTED FILE-----') })
   .describe("A secret encrypted with age to the node's X25519 recipient, ASCII-armored.");
 
-function nodeConfigShape<S extends z.ZodType>(secret: S) {
+function nodeConfigShape<S extends z.ZodType, F extends z.ZodType>(secret: S, file: F) {
   return {
     version: z.number().int().min(1).describe('Config version; nodeboot reports it and keeps the last good one.'),
     hostname: z
       .string()
       .regex(/^[a-zA-Z0-9][a-zA-Z0-9.-]{0,252}$/)
       .describe('Hostname the node sets.'),
-    packages: z.array(z.string().min(1)).default([]).describe('APK packages to add.'),
-    services: z.array(z.string().min(1)).default([]).describe('OpenRC services to enable and start.'),
-    files: z
-      .array(
-        z.strictObject({
-          path: absolutePath,
-          mode: fileMode.default('0644'),
-          content: z.union([z.string(), secret]).describe('File content: plain text, or a secret.'),
-        }),
-      )
-      .default([])
-      .describe('Files to write.'),
+    packages: z.array(packageName).default([]).describe('APK packages to add (`name` or `name@tag`).'),
+    services: z.array(serviceName).default([]).describe('OpenRC services to enable and start.'),
+    files: z.array(file).default([]).describe('Files to write.'),
     k3s: z
       .strictObject({
         role: z.enum(['server', 'agent']),
@@ -59,6 +82,23 @@ function nodeConfigShape<S extends z.ZodType>(secret: S) {
       .describe('Extra psynet (Nebula) inbound firewall rules.'),
   };
 }
+
+/** A workspace file: its mode, when left out, from its content (a secret is 0600: never world-readable by default). */
+const workspaceFileSchema = z
+  .strictObject({ ...fileFields, mode: fileMode.optional().describe(MODE_DESCRIPTION), content: contentOf(plainSecretSchema) })
+  .refine(specialBitsNeedConsent, SPECIAL_BITS_REFUSED)
+  .transform((file) => ({ ...file, mode: file.mode ?? (typeof file.content === 'string' ? '0644' : '0600') }));
+
+/**
+ * A published file: site build always writes its mode; "0644" fills in for a hand-made document.
+ * The special-bits rule is nodeboot's here, checked before it writes the file: a JSON Schema (the
+ * node's generated validators) cannot relate two fields, and zod and the node must agree.
+ */
+const publishedFileSchema = z.strictObject({
+  ...fileFields,
+  mode: fileMode.default('0644').describe(MODE_DESCRIPTION),
+  content: contentOf(encryptedSecretSchema),
+});
 
 /**
  * A node in the workspace: `nodes/<name>.json`. Secrets are plaintext here; the workspace is
@@ -84,8 +124,8 @@ export const nodeDefinitionSchema = z.strictObject({
     .optional()
     .describe('Present when the node is a psynet lighthouse (recorded by `psyops node create --lighthouse`); site build publishes its endpoints.'),
   config: z.strictObject({
-    ...nodeConfigShape(plainSecretSchema),
-    hostname: nodeConfigShape(plainSecretSchema).hostname.optional().describe('Hostname; default: the node name.'),
+    ...nodeConfigShape(plainSecretSchema, workspaceFileSchema),
+    hostname: nodeConfigShape(plainSecretSchema, workspaceFileSchema).hostname.optional().describe('Hostname; default: the node name.'),
   }),
 });
 export type NodeDefinition = z.infer<typeof nodeDefinitionSchema>;
@@ -111,7 +151,7 @@ export type Lighthouse = z.infer<typeof lighthouseSchema>;
 export const nodeConfigSchema = z.strictObject({
   format: z.literal('psyops-node-config/1'),
   name: z.string().regex(NODE_NAME),
-  ...nodeConfigShape(encryptedSecretSchema),
+  ...nodeConfigShape(encryptedSecretSchema, publishedFileSchema),
 });
 export type NodeConfig = z.infer<typeof nodeConfigSchema>;
 

@@ -91,8 +91,12 @@ async function applyConfig({ system }: StepContext, config: NodeConfig, volume: 
   const problems: string[] = [];
   for (const file of config.files) {
     try {
+      const mode = Number.parseInt(file.mode, 8);
+      // The schema's rule again: the node's generated validators cannot check one field against another.
+      if (mode > 0o777 && file.allowSpecialBits !== true)
+        throw new NodeConfigRejectedError(`mode ${file.mode} has setuid, setgid or sticky bits and the file does not set allowSpecialBits`);
       const data = typeof file.content === 'string' ? file.content : decryptAge(file.content.age, volume.ageIdentity).toString('utf8');
-      await system.writeFile(file.path, data, Number.parseInt(file.mode, 8));
+      await system.writeFile(file.path, data, mode);
     } catch (error) {
       problems.push(`file ${file.path}: ${oneLine(error)}`);
     }

@@ -43,15 +43,17 @@ function secretEnv(volume: SecretVolume, siteUrl: string | undefined): string {
   return variables.map(([name, value]) => `${name}='${value.replaceAll("'", `'\\''`)}'\n`).join('');
 }
 
-async function siteUrlFor({ system, log }: StepContext, volume: SecretVolume): Promise<string | undefined> {
-  if (volume.siteUrl !== undefined) return volume.siteUrl;
+/** The site URL, or why the image's is not used (a malformed or credential-carrying one: reported in the step, never echoed). */
+async function siteUrlFor({ system, log }: StepContext, volume: SecretVolume): Promise<{ siteUrl?: string; refusal?: string }> {
+  if (volume.siteUrl !== undefined) return { siteUrl: volume.siteUrl };
   const imageSiteUrl = (await system.readFile(NODE_PATHS.siteUrl))?.toString('utf8').split('\n')[0]?.trim();
-  if (!imageSiteUrl) return undefined;
+  if (!imageSiteUrl) return {};
   try {
-    return parseSiteUrl(imageSiteUrl, NODE_PATHS.siteUrl);
+    return { siteUrl: parseSiteUrl(imageSiteUrl, NODE_PATHS.siteUrl) };
   } catch (error) {
-    await log.line(`ignoring ${NODE_PATHS.siteUrl}: ${oneLine(error)}`);
-    return undefined;
+    const refusal = `ignoring ${NODE_PATHS.siteUrl}: ${oneLine(error)}`;
+    await log.line(refusal);
+    return { refusal };
   }
 }
 
@@ -96,14 +98,15 @@ export async function secretStep(context: StepContext, wait: SecretWait): Promis
   }
   // From here on the volume is valid: a failure below fails the step, and the later steps still use the volume.
   let siteUrl: string | undefined;
+  let refusal: string | undefined;
   try {
-    siteUrl = await siteUrlFor(context, volume);
+    ({ siteUrl, refusal } = await siteUrlFor(context, volume));
     await exportSecretVolume(context, volume, siteUrl);
   } catch (error) {
     return { ...failed(oneLine(error)), secret: 'mounted-ro', volume, siteUrl };
   }
   return {
-    ...ok(`${device} mounted read-only at ${NODE_PATHS.secretMount}${volume.testonlyToor ? '; TESTONLY toor user added' : ''}`),
+    ...ok(`${device} mounted read-only at ${NODE_PATHS.secretMount}${volume.testonlyToor ? '; TESTONLY toor user added' : ''}${refusal ? `; ${refusal}` : ''}`),
     secret: 'mounted-ro',
     volume,
     siteUrl,

@@ -1,8 +1,14 @@
 /** The site client: documents fetched with bounded retries, and checked as signed by the volume's minisign key. */
 import { verifyBytes, type PublicKey } from '@psyops/signing';
 import type { PostbootOptions } from '../postboot.js';
-import { NodeConfigRejectedError, SiteUnreachableError } from '../errors.js';
+import { FetchLimitError, NodeConfigRejectedError, SiteUnreachableError } from '../errors.js';
 import { oneLine, type StepContext } from './context.js';
+
+/**
+ * The most bytes of a site document (a node config, a signature, the lighthouse list): a config
+ * with a few files is kilobytes; a larger answer is a hostile or broken server, not a config.
+ */
+export const SITE_DOCUMENT_MAX_BYTES = 1024 * 1024;
 
 /** A document of the site with its detached signature, as fetched (and kept, for the last good config). */
 export interface SignedDocument {
@@ -30,7 +36,8 @@ export function verifySigned(document: SignedDocument, path: string, key: Public
 
 /** Fetches from the site with bounded retries and backoff; once the site is found unreachable, later fetches fail at once. */
 export class SiteClient {
-  private unreachable = false;
+  /** Why the site was found unreachable: later fetches fail at once with the same reason (the status names it). */
+  private unreachable: string | undefined;
 
   constructor(
     readonly baseUrl: string,
@@ -42,19 +49,22 @@ export class SiteClient {
 
   /** The body, or undefined on 404; throws SiteUnreachableError after the retries. */
   private async get(path: string): Promise<Buffer | undefined> {
-    if (this.unreachable) throw new SiteUnreachableError(`site ${this.baseUrl} is unreachable`);
+    if (this.unreachable !== undefined) throw new SiteUnreachableError(this.unreachable);
     const url = `${this.baseUrl}/${path}`;
     let delay = this.options.siteRetryDelayMs;
     let lastError = '';
-    for (let attempt = 1; attempt <= this.options.siteAttempts; attempt++) {
+    let attempt = 1;
+    for (; attempt <= this.options.siteAttempts; attempt++) {
       try {
-        const response = await this.context.system.fetch(url, this.options.fetchTimeoutMs);
+        const response = await this.context.system.fetch(url, { deadlineMs: this.options.fetchTimeoutMs, maxBytes: SITE_DOCUMENT_MAX_BYTES });
         if (response.status === 404) return undefined;
         if (response.status === 200) return response.body;
         lastError = `HTTP ${response.status}`;
         if (response.status < 500) break; // a client error will not go away by asking again
       } catch (error) {
         lastError = oneLine((error as Error & { cause?: unknown }).cause ?? error);
+        // An oversized body or a refused redirect comes back the same; a missed deadline may be a slow moment.
+        if (error instanceof FetchLimitError && error.limit !== 'deadline') break;
       }
       if (attempt < this.options.siteAttempts) {
         await this.context.log.line(`fetching ${url} failed (${lastError}); attempt ${attempt + 1} of ${this.options.siteAttempts} in ${delay} ms`);
@@ -62,8 +72,9 @@ export class SiteClient {
         delay *= 2;
       }
     }
-    this.unreachable = true;
-    throw new SiteUnreachableError(`site ${this.baseUrl} is unreachable (${path}: ${lastError}, ${this.options.siteAttempts} attempts)`);
+    const attempts = Math.min(attempt, this.options.siteAttempts);
+    this.unreachable = `site ${this.baseUrl} is unreachable (${path}: ${lastError}, ${attempts} attempt${attempts === 1 ? '' : 's'})`;
+    throw new SiteUnreachableError(this.unreachable);
   }
 
   /**
