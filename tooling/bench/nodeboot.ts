@@ -7,7 +7,7 @@ import { execa } from 'execa';
 import { bootInQemu } from '@psyops/imagebuild';
 import { writeStateImage } from '@psyops/nodeboot';
 import { serveSite } from '@psyops/siteapi';
-import { buildDefaultImage, createNodeWorkspace, E2E_NODE, statusFromSerial } from '../e2e/harness.ts';
+import { buildDefaultImage, createNodeWorkspace, E2E_NODE, POSTBOOT_FINISHED, statusFromSerial } from '../e2e/harness.ts';
 import { median } from './measure.ts';
 
 const BOOT_TIMEOUT_MS = 10 * 60_000;
@@ -16,7 +16,6 @@ const TARGET_RATIO = 1.6;
 /** The embedded default image boots the host's Debian kernel: flavor debian. */
 const DEFAULT_IMAGE_INITRAMFS = '/boot/initramfs-debian';
 const MINIMAL_LINE = 'psyops-bench: minimal image in userspace';
-const FINISHED = /psyopsOS: postboot finished[^\n]*\n|psyops-init: FATAL[^\n]*\n/;
 
 /** Serial lines whose arrival splits the boot into phases (host clock, from QEMU start). */
 const MILESTONES: [string, RegExp][] = [
@@ -49,7 +48,7 @@ async function timedBoot(options: { iso: string; uefi: boolean; secretImage: str
     drives: [{ file: options.stateImage }],
     network: { forwards: [{ guestAddress: E2E_NODE.siteAddress, guestPort: 80, hostPort: options.sitePort }], mac: E2E_NODE.mac },
     timeoutMs: BOOT_TIMEOUT_MS,
-    until: FINISHED,
+    until: POSTBOOT_FINISHED,
     onSerial: (text) => {
       seen += text;
       const now = performance.now() - started;

@@ -5,18 +5,11 @@ import { pathToFileURL } from 'node:url';
 import { serveSite } from '@psyops/siteapi';
 import { execa, type ResultPromise } from 'execa';
 import { buildDefaultImage } from '../e2e/harness.ts';
-import { createPsynetWorkspace, NODE_A, NODE_B, ssh, startAgent, startNode, uniqueLinkName, type PsynetWorkspace } from '../e2e/psynet-nodes.ts';
+import { createPsynetWorkspace, NODE_A, NODE_B, ssh, sshClientOptions, startAgent, startNode, uniqueLinkName } from '../e2e/psynet-nodes.ts';
 import { median } from './measure.ts';
 
 const BOOT_TIMEOUT_MS = 10 * 60_000;
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
-
-/** Options of the host's OpenSSH client for a node behind a published port (strict host key checking against the workspace's known_hosts). */
-function clientOptions(ws: PsynetWorkspace, hostKeyAlias?: string): string[] {
-  const settings = ['BatchMode=yes', 'StrictHostKeyChecking=yes', `UserKnownHostsFile=${ws.knownHosts}`, 'IdentitiesOnly=yes', 'ConnectTimeout=90'];
-  if (hostKeyAlias) settings.push(`HostKeyAlias=${hostKeyAlias}`);
-  return ['-F', '/dev/null', '-i', ws.operatorKey, ...settings.flatMap((setting) => ['-o', setting])];
-}
 
 /**
  * One SSH connection kept open as a control master (a child process of ours, ended by its PID), and
@@ -91,9 +84,11 @@ export async function benchPsynetNodes(rounds = 20): Promise<void> {
         if (ping.exitCode !== 0) throw new Error(`psynet bench: node-a never reached node-b over psynet: ${ping.stderr}`);
         const firstPacket = performance.now() - started;
 
-        const viaA = `ssh ${clientOptions(ws, NODE_A.name).join(' ')} -p ${a.ports.ssh} -W %h:%p root@127.0.0.1`;
-        const overPsynet = await roundTrips(dir, 'psynet', [...clientOptions(ws), '-o', `ProxyCommand=${viaA}`, `root@${addressB}`], rounds);
-        const overForward = await roundTrips(dir, 'forward', [...clientOptions(ws, NODE_B.name), '-p', String(b.ports.ssh), 'root@127.0.0.1'], rounds);
+        const client = (hostKeyAlias?: string) =>
+          sshClientOptions({ knownHosts: ws.knownHosts, identity: ws.operatorKey, ...(hostKeyAlias ? { hostKeyAlias } : {}) });
+        const viaA = `ssh ${client(NODE_A.name).join(' ')} -p ${a.ports.ssh} -W %h:%p root@127.0.0.1`;
+        const overPsynet = await roundTrips(dir, 'psynet', [...client(), '-o', `ProxyCommand=${viaA}`, `root@${addressB}`], rounds);
+        const overForward = await roundTrips(dir, 'forward', [...client(NODE_B.name), '-p', String(b.ports.ssh), 'root@127.0.0.1'], rounds);
         const psynetMs = median(overPsynet);
         const forwardMs = median(overForward);
         console.log(

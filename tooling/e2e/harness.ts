@@ -90,6 +90,9 @@ export async function createNodeWorkspace(dir: string, config: Record<string, un
   return { workspace, secretImage, siteDir };
 }
 
+/** The console line that ends postboot, or the init's fatal one: a boot has done what it will do. */
+export const POSTBOOT_FINISHED = /psyopsOS: postboot finished[^\n]*\n|psyops-init: FATAL[^\n]*\n/;
+
 /** A free TCP port on the host's 127.0.0.1 (for a QEMU hostfwd). */
 export async function freePort(): Promise<number> {
   const probe = createServer();

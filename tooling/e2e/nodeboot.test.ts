@@ -1,7 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { bootInQemu, QemuAbortedError, type QemuBootOptions, type QemuBootResult } from '@psyops/imagebuild';
 import { writeStateImage } from '@psyops/nodeboot';
 import { serveSite, type SiteServer } from '@psyops/siteapi';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,14 +9,13 @@ import {
   createNodeWorkspace,
   E2E_NODE,
   expectSuccess,
-  freePort,
   psyops,
   scratchDir,
   serialLines,
   statusFromSerial,
   type NodeWorkspace,
 } from './harness.ts';
-import { ssh } from './psynet-nodes.ts';
+import { ssh, startNode, type StartNodeOptions } from './psynet-nodes.ts';
 
 // Issue 7, end to end: the default image boots in QEMU with test-node-1's secret volume on USB and
 // a state disk, reaches only the site (10.0.2.100:80 → 127.0.0.1), and individuates itself.
@@ -25,7 +23,6 @@ const scratch = scratchDir('nodeboot');
 const CONFIG_VERSION = 7;
 const MOTD = 'configured by the psyops e2e site\n';
 const BOOT_TIMEOUT_MS = 360_000;
-const FINISHED = /psyopsOS: postboot finished[^\n]*\n|psyops-init: FATAL[^\n]*\n/;
 
 let iso: string;
 let node: NodeWorkspace;
@@ -60,58 +57,33 @@ const sshNode = (port: number, command: string, { withKey = true } = {}) =>
   ssh({ port, command, hostKeyAlias: E2E_NODE.name, knownHosts, ...(withKey ? { identity: operatorKey } : {}) });
 
 /**
- * Boots until postboot finishes; with `whileUp`, keeps the node running for it (then powers it off),
- * with the guest's SSH port published on a host port it is given.
+ * Boots until postboot finishes; with `whileUp`, keeps the node running for it (given the host
+ * port that reaches the guest's sshd), then powers it off.
  */
 async function boot<T = undefined>(
   name: string,
-  options: Pick<QemuBootOptions, 'secretImage' | 'drives'>,
+  options: Pick<StartNodeOptions, 'secretImage' | 'drives'>,
   whileUp?: (sshPort: number) => Promise<T>,
 ): Promise<{ lines: string[]; status: ReturnType<typeof statusFromSerial>; context: string; value: T | undefined }> {
   const serialLog = join(scratch, `serial-${name}.log`);
-  const sshPort = whileUp ? await freePort() : undefined;
-  const controller = new AbortController();
-  const started = performance.now();
-  let serial = '';
-  let during: Promise<T> | undefined;
-  const ended = await bootInQemu({
+  const running = await startNode({
     iso,
+    plan: { name: E2E_NODE.name, mac: E2E_NODE.mac },
     ...options,
-    network: {
-      forwards: [{ guestAddress: E2E_NODE.siteAddress, guestPort: 80, hostPort: server.port }],
-      mac: E2E_NODE.mac,
-      ...(sshPort ? { publish: [{ hostPort: sshPort, guestPort: 22 }] } : {}),
-    },
-    timeoutMs: BOOT_TIMEOUT_MS,
+    sitePort: server.port,
     serialLog,
-    ...(whileUp
-      ? {
-          signal: controller.signal,
-          onSerial(text: string) {
-            serial += text;
-            if (during === undefined && FINISHED.test(serial)) {
-              console.log(`boot "${name}": postboot finished after ${Math.round(performance.now() - started)} ms`);
-              during = whileUp(sshPort!).finally(() => controller.abort());
-              // Awaited after the boot ends; until then its failure is not unhandled.
-              during.catch(() => undefined);
-            }
-          },
-        }
-      : { until: FINISHED }),
-  }).then(
-    (result): QemuBootResult => result,
-    (error: unknown) => {
-      if (error instanceof QemuAbortedError && during !== undefined) return { reason: 'matched', exitCode: null, serial, durationMs: 0 };
-      throw error;
-    },
-  );
-  const result = { ...ended, durationMs: ended.durationMs || Math.round(performance.now() - started) };
-  const context = `boot "${name}" ended: ${result.reason} after ${result.durationMs} ms; serial log ${serialLog}, its end:\n${result.serial.slice(-5000)}`;
-  console.log(`boot "${name}": ${result.reason} after ${result.durationMs} ms`);
-  expect(result.reason, context).toBe('matched');
-  expect(result.serial, context).not.toContain('psyops-init: FATAL');
-  const value = during === undefined ? undefined : await during;
-  return { lines: serialLines(result.serial), status: statusFromSerial(result.serial), context, value };
+    timeoutMs: BOOT_TIMEOUT_MS,
+  });
+  try {
+    const { serial, atMs } = await running.configured;
+    console.log(`boot "${name}": postboot finished after ${Math.round(atMs)} ms`);
+    const context = `boot "${name}": serial log ${serialLog}, its end:\n${serial.slice(-5000)}`;
+    expect(serial, context).not.toContain('psyops-init: FATAL');
+    const value = whileUp ? await whileUp(running.ports.ssh) : undefined;
+    return { lines: serialLines(serial), status: statusFromSerial(serial), context, value };
+  } finally {
+    await running.stop();
+  }
 }
 
 describe('a node individuates itself from its secret volume and the signed site (QEMU, BIOS)', () => {

@@ -9,14 +9,14 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { bootInQemu, QemuAbortedError, type QemuBootResult } from '@psyops/imagebuild';
+import { bootInQemu, QemuAbortedError, type QemuBootResult, type QemuDrive } from '@psyops/imagebuild';
 import { execa } from 'execa';
-import { expectSuccess, freePort, psyops } from './harness.ts';
+import { E2E_NODE, expectSuccess, freePort, POSTBOOT_FINISHED, psyops } from './harness.ts';
 
-export const SITE_ADDRESS = '10.0.2.100';
+/** Where every guest reaches the site (relayed to the site server on the host's 127.0.0.1). */
+export const SITE_ADDRESS = E2E_NODE.siteAddress;
 export const TELEPATHY_PORT = 7453;
 const UNDERLAY_PORT = 4242;
-const FINISHED = /psyopsOS: postboot finished[^\n]*\n|psyops-init: FATAL[^\n]*\n/;
 
 export interface NodePlan {
   name: string;
@@ -135,7 +135,10 @@ export interface RunningNode {
 export interface StartNodeOptions {
   iso: string;
   plan: NodePlan;
-  secretImage: string;
+  /** Its psyops-secret image on USB; none: the node boots unconfigured. */
+  secretImage?: string;
+  /** Further disks (a psyops-state volume). */
+  drives?: QemuDrive[];
   sitePort: number;
   /** The L2 link the node's second card is on. */
   link?: string;
@@ -159,7 +162,8 @@ export async function startNode(options: StartNodeOptions): Promise<RunningNode>
   configured.catch(() => undefined);
   const ended = bootInQemu({
     iso: options.iso,
-    secretImage: options.secretImage,
+    ...(options.secretImage ? { secretImage: options.secretImage } : {}),
+    ...(options.drives ? { drives: options.drives } : {}),
     network: {
       mac: plan.mac,
       forwards: [{ guestAddress: SITE_ADDRESS, guestPort: 80, hostPort: options.sitePort }],
@@ -174,14 +178,17 @@ export async function startNode(options: StartNodeOptions): Promise<RunningNode>
     signal: controller.signal,
     onSerial(text) {
       serial += text;
-      if (!finished && FINISHED.test(serial)) {
+      if (!finished && POSTBOOT_FINISHED.test(serial)) {
         finished = true;
         settle.resolve({ serial, atMs: performance.now() - started });
       }
     },
   }).then(
     (result) => {
-      if (!finished) settle.reject(new Error(`${plan.name}: QEMU ended (${result.reason}) before postboot finished; serial log ${options.serialLog}`));
+      if (!finished)
+        settle.reject(
+          new Error(`${plan.name}: QEMU ended (${result.reason}) before postboot finished; serial log ${options.serialLog}, its end:\n${serial.slice(-4000)}`),
+        );
       return result;
     },
     (error: unknown) => {
@@ -209,6 +216,18 @@ export interface SshResult {
 }
 
 /**
+ * Options of the real OpenSSH client for a node: no user config, strict host key checking against
+ * `knownHosts` only (as `hostKeyAlias` when given), and `identity` (the operator key) as the only key.
+ */
+export function sshClientOptions(options: { knownHosts: string; hostKeyAlias?: string; identity?: string; forwardAgent?: boolean }): string[] {
+  const settings = ['BatchMode=yes', 'StrictHostKeyChecking=yes', `UserKnownHostsFile=${options.knownHosts}`, 'ConnectTimeout=90'];
+  if (options.hostKeyAlias) settings.push(`HostKeyAlias=${options.hostKeyAlias}`);
+  if (options.identity) settings.push('IdentitiesOnly=yes');
+  if (options.forwardAgent) settings.push('ForwardAgent=yes');
+  return ['-F', '/dev/null', ...(options.identity ? ['-i', options.identity] : []), ...settings.flatMap((setting) => ['-o', setting])];
+}
+
+/**
  * The real OpenSSH client as root on 127.0.0.1:`port`, trusting only `knownHosts` for `hostKeyAlias`;
  * with `identity` (the operator key) or none (`PubkeyAuthentication=no`), and the agent at `agentSocket` forwarded.
  */
@@ -221,25 +240,14 @@ export async function ssh(options: {
   agentSocket?: string;
   timeoutMs?: number;
 }): Promise<SshResult> {
-  const identity = options.identity ? ['-i', options.identity, '-o', 'IdentitiesOnly=yes'] : options.agentSocket ? [] : ['-o', 'PubkeyAuthentication=no'];
-  const settings = [
-    'BatchMode=yes',
-    'StrictHostKeyChecking=yes',
-    `UserKnownHostsFile=${options.knownHosts}`,
-    `HostKeyAlias=${options.hostKeyAlias}`,
-    'ConnectTimeout=90',
-    ...(options.agentSocket ? ['ForwardAgent=yes'] : []),
-  ];
-  const result = await execa(
-    'ssh',
-    ['-F', '/dev/null', '-p', String(options.port), ...identity, ...settings.flatMap((setting) => ['-o', setting]), 'root@127.0.0.1', options.command],
-    {
-      reject: false,
-      timeout: options.timeoutMs ?? 180_000,
-      input: '',
-      env: { SSH_AUTH_SOCK: options.agentSocket },
-    },
-  );
+  const client = sshClientOptions({ ...options, forwardAgent: options.agentSocket !== undefined });
+  const noKey = options.identity || options.agentSocket ? [] : ['-o', 'PubkeyAuthentication=no'];
+  const result = await execa('ssh', [...client, ...noKey, '-p', String(options.port), 'root@127.0.0.1', options.command], {
+    reject: false,
+    timeout: options.timeoutMs ?? 180_000,
+    input: '',
+    env: { SSH_AUTH_SOCK: options.agentSocket },
+  });
   return { exitCode: result.exitCode ?? -1, stdout: String(result.stdout), stderr: String(result.stderr) };
 }
 

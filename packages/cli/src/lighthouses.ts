@@ -30,8 +30,7 @@ export async function workspaceLighthouses(workspace: Workspace, { allowUnaddres
       throw new UsageError(`${node.definitionFile} makes ${node.name} a lighthouse, but ${registered}: fix or remove its psynet section`);
     }
     underlays.set(node.name, node.underlay);
-    const port = /:(\d+)$/.exec(node.underlay[0] ?? '')?.[1];
-    if (port !== undefined) listenPorts.set(node.name, Number(port));
+    if (node.listenPort !== undefined) listenPorts.set(node.name, node.listenPort);
   }
   for (const name of Object.keys(configured)) {
     const role = registry.hosts.find((host) => host.name === name)?.role;

@@ -13,7 +13,7 @@ export interface NodeNebulaConfigOptions {
 }
 
 /** The port of a `host:port` endpoint, or undefined when it ends in no port 1–65535. */
-function endpointPort(endpoint: string): number | undefined {
+export function endpointPort(endpoint: string): number | undefined {
   const match = /:([1-9]\d{0,4})$/.exec(endpoint);
   const port = match ? Number(match[1]) : 0;
   return port >= 1 && port <= 65535 ? port : undefined;

@@ -25,6 +25,7 @@ import {
 import { PsyopsError, fileAccessError, writeFilesAtomically, readTextIfExists } from '@psyops/core';
 import { NODE_NAME } from '@psyops/siteapi/names';
 import { NodeDefinitionError, NodeInputError } from './errors.js';
+import { endpointPort } from './nebula.js';
 import { assertOutputFree, requireMkfs } from './ext4-image.js';
 import { checkNodeSecretsInput, generateNodeSecrets, withPsynetFiles, writeSecretDir, writeSecretImage } from './node-secrets.js';
 import { checkNodeName, normalizeMac } from './secret-volume.js';
@@ -167,6 +168,8 @@ export interface NodeLighthouse {
   name: string;
   definitionFile: string;
   underlay: string[];
+  /** The UDP port it listens on: its first endpoint's (none when it records no endpoint). */
+  listenPort?: number;
 }
 
 /**
@@ -199,7 +202,9 @@ export async function readNodeLighthouses(nodesDir: string): Promise<NodeLightho
     if (typeof definition !== 'object' || definition === null || Array.isArray(definition))
       throw new NodeDefinitionError(`${definitionFile} is not a JSON object`);
     const record = lighthouseRecord(definition as Record<string, unknown>, definitionFile, (message) => new NodeDefinitionError(message));
-    if (record) lighthouses.push({ name, definitionFile, underlay: record.underlay });
+    if (!record) continue;
+    const listenPort = record.underlay[0] === undefined ? undefined : endpointPort(record.underlay[0]);
+    lighthouses.push({ name, definitionFile, underlay: record.underlay, ...(listenPort !== undefined ? { listenPort } : {}) });
   }
   return lighthouses;
 }

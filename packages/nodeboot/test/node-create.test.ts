@@ -115,7 +115,9 @@ describe('createNode', () => {
     expect(definitionOf('lh-a').psynet).toEqual({ role: 'lighthouse', underlay: ['192.168.77.1:4242', '[2001:db8::1]:4242'] });
     await createNode(options('lh-a', { kind: 'dir', path: join(work, 'lh-a3') }, { rekey: true, lighthouse: { underlay: ['lh-a.example.org:443'] } }));
     expect(definitionOf('lh-a').psynet).toEqual({ role: 'lighthouse', underlay: ['lh-a.example.org:443'] });
-    expect(await readNodeLighthouses(nodesDir)).toEqual([{ name: 'lh-a', definitionFile: join(nodesDir, 'lh-a.json'), underlay: ['lh-a.example.org:443'] }]);
+    expect(await readNodeLighthouses(nodesDir)).toEqual([
+      { name: 'lh-a', definitionFile: join(nodesDir, 'lh-a.json'), underlay: ['lh-a.example.org:443'], listenPort: 443 },
+    ]);
 
     // A plain node stays a plain node: no psynet section, and --lighthouse on it is refused.
     expect(definitionOf('n1').psynet).toBeUndefined();
@@ -171,7 +173,7 @@ describe('createNode', () => {
     writeFileSync(join(dir, 'notes.txt'), 'not a definition');
     expect(await readNodeLighthouses(dir)).toEqual([
       { name: 'lh-1', definitionFile: join(dir, 'lh-1.json'), underlay: [] },
-      { name: 'lh-2', definitionFile: join(dir, 'lh-2.json'), underlay: ['192.0.2.2:4242'] },
+      { name: 'lh-2', definitionFile: join(dir, 'lh-2.json'), underlay: ['192.0.2.2:4242'], listenPort: 4242 },
     ]);
     expect(await readNodeLighthouses(join(dir, 'missing'))).toEqual([]);
     for (const [psynet, message] of [
