@@ -88,5 +88,42 @@ fi
 step "installing dependencies"
 pnpm install --frozen-lockfile
 
+# The pack test installs the packed packages with npm as a user would, but offline: npm takes
+# their third-party dependencies from this cache, filled here from the registry by installing the
+# same ranges into a scratch project. Skipped while the ranges are the ones it was filled for.
+NPM_CACHE="$PWD/.cache/npm"
+npm_deps=$(node -e '
+const { readdirSync, readFileSync, existsSync } = require("node:fs");
+const dependencies = {};
+const ranges = new Map();
+for (const dir of readdirSync("packages").sort()) {
+  const file = `packages/${dir}/package.json`;
+  if (!existsSync(file)) continue;
+  const manifest = JSON.parse(readFileSync(file, "utf8"));
+  if (manifest.private) continue;
+  for (const [name, range] of Object.entries({ ...manifest.dependencies, ...manifest.optionalDependencies })) {
+    if (name.startsWith("@psyops/")) continue;
+    if (!ranges.has(name)) ranges.set(name, new Set());
+    ranges.get(name).add(range);
+  }
+}
+// Two packages asking for different ranges of one package: the others go in under npm aliases.
+for (const [name, wanted] of [...ranges].sort(([a], [b]) => (a < b ? -1 : 1))) {
+  [...wanted].forEach((range, i) => {
+    if (i === 0) dependencies[name] = range;
+    else dependencies[`psyops-alias-${i}-${name.replace("@", "").replace("/", "__")}`] = `npm:${name}@${range}`;
+  });
+}
+process.stdout.write(JSON.stringify({ name: "psyops-npm-cache", private: true, dependencies }, null, 2) + "\n");
+')
+if [ "$(cat "$NPM_CACHE/psyops-dependencies.json" 2>/dev/null || true)" != "$npm_deps" ]; then
+  step "filling the npm cache the pack test installs from ($NPM_CACHE)"
+  npm_work=$(mktemp -d)
+  printf '%s\n' "$npm_deps" >"$npm_work/package.json"
+  (cd "$npm_work" && npm install --cache "$NPM_CACHE" --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
+  rm -rf "$npm_work"
+  printf '%s\n' "$npm_deps" >"$NPM_CACHE/psyops-dependencies.json"
+fi
+
 step "building"
 pnpm build

@@ -150,7 +150,7 @@ describe('a node individuates itself from its secret volume and the signed site 
     expect(
       status.steps.map((s) => `${s.name}:${s.result}`),
       context,
-    ).toEqual(['secret:failed', 'state:skipped', 'network:ok', 'psynet:skipped', 'config:skipped', 'k3s:skipped']);
+    ).toEqual(['secret:failed', 'state:failed', 'network:ok', 'psynet:skipped', 'config:skipped', 'k3s:skipped']);
     expect(status.steps[0]!.reason, context).toMatch(/^no volume labelled psyops-secret/);
     expect(status.steps[2]!.reason, context).toMatch(/^DHCP fallback on eth0; networking up; sshd started$/);
   });

@@ -3,13 +3,16 @@
  * the two-node benchmark): node-a is a psynet lighthouse with a fixed underlay address on an L2
  * link both guests share, node-b a plain node on the same link. Each guest's user network is
  * restricted: it reaches only the site (10.0.2.100:80 → 127.0.0.1) and publishes its sshd and
- * telepathy on ports of the host's 127.0.0.1.
+ * telepathy's port on ports of the host's 127.0.0.1 (telepathy listens on psynet and 127.0.0.1
+ * only, so the forward of its port shows that the underlay card gets nothing). A node with a
+ * secret volume gets a psyops-state volume too, unless told otherwise.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { bootInQemu, QemuAbortedError, type QemuBootResult, type QemuDrive } from '@psyops/imagebuild';
+import { writeStateImage } from '@psyops/nodeboot';
 import { execa } from 'execa';
 import { E2E_NODE, expectSuccess, freePort, POSTBOOT_FINISHED, psyops } from './harness.ts';
 
@@ -34,7 +37,7 @@ export const NODE_B: NodePlan = {
   name: 'node-b',
   mac: '52:54:00:77:00:0b',
   underlay: '192.168.77.2',
-  // Nebula drops inbound traffic but ICMP unless a rule lets it in: SSH from the lighthouses.
+  // Nebula drops inbound traffic but ICMP and telepathy's port unless a rule lets it in: SSH from the lighthouses.
   config: { firewall: [{ port: 22, proto: 'tcp', groups: ['lighthouses'] }] },
 };
 
@@ -124,7 +127,7 @@ export const uniqueLinkName = () => `psynet-${randomBytes(4).toString('hex')}`;
 
 export interface RunningNode {
   name: string;
-  /** Host ports on 127.0.0.1 reaching the guest's sshd and telepathy. */
+  /** Host ports on 127.0.0.1 forwarded to the guest's port 22 (sshd) and 7453 (telepathy's, on the user-network card). */
   ports: { ssh: number; telepathy: number };
   /** Resolves when postboot finished (its serial text so far, ms since QEMU start); rejects when QEMU ends first. */
   configured: Promise<{ serial: string; atMs: number }>;
@@ -137,7 +140,10 @@ export interface StartNodeOptions {
   plan: NodePlan;
   /** Its psyops-secret image on USB; none: the node boots unconfigured. */
   secretImage?: string;
-  /** Further disks (a psyops-state volume). */
+  /**
+   * Further disks. Default, for a node with a secret volume: a fresh empty psyops-state volume
+   * beside its serial log (without one a boot is degraded: no downgrade protection); [] for none.
+   */
   drives?: QemuDrive[];
   sitePort: number;
   /** The L2 link the node's second card is on. */
@@ -150,6 +156,13 @@ export interface StartNodeOptions {
 export async function startNode(options: StartNodeOptions): Promise<RunningNode> {
   const { plan } = options;
   const ports = { ssh: await freePort(), telepathy: await freePort() };
+  let drives = options.drives;
+  if (drives === undefined && options.secretImage) {
+    const stateImage = `${options.serialLog.replace(/\.log$/, '')}.state.img`;
+    // Fresh for every boot: a state volume another boot left would carry its last good config.
+    await writeStateImage(stateImage, { force: true });
+    drives = [{ file: stateImage }];
+  }
   const controller = new AbortController();
   const started = performance.now();
   let serial = '';
@@ -163,7 +176,7 @@ export async function startNode(options: StartNodeOptions): Promise<RunningNode>
   const ended = bootInQemu({
     iso: options.iso,
     ...(options.secretImage ? { secretImage: options.secretImage } : {}),
-    ...(options.drives ? { drives: options.drives } : {}),
+    ...(drives ? { drives } : {}),
     network: {
       mac: plan.mac,
       forwards: [{ guestAddress: SITE_ADDRESS, guestPort: 80, hostPort: options.sitePort }],

@@ -9,6 +9,7 @@ import {
   ssh,
   startAgent,
   startNode,
+  TELEPATHY_PORT,
   uniqueLinkName,
   type NodePlan,
   type PsynetWorkspace,
@@ -16,8 +17,9 @@ import {
 } from './psynet-nodes.ts';
 
 // Issue 13, end to end: two nodes from the same ISO join psynet over an L2 link between them —
-// node-a a lighthouse, node-b a node — and psynet carries an SSH login from one to the other;
-// a third node whose config asks for what the image lacks boots degraded and says why.
+// node-a a lighthouse, node-b a node — and psynet carries an SSH login from one to the other and
+// node-b's telepathy, which runs unprivileged and answers nothing on the underlay; a third node
+// whose config asks for what the image lacks boots degraded and says why.
 const scratch = scratchDir('psynet');
 const BOOT_TIMEOUT_MS = 600_000;
 const K3S_TOKEN = 'e2e-k3s-token-5c1e9a';
@@ -50,19 +52,6 @@ const boot = (plan: NodePlan, link?: string) =>
     ...(link ? { link } : {}),
   });
 
-/** GET /status from telepathy, which starts right after postboot: tried again for up to 60 s while nothing answers. */
-async function telepathyStatus(port: number): Promise<Response> {
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    try {
-      return await fetch(`http://127.0.0.1:${port}/status`, { signal: AbortSignal.timeout(20_000) });
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 500));
-    }
-  }
-}
-
 /** Waits for postboot; on failure the message carries the end of every serial log. */
 async function configured(node: RunningNode) {
   const { serial } = await node.configured;
@@ -72,7 +61,7 @@ async function configured(node: RunningNode) {
 }
 
 describe('psynet between two booted nodes (QEMU, BIOS)', () => {
-  it('node-a (lighthouse) and node-b come up ok; ssh reaches node-a, and from there node-b by its psynet address; telepathy on node-b serves /status', async () => {
+  it('node-a (lighthouse) and node-b come up ok; ssh reaches node-a, and from there node-b by its psynet address; node-b serves telepathy over psynet only, as user telepathy', async () => {
     const link = uniqueLinkName();
     const a = await boot(NODE_A, link);
     const b = await boot(NODE_B, link);
@@ -115,10 +104,37 @@ describe('psynet between two booted nodes (QEMU, BIOS)', () => {
       const peer = await onA(`ssh -o BatchMode=yes -o StrictHostKeyChecking=yes root@${addressB} 'echo $SSH_CLIENT'`);
       expect(peer.stdout.split(' ')[0], context).toBe(ws.psynetAddresses[NODE_A.name]);
 
-      const telepathy = await telepathyStatus(b.ports.telepathy);
-      expect(telepathy.status, context).toBe(200);
-      expect(telepathy.headers.get('content-type')).toMatch(/^application\/json/);
-      expect(await telepathy.json()).toEqual(upB.status);
+      // telepathy on node-b from node-a over psynet (node-b's Nebula firewall lets psynet hosts reach its port), with
+      // node-a's busybox wget: tried for up to 60 s, as telepathy starts after postboot and binds nebula1's address
+      // within 2 s of it having one.
+      const url = `http://${addressB}:${TELEPATHY_PORT}/status`;
+      // Bounded by timeout, not wget -T: Debian's static busybox wget crashes with -T.
+      const overlay = await onA(`i=0; until timeout 10 wget -q -S -O - ${url}; do i=$((i + 1)); [ $i -ge 30 ] && exit 1; sleep 2; done`);
+      const onB = (command: string) => ssh({ port: b.ports.ssh, hostKeyAlias: NODE_B.name, knownHosts: ws.knownHosts, agentSocket: agent.socket, command });
+      // What a failure needs to be understood: node-b's side of it.
+      const sideB = await onB('tail -n 20 /var/log/telepathy.log; netstat -ltn; ls -ld /etc/psyopsOS; grep telepathy /etc/passwd /etc/group');
+      const telepathyContext = `${context}\n\nnode-a's wget said: ${overlay.stderr}\nnode-b: ${sideB.stdout}${sideB.stderr}`;
+      expect(overlay.exitCode, telepathyContext).toBe(0);
+      expect(overlay.stderr, telepathyContext).toMatch(/content-type: application\/json/i);
+      expect(JSON.parse(overlay.stdout)).toEqual(upB.status);
+
+      // The host's forward to telepathy's port on node-b's user-network card: telepathy is not there (on 0.0.0.0 it would answer).
+      const forwarded = await fetch(`http://127.0.0.1:${b.ports.telepathy}/status`, { signal: AbortSignal.timeout(20_000) }).then(
+        (response) => `HTTP ${response.status}`,
+        (error: Error & { cause?: { code?: string } }) => `no answer (${error.cause?.code ?? error.name})`,
+      );
+      expect(forwarded, telepathyContext).toMatch(/^no answer/);
+
+      // On node-b: telepathy runs as the user telepathy and listens on its psynet address and 127.0.0.1 only.
+      const daemon = await onB(
+        `pid=$(cat /run/telepathy.pid) && stat -c %U /proc/$pid && awk '/^Uid:/ { print $2 }' /proc/$pid/status && tr '\\0' ' ' </proc/$pid/cmdline && echo && netstat -ltn | awk '$4 ~ /:${TELEPATHY_PORT}$/ { print $4 }' | sort`,
+      );
+      expect(daemon, telepathyContext).toMatchObject({ exitCode: 0 });
+      const [owner, uid, commandLine, ...listening] = daemon.stdout.split('\n');
+      expect(owner, telepathyContext).toBe('telepathy');
+      expect(Number(uid), telepathyContext).toBeGreaterThan(0);
+      expect(commandLine, telepathyContext).toBe('/usr/bin/node /usr/lib/psyopsOS/telepathy.mjs ');
+      expect(listening, telepathyContext).toEqual([`${addressB}:${TELEPATHY_PORT}`, `127.0.0.1:${TELEPATHY_PORT}`].sort());
     } finally {
       agent.stop();
       await Promise.all([a.stop(), b.stop()]);

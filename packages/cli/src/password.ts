@@ -96,6 +96,13 @@ function promptHidden(prompt: string): Promise<string> {
  * `confirm`). Without any of them and without a terminal it fails with PASSWORD_REQUIRED.
  */
 export async function obtainPassword(sources: PasswordSources, purpose: string, confirm = false): Promise<string> {
+  const password = await passwordFromSources(sources, purpose, confirm);
+  // Every password becomes a key through scrypt (minisign's 1 GiB setting): seconds of silence otherwise.
+  if (process.stderr.isTTY) process.stderr.write('deriving the key from the password (scrypt, a few seconds)…\n');
+  return password;
+}
+
+async function passwordFromSources(sources: PasswordSources, purpose: string, confirm: boolean): Promise<string> {
   if (sources.passwordFile !== undefined) return readPasswordFile(sources.passwordFile);
   if (sources.passwordCommand !== undefined) return runPasswordCommand(sources.passwordCommand);
   const fromEnv = process.env[PASSWORD_ENV];

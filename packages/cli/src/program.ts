@@ -14,7 +14,7 @@ import { workspaceCommand } from './commands/workspace.js';
 import { WORKSPACE_ENV } from './workspace.js';
 import { version } from '../package.json';
 
-/** Exit codes: 0 success, 1 any failure psyops reports, 2 a command line commander rejects, 130 interrupted. */
+/** Exit codes: 0 success, 1 any failure psyops reports, 2 a usage error (commander's or a USAGE one), 130 interrupted. */
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
 export const EXIT_INTERRUPTED = 130;
@@ -82,6 +82,7 @@ export async function runCli(argv: readonly string[]): Promise<number> {
     // An error may ask for its own exit code (e.g. 124 for a timeout, like coreutils' timeout).
     const requested = error instanceof PsyopsError ? (error as { exitCode?: unknown }).exitCode : undefined;
     if (typeof requested === 'number') return requested;
+    if (code === 'USAGE') return EXIT_USAGE;
     return code === 'INTERRUPTED' ? EXIT_INTERRUPTED : EXIT_FAILURE;
   }
 }

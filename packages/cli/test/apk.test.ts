@@ -229,7 +229,9 @@ describe('psyops apk', () => {
     expect(nodeboot.exitCode, nodeboot.stderr).toBe(0);
     expect(listing(join(ws, 'apk/x86_64'))).toEqual(['psyops-nodeboot-1.0.1700000000-r0.apk', 'psyopsOS-base-1.0.1700000000-r0.apk']);
     expect(errorLine(await psyops(['apk', 'project', 'psyops-nodeboot'], { cwd: ws })).code).toBe('FILE_NOT_FOUND');
-    expect(errorLine(await psyops(['apk', 'project', 'other'], { cwd: ws })).code).toBe('USAGE');
+    const usage = await psyops(['apk', 'project', 'other'], { cwd: ws });
+    expect(usage.exitCode).toBe(2);
+    expect(errorLine(usage).code).toBe('USAGE');
     writeFileSync(join(ws, 'keys/root-password.hash'), 'hunter2\n');
     expect(errorLine(await psyops(['apk', 'project', 'psyopsOS-base'], { cwd: ws })).code).toBe('INVALID_SPEC');
   });

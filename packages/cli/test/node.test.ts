@@ -3,9 +3,9 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { execa } from 'execa';
-import { errorLine, listing, psyops, tempDir } from './helpers.js';
+import { CLI, errorLine, listing, psyops, tempDir } from './helpers.js';
 
 const run = promisify(execFile);
 const root = tempDir('cli-node');
@@ -230,7 +230,7 @@ describe('psyops node create', () => {
     ];
     for (const [args, code, message] of cases) {
       const result = await psyops(args, { cwd: ws });
-      expect(result.exitCode, args.join(' ')).toBe(1);
+      expect(result.exitCode, args.join(' ')).toBe(code === 'USAGE' ? 2 : 1);
       expect(result.stdout, args.join(' ')).toBe('');
       const line = errorLine(result);
       expect(line.code, line.message).toBe(code);
@@ -376,6 +376,70 @@ describe('psyops node create', () => {
   });
 });
 
+describe('psyops node create --json', () => {
+  let ws: string;
+  beforeAll(async () => {
+    ws = join(root, 'ws-json');
+    expect((await psyops(['init', ws, '--no-password'])).exitCode).toBe(0);
+    await ok(ws, ['psynet', 'ca', 'init', '--name', 'psyops json']);
+  });
+
+  it('prints one JSON object about the node on stdout and the human text on stderr; --rekey says what it replaced', async () => {
+    const create = ['node', 'create', 'node-j', '--mac', MAC, '--dir', 'node-j-secret', '--json'];
+    const first = await psyops(create, { cwd: ws });
+    expect(first.exitCode, first.stderr).toBe(0);
+    const recorded = JSON.parse(readFileSync(join(ws, 'nodes', 'node-j.json'), 'utf8'));
+    const report = JSON.parse(first.stdout);
+    expect(report).toEqual({
+      name: 'node-j',
+      output: { kind: 'dir', path: join(ws, 'node-j-secret') },
+      role: 'node',
+      psynetAddress: recorded.psynetAddress,
+      ageRecipient: recorded.ageRecipient,
+      sshHostPublicKey: recorded.sshHostPublicKey,
+      sshHostKeyFingerprint: await sshFingerprint(recorded.sshHostPublicKey),
+      certificateFingerprint: hostEntry(ws, 'node-j').certificate.fingerprint,
+      definitionFile: join(ws, 'nodes', 'node-j.json'),
+      gitignored: ['/node-j-secret/'],
+      testonlyToor: false,
+      rekeyed: false,
+    });
+    expect(first.stderr).toContain(`node-j: secret volume written to ${join(ws, 'node-j-secret')} (files)\n`);
+    expect(first.stderr).toContain(`  psynet ${recorded.psynetAddress}\n`);
+
+    const again = await psyops([...create, '--rekey', '-f'], { cwd: ws });
+    expect(again.exitCode, again.stderr).toBe(0);
+    const rekeyed = JSON.parse(again.stdout);
+    expect(rekeyed).toMatchObject({ name: 'node-j', psynetAddress: report.psynetAddress, rekeyed: true, gitignored: [] });
+    expect(rekeyed.ageRecipient).not.toBe(report.ageRecipient);
+    expect(rekeyed.replaced).toMatchObject({
+      psynetAddress: report.psynetAddress,
+      ageRecipient: report.ageRecipient,
+      sshHostKeyFingerprint: report.sshHostKeyFingerprint,
+      certificateFingerprint: report.certificateFingerprint,
+    });
+    expect(again.stderr).toContain('  REKEYED: ');
+
+    // known-hosts --json: the node's record, as an array.
+    const hosts = await psyops(['node', 'known-hosts', '--json'], { cwd: ws });
+    expect([hosts.exitCode, hosts.stderr]).toEqual([0, '']);
+    expect(JSON.parse(hosts.stdout)).toEqual([
+      { name: 'node-j', address: rekeyed.psynetAddress, key: rekeyed.sshHostPublicKey.split(' ').slice(0, 2).join(' ') },
+    ]);
+
+    // A lighthouse also reports its endpoints.
+    const lighthouse = await psyops(['node', 'create', 'lh-j', '--mac', MAC, '--dir', 'lh-j-secret', '--lighthouse', '192.168.77.7:4242', '--json'], {
+      cwd: ws,
+    });
+    expect(lighthouse.exitCode, lighthouse.stderr).toBe(0);
+    expect(JSON.parse(lighthouse.stdout)).toMatchObject({ name: 'lh-j', role: 'lighthouse', underlay: ['192.168.77.7:4242'], rekeyed: false });
+
+    // A refusal prints no JSON.
+    const refused = await psyops(create, { cwd: ws });
+    expect([refused.exitCode, refused.stdout, errorLine(refused).code]).toEqual([1, '', 'NODE_EXISTS']);
+  });
+});
+
 describe('psyops node create --lighthouse', () => {
   let ws: string;
   const definitionOf = (name: string) => JSON.parse(readFileSync(join(ws, 'nodes', `${name}.json`), 'utf8'));
@@ -424,7 +488,7 @@ describe('psyops node create --lighthouse', () => {
     // site build publishes it at its endpoints; the registry's other lighthouse needs its address in psyops.config.json.
     const site = join(root, 'lh-site');
     const missing = await psyops(['site', 'build', '--out', site], { cwd: ws });
-    expect(missing.exitCode).toBe(1);
+    expect(missing.exitCode).toBe(2);
     expect(errorLine(missing)).toMatchObject({ code: 'USAGE', message: expect.stringMatching(/^lighthouse lh-vps has no public address: /) });
     const configFile = join(ws, 'psyops.config.json');
     const config = JSON.parse(readFileSync(configFile, 'utf8'));
@@ -489,9 +553,109 @@ describe('psyops node status', () => {
     const result = await psyops(['node', 'status', '--root', nodeRoot]);
     expect(result.exitCode).toBe(0);
     expect(JSON.parse(result.stdout)).toEqual(status);
+    const json = await psyops(['node', 'status', '--root', nodeRoot, '--json']);
+    expect([json.exitCode, json.stderr]).toEqual([0, '']);
+    expect(JSON.parse(json.stdout)).toEqual(status);
     const missing = await psyops(['node', 'status', '--root', join(root, 'nowhere')]);
     expect(missing.exitCode).toBe(1);
     expect(errorLine(missing).code).toBe('FILE_NOT_FOUND');
+  });
+});
+
+describe('psyops node create, interrupted (umask 000)', () => {
+  let ws: string;
+  // A mkfs.ext4 first on PATH that runs the real one, recording (in $FAKE_MKFS_LOG) the modes of the image it
+  // writes and of the directory holding it, before and after; then it says so ($FAKE_MKFS_LOG.running) and
+  // sleeps: the image complete in its temporary place, the command still running.
+  const slowBin = join(root, 'slow-mkfs');
+  const realMkfs = ['/usr/sbin/mkfs.ext4', '/sbin/mkfs.ext4'].find((path) => existsSync(path)) ?? 'mkfs.ext4';
+  /** `psyops ARGS…` under `umask 000`, as a child to signal; `env` over a clean environment. */
+  const spawnPsyops = (args: string[], env: Record<string, string> = {}) =>
+    execa('sh', ['-c', 'umask 000 && exec "$0" "$@"', process.execPath, CLI, ...args], {
+      cwd: ws,
+      env: { PSYOPS_WORKSPACE: undefined, PSYOPS_MINISIGN_PASSWORD: undefined, SOURCE_DATE_EPOCH: undefined, ...env },
+      stdin: 'ignore',
+      // Its own process group, as a terminal's foreground job: Ctrl-C signals the whole group.
+      detached: true,
+      reject: false,
+      timeout: 170_000,
+    });
+
+  beforeAll(async () => {
+    ws = join(root, 'ws-interrupted');
+    expect((await psyops(['init', ws, '--no-password'])).exitCode).toBe(0);
+    await ok(ws, ['psynet', 'ca', 'init', '--name', 'psyops test']);
+    mkdirSync(slowBin);
+    writeFileSync(
+      join(slowBin, 'mkfs.ext4'),
+      `#!/bin/sh
+prev= image=
+for arg; do image=$prev; prev=$arg; done
+snap() { echo "== $1"; stat -c '%a %F %n' "$(dirname "$image")" "$image" 2>&1; }
+snap before >> "$FAKE_MKFS_LOG"
+${realMkfs} "$@" || exit $?
+snap after >> "$FAKE_MKFS_LOG"
+touch "$FAKE_MKFS_LOG.running"
+exec sleep 120
+`,
+      { mode: 0o755 },
+    );
+  });
+
+  // SIGINT as Ctrl-C sends it, to the whole process group (mkfs.ext4 gets it too); SIGTERM as kill sends it, to psyops alone.
+  for (const [signal, exitCode, group] of [
+    ['SIGINT', 130, true],
+    ['SIGTERM', 143, false],
+  ] as const) {
+    it(`${signal} (to ${group ? 'the process group' : 'psyops'}) while mkfs.ext4 writes the image: exit ${exitCode}, its temporary files removed, nothing written`, async () => {
+      const log = join(root, `mkfs-${signal}.log`);
+      const before = snapshot(ws);
+      const child = spawnPsyops(['node', 'create', 'int-node', '--mac', MAC, '--out', 'secret.img'], {
+        PATH: `${slowBin}:${process.env.PATH}`,
+        FAKE_MKFS_LOG: log,
+      });
+      let exited = false;
+      void child.finally(() => (exited = true));
+      onTestFinished(() => {
+        if (!exited) process.kill(-child.pid!, 'SIGKILL'); // a failed expectation leaves no command running
+      });
+      // Bounded: until mkfs.ext4 has written the image in its temporary place (or the command ended early).
+      const deadline = Date.now() + 120_000;
+      while (!existsSync(`${log}.running`) && !exited && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 25));
+      expect(existsSync(`${log}.running`), 'mkfs.ext4 ran').toBe(true);
+      // What another user could see then: one temporary entry, closed to group and others (a 0700 directory).
+      const during = listing(ws).filter((name) => !before.top.includes(name));
+      expect(during).toHaveLength(1);
+      expect.soft((statSync(join(ws, during[0]!)).mode & 0o777).toString(8), during[0]).toBe('700');
+      expect.soft(during).toEqual([expect.stringMatching(/^\.secret\.img\.tmp-/)]);
+
+      if (group) process.kill(-child.pid!, signal);
+      else child.kill(signal);
+      const result = await child;
+      expect(result.exitCode, result.stderr).toBe(exitCode);
+      expect(String(result.stdout)).toBe('');
+      expect(errorLine({ exitCode, stdout: '', stderr: String(result.stderr) })).toEqual({
+        code: 'INTERRUPTED',
+        message: `interrupted by ${signal}: nothing was written (no secret volume, no change to nodes/int-node.json or the psynet registry)`,
+      });
+      // Nothing half-written: no image, no temporary directory, no definition, the registry and psynet/hosts as they were.
+      expect(snapshot(ws)).toEqual(before);
+
+      // While it ran, mkfs.ext4 wrote into a file that was 0600 from the start, in a 0700 directory, the umask 000 notwithstanding.
+      const lines = readFileSync(log, 'utf8').trimEnd().split('\n');
+      expect
+        .soft(lines.map((line) => line.split(' ').slice(0, 2).join(' ')))
+        .toEqual(['== before', '700 directory', '600 regular', '== after', '700 directory', '600 regular']);
+    });
+  }
+
+  it('then creates the node as if nothing had happened (no --rekey needed): the image 0600', async () => {
+    const result = await spawnPsyops(['node', 'create', 'int-node', '--mac', MAC, '--out', 'secret.img']);
+    expect(result.exitCode, String(result.stderr)).toBe(0);
+    expect(String(result.stdout)).toMatch(/^int-node: secret volume written to /);
+    expect(statSync(join(ws, 'secret.img')).mode & 0o777).toBe(0o600);
+    expect(listing(ws).filter((name) => name.includes('secret.img'))).toEqual(['secret.img']);
+    expect(existsSync(join(ws, 'nodes', 'int-node.json'))).toBe(true);
   });
 });
 
@@ -516,5 +680,15 @@ describe('psyops node state-image', () => {
     expect(readdirSync(dir)).toEqual(['state.img']);
     expect((await psyops(['node', 'state-image', '--out', 'state.img', '-f'], { cwd: dir })).exitCode).toBe(0);
     expect(statSync(image).size).toBe(16 * 1024 * 1024);
+  });
+
+  it('--json: one JSON object on stdout, the human line on stderr', async () => {
+    const dir = join(root, 'state-json');
+    mkdirSync(dir);
+    const result = await psyops(['node', 'state-image', '--out', 'state.img', '--size', '4', '--json'], { cwd: dir });
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(JSON.parse(result.stdout)).toEqual({ path: join(dir, 'state.img'), label: 'psyops-state', sizeMiB: 4 });
+    expect(result.stderr).toBe(`state volume written to ${join(dir, 'state.img')} (ext4 image labelled psyops-state, 4 MiB)\n`);
+    expect(statSync(join(dir, 'state.img')).size).toBe(4 * 1024 * 1024);
   });
 });

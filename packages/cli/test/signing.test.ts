@@ -101,6 +101,70 @@ describe('psyops sign and verify', () => {
     expect(theirs.exitCode, theirs.stderr).toBe(0);
   });
 
+  it('--json: one JSON object on stdout for keygen, sign and verify; human text only on stderr', async () => {
+    const sub = join(dir, 'json');
+    mkdirSync(sub);
+    copyFileSync(at('hello.txt'), join(sub, 'hello.txt'));
+    copyFileSync(at('other.txt'), join(sub, 'other.txt'));
+    const made = await psyops(['keygen', '-W', '-p', 'j.pub', '-s', 'j.key', '--json'], { cwd: sub });
+    expect(made.exitCode, made.stderr).toBe(0);
+    const key = JSON.parse(made.stdout);
+    expect(key).toEqual({
+      publicKey: 'j.pub',
+      secretKey: 'j.key',
+      keyId: expect.stringMatching(/^[0-9A-F]{16}$/),
+      publicKeyBase64: readFileSync(join(sub, 'j.pub'), 'utf8').split('\n')[1],
+      encrypted: false,
+    });
+    expect(made.stderr).toContain(`public key: j.pub (key id ${key.keyId})\n`);
+
+    const env = { SOURCE_DATE_EPOCH: '1700000000' };
+    const signed = await psyops(['sign', '-s', 'j.key', '-m', 'hello.txt', 'other.txt', '--json'], { cwd: sub, env });
+    expect(signed.exitCode, signed.stderr).toBe(0);
+    expect(JSON.parse(signed.stdout)).toEqual({
+      signatures: ['hello.txt', 'other.txt'].map((file) => ({
+        file,
+        signatureFile: `${file}.minisig`,
+        keyId: key.keyId,
+        algorithm: 'prehashed',
+        trustedComment: `timestamp:1700000000\tfile:${file}\thashed`,
+      })),
+    });
+    const legacy = await psyops(['sign', '-s', 'j.key', '-m', 'other.txt', '-x', 'other.legacy', '-l', '-t', 'old style', '--json'], { cwd: sub });
+    expect(JSON.parse(legacy.stdout).signatures).toEqual([
+      { file: 'other.txt', signatureFile: 'other.legacy', keyId: key.keyId, algorithm: 'legacy', trustedComment: 'old style' },
+    ]);
+
+    const verified = await psyops(['verify', '-p', 'j.pub', '-m', 'hello.txt', '--json'], { cwd: sub });
+    expect([verified.exitCode, verified.stderr]).toEqual([0, '']);
+    expect(JSON.parse(verified.stdout)).toEqual({
+      file: 'hello.txt',
+      signatureFile: 'hello.txt.minisig',
+      keyId: key.keyId,
+      algorithm: 'prehashed',
+      trustedComment: 'timestamp:1700000000\tfile:hello.txt\thashed',
+      untrustedComment: 'signature from minisign secret key',
+    });
+    const legacyVerified = await psyops(['verify', '-p', 'j.pub', '-m', 'other.txt', '-x', 'other.legacy', '--json'], { cwd: sub });
+    expect(JSON.parse(legacyVerified.stdout)).toMatchObject({ signatureFile: 'other.legacy', algorithm: 'legacy', trustedComment: 'old style' });
+
+    // A failure prints no JSON: the one error line and exit 1. --json with -q or -Q is a usage error.
+    writeFileSync(join(sub, 'hello.txt'), 'changed\n');
+    const bad = await psyops(['verify', '-p', 'j.pub', '-m', 'hello.txt', '--json'], { cwd: sub });
+    expect([bad.exitCode, bad.stdout, errorLine(bad).code]).toEqual([1, '', 'BAD_SIGNATURE']);
+    for (const flag of ['-q', '-Q']) {
+      const usage = await psyops(['verify', '-p', 'j.pub', '-m', 'other.txt', '--json', flag], { cwd: sub });
+      expect([usage.exitCode, usage.stdout, errorLine(usage).code], flag).toEqual([2, '', 'USAGE']);
+    }
+
+    // Without --json the output is what it always was.
+    const plain = await psyops(['keygen', '-W', '-p', 'p.pub', '-s', 'p.key'], { cwd: sub });
+    expect(plain.stdout).toMatch(/^secret key: p\.key \(not encrypted, keep it secret\)\npublic key: p\.pub \(key id [0-9A-F]{16}\)\nverify with: /);
+    expect(plain.stderr).toBe('');
+    const quiet = await psyops(['sign', '-s', 'p.key', '-m', 'other.txt'], { cwd: sub });
+    expect([quiet.exitCode, quiet.stdout, quiet.stderr]).toEqual([0, '', '']);
+  });
+
   it('verifies what the real minisign signed, prehashed and legacy', async () => {
     for (const legacy of [false, true]) {
       const sig = `theirs-${legacy}.minisig`;
@@ -138,12 +202,14 @@ describe('psyops sign and verify', () => {
 
   it('a SOURCE_DATE_EPOCH that is not a number is refused before anything is written', async () => {
     const result = await psyops(['sign', '-s', 'k.key', '-m', 'hello.txt', '-x', 'epoch.minisig'], { cwd: dir, env: { SOURCE_DATE_EPOCH: 'yesterday' } });
+    expect(result.exitCode).toBe(2);
     expect(errorLine(result)).toEqual({ code: 'USAGE', message: 'SOURCE_DATE_EPOCH must be a whole number of seconds, got "yesterday"' });
     expect(listing(dir)).not.toContain('epoch.minisig');
   });
 
   it('-x with several files is a usage error', async () => {
     const result = await psyops(['sign', '-s', 'k.key', '-m', 'hello.txt', 'other.txt', '-x', 'one.minisig'], { cwd: dir });
+    expect(result.exitCode).toBe(2);
     expect(errorLine(result).code).toBe('USAGE');
   });
 });
@@ -230,6 +296,39 @@ describe('bad input: one line, exit 1, nothing left behind', () => {
     expect(result.exitCode).toBe(1);
     expect(errorLine(result).code).toBe('WRONG_PASSWORD');
     expect(listing(sub)).toEqual(before);
+  });
+
+  it('a damaged encrypted secret key is reported as damaged, not as a wrong password', async () => {
+    const sub = join(dir, 'damaged-key');
+    mkdirSync(sub);
+    writeFileSync(join(sub, 'data'), 'data\n');
+    const env = { PSYOPS_MINISIGN_PASSWORD: 'right' };
+    expect((await psyops(['keygen', '-p', 'd.pub', '-s', 'd.key'], { cwd: sub, env })).exitCode).toBe(0);
+    const [comment, base64] = readFileSync(join(sub, 'd.key'), 'utf8').split('\n');
+    // The encrypted part of the key: key id (bytes 54-61), seed, public half (94-125), checksum (126-157).
+    for (const [at, part] of [
+      [56, 'key id'],
+      [100, 'public half'],
+      [140, 'checksum'],
+    ] as const) {
+      const bytes = Buffer.from(base64!, 'base64');
+      bytes[at]! ^= 0x01;
+      writeFileSync(join(sub, 'bad.key'), `${comment}\n${bytes.toString('base64')}\n`);
+      const before = listing(sub);
+      const result = await psyops(['sign', '-s', 'bad.key', '-m', 'data'], { cwd: sub, env });
+      expect(result.exitCode, part).toBe(1);
+      expect(errorLine(result), part).toEqual({
+        code: 'MALFORMED_KEY',
+        message: 'secret key file bad.key is damaged (the password is right, but its key id, public half or checksum was altered)',
+      });
+      expect(listing(sub)).toEqual(before);
+    }
+  });
+
+  it('verify names a missing FILE, not its missing FILE.minisig', async () => {
+    const result = await psyops(['verify', '-p', at('k.pub'), '-m', 'nowhere.txt'], { cwd: dir });
+    expect(result.exitCode).toBe(1);
+    expect(errorLine(result)).toEqual({ code: 'FILE_NOT_FOUND', message: 'signed file not found: nowhere.txt' });
   });
 
   it('missing files, and a directory instead of a file', async () => {

@@ -120,6 +120,23 @@ describe('psyops site build', () => {
     expect(tree(join(dir, 'other-site'))).toEqual(before);
   });
 
+  it('--json prints one object about the site on stdout, the summary on stderr', async () => {
+    const run = await psyops(['site', 'build', '--json'], { cwd: ws, env: { SOURCE_DATE_EPOCH: '1700000000' } });
+    expect(run.exitCode, run.stderr).toBe(0);
+    expect(run.stderr).toMatch(/^site built: .*\/site \(\d+ files: 1 node\(s\), 1 OS image\(s\), APK repository for x86_64, 0 lighthouse\(s\)\)\n$/);
+    expect(run.stdout.endsWith('\n') && run.stdout.trimEnd().split('\n')).toHaveLength(1);
+    expect(JSON.parse(run.stdout)).toEqual({
+      outDir: at('site'),
+      files: Object.keys(tree(at('site'))).length,
+      nodes: ['node-1'],
+      images: ['psyopsOS-2026.11.0-x86_64.iso'],
+      apkArchitectures: ['x86_64'],
+      lighthouses: 0,
+      lighthousesVersion: expect.any(Number),
+      bumped: [],
+    });
+  });
+
   it('publishes the psynet lighthouses from the registry with their public addresses', async () => {
     const config = JSON.parse(readFileSync(at('psyops.config.json'), 'utf8'));
     const registry = {
@@ -133,7 +150,7 @@ describe('psyops site build', () => {
     writeFileSync(at('psynet', 'registry.json'), JSON.stringify(registry));
     try {
       const missing = await psyops(['site', 'build', '--out', join(dir, 'lh-site')], { cwd: ws });
-      expect(missing.exitCode).toBe(1);
+      expect(missing.exitCode).toBe(2);
       expect(errorLine(missing)).toEqual({
         code: 'USAGE',
         message:
@@ -217,7 +234,7 @@ describe('psyops site build', () => {
       for (const [name, definition, code, message] of refusals) {
         writeFileSync(at('nodes', `${name}.json`), definition);
         const refused = await psyops(['site', 'build', '--out', out], { cwd: ws });
-        expect(refused.exitCode, name).toBe(1);
+        expect(refused.exitCode, name).toBe(code === 'USAGE' ? 2 : 1);
         expect(errorLine(refused)).toMatchObject({ code, message: expect.stringMatching(message) });
         writeFileSync(at('nodes', 'node-1.json'), node1);
         writeFileSync(at('nodes', 'lh-node.json'), lhNode);
@@ -243,6 +260,44 @@ describe('psyops site build', () => {
       expect(readdirSync(ws).filter((n) => n.startsWith('.site'))).toEqual([]);
     } finally {
       rmSync(at('nodes', 'broken.json'));
+    }
+  });
+
+  it('a config changed at an unchanged version is refused; --bump-versions publishes the next version and says so; --valid-for sets an expiry', async () => {
+    const file = at('nodes', 'node-1.json');
+    const original = readFileSync(file, 'utf8');
+    const before = tree(at('site'));
+    try {
+      writeFileSync(file, original.replace('hi\\n', 'changed\\n'));
+      const refused = await psyops(['site', 'build'], { cwd: ws });
+      expect(refused.exitCode).toBe(1);
+      expect(errorLine(refused)).toMatchObject({ code: 'BAD_NODE_DEFINITION' });
+      expect(errorLine(refused).message).toMatch(
+        /node-1\.json: the config of node-1 changed since the site in .* was built .*Raise config\.version to 8, or build with --bump-versions$/,
+      );
+      expect(tree(at('site'))).toEqual(before);
+
+      const bumped = await psyops(['site', 'build', '--bump-versions', '--valid-for', '30d'], { cwd: ws, env: { SOURCE_DATE_EPOCH: '1700000000' } });
+      expect(bumped.exitCode, bumped.stderr).toBe(0);
+      expect(bumped.stderr).toBe('note: node node-1 published as version 8 (nodes/node-1.json says 7)\n');
+      expect(JSON.parse(readFileSync(at('site', 'nodes', 'node-1.json'), 'utf8')).version).toBe(8);
+      const verified = await execa('minisign', ['-V', '-p', at('keys', 'minisign.pub'), '-m', at('site', 'nodes', 'node-1.json')]);
+      expect(verified.stdout).toContain(`Trusted comment: timestamp:1700000000\tfile:nodes/node-1.json\texpires:${1_700_000_000 + 30 * 86_400}`);
+
+      for (const bad of ['30', '0d', '-1h', '1y', '']) {
+        const usage = await psyops(['site', 'build', '--valid-for', bad], { cwd: ws });
+        expect(usage.exitCode, bad).not.toBe(0);
+        expect(errorLine(usage), bad).toEqual({
+          code: 'USAGE',
+          message: `--valid-for must be a positive duration such as 30d, 12h, 90m or 3600s, got "${bad}"`,
+        });
+      }
+    } finally {
+      writeFileSync(file, original);
+      rmSync(at('site', 'nodes', 'node-1.json'));
+      const rebuilt = await psyops(['site', 'build'], { cwd: ws, env: { SOURCE_DATE_EPOCH: '1700000000' } });
+      expect(rebuilt.exitCode, rebuilt.stderr).toBe(0);
+      expect(tree(at('site'))).toEqual(before);
     }
   });
 
@@ -272,7 +327,11 @@ describe('psyops site deploy (against s3rver on 127.0.0.1)', () => {
     const files = tree(at('site'));
     const first = await deploy([]);
     expect(first.exitCode, first.stderr).toBe(0);
-    expect(first.stdout).toBe(`deployed ${at('site')} to s3://bucket/prod/: ${Object.keys(files).length} uploaded, 0 unchanged, 0 deleted\n`);
+    expect(first.stdout).toMatch(
+      new RegExp(
+        `^deployed ${at('site')} to s3://bucket/prod/: ${Object.keys(files).length} uploaded, 0 unchanged, 0 deleted \\([\\d.]+ (?:KiB|MiB) sent\\)\n$`,
+      ),
+    );
     expect(bucket(s3, 'bucket')).toEqual(Object.fromEntries(Object.entries(files).map(([k, v]) => [`prod/${k}`, v])));
     expect(existsSync(join(s3.directory, 'bucket', 'prod', `${DEPLOY_STATE}._S3rver_object`))).toBe(true);
 
@@ -293,6 +352,49 @@ describe('psyops site deploy (against s3rver on 127.0.0.1)', () => {
     const one = await deploy([]);
     expect(one.stdout).toContain(': 4 uploaded');
     expect(bucket(s3, 'bucket')['prod/nodes/node-1.json']).toBe(tree(at('site'))['nodes/node-1.json']);
+  });
+
+  it('--json prints one object about what went up; progress is a line per uploaded file with its size, and on a terminal a live line of files and bytes', async () => {
+    const sizes = Object.fromEntries(Object.keys(tree(at('site'))).map((key) => [`progress/${key}`, statSync(at('site', key)).size]));
+    const total = Object.values(sizes).reduce((sum, size) => sum + size, 0);
+    const args = ['site', 'deploy', '--bucket', 'bucket', '--endpoint', s3.endpoint];
+    const run = await psyops([...args, '--prefix', 'progress', '--json'], { cwd: ws, env: S3_ENV });
+    expect(run.exitCode, run.stderr).toBe(0);
+    expect(run.stdout.endsWith('\n') && run.stdout.trimEnd().split('\n')).toHaveLength(1);
+    const json = JSON.parse(run.stdout);
+    expect(json).toEqual({
+      dir: at('site'),
+      target: 's3://bucket/progress/',
+      dryRun: false,
+      uploads: expect.any(Array),
+      bytes: total,
+      unchanged: 0,
+      deletions: [],
+    });
+    expect(Object.fromEntries(json.uploads.map((u: { key: string; size: number }) => [u.key, u.size]))).toEqual(sizes);
+    expect(json.uploads.every((u: { reason: string }) => u.reason === 'new')).toBe(true);
+    // Piped: no live line; the plan, one line per file as it went up, and the summary.
+    expect(run.stderr).not.toContain('\r');
+    const lines = run.stderr.trimEnd().split('\n');
+    expect(lines[0]).toMatch(new RegExp(`^s3://bucket/progress/: ${json.uploads.length} to upload \\([\\d.]+ (?:KiB|MiB)\\), 0 unchanged, 0 to delete$`));
+    const uploaded = lines.slice(1, -1).map((line) => /^upload: (\S+) \((\d+ B|[\d.]+ KiB|[\d.]+ MiB)\)$/.exec(line)?.[1]);
+    expect(uploaded.sort()).toEqual(Object.keys(sizes).sort());
+    expect(lines.at(-1)).toMatch(/^deployed .* to s3:\/\/bucket\/progress\/: \d+ uploaded, 0 unchanged, 0 deleted \([\d.]+ (?:KiB|MiB) sent\)$/);
+    const again = await psyops([...args, '--prefix', 'progress', '--json', '--dry-run'], { cwd: ws, env: S3_ENV });
+    expect(JSON.parse(again.stdout)).toMatchObject({ dryRun: true, uploads: [], bytes: 0, unchanged: json.uploads.length, deletions: [] });
+
+    // On a terminal (script(1) gives it one): a live line with the files and bytes sent so far.
+    const command = [process.execPath, CLI, ...args, '--prefix', 'progress-tty', '--concurrency', '1'].map((arg) => JSON.stringify(arg)).join(' ');
+    const tty = await execa('script', ['-q', '-e', '-c', command, '/dev/null'], { cwd: ws, env: S3_ENV, reject: false, timeout: 60_000 });
+    expect(tty.exitCode, tty.stdout).toBe(0);
+    // What the terminal got, "erase line" spelled out: `\r<EL>` starts each redraw of the live line.
+    const screen = tty.stdout.replaceAll('\u001b[K', '<EL>');
+    const live = [...screen.matchAll(/\r<EL>site deploy: uploading \d+\.\d s: (\d+)\/(\d+) files, ([\d.]+ (?:B|KiB|MiB)) of ([\d.]+ (?:KiB|MiB))/g)];
+    expect([...new Set(live.map((match) => Number(match[1])))]).toEqual([...Array(json.uploads.length).keys()]);
+    expect(new Set(live.map((match) => match[2]))).toEqual(new Set([String(json.uploads.length)]));
+    expect(live[0]![3]).toBe('0 B');
+    // The live line is cleared before the summary.
+    expect(screen).toMatch(new RegExp(`\\r<EL>deployed .* to s3://bucket/progress-tty/: ${json.uploads.length} uploaded, `));
   });
 
   it('--dry-run prints the plan and changes nothing', async () => {
@@ -422,6 +524,39 @@ describe('psyops site serve', () => {
     }
     const ended = await server;
     expect(ended.exitCode).toBe(0);
+  });
+
+  it('logs each request on stderr: time, client, method, path, status and bytes sent', async () => {
+    const server = execa('node', [CLI, 'site', 'serve', '--port', '0'], { cwd: ws, reject: false, timeout: 60_000, buffer: false });
+    let log = '';
+    server.stderr!.on('data', (chunk: Buffer) => {
+      log += chunk.toString();
+    });
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        server.stdout!.on('data', (chunk: Buffer) => {
+          const match = /^serving .* at (http:\/\/127\.0\.0\.1:\d+\/)\n/.exec(chunk.toString());
+          if (match) resolve(match[1]!);
+        });
+        setTimeout(() => reject(new Error('site serve printed no URL within 20 s')), 20_000).unref();
+      });
+      expect(log).toBe('');
+      expect((await (await fetch(`${url}nodes/node-1.json`)).arrayBuffer()).byteLength).toBe(statSync(at('site', 'nodes', 'node-1.json')).size);
+      await (await fetch(`${url}nodes/nobody.json`)).arrayBuffer();
+      await (await fetch(`${url}os/psyopsOS-2026.11.0-x86_64.iso`, { headers: { Range: 'bytes=10-19' } })).arrayBuffer();
+      await fetch(`${url}index.json`, { method: 'HEAD' });
+      for (let i = 0; i < 200 && log.split('\n').length < 5; i++) await new Promise((r) => setTimeout(r, 25));
+    } finally {
+      server.kill('SIGTERM');
+    }
+    await server;
+    const time = '\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{3}Z 127\\.0\\.0\\.1';
+    expect(log.trimEnd().split('\n')).toEqual([
+      expect.stringMatching(new RegExp(`^${time} GET /nodes/node-1\\.json 200 ${statSync(at('site', 'nodes', 'node-1.json')).size}$`)),
+      expect.stringMatching(new RegExp(`^${time} GET /nodes/nobody\\.json 404 ${statSync(at('site', 'error.html')).size}$`)),
+      expect.stringMatching(new RegExp(`^${time} GET /os/psyopsOS-2026\\.11\\.0-x86_64\\.iso 206 10$`)),
+      expect.stringMatching(new RegExp(`^${time} HEAD /index\\.json 200 0$`)),
+    ]);
   });
 
   it('refuses a port that is not a number', async () => {

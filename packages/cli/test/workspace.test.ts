@@ -1,8 +1,11 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
+import type { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
-import { errorLine, listing, psyops, tempDir } from './helpers.js';
+// The built CLI's command tree: which options are required, to check their help says so.
+import { createProgram } from '../dist/index.js';
+import { CLI, errorLine, listing, psyops, tempDir } from './helpers.js';
 
 const root = tempDir('cli-workspace');
 const NO_PASSWORD = ['--no-password'];
@@ -31,6 +34,41 @@ describe('psyops init', () => {
     writeFileSync(join(ws, 'data'), 'x');
     expect((await psyops(['sign', '-m', 'data'], { cwd: ws })).exitCode).toBe(0);
     expect((await execa('minisign', ['-V', '-p', 'keys/minisign.pub', '-m', 'data'], { cwd: ws, reject: false, timeout: 60_000 })).exitCode).toBe(0);
+  });
+
+  it('ends with the next steps, from the directory it was run in', async () => {
+    const result = await psyops(['init', 'next', ...NO_PASSWORD], { cwd: root });
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(result.stderr).toBe('');
+    const steps = result.stdout.slice(result.stdout.indexOf('next steps:\n'));
+    expect(steps.split('\n').map((line) => line.replace(/\s+#.*/, ''))).toEqual([
+      'next steps:',
+      '  cd next',
+      '  psyops build-iso',
+      '  psyops psynet ca init --name NAME',
+      '  psyops node create NAME --mac MAC --out NAME.img',
+      '  psyops site build',
+      '  git init && git add -A',
+      '',
+    ]);
+    mkdirSync(join(root, 'next-here'));
+    const here = await psyops(['init', ...NO_PASSWORD], { cwd: join(root, 'next-here') });
+    expect(here.exitCode, here.stderr).toBe(0);
+    expect(here.stdout).toContain('next steps:\n  psyops build-iso ');
+  });
+
+  it('on a terminal says it is deriving the key from the password; piped, it says nothing of it', async () => {
+    const run = await execa('script', ['-q', '-e', '-c', `${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} init tty-pw`, '/dev/null'], {
+      cwd: root,
+      env: { PSYOPS_MINISIGN_PASSWORD: 'pw', PSYOPS_WORKSPACE: undefined },
+      reject: false,
+      timeout: 60_000,
+    });
+    expect(run.exitCode, run.stdout).toBe(0);
+    expect(run.stdout).toMatch(/^deriving the key from the password \(scrypt, a few seconds\)…\r\nworkspace created: /);
+    const piped = await psyops(['init', join(root, 'piped-pw')], { env: { PSYOPS_MINISIGN_PASSWORD: 'pw' } });
+    expect(piped.exitCode, piped.stderr).toBe(0);
+    expect(piped.stderr).toBe('');
   });
 
   it('encrypts the key with a password from the sources; refuses without one', async () => {
@@ -274,4 +312,137 @@ describe('help and version', () => {
     const typo = await psyops(['sgin']);
     expect(errorLine(typo)).toEqual({ code: 'USAGE', message: "unknown command 'sgin' (Did you mean sign?)" });
   });
+});
+
+/**
+ * The help rules every command's --help follows, checked on the help the built CLI prints (80 columns,
+ * as when piped):
+ * - Sentences: commander wraps text at the width itself, so a hard line break belongs only at the end of
+ *   a sentence. A line of a description (or of an argument's or option's text) that is followed by
+ *   another and does not end a sentence (. ! ? : ; possibly followed by a closing quote or bracket)
+ *   must be one commander wrapped: the next line's first word would not have fitted on it. The last
+ *   line of each paragraph of a command's description ends a sentence. Lines that start with blanks
+ *   are entries of a list or table, and are exempt.
+ * - Required options (requiredOption, which commander's help does not show) say "(required)".
+ * - A default is stated once: "default" followed by a value ("default: x", "default x") appears at
+ *   most once in an option's or argument's text; commander appends "(default: x)" for defaults it
+ *   knows, so the text must not repeat them.
+ */
+const HELP_WIDTH = 80;
+const SENTENCE_END = /[.!?:;]["'`)\]]*$/;
+const SECTION = /^[A-Z][A-Za-z ]*:$/;
+
+interface HelpItem {
+  section: string;
+  term: string;
+  /** The column the item's text starts at. */
+  column: number;
+  lines: string[];
+}
+
+/** The description paragraphs and the items (arguments, options, subcommands) of a --help text. */
+function parseHelp(text: string): { paragraphs: string[][]; items: HelpItem[] } {
+  const lines = text.replace(/\n$/, '').split('\n');
+  const paragraphs: string[][] = [];
+  const items: HelpItem[] = [];
+  let index = 1; // after "Usage: …"
+  let paragraph: string[] = [];
+  for (; index < lines.length && !SECTION.test(lines[index]!); index++) {
+    const line = lines[index]!;
+    if (line !== '') paragraph.push(line);
+    else if (paragraph.length > 0) paragraphs.push(paragraph), (paragraph = []);
+  }
+  if (paragraph.length > 0) paragraphs.push(paragraph);
+  let section: string | undefined;
+  for (; index < lines.length; index++) {
+    const line = lines[index]!;
+    if (SECTION.test(line)) section = line;
+    else if (line === '')
+      section = undefined; // the end of a section; what follows (addHelpText) is not checked
+    else if (section !== undefined && /^ {2}\S/.test(line)) {
+      const match = /^ {2}(\S.*?)(\s{2,})(\S.*)$/.exec(line);
+      items.push(
+        match
+          ? { section, term: match[1]!, column: 2 + match[1]!.length + match[2]!.length, lines: [match[3]!] }
+          : { section, term: line.trim(), column: 0, lines: [] },
+      );
+    } else if (section !== undefined) items.at(-1)?.lines.push(line.trim());
+  }
+  return { paragraphs, items };
+}
+
+/** The lines of a text block that end mid-sentence where commander did not wrap. */
+function brokenLines(lines: string[], column: number): string[] {
+  return lines.filter((line, at) => {
+    const next = lines[at + 1];
+    if (next === undefined || /^\s/.test(line) || SENTENCE_END.test(line)) return false;
+    return column + line.length + 1 + next.split(/\s/)[0]!.length <= HELP_WIDTH;
+  });
+}
+
+/** Every rule a command's --help breaks, one line each. */
+function helpProblems(help: string, command: Pick<Command, 'options'>): string[] {
+  const problems: string[] = [];
+  const { paragraphs, items } = parseHelp(help);
+  for (const paragraph of paragraphs) {
+    for (const line of brokenLines(paragraph, 0)) problems.push(`description line ends mid-sentence: "${line}"`);
+    if (!SENTENCE_END.test(paragraph.at(-1)!)) problems.push(`description paragraph ends mid-sentence: "${paragraph.at(-1)}"`);
+  }
+  for (const item of items) {
+    for (const line of brokenLines(item.lines, item.column)) problems.push(`${item.term}: line ends mid-sentence: "${line}"`);
+    const text = item.lines.join(' ');
+    if ((text.match(/\bdefault:?\s/gi) ?? []).length > 1) problems.push(`${item.term}: the default is stated twice: "${text}"`);
+  }
+  for (const option of command.options) {
+    const item = items.find((candidate) => candidate.section === 'Options:' && candidate.term === option.flags);
+    if (item === undefined) problems.push(`${option.flags}: missing from the help`);
+    else if (option.mandatory && !item.lines.join(' ').includes('(required)'))
+      problems.push(`${option.flags}: required, but its help does not say "(required)"`);
+  }
+  return problems;
+}
+
+function commandTree(command: Command, path: string[] = []): { path: string[]; command: Command }[] {
+  return [{ path, command }, ...command.commands.flatMap((sub) => commandTree(sub, [...path, sub.name()]))];
+}
+
+describe('every --help reads as sentences, marks required options and states a default once', () => {
+  it('the rules catch what they are meant to', () => {
+    const help = [
+      'Usage: psyops demo [options]',
+      '',
+      'A sentence broken in the',
+      'middle. A sentence that ends here.',
+      '',
+      'Options:',
+      '  --out <DIR>   where to write (required)',
+      '  --size <N>    size (default 16) (default: "16")',
+      '  --name <N>    a name',
+      '',
+    ].join('\n');
+    const options = [
+      { flags: '--out <DIR>', mandatory: true },
+      { flags: '--size <N>', mandatory: false },
+      { flags: '--name <N>', mandatory: true },
+    ] as unknown as Command['options'];
+    expect(helpProblems(help, { options })).toEqual([
+      'description line ends mid-sentence: "A sentence broken in the"',
+      '--size <N>: the default is stated twice: "size (default 16) (default: "16")"',
+      '--name <N>: required, but its help does not say "(required)"',
+    ]);
+    // A line commander wrapped (the next word did not fit) is no break.
+    const long = `${'word '.repeat(15)}endless`;
+    expect(brokenLines([long, 'continues here.'], 0)).toEqual([]);
+    expect(brokenLines([long, 'continues here.'], 10)).toEqual([]);
+    expect(brokenLines(['short', 'continues here.'], 0)).toEqual(['short']);
+  });
+
+  for (const { path, command } of commandTree(createProgram())) {
+    it(['psyops', ...path, '--help'].join(' '), async () => {
+      const result = await psyops([...path, '--help']);
+      expect(result.exitCode).toBe(0);
+      expect(result.stdout).toMatch(new RegExp(`^Usage: ${['psyops', ...path].join(' ')}\\b`));
+      expect(helpProblems(result.stdout, command)).toEqual([]);
+    });
+  }
 });

@@ -68,7 +68,7 @@ export async function produceDirectoryAtomically<T>(dir: string, produce: (temp:
   await mkdir(dirname(dir), { recursive: true });
   const temp = tempPathBeside(dir);
   try {
-    await mkdir(temp);
+    await mkdir(temp, { mode: options.mode ?? 0o755 }); // never wider than asked, even for a moment
     await chmod(temp, options.mode ?? 0o755); // mkdir's mode is narrowed by the umask
     const result = await produce(temp);
     await rm(dir, { recursive: true, force: true });

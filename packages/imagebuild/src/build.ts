@@ -20,7 +20,7 @@ import { fetchPackages, type FetchedPackage, type FetchPackagesOptions } from '.
 import { loadRepositories, type LoadedRepository, type RepositorySource } from './repositories.js';
 import { bootPackagesStage, rootfsStage } from './rootfs.js';
 import { modloopStage, rootImageStage } from './squashfs.js';
-import type { StageResult } from './stage.js';
+import { removeStageLeftovers, type StageResult } from './stage.js';
 import { requireHostFile, requireTools } from './tools.js';
 
 /** What the image is: the shape of a workspace's `image` section, its paths resolved. */
@@ -66,7 +66,12 @@ export interface BuildIsoOptions {
    * minutes, reported as a `lock` progress event); 0 fails at once naming the holder's PID.
    */
   lockWaitMs?: number;
+  /** A `start` event as each step begins (several run side by side), `progress` within some, `done` as each ends. */
   onProgress?: (event: BuildProgress) => void;
+  /**
+   * Stops the build (e.g. on Ctrl-C): it rejects with the signal's reason within about a second,
+   * leaving no stage temporary directory and nothing in the output directory; finished stages stay cached.
+   */
   signal?: AbortSignal;
 }
 
@@ -129,8 +134,9 @@ const ARCH_OF_FLAVOR = { pc: 'x86_64', rpi: 'aarch64' } as const;
 /** Runs one step of the build: its progress events around it, its time recorded. */
 type Step = <T>(stage: StageName, work: () => Promise<StageResult<T>>, detail?: (value: T) => string) => Promise<T>;
 
-function stepReporter(report: (event: BuildProgress) => void, timings: BuildIsoResult['stages']): Step {
+function stepReporter(report: (event: BuildProgress) => void, timings: BuildIsoResult['stages'], signal: AbortSignal | undefined): Step {
   return async (stage, work, detail) => {
+    signal?.throwIfAborted();
     report({ stage, state: 'start' });
     const started = performance.now();
     const { value, cached } = await work();
@@ -157,7 +163,9 @@ export async function buildIso(options: BuildIsoOptions): Promise<BuildIsoResult
   const report = options.onProgress ?? (() => undefined);
   const locks = await lockBuildDirectories(options, report);
   try {
+    // Holding both locks, nothing else uses these: what a killed build left is removed first.
     await recoverInterruptedPublish(options.image.outDir);
+    await removeStageLeftovers(options.cacheDir);
     return await buildLocked(options, arch, report);
   } finally {
     for (const lock of locks.reverse()) await lock.release();
@@ -197,8 +205,8 @@ async function buildLocked(options: BuildIsoOptions, arch: string, report: (even
   const { image, cacheDir, signal, siteUrl } = options;
   const { world, hostname, overlay, kernel: kernelFlavor } = image;
   const stages: BuildIsoResult['stages'] = [];
-  const step = stepReporter(report, stages);
-  const cache = { dir: cacheDir, rebuild: options.rebuild ?? false };
+  const step = stepReporter(report, stages, signal);
+  const cache = { dir: cacheDir, rebuild: options.rebuild ?? false, ...(signal ? { signal } : {}) };
   const offline = options.offline ?? false;
   const repositoryUrls = options.repositories.map((repository) => repository.url);
 
@@ -254,7 +262,7 @@ async function buildLocked(options: BuildIsoOptions, arch: string, report: (even
   const iso = await step('iso', () => isoStage(cache, { ...boot, rootImage, efi, apkovl, volumeId, release, arch, kernelFlavor, cmdline, mtime }));
 
   const facts = { image, release, arch, volumeId, kernelVersion: boot.kernel.kernelVersion, cmdline, buildInfo, mtime, repositoryUrls, repositories, sets };
-  return { ...(await publishImage({ iso, outDir: image.outDir, secretKey: options.secretKey, step }, facts)), stages };
+  return { ...(await publishImage({ iso, outDir: image.outDir, secretKey: options.secretKey, step, signal }, facts)), stages };
 }
 
 function validatedArch(image: ImageSettings): string {
@@ -379,7 +387,7 @@ const COMPLETE_PREFIX = '.publish-';
  * finishes moving it (recoverInterruptedPublish) before anything else.
  */
 async function publishImage(
-  output: { iso: string; outDir: string; secretKey: SecretKey; step: Step },
+  output: { iso: string; outDir: string; secretKey: SecretKey; step: Step; signal: AbortSignal | undefined },
   facts: ImageFacts,
 ): Promise<Omit<BuildIsoResult, 'stages'>> {
   const { outDir } = output;
@@ -403,6 +411,8 @@ async function publishImage(
       for (const name of await readdir(staging)) await syncToDisk(join(staging, name));
       return uncached(manifest);
     });
+    // The last moment to stop: once the set is complete it is published (by this build or the next).
+    output.signal?.throwIfAborted();
     const complete = join(outDir, `${COMPLETE_PREFIX}${id}`);
     await rename(staging, complete);
     await syncToDisk(outDir);

@@ -15,6 +15,8 @@ import { fileAccessError } from '@psyops/core';
 
 const COMPLETE_MARK = '.complete';
 const RESULT_FILE = 'result.json';
+/** Where a stage is built before it is renamed into place: `<name>-<hash>.tmp-<random>`. */
+const TEMP_INFIX = '.tmp-';
 /** How a path inside the stage directory is stored in its result: relative, so it survives the rename. */
 const IN_STAGE = 'pathInStage';
 /** Older stage outputs of the same name kept besides the newest (for switching back and forth). */
@@ -50,7 +52,15 @@ function hashInputs(value: unknown): string {
 export interface StageCache {
   dir: string;
   rebuild?: boolean;
+  /**
+   * Stops waiting for a stage being built: its temporary directory is removed at once (after a
+   * moment for the tools killed by the same Ctrl-C to exit) and runStage rejects with the reason.
+   */
+  signal?: AbortSignal;
 }
+
+/** How long an aborted stage's build may take to end by itself before its temporary directory is removed anyway. */
+const ABORT_GRACE_MS = 1000;
 
 export interface StageResult<T> {
   /** What the stage's build returned; its paths inside the stage point into the stage directory. */
@@ -73,20 +83,68 @@ export async function runStage<T>(cache: StageCache, name: string, inputs: unkno
     await utimes(dir, now, now).catch(() => undefined);
     return { value: await readStageResult<T>(dir), cached: true };
   }
+  cache.signal?.throwIfAborted();
   await mkdir(stagesDir, { recursive: true });
-  const temp = `${dir}.tmp-${randomBytes(4).toString('hex')}`;
+  const temp = `${dir}${TEMP_INFIX}${randomBytes(4).toString('hex')}`;
   try {
     await mkdir(temp);
-    await writeFile(join(temp, RESULT_FILE), encodeResult(await build(temp), temp));
+    await writeFile(join(temp, RESULT_FILE), encodeResult(await untilAborted(build(temp), cache.signal, temp), temp));
     await writeFile(join(temp, COMPLETE_MARK), '');
     await rm(dir, { recursive: true, force: true });
     await rename(temp, dir);
   } catch (error) {
-    await rm(temp, { recursive: true, force: true });
+    await rm(temp, { recursive: true, force: true, maxRetries: 3 });
     throw error;
   }
   await pruneOlder(stagesDir, name, dir);
   return { value: await readStageResult<T>(dir), cached: false };
+}
+
+/**
+ * `work`, or, once `signal` aborts, its reason: after waiting up to ABORT_GRACE_MS for `work` to
+ * end (a tool killed by the same Ctrl-C fails at once). Work that runs on after that still has
+ * `temp` removed when it ends, should the process live that long.
+ */
+async function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined, temp: string): Promise<T> {
+  if (!signal) return work;
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<never>((_resolve, reject) => {
+    onAbort = () => {
+      let timer: NodeJS.Timeout | undefined;
+      const grace = new Promise<void>((done) => {
+        timer = setTimeout(done, ABORT_GRACE_MS);
+      });
+      void Promise.race([work.then(noop, noop), grace]).then(() => {
+        clearTimeout(timer);
+        reject(signal.reason);
+      });
+    };
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([work, aborted]);
+  } catch (error) {
+    if (signal.aborted) void work.then(noop, noop).then(() => rm(temp, { recursive: true, force: true, maxRetries: 3 }).catch(noop));
+    throw error;
+  } finally {
+    signal.removeEventListener('abort', onAbort!);
+  }
+}
+
+const noop = () => undefined;
+
+/**
+ * Removes the temporary directories of stages whose build was killed (SIGKILL, a power cut) from
+ * `<cacheDir>/stages`. Only for the holder of the cache directory's lock: no other build can be
+ * using them then.
+ */
+export async function removeStageLeftovers(cacheDir: string): Promise<string[]> {
+  const stagesDir = join(cacheDir, 'stages');
+  const entries = await readdir(stagesDir).catch(() => [] as string[]);
+  const leftovers = entries.filter((entry) => /-[0-9a-f]{20}\.tmp-[0-9a-f]{8}$/.test(entry)).map((entry) => join(stagesDir, entry));
+  await Promise.all(leftovers.map((path) => rm(path, { recursive: true, force: true, maxRetries: 3 })));
+  return leftovers;
 }
 
 function encodeResult(value: unknown, dir: string): string {

@@ -4,12 +4,25 @@
  * tun device check with the real nebula. Busybox's applets come first on PATH, as on the image.
  */
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildPackage, extractPackage, generateApkKey, psyopsBaseSpec, readPackage, type ApkPackage } from '@psyops/apkpkg';
-import { execa } from 'execa';
+import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ImageConfigError } from '../src/errors.js';
 import { PINNED_NODE, pinnedNodeBinary } from '../src/hostrepo.js';
@@ -256,70 +269,259 @@ describe('rc-update (host-baselayout)', () => {
 describe('psyopsOS-base on the default image', () => {
   let root: string;
   let pkg: ApkPackage;
+  let firstInstall: { exitCode?: number; stderr: string };
+  /**
+   * Who the test daemons run as: the user telepathy exists only in the test root, so (as root) this host's nobody
+   * stands in for it, with the group telepathy that post-install made there.
+   */
+  const user = () => (isRoot ? `nobody:${telepathyGid()}` : '');
+  const telepathyGid = () => Number(/^telepathy:x:(\d+):/m.exec(readFileSync(join(root, 'etc/group'), 'utf8'))![1]);
+  const nobodyUid = () => Number(execFileSync('id', ['-u', 'nobody'], { encoding: 'utf8' }).trim());
+
+  /** Runs the package's post-install with busybox against `target`. */
+  const postInstall = (target: string) => {
+    const script = join(dir, 'post-install');
+    writeFileSync(script, pkg.scripts['.post-install']!, { mode: 0o755 });
+    return busyboxSh(script, [], { ROOT: target, PATH: `${join(root, 'sbin')}:${path}` });
+  };
 
   beforeAll(async () => {
     const key = await generateApkKey({ name: 'psyops-host-test', bits: 2048 });
     const spec = await psyopsBaseSpec({ version: '0.0.0-r0', arch: 'noarch', apkKeyName: key.keyName, apkPublicKeyPem: key.publicKeyPem });
     pkg = readPackage((await buildPackage(spec, { sourceDateEpoch: 1_700_000_000 })).bytes);
-    // psyopsOS-base over what host-baselayout ships for it: openrc-run, rc-update and the runlevel directories.
+    // psyopsOS-base over what host-baselayout ships for it: openrc-run, rc-update, the runlevel directories and the users.
     root = join(dir, 'base-root');
     await extractPackage(pkg, root);
     mkdirSync(join(root, 'sbin'));
     for (const program of [OPENRC_RUN, RC_UPDATE]) copyFileSync(program, join(root, 'sbin', program.split('/').at(-1)!));
     mkdirSync(join(root, 'etc/runlevels/default'), { recursive: true });
+    for (const file of ['passwd', 'group', 'shadow']) copyFileSync(join(ASSETS, 'baselayout/etc', file), join(root, 'etc', file));
+    // The unprivileged daemon reads its program and the status file under this (0700) temporary directory.
+    chmodSync(dir, 0o755);
+    // Every test below needs the user telepathy; the first one runs post-install again.
+    firstInstall = await postInstall(root);
+    if (firstInstall.exitCode !== 0) throw new Error(`post-install failed: ${firstInstall.stderr}`);
   }, 60_000);
 
-  it('post-install puts telepathy in the default runlevel with the real rc-update, once', async () => {
-    const postInstall = join(dir, 'post-install');
-    writeFileSync(postInstall, pkg.scripts['.post-install']!, { mode: 0o755 });
-    for (let i = 0; i < 2; i++) {
-      const result = await busyboxSh(postInstall, [], { ROOT: root, PATH: `${join(root, 'sbin')}:${path}` });
-      expect([result.exitCode, result.stderr]).toEqual([0, '']);
-    }
+  it('post-install adds the system user telepathy and puts telepathy in the default runlevel, once', async () => {
+    // Its second run (beforeAll ran it once): nothing added twice. Only root may hand /etc/psyopsOS to the group telepathy.
+    for (const result of [firstInstall, await postInstall(root)]) expect([result.exitCode, isRoot ? result.stderr : '']).toEqual([0, '']);
     expect(readlinkSync(join(root, 'etc/runlevels/default/telepathy'))).toBe('/etc/init.d/telepathy');
+    const lines = (file: string) => readFileSync(join(root, 'etc', file), 'utf8').split('\n');
+    // The lowest system id host-baselayout leaves free; no login shell, no home.
+    expect(lines('passwd').filter((line) => line.startsWith('telepathy:'))).toEqual(['telepathy:x:100:100:telepathy:/var/empty:/sbin/nologin']);
+    expect(lines('group').filter((line) => line.startsWith('telepathy:'))).toEqual(['telepathy:x:100:']);
+    expect(lines('shadow').filter((line) => line.startsWith('telepathy:'))).toEqual(['telepathy:!:0:0:99999:7:::']);
+    // Its group, and only it, passes through the directory of status.json and the 0600 secrets.
+    if (isRoot) expect(statSync(join(root, 'etc/psyopsOS'))).toMatchObject({ mode: 0o40710, uid: 0, gid: 100 });
   });
 
-  it('telepathy runs under openrc-run, serves /status and /hostname, and a second one on its port fails to start', async () => {
+  it('post-install takes the next free id when 100 is used, keeps an existing group, and says when there is no passwd', async () => {
+    const other = join(dir, 'base-other');
+    mkdirSync(join(other, 'usr/sbin'), { recursive: true });
+    mkdirSync(join(other, 'etc/runlevels/default'), { recursive: true });
+    mkdirSync(join(other, 'etc/init.d'));
+    copyFileSync(join(root, 'usr/sbin/psyopsOS-setup'), join(other, 'usr/sbin/psyopsOS-setup'));
+    writeFileSync(join(other, 'etc/init.d/telepathy'), '#!/sbin/openrc-run\n', { mode: 0o755 });
+    writeFileSync(join(other, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\nsomeone:x:100:100::/:/sbin/nologin\n');
+    writeFileSync(join(other, 'etc/group'), 'root:x:0:\nsomeone:x:100:\ntelepathy:x:105:\n');
+    const added = await postInstall(other);
+    expect([added.exitCode, added.stderr]).toEqual([0, '']);
+    expect(readFileSync(join(other, 'etc/passwd'), 'utf8')).toMatch(/\ntelepathy:x:105:105:telepathy:\/var\/empty:\/sbin\/nologin\n$/);
+    expect(readFileSync(join(other, 'etc/group'), 'utf8')).toBe('root:x:0:\nsomeone:x:100:\ntelepathy:x:105:\n');
+
+    rmSync(join(other, 'etc/passwd'));
+    const missing = await postInstall(other);
+    expect(missing.stderr).toBe(`psyopsOS-base: cannot add the user telepathy: no writable ${other}/etc/passwd and ${other}/etc/group`);
+  });
+
+  /** The package's init script as `name`, its absolute paths moved into the temporary root, run as `user`; and its conf.d file. */
+  function telepathyScript(name: string, conf: string, edit: (text: string) => string = (text) => text): string {
+    const text = readFileSync(join(root, 'etc/init.d/telepathy'), 'utf8');
+    expect(text).toContain('\ncommand_user=telepathy\n');
+    const initd = edit(
+      text
+        .replace('command=/usr/bin/node', `command=${process.execPath}`)
+        .replace('\ncommand_user=telepathy\n', `\ncommand_user=${user()}\n`)
+        .replaceAll('/usr/lib/psyopsOS/', `${root}/usr/lib/psyopsOS/`)
+        .replaceAll('/run/', `${root}/run/`)
+        .replaceAll('/var/log/', `${root}/var/log/`),
+    );
+    const script = join(root, 'etc/init.d', name);
+    writeFileSync(script, initd, { mode: 0o755 });
+    mkdirSync(join(root, 'etc/conf.d'), { recursive: true });
+    writeFileSync(join(root, 'etc/conf.d', name), conf);
+    return script;
+  }
+
+  it('telepathy start returns once it listens, as its user; a second one on its port fails to start; plugins run once per window', async () => {
     const port = await freePort();
     const statusFile = join(root, 'etc/psyopsOS/status.json');
-    mkdirSync(join(root, 'run'));
+    mkdirSync(join(root, 'run'), { recursive: true });
     mkdirSync(join(root, 'var/log'), { recursive: true });
-    // The package's init script, its absolute paths moved into the temporary root.
-    const initd = readFileSync(join(root, 'etc/init.d/telepathy'), 'utf8')
-      .replace('command=/usr/bin/node', `command=${process.execPath}`)
-      .replaceAll('/usr/lib/psyopsOS/', `${root}/usr/lib/psyopsOS/`)
-      .replaceAll('/run/', `${root}/run/`)
-      .replaceAll('/var/log/', `${root}/var/log/`);
-    expect(initd).toContain(`command_args="${root}/usr/lib/psyopsOS/telepathy.mjs"`);
-    const script = join(root, 'etc/init.d/telepathy-test');
-    writeFileSync(script, initd, { mode: 0o755 });
-    const env = { TELEPATHY_HOST: '127.0.0.1', TELEPATHY_PORT: String(port), TELEPATHY_STATUS: statusFile };
+    // A plugin that counts its runs, takes a moment and says who it runs as.
+    const plugins = join(root, 'etc/telepathy/plugins.d');
+    const runs = join(dir, 'plugin-runs');
+    writeFileSync(runs, '');
+    chmodSync(runs, 0o666);
+    writeFileSync(join(plugins, 'count'), `#!/bin/sh\necho run >> ${runs}\nsleep 0.3\necho "run $(wc -l < ${runs}) uid $(id -u)"\n`, { mode: 0o755 });
+    telepathyScript('telepathy-test', 'telepathy_listen="127.0.0.1"\n');
+    expect(readFileSync(join(root, 'etc/init.d/telepathy'), 'utf8')).toContain('command_args="/usr/lib/psyopsOS/telepathy.mjs"');
+    // A window far longer than the burst takes, so every request of it falls inside.
+    const env = { TELEPATHY_PORT: String(port), TELEPATHY_STATUS: statusFile, TELEPATHY_PLUGINS: plugins, TELEPATHY_PLUGIN_WINDOW_MS: '120000' };
     const rc = (name: string, action: string) => busyboxSh(OPENRC_RUN, [join(root, 'etc/init.d', name), action], env);
 
     const started = await rc('telepathy-test', 'start');
     expect([started.exitCode, started.stderr]).toEqual([0, '']);
     try {
+      const pid = pidIn(join(root, 'run/telepathy-test.pid'));
+      // Started means listening: the very first request is answered, no retrying.
       const get = (urlPath: string) => fetch(`http://127.0.0.1:${port}${urlPath}`, { signal: AbortSignal.timeout(10_000) });
       expect((await get('/status')).status).toBe(404);
+      expect(readFileSync(join(root, 'run/telepathy-test.ready'), 'utf8')).toBe(`${pid}\n`);
+      if (isRoot) {
+        const proc = readFileSync(`/proc/${pid}/status`, 'utf8');
+        expect(proc).toMatch(new RegExp(`^Uid:\\s+${nobodyUid()}\\s+${nobodyUid()}\\s`, 'm'));
+        expect(proc).toMatch(new RegExp(`^Gid:\\s+${telepathyGid()}\\s+${telepathyGid()}\\s`, 'm'));
+      }
       const status = '{"state":"ok","hostname":"psyopsOS-bootstrap"}\n';
-      writeFileSync(statusFile, status);
+      writeFileSync(statusFile, status, { mode: 0o644 });
       const served = await get('/status');
       expect(served.headers.get('content-type')).toBe('application/json');
       expect(await served.text()).toBe(status);
       expect(await (await get('/hostname')).text()).toBe(`${execFileSync('hostname', { encoding: 'utf8' }).trim()}\n`);
       expect(readFileSync(join(root, 'var/log/telepathy.log'), 'utf8')).toBe(`telepathy listening on 127.0.0.1:${port}\n`);
 
+      // A burst of 60 requests: one plugin run, as telepathy's user, whose output every request gets.
+      const burst = await Promise.all(Array.from({ length: 60 }, () => get('/plugins/count').then(async (res) => `${res.status} ${await res.text()}`)));
+      const uid = isRoot ? nobodyUid() : process.getuid?.();
+      expect(new Set(burst)).toEqual(new Set([`200 run 1 uid ${uid}\n`]));
+      expect(await (await get('/plugins/count')).text()).toBe(`run 1 uid ${uid}\n`);
+      expect(readFileSync(runs, 'utf8')).toBe('run\n');
+
       // The same script under another name: its telepathy cannot listen, and start says so.
-      copyFileSync(script, join(root, 'etc/init.d/telepathy-second'));
+      telepathyScript('telepathy-second', 'telepathy_listen="127.0.0.1"\n');
       const second = await rc('telepathy-second', 'start');
       expect(second.exitCode).toBe(1);
-      expect(second.stderr).toMatch(/^ \* telepathy-second: (not running|stopped right) after start \(its log: .*\/var\/log\/telepathy\.log\)$/);
-      expect(readFileSync(join(root, 'var/log/telepathy.log'), 'utf8')).toContain('EADDRINUSE');
+      // Whether openrc-run's own check or start_post sees it gone first, it is one line naming the log.
+      expect(second.stderr).toMatch(/^ \* telepathy-second: (stopped right after start|stopped before listening) \(its log: .*\/var\/log\/telepathy\.log\)$/);
+      expect(readFileSync(join(root, 'var/log/telepathy.log'), 'utf8')).toContain(`telepathy: cannot listen on 127.0.0.1:${port}: EADDRINUSE`);
+      expect((await rc('telepathy-second', 'status')).exitCode).toBe(3);
+      expect(await (await get('/hostname')).text()).toMatch(/\n$/);
     } finally {
       expect((await rc('telepathy-test', 'stop')).exitCode).toBe(0);
     }
     expect((await rc('telepathy-test', 'status')).exitCode).toBe(3);
+    expect(existsSync(join(root, 'run/telepathy-test.ready'))).toBe(false);
   });
+
+  it('telepathy start fails, and stops the daemon, when it never gets ready', async () => {
+    // A daemon that runs but never writes the readiness file, given one second.
+    const script = telepathyScript('telepathy-never', 'telepathy_ready_timeout=10\n', (text) =>
+      text.replace(/\ncommand=.*\n/, '\ncommand=/bin/sleep\n').replace(/\ncommand_args=.*\n/, '\ncommand_args=300\n'),
+    );
+    const started = await busyboxSh(OPENRC_RUN, [script, 'start']);
+    expect(started.exitCode).toBe(1);
+    expect(started.stderr).toBe(` * telepathy-never: not listening 1 s after start, stopped (its log: ${root}/var/log/telepathy.log)`);
+    expect(existsSync(join(root, 'run/telepathy-never.pid'))).toBe(false);
+    expect(existsSync(join(root, 'run/telepathy-never.ready'))).toBe(false);
+    expect((await busyboxSh(OPENRC_RUN, [script, 'status'])).exitCode).toBe(3);
+  });
+
+  /** telepathy.mjs run directly with `env` (as this user); resolves once its readiness file names it. */
+  async function runTelepathy(env: Record<string, string>): Promise<{ daemon: ResultPromise<{ all: true; reject: false }> }> {
+    const ready = join(dir, `ready-${Math.random().toString(36).slice(2)}`);
+    const daemon = execa(process.execPath, [join(root, 'usr/lib/psyopsOS/telepathy.mjs')], {
+      env: { TELEPATHY_READY: ready, ...env },
+      extendEnv: false,
+      reject: false,
+      timeout: 120_000,
+      all: true,
+    });
+    let exited = false;
+    void daemon.then(() => {
+      exited = true;
+    });
+    const deadline = Date.now() + 30_000;
+    while (!(existsSync(ready) && readFileSync(ready, 'utf8') === `${daemon.pid}\n`)) {
+      if (exited) throw new Error(`telepathy exited before it was ready: ${(await daemon).all}`);
+      if (Date.now() > deadline) {
+        daemon.kill();
+        throw new Error('telepathy not ready within 30 s');
+      }
+      await new Promise((done) => setTimeout(done, 50));
+    }
+    // In an object: the subprocess is a promise, which an async function would wait for.
+    return { daemon };
+  }
+
+  it('a plugin runs again once its window has passed, not before', async () => {
+    const port = await freePort();
+    const plugins = join(dir, 'window-plugins');
+    mkdirSync(plugins);
+    const runs = join(dir, 'window-runs');
+    writeFileSync(runs, '');
+    writeFileSync(join(plugins, 'count'), `#!/bin/sh\necho run >> ${runs}\necho "run $(wc -l < ${runs})"\n`, { mode: 0o755 });
+    const { daemon } = await runTelepathy({
+      TELEPATHY_LISTEN: '127.0.0.1',
+      TELEPATHY_PORT: String(port),
+      TELEPATHY_PLUGINS: plugins,
+      TELEPATHY_PLUGIN_WINDOW_MS: '1000',
+    });
+    try {
+      const get = async () => (await fetch(`http://127.0.0.1:${port}/plugins/count`, { signal: AbortSignal.timeout(10_000) })).text();
+      expect(await get()).toBe('run 1\n');
+      // The window starts with the run, before its answer: 1.2 s after the answer is past it.
+      await new Promise((done) => setTimeout(done, 1200));
+      expect(await get()).toBe('run 2\n');
+      expect(readFileSync(runs, 'utf8')).toBe('run\nrun\n');
+    } finally {
+      daemon.kill();
+      await daemon;
+    }
+  });
+
+  it.skipIf(!isRoot)(
+    'with "127.0.0.1 psynet", telepathy is ready on 127.0.0.1 and listens on the psynet address once it appears',
+    async () => {
+      const port = await freePort();
+      // A veth pair stands in for nebula1; its address is a loopback one, so no traffic leaves this host.
+      const dev = `psyt${process.pid % 100_000}`;
+      const address = `127.77.${Math.floor(process.pid / 256) % 256}.${(process.pid % 254) + 1}`;
+      const { daemon } = await runTelepathy({ TELEPATHY_LISTEN: '127.0.0.1 psynet', TELEPATHY_PORT: String(port), TELEPATHY_PSYNET_INTERFACE: dev });
+      const reaches = (host: string) =>
+        fetch(`http://${host}:${port}/hostname`, { signal: AbortSignal.timeout(5_000) }).then(
+          (res) => res.status,
+          () => 0,
+        );
+      try {
+        expect(await reaches('127.0.0.1')).toBe(200);
+        expect(await reaches(address)).toBe(0);
+        execFileSync('ip', ['link', 'add', dev, 'type', 'veth', 'peer', 'name', `${dev}p`]);
+        execFileSync('ip', ['addr', 'add', `${address}/32`, 'dev', dev]);
+        execFileSync('ip', ['link', 'set', `${dev}p`, 'up']);
+        execFileSync('ip', ['link', 'set', dev, 'up']);
+        // telepathy looks every 2 s: 15 s is plenty.
+        const deadline = Date.now() + 15_000;
+        while ((await reaches(address)) !== 200 && Date.now() < deadline) await new Promise((done) => setTimeout(done, 200));
+        expect(await reaches(address)).toBe(200);
+        expect(await reaches('127.0.0.1')).toBe(200);
+      } finally {
+        daemon.kill();
+        // Gone with its peer; absent when adding it failed.
+        await execa('ip', ['link', 'del', dev], { reject: false, timeout: 10_000 });
+      }
+      const { all } = await daemon;
+      expect(all).toBe(
+        [
+          `telepathy listening on 127.0.0.1:${port}`,
+          `telepathy: ${dev} has no IPv4 address yet; listening on it once it has (looking every 2 s)`,
+          `telepathy listening on ${address}:${port}`,
+        ].join('\n'),
+      );
+    },
+    60_000,
+  );
 });
 
 describe('the nebula init script', () => {

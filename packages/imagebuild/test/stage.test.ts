@@ -1,9 +1,9 @@
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { runStage } from '../src/stage.js';
+import { removeStageLeftovers, runStage } from '../src/stage.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'psyops-stage-test-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
@@ -46,5 +46,42 @@ describe('runStage', () => {
       }),
     ).rejects.toThrow('stage failed');
     expect(readdirSync(join(cache.dir, 'stages'))).toEqual([]);
+  });
+
+  it('stops waiting for a build when its signal aborts: rejects with the reason, removes the temp directory', async () => {
+    const controller = new AbortController();
+    const cache = { dir: join(scratch, 'aborted'), signal: controller.signal };
+    let building: string | undefined;
+    let finish!: () => void;
+    const never = new Promise<void>((resolve) => {
+      finish = resolve;
+    });
+    const run = runStage(cache, 'slow', {}, async (dir) => {
+      await writeFile(join(dir, 'half'), '');
+      building = dir;
+      await never; // a build that does not notice the signal
+      return dir;
+    });
+    for (let i = 0; i < 500 && building === undefined; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(readdirSync(join(cache.dir, 'stages'))).toHaveLength(1);
+    controller.abort(new Error('interrupted'));
+    await expect(run).rejects.toThrow('interrupted');
+    expect(readdirSync(join(cache.dir, 'stages'))).toEqual([]);
+    finish();
+    // Already aborted: nothing is started.
+    await expect(runStage(cache, 'other', {}, build([]))).rejects.toThrow('interrupted');
+    expect(readdirSync(join(cache.dir, 'stages'))).toEqual([]);
+  });
+
+  it('removeStageLeftovers removes the temp directories of killed builds and nothing else', async () => {
+    const cache = { dir: join(scratch, 'leftovers') };
+    const kept = (await runStage(cache, 'kept', {}, build([]))).value.dir;
+    const stages = join(cache.dir, 'stages');
+    mkdirSync(join(stages, 'rootfs-0123456789abcdef0123.tmp-89abcdef', 'root', 'usr'), { recursive: true });
+    mkdirSync(join(stages, 'unrelated.tmp-folder'));
+    const removed = await removeStageLeftovers(cache.dir);
+    expect(removed).toEqual([join(stages, 'rootfs-0123456789abcdef0123.tmp-89abcdef')]);
+    expect(readdirSync(stages).sort()).toEqual([kept.slice(stages.length + 1), 'unrelated.tmp-folder'].sort());
+    expect(await removeStageLeftovers(join(scratch, 'no-cache-here'))).toEqual([]);
   });
 });

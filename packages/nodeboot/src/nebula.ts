@@ -12,6 +12,9 @@ export interface NodeNebulaConfigOptions {
   firewall?: NodeConfig['firewall'];
 }
 
+/** telepathy's port (psyopsOS-base): every node serves its read-only status there, to psynet hosts. */
+export const TELEPATHY_PORT = 7453;
+
 /** The port of a `host:port` endpoint, or undefined when it ends in no port 1–65535. */
 export function endpointPort(endpoint: string): number | undefined {
   const match = /:([1-9]\d{0,4})$/.exec(endpoint);
@@ -35,7 +38,8 @@ export function lighthouseListenPort(lighthouse: Lighthouse): number {
 
 /**
  * The Nebula config of a psyopsOS node: psynet's common settings (the same as `psyops psynet
- * config`) plus the node config's inbound rules. A node the lighthouse list names (`self`) is that
+ * config`) plus telepathy's port for every psynet host (telepathy listens only on psynet and
+ * 127.0.0.1) and the node config's inbound rules. A node the lighthouse list names (`self`) is that
  * lighthouse: it answers the others, lists no lighthouse itself and listens on the port of its
  * first endpoint; every other node listens on a random port. Written as JSON, which is YAML too:
  * the bundle needs no YAML library.
@@ -46,11 +50,13 @@ export function nodeNebulaConfig(options: NodeNebulaConfigOptions): string {
   const staticHostMap: Record<string, string[]> = {};
   for (const lighthouse of [...options.lighthouses].sort((a, b) => (a.name < b.name ? -1 : 1)))
     if (lighthouse !== own) staticHostMap[lighthouse.overlayIp] = [...lighthouse.publicAddresses];
-  const extra = (options.firewall ?? []).map((rule) => {
+  const configured = (options.firewall ?? []).map((rule) => {
     const { port, proto, host, groups, cidr } = rule;
     const selectors = { ...(host !== undefined ? { host } : {}), ...(groups !== undefined ? { groups } : {}), ...(cidr !== undefined ? { cidr } : {}) };
     return { port: String(port), proto, ...(Object.keys(selectors).length > 0 ? selectors : { host: 'any' }) };
   });
+  // host any: whoever holds a certificate of the psynet CA.
+  const extra = [{ port: String(TELEPATHY_PORT), proto: 'tcp', host: 'any' }, ...configured];
   // A lighthouse reached at an IPv6 address needs the dual-stack socket; 0.0.0.0 is IPv4 only.
   const dualStack = own?.publicAddresses.some((address) => address.startsWith('[')) ?? false;
   const config = {

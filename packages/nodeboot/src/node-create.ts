@@ -26,7 +26,7 @@ import { PsyopsError, fileAccessError, writeFilesAtomically, readTextIfExists } 
 import { NODE_NAME } from '@psyops/siteapi/names';
 import { NodeDefinitionError, NodeInputError } from './errors.js';
 import { endpointPort } from './nebula.js';
-import { assertOutputFree, requireMkfs } from './ext4-image.js';
+import { assertOutputFree, requireMkfs, throwIfInterrupted, VolumeInterruptedError } from './ext4-image.js';
 import { checkNodeSecretsInput, generateNodeSecrets, withPsynetFiles, writeSecretDir, writeSecretImage } from './node-secrets.js';
 import { checkNodeName, normalizeMac } from './secret-volume.js';
 
@@ -69,6 +69,13 @@ export interface CreateNodeOptions {
   psynet: { dir: string; plan: AddressPlanConfig };
   /** The workspace's node definitions: `<name>.json` there gets the public parts; its config section is kept. */
   nodesDir: string;
+  /**
+   * Gives up until the secret volume is in place (e.g. on Ctrl-C): mkfs.ext4 is killed, every
+   * temporary file and folder is removed, the allocation and certificate are taken back and the
+   * definition is not touched; the call rejects with code INTERRUPTED. Once the volume is in
+   * place the call completes.
+   */
+  signal?: AbortSignal;
 }
 
 /** What a node had before `rekey` replaced it; a field is absent when nothing was recorded. */
@@ -273,7 +280,9 @@ function checkExisting(options: {
  * parts (age recipient, SSH public key, psynet address) in its definition. Every input (name,
  * MAC, output path, workspace keys, an existing node) is checked before the registry is touched:
  * a refused call changes nothing, and a volume that cannot be written takes the allocation and
- * certificate back. The private keys exist only on the volume.
+ * certificate back, as does an abort by `options.signal`. The private keys exist only on the
+ * volume, which is never readable by others, not even while it is written (a 0700 temporary
+ * directory beside the output, the image 0600 from its creation).
  */
 export async function createNode(options: CreateNodeOptions): Promise<CreatedNode> {
   const { name, output } = options;
@@ -310,7 +319,9 @@ export async function createNode(options: CreateNodeOptions): Promise<CreatedNod
   if (output.kind === 'image') requireMkfs();
 
   // Keys first: nothing below is written until the volume is.
+  const { signal } = options;
   const secrets = await generateNodeSecrets({ ...input, testonlyToor: options.testonlyToor ?? false });
+  throwIfInterrupted(signal, `node ${name}`);
   // The node's Nebula key is made here and goes only onto the volume: signing from its public key keeps it out of the workspace.
   const pair = generateHostKeyPair();
   const previousHostCert = await readTextIfExists(files.hostCert(name), 'psynet host certificate');
@@ -336,12 +347,17 @@ export async function createNode(options: CreateNodeOptions): Promise<CreatedNod
       hostKey: encodeHostPrivateKey(pair.privateKey),
       caCert,
     });
-    if (output.kind === 'image') await writeSecretImage(output.path, volume, { force });
-    else await writeSecretDir(output.path, volume, { force });
+    throwIfInterrupted(signal, `node ${name}`);
+    const write = { force, ...(signal ? { signal } : {}) };
+    if (output.kind === 'image') await writeSecretImage(output.path, volume, write);
+    else await writeSecretDir(output.path, volume, write);
   } catch (error) {
     await takeBack({ name, files, ip: host.ip, prior, registryExisted, previousHostCert, previousHostKey }).catch(() => undefined);
+    // However the volume failed (a terminal's Ctrl-C reaches mkfs.ext4 too), an abort is reported as one.
+    if (signal?.aborted && !(error instanceof VolumeInterruptedError)) throwIfInterrupted(signal, `node ${name}`, error);
     throw error;
   }
+  // The volume is in place: from here the call completes, abort or not.
 
   // A plain node has no psynet section; one written by hand is dropped, as the registry says what the node is.
   const kept = Object.fromEntries(Object.entries(definition ?? {}).filter(([key]) => role === 'lighthouse' || key !== 'psynet'));

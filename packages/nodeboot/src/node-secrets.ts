@@ -2,14 +2,13 @@
  * A node's keys and the files of its secret volume, written as a folder or an ext4 image. Not
  * imported by the nodeboot program: age-encryption (key generation) is seconds of loading under emulation.
  */
-import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { decodePublicKey } from '@psyops/signing';
 import { produceDirectoryAtomically } from '@psyops/core';
 import { NodeInputError } from './errors.js';
-import { assertOutputFree, writeExt4Image } from './ext4-image.js';
+import { assertOutputFree, throwIfInterrupted, writeExt4Image } from './ext4-image.js';
 import {
   DEFAULT_INTERFACES,
   NODE_INTERFACE,
@@ -104,6 +103,7 @@ export function withPsynetFiles(files: readonly SecretFile[], psynet: NonNullabl
   return sortFiles([...files.filter((file) => !names.has(file.name)), ...psynetSecretFiles(psynet)]);
 }
 
+/** Writes the files into `dir` (a 0700 folder), each created with its final mode: a private one is 0600 from its first moment. */
 async function stageFiles(dir: string, files: readonly SecretFile[]): Promise<void> {
   for (const file of files) {
     await writeFile(join(dir, file.name), file.data, { mode: file.mode, flag: 'wx' });
@@ -111,25 +111,41 @@ async function stageFiles(dir: string, files: readonly SecretFile[]): Promise<vo
   }
 }
 
-/** Writes the files into `dir` (0700): staged beside it, then renamed into place. The directory holding `dir` must exist. */
-export async function writeSecretDir(dir: string, files: readonly SecretFile[], options: { force?: boolean } = {}): Promise<void> {
+export interface WriteSecretOptions {
+  force?: boolean;
+  /** Gives up: the staged files (and the image) are removed and the output is untouched (VolumeInterruptedError). */
+  signal?: AbortSignal;
+}
+
+/**
+ * Writes the files into `dir` (0700): staged in a 0700 folder beside it, then renamed into place.
+ * The directory holding `dir` must exist.
+ */
+export async function writeSecretDir(dir: string, files: readonly SecretFile[], options: WriteSecretOptions = {}): Promise<void> {
   assertOutputFree(dir, options.force ?? false, 'dir');
-  await produceDirectoryAtomically(dir, (staging) => stageFiles(staging, files), { mode: 0o700 });
+  throwIfInterrupted(options.signal, dir);
+  await produceDirectoryAtomically(
+    dir,
+    async (staging) => {
+      await stageFiles(staging, files);
+      throwIfInterrupted(options.signal, dir);
+    },
+    { mode: 0o700 },
+  );
 }
 
 /** Size of the secret image in MiB: ample for the files, small enough for any USB stick. */
 const IMAGE_SIZE_MIB = 8;
 
-/** Writes an ext4 image labelled psyops-secret holding `files`. The directory holding `out` must exist. */
-export async function writeSecretImage(out: string, files: readonly SecretFile[], options: { force?: boolean } = {}): Promise<void> {
+/**
+ * Writes an ext4 image labelled psyops-secret holding `files`. The files and the image are made
+ * in a 0700 directory beside `out` (the image 0600 from its creation) and only the complete image
+ * is renamed to `out`. The directory holding `out` must exist.
+ */
+export async function writeSecretImage(out: string, files: readonly SecretFile[], options: WriteSecretOptions = {}): Promise<void> {
   assertOutputFree(out, options.force ?? false);
-  const staging = await mkdtemp(join(tmpdir(), 'psyops-secret-'));
-  try {
-    const content = join(staging, 'volume');
-    await mkdir(content, { mode: 0o700 });
-    await stageFiles(content, files);
-    await writeExt4Image(out, SECRET_LABEL, IMAGE_SIZE_MIB, content);
-  } finally {
-    await rm(staging, { recursive: true, force: true });
-  }
+  await writeExt4Image(out, SECRET_LABEL, IMAGE_SIZE_MIB, {
+    stage: (content) => stageFiles(content, files),
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
 }

@@ -74,8 +74,8 @@ async function recordStatus({ system, log }: StepContext, report: NodeStatus, pr
 
 /**
  * postboot: individuates the node at boot, in order: (1) exits if this boot already finished,
- * (2) the secret volume, then the psyops-state volume when there is one (the last good config's
- * home across reboots), (3) hostname, interfaces, SSH host key, networking, (4) psynet,
+ * (2) the secret volume, then the psyops-state volume (the last good config's home across
+ * reboots, its version the downgrade protection: without it the boot is degraded), (3) hostname, interfaces, SSH host key, networking, (4) psynet,
  * (5) the signed node config, (6) k3s, (7) status.json, the finished marker and the final line
  * `psyopsOS: postboot finished status=… hostname=… config=… secret=…`. Never throws for a
  * failing step: each is recorded and the rest go on.
@@ -107,7 +107,7 @@ export async function runPostboot(system: NodeSystem, options: PostbootOptions =
   const state = await runner.run('state', 'state volume', { lastGoodStore: 'memory' as const }, () => stateStep(context, volume));
   const network = await runner.run('network', 'hostname, interfaces, SSH, networking', { hostname: UNCONFIGURED_HOSTNAME }, () => networkStep(context, volume));
   const psynet = await runner.run('psynet', 'psynet (Nebula)', {}, () =>
-    psynetStep(context, { volume, site, firewall: state.lastGood?.config.firewall ?? [] }),
+    psynetStep(context, { volume, site, firewall: state.lastGood?.config.firewall ?? [], lastGoodLighthouses: state.lastGoodLighthouses }),
   );
   const config = await runner.run(
     'config',

@@ -72,8 +72,8 @@ export interface World {
   secrets: NodeSecrets;
   image: string;
   siteDir: string;
-  /** Rebuilds the site with this config version. */
-  publish(version: number): Promise<void>;
+  /** Rebuilds the site with this config version (`reset`: from scratch, as if the site had never had a higher one). */
+  publish(version: number, options?: { reset?: boolean }): Promise<void>;
   server: SiteServer;
 }
 
@@ -87,9 +87,18 @@ export async function makeWorld(): Promise<World> {
   const nodesDir = join(dir, 'nodes');
   const siteDir = join(dir, 'site');
   await mkdir(nodesDir);
-  const publish = async (version: number) => {
+  const publish = async (version: number, { reset = false } = {}) => {
     await writeFile(join(nodesDir, `${NODE}.json`), JSON.stringify(nodeDefinition(secrets.ageRecipient, version)));
-    await buildSite({ outDir: siteDir, signingKey, nodesDir, lighthouses: LIGHTHOUSES, timestamp: 1_790_000_000 });
+    // The served folder stays (the server serves it by path): only its versioned documents go.
+    if (reset) for (const path of [`nodes/${NODE}.json`, 'psynet/lighthouses.json']) rmSync(join(siteDir, path), { force: true });
+    await buildSite({
+      outDir: siteDir,
+      signingKey,
+      nodesDir,
+      lighthouses: LIGHTHOUSES,
+      timestamp: 1_790_000_000,
+      secretCacheFile: join(dir, 'secret-cache.json'),
+    });
   };
   await publish(3);
   const server = await serveSite({ root: siteDir });

@@ -8,6 +8,8 @@ import { nodeNebulaConfig } from '../src/nebula.js';
 import { tempDir } from './fixtures.js';
 
 const NEBULA = '/usr/bin/nebula';
+/** Every psynet host may reach telepathy on a node. */
+const TELEPATHY_RULE = { port: '7453', proto: 'tcp', host: 'any' };
 const NEBULA_CERT = '/usr/bin/nebula-cert';
 // Addresses only: nebula -test resolves names in static_host_map and fails without DNS.
 const LIGHTHOUSES: Lighthouse[] = [
@@ -45,6 +47,7 @@ describe('the node Nebula config, checked by the real nebula with certificates f
     expect(config.listen).toEqual({ host: '[::]', port: 4242 });
     expect(config.static_host_map).toEqual({ '10.10.8.2': ['198.51.100.2:4243'] });
     expect(config.firewall.inbound).toContainEqual({ port: '22', proto: 'tcp', groups: ['admins'] });
+    expect(config.firewall.inbound).toContainEqual(TELEPATHY_RULE);
     expect(await nebulaTest(join(dir, 'lh-a.yml'), text)).toEqual({ exitCode: 0, complaints: [] });
 
     // The same node treated as a plain node that lists itself as a lighthouse is refused by nebula: the check is real.
@@ -69,6 +72,8 @@ describe('the node Nebula config, checked by the real nebula with certificates f
       const config = JSON.parse(text);
       expect(config.lighthouse).toEqual({ am_lighthouse: false, interval: 60, hosts: ['10.10.8.1', '10.10.8.2'] });
       expect(config.listen).toEqual({ host: '0.0.0.0', port: 0 });
+      // telepathy is reachable from psynet, and nothing else but ICMP and the clients group without a rule of the config.
+      expect(config.firewall.inbound).toEqual([{ port: 'any', proto: 'icmp', host: 'any' }, { port: 'any', proto: 'any', group: 'clients' }, TELEPATHY_RULE]);
       expect(config.static_host_map).toEqual({
         '10.10.8.1': ['192.168.77.1:4242', '[2001:db8::1]:4242', '203.0.113.1:14242'],
         '10.10.8.2': ['198.51.100.2:4243'],

@@ -5,8 +5,9 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
-import { beforeAll, describe, expect, it } from 'vitest';
-import { buildSite, serveSite } from '@psyops/siteapi';
+import { beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { signBytes } from '@psyops/signing';
+import { buildSite, serveSite, type Lighthouse } from '@psyops/siteapi';
 import { NODE_PATHS, TempRootSystem, runPostboot, type NodeStatus, type PostbootOptions } from '../src/index.js';
 import { FILE_SECRET, K3S_TOKEN, LIGHTHOUSES, MAC, NODE, makeWorld, siteFor, tempDir, type World } from './fixtures.js';
 
@@ -57,8 +58,24 @@ function worldReadable(root: string): { path: string; text: string }[] {
 /** A new boot on the same root: /run is a tmpfs, the rest (last good config) stays. */
 const reboot = (root: string) => rmSync(join(root, 'run'), { recursive: true, force: true });
 
-function bootSystem(world: World, root: string, withVolume = true): TempRootSystem {
-  return new TempRootSystem({ root, devices: withVolume ? { 'psyops-secret': world.image } : {}, interfaces: [{ name: 'eth0', mac: MAC }] });
+const stateVolumes = new Map<string, string>();
+/** The psyops-state volume of a node root: a directory standing in for its file system, the same at every boot of that root. */
+function stateVolume(root: string): string {
+  let dir = stateVolumes.get(root);
+  if (dir === undefined) {
+    dir = tempDir('statevolume');
+    stateVolumes.set(root, dir);
+  }
+  return dir;
+}
+
+/** The node's disks: its secret volume and its state volume, unless left out. */
+function nodeDevices(world: World, root: string, { secret = true, state = true } = {}): Record<string, string> {
+  return { ...(secret ? { 'psyops-secret': world.image } : {}), ...(state ? { 'psyops-state': stateVolume(root) } : {}) };
+}
+
+function bootSystem(world: World, root: string, disks: { secret?: boolean; state?: boolean } = {}): TempRootSystem {
+  return new TempRootSystem({ root, devices: nodeDevices(world, root, disks), interfaces: [{ name: 'eth0', mac: MAC }] });
 }
 
 describe('postboot against a temporary root, a real secret image and a real served site', () => {
@@ -82,9 +99,10 @@ describe('postboot against a temporary root, a real secret image and a real serv
       secret: 'mounted-ro',
       config: { version: 3, source: 'site', signature: 'verified' },
       k3s: 'started',
-      lastGood: 'memory',
+      lastGood: 'state-volume',
+      problems: [],
     });
-    expect(status.steps.map((s) => `${s.name}:${s.result}`)).toEqual(['secret:ok', 'state:skipped', 'network:ok', 'psynet:ok', 'config:ok', 'k3s:ok']);
+    expect(status.steps.map((s) => `${s.name}:${s.result}`)).toEqual(['secret:ok', 'state:ok', 'network:ok', 'psynet:ok', 'config:ok', 'k3s:ok']);
 
     // The volume: mounted read-only under a root-only directory, its variables exported.
     expect(system.effects[0]).toEqual({ kind: 'mount', detail: `${world.image} ${NODE_PATHS.secretMount} ro` });
@@ -108,7 +126,7 @@ describe('postboot against a temporary root, a real secret image and a real serv
     expect(nebulaConfig.firewall.inbound).toContainEqual({ port: '22', proto: 'tcp', groups: ['admins'] });
     expect(nebulaConfig.lighthouse).toEqual({ am_lighthouse: false, interval: 60, hosts: ['10.10.8.1'] });
     expect(nebulaConfig.listen).toEqual({ host: '0.0.0.0', port: 0 });
-    expect(status.steps.find((s) => s.name === 'psynet')!.reason).toBe('nebula started; 1 lighthouse(s)');
+    expect(status.steps.find((s) => s.name === 'psynet')!.reason).toBe('nebula started; 1 lighthouse(s), list version 1');
     await nebulaTest(root);
 
     // The config: files (a secret decrypted with the volume's age key), services, k3s.
@@ -145,12 +163,12 @@ describe('postboot against a temporary root, a real secret image and a real serv
         if (name === 'nebula') throw new Error('/etc/init.d/nebula start failed (exit 1): nebula: exited right after start');
         await super.startService(name);
       }
-    })({ root, devices: { 'psyops-secret': world.image }, interfaces: [{ name: 'eth0', mac: MAC }] });
+    })({ root, devices: nodeDevices(world, root), interfaces: [{ name: 'eth0', mac: MAC }] });
     const result = await runPostboot(system, { ...FAST, printStatus: true });
     expect(lastLine(system)).toBe(`psyopsOS: postboot finished status=degraded hostname=${NODE} config=3 secret=mounted-ro`);
     expect(result.exitCode).toBe(2);
     const status = statusOf(root);
-    expect(status.steps.map((s) => `${s.name}:${s.result}`)).toEqual(['secret:ok', 'state:skipped', 'network:failed', 'psynet:failed', 'config:ok', 'k3s:ok']);
+    expect(status.steps.map((s) => `${s.name}:${s.result}`)).toEqual(['secret:ok', 'state:ok', 'network:failed', 'psynet:failed', 'config:ok', 'k3s:ok']);
     const step = (name: string) => status.steps.find((s) => s.name === name)!;
     expect(step('network').reason).toMatch(/^sshd failed: .*sshd: not running after start; interfaces renamed \(psy0\); networking up$/);
     expect(step('psynet').reason).toMatch(/^nebula failed to start: .*nebula: exited right after start$/);
@@ -176,7 +194,7 @@ describe('postboot against a temporary root, a real secret image and a real serv
       const status = statusOf(root);
       expect(status.steps.find((s) => s.name === 'psynet')).toMatchObject({
         result: 'ok',
-        reason: 'nebula started as lighthouse on port 4242; 2 lighthouse(s)',
+        reason: 'nebula started as lighthouse on port 4242; 2 lighthouse(s), list version 1',
       });
       expect(system.startedServices).toContain('nebula');
       // Written again for the config's firewall rule (a restart): still the lighthouse.
@@ -206,8 +224,10 @@ describe('postboot against a temporary root, a real secret image and a real serv
       expect((await runPostboot(system, FAST)).exitCode, missing).toBe(2);
       expect(lastLine(system)).toBe(`psyopsOS: postboot finished status=degraded hostname=${NODE} config=3 secret=mounted-ro`);
       const status = statusOf(root);
-      expect(status.steps.map((s) => `${s.name}:${s.result}`)).toEqual(['secret:ok', 'state:skipped', 'network:ok', 'psynet:failed', 'config:ok', 'k3s:ok']);
-      expect(status.steps.find((s) => s.name === 'psynet')!.reason).toBe(`nebula is not installed (no nebula ${missing}; config written; 1 lighthouse(s))`);
+      expect(status.steps.map((s) => `${s.name}:${s.result}`)).toEqual(['secret:ok', 'state:ok', 'network:ok', 'psynet:failed', 'config:ok', 'k3s:ok']);
+      expect(status.steps.find((s) => s.name === 'psynet')!.reason).toBe(
+        `nebula is not installed (no nebula ${missing}; config written; 1 lighthouse(s), list version 1)`,
+      );
       expect(system.startedServices).not.toContain('nebula');
       expect(JSON.parse(read(root, '/etc/nebula/config.yml')).firewall.inbound).toContainEqual({ port: '22', proto: 'tcp', groups: ['admins'] });
     }
@@ -257,7 +277,7 @@ describe('postboot against a temporary root, a real secret image and a real serv
       expect((await runPostboot(freshSystem, FAST)).exitCode).toBe(2);
       expect(lastLine(freshSystem)).toBe(`psyopsOS: postboot finished status=degraded hostname=${NODE} config=none secret=mounted-ro`);
       expect(statusOf(fresh).config).toMatchObject({ version: null, source: null, signature: 'refused' });
-      expect(statusOf(fresh).lastGood).toBe('memory');
+      expect(statusOf(fresh).lastGood).toBe('state-volume');
       expect(() => read(fresh, '/etc/motd')).toThrow();
       expect(freshSystem.startedServices).not.toContain('app');
     } finally {
@@ -275,9 +295,17 @@ describe('postboot against a temporary root, a real secret image and a real serv
     expect(first.effects).toContainEqual({ kind: 'mount', detail: `${state} ${NODE_PATHS.stateDir} rw` });
     expect(statusOf(firstRoot)).toMatchObject({ lastGood: 'state-volume', config: { version: 3, source: 'site' } });
     expect(statusOf(firstRoot).steps[1]).toMatchObject({ name: 'state', result: 'ok' });
-    expect(readdirSync(state).sort()).toEqual(['node-config.json', 'node-config.json.minisig']);
+    // Each last good document and its signature in one file: one rename replaces both.
+    expect(readdirSync(state).sort()).toEqual(['last-good-config.json', 'last-good-lighthouses.json']);
     expect(statSync(state).mode & 0o777).toBe(0o700);
-    expect(statSync(join(state, 'node-config.json')).mode & 0o777).toBe(0o600);
+    for (const name of readdirSync(state)) expect(statSync(join(state, name)).mode & 0o777).toBe(0o600);
+    const kept = JSON.parse(readFileSync(join(state, 'last-good-config.json'), 'utf8'));
+    expect(kept).toEqual({
+      format: 'psyops-last-good/1',
+      path: `nodes/${NODE}.json`,
+      document: readFileSync(join(world.siteDir, 'nodes', `${NODE}.json`)).toString('base64'),
+      signature: readFileSync(join(world.siteDir, 'nodes', `${NODE}.json.minisig`), 'utf8'),
+    });
 
     const published = join(world.siteDir, 'nodes', `${NODE}.json`);
     const original = readFileSync(published, 'utf8');
@@ -315,25 +343,31 @@ describe('postboot against a temporary root, a real secret image and a real serv
     expect(mode(root, NODE_PATHS.lastGoodConfig)).toBe(0o600);
   });
 
-  it('refuses a validly signed config of an older version than the last good one', async () => {
+  it('refuses a validly signed config of an older version than the last good one, after a power cycle too', async () => {
+    // What an attacker replays: the site's version 3 pair, saved before version 5 was published.
+    const path = join(world.siteDir, 'nodes', `${NODE}.json`);
+    const version3 = { json: readFileSync(path), signature: readFileSync(`${path}.minisig`) };
     const root = nodeRoot(world.server.url);
     await world.publish(5);
     try {
       expect((await runPostboot(bootSystem(world, root), FAST)).exitCode).toBe(0);
-      await world.publish(3);
-      reboot(root);
-      const system = bootSystem(world, root);
+      writeFileSync(path, version3.json);
+      writeFileSync(`${path}.minisig`, version3.signature);
+      // A new RAM root; the state volume is the same disk.
+      const afterPowerCycle = nodeRoot(world.server.url);
+      stateVolumes.set(afterPowerCycle, stateVolume(root));
+      const system = bootSystem(world, afterPowerCycle);
       expect((await runPostboot(system, FAST)).exitCode).toBe(2);
-      expect(statusOf(root).config).toMatchObject({ version: 5, source: 'last-good', signature: 'refused' });
-      expect(statusOf(root).config.reason).toMatch(/older than the last good version 5/);
+      expect(statusOf(afterPowerCycle).config).toMatchObject({ version: 5, source: 'last-good', signature: 'refused' });
+      expect(statusOf(afterPowerCycle).config.reason).toBe(`nodes/${NODE}.json: version 3 is older than the last good version 5`);
     } finally {
-      await world.publish(3);
+      await world.publish(3, { reset: true });
     }
   });
 
   it('without a secret volume: DHCP fallback, status failed, non-zero exit, no site requests', async () => {
     const root = nodeRoot(world.server.url);
-    const system = bootSystem(world, root, false);
+    const system = bootSystem(world, root, { secret: false, state: false });
     const result = await runPostboot(system, { ...FAST, secretWaitMs: 1000, secretPollMs: 250 });
     expect(result.exitCode).toBe(1);
     expect(lastLine(system)).toBe('psyopsOS: postboot finished status=failed hostname=psyopsOS-unconfigured config=none secret=missing');
@@ -342,7 +376,7 @@ describe('postboot against a temporary root, a real secret image and a real serv
     const status = statusOf(root);
     expect(status.steps.map((s) => `${s.name}:${s.result}`)).toEqual([
       'secret:failed',
-      'state:skipped',
+      'state:failed',
       'network:ok',
       'psynet:skipped',
       'config:skipped',
@@ -578,6 +612,168 @@ describe('postboot on a hostile network and with hostile configs', () => {
           .join(' '),
         bad,
       ).not.toContain(bad);
+    }
+  });
+});
+
+describe('postboot against replayed, stale and half-deployed documents', () => {
+  let world: World;
+  beforeAll(async () => {
+    world = await makeWorld();
+  });
+
+  /** A site of its own, built by site build from the world's node definition (as published last) with these options, served on 127.0.0.1. */
+  async function servedSite(options: { lighthouses?: Lighthouse[]; expiresAt?: number; timestamp?: number; outDir?: string } = {}) {
+    const siteDir = options.outDir ?? join(tempDir('site'), 'site');
+    await buildSite({
+      outDir: siteDir,
+      signingKey: world.signingKey,
+      nodesDir: join(world.dir, 'nodes'),
+      lighthouses: options.lighthouses ?? LIGHTHOUSES,
+      timestamp: options.timestamp ?? 1_790_000_000,
+      secretCacheFile: join(world.dir, 'secret-cache.json'),
+      ...(options.expiresAt !== undefined ? { expiresAt: options.expiresAt } : {}),
+    });
+    const server = await serveSite({ root: siteDir });
+    onTestFinished(() => server.close());
+    return { siteDir, url: server.url };
+  }
+
+  const pointAt = (root: string, url: string) => {
+    writeFileSync(join(root, 'etc/psyopsOS/site.url'), `${url}\n`);
+    reboot(root);
+  };
+
+  it('an older build of the same version is refused; the same bytes signed again are taken', async () => {
+    const older = await siteFor(world, { version: 7, files: [{ path: '/etc/motd', content: 'the older build\n' }] });
+    const newer = await siteFor(world, { version: 7, files: [{ path: '/etc/motd', content: 'the newer build\n' }] });
+    const root = nodeRoot(newer.url);
+    expect((await runPostboot(bootSystem(world, root), FAST)).exitCode).toBe(0);
+    expect(read(root, '/etc/motd')).toBe('the newer build\n');
+
+    pointAt(root, older.url);
+    const system = bootSystem(world, root);
+    expect((await runPostboot(system, FAST)).exitCode).toBe(2);
+    expect(lastLine(system)).toBe(`psyopsOS: postboot finished status=degraded hostname=${NODE} config=7 secret=mounted-ro`);
+    expect(statusOf(root).config).toMatchObject({ version: 7, source: 'last-good', signature: 'refused' });
+    expect(statusOf(root).config.reason).toBe(
+      `nodes/${NODE}.json: version 7 again but with other content than the last good one (an older build replayed, or the site was built without raising the version)`,
+    );
+    expect(read(root, '/etc/motd')).toBe('the newer build\n');
+
+    // The newer build's bytes with a later signature (a rebuild at another SOURCE_DATE_EPOCH): the same config, taken.
+    const path = join(newer.siteDir, 'nodes', `${NODE}.json`);
+    writeFileSync(`${path}.minisig`, signBytes(readFileSync(path), world.signingKey, { trustedComment: `timestamp:1800000000\tfile:nodes/${NODE}.json` }));
+    pointAt(root, newer.url);
+    expect((await runPostboot(bootSystem(world, root), FAST)).exitCode).toBe(0);
+    expect(statusOf(root).config).toMatchObject({ version: 7, source: 'site', signature: 'verified' });
+  });
+
+  it('without a state volume: degraded, no downgrade protection; after a power cycle an older config is taken, as it says', async () => {
+    const path = join(world.siteDir, 'nodes', `${NODE}.json`);
+    const version3 = { json: readFileSync(path), signature: readFileSync(`${path}.minisig`) };
+    await world.publish(5);
+    try {
+      const root = nodeRoot(world.server.url);
+      const system = bootSystem(world, root, { state: false });
+      expect((await runPostboot(system, FAST)).exitCode).toBe(2);
+      expect(lastLine(system)).toBe(`psyopsOS: postboot finished status=degraded hostname=${NODE} config=5 secret=mounted-ro`);
+      const noProtection =
+        'state: no volume labelled psyops-state: no downgrade protection (the last good config and its version are kept in RAM only, lost at reboot)';
+      expect(statusOf(root)).toMatchObject({ status: 'degraded', lastGood: 'memory', config: { version: 5, source: 'site' }, problems: [noProtection] });
+
+      writeFileSync(path, version3.json);
+      writeFileSync(`${path}.minisig`, version3.signature);
+      const afterPowerCycle = nodeRoot(world.server.url);
+      expect((await runPostboot(bootSystem(world, afterPowerCycle, { state: false }), FAST)).exitCode).toBe(2);
+      expect(statusOf(afterPowerCycle)).toMatchObject({ config: { version: 3, source: 'site', signature: 'verified' }, problems: [noProtection] });
+    } finally {
+      await world.publish(3, { reset: true });
+    }
+  });
+
+  it('an expired signature is refused and the last good config applied, saying so; one not yet expired is taken', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const fresh = await servedSite({ expiresAt: now + 3600 });
+    expect(readFileSync(join(fresh.siteDir, 'nodes', `${NODE}.json.minisig`), 'utf8')).toContain(`\texpires:${now + 3600}`);
+    const root = nodeRoot(fresh.url);
+    expect((await runPostboot(bootSystem(world, root), FAST)).exitCode).toBe(0);
+
+    const stale = await servedSite({ expiresAt: now - 60 });
+    pointAt(root, stale.url);
+    expect((await runPostboot(bootSystem(world, root), FAST)).exitCode).toBe(2);
+    const status = statusOf(root);
+    expect(status.config).toMatchObject({ version: 3, source: 'last-good', signature: 'refused' });
+    const expiredAt = new Date((now - 60) * 1000).toISOString();
+    expect(status.config.reason).toBe(`nodes/${NODE}.json: its signature expired at ${expiredAt} (site build --valid-for)`);
+    // The lighthouse list expired too: the last good one is used, and the step says why.
+    expect(status.steps.find((s) => s.name === 'psynet')).toMatchObject({
+      result: 'failed',
+      reason: `nebula started; psynet/lighthouses.json: its signature expired at ${expiredAt} (site build --valid-for); the last good list, version 1: 1 lighthouse(s)`,
+    });
+    expect(read(root, '/etc/app/token')).toBe(FILE_SECRET);
+  });
+
+  it('an older lighthouse list is refused: nebula keeps the last good one', async () => {
+    const moved = [{ ...LIGHTHOUSES[0]!, publicAddresses: ['198.51.100.20:4242'] }];
+    // Built twice into one folder: the list changed, so its version rose to 2.
+    const outDir = join(tempDir('site'), 'site');
+    await servedSite({ outDir });
+    const current = await servedSite({ outDir, lighthouses: moved });
+    expect(JSON.parse(readFileSync(join(current.siteDir, 'psynet/lighthouses.json'), 'utf8')).version).toBe(2);
+    const root = nodeRoot(current.url);
+    expect((await runPostboot(bootSystem(world, root), FAST)).exitCode).toBe(0);
+    expect(JSON.parse(read(root, '/etc/nebula/config.yml')).static_host_map).toEqual({ '10.10.8.1': ['198.51.100.20:4242'] });
+
+    const replayed = await servedSite();
+    pointAt(root, replayed.url);
+    expect((await runPostboot(bootSystem(world, root), FAST)).exitCode).toBe(2);
+    expect(statusOf(root).problems).toEqual([
+      'psynet: nebula started; psynet/lighthouses.json: version 1 is older than the last good version 2; the last good list, version 2: 1 lighthouse(s)',
+    ]);
+    expect(statusOf(root).config).toMatchObject({ version: 3, source: 'site', signature: 'verified' });
+    expect(JSON.parse(read(root, '/etc/nebula/config.yml')).static_host_map).toEqual({ '10.10.8.1': ['198.51.100.20:4242'] });
+  });
+
+  it('a pair caught mid-deploy (new document, old signature) is fetched once more and taken; a pair that stays mismatched is refused', async () => {
+    const path = `nodes/${NODE}.json`;
+    const staleSignature = readFileSync(join(world.siteDir, `${path}.minisig`));
+    await world.publish(4);
+    try {
+      let staleAnswers = 1;
+      const requests: string[] = [];
+      const deploying = createServer((request, response) => {
+        const url = request.url ?? '/';
+        requests.push(url);
+        if (url === `/${path}.minisig` && staleAnswers > 0) {
+          staleAnswers--;
+          response.end(staleSignature);
+          return;
+        }
+        try {
+          response.end(readFileSync(join(world.siteDir, decodeURIComponent(url))));
+        } catch {
+          response.writeHead(404).end();
+        }
+      });
+      await new Promise<void>((resolve) => deploying.listen(0, '127.0.0.1', resolve));
+      onTestFinished(() => new Promise<void>((resolve) => deploying.close(() => resolve())));
+      const url = `http://127.0.0.1:${(deploying.address() as AddressInfo).port}`;
+
+      const root = nodeRoot(url);
+      const system = bootSystem(world, root);
+      expect((await runPostboot(system, FAST)).exitCode).toBe(0);
+      expect(statusOf(root).config).toMatchObject({ version: 4, source: 'site', signature: 'verified' });
+      expect(requests.filter((r) => r.startsWith(`/${path}`))).toEqual([`/${path}`, `/${path}.minisig`, `/${path}`, `/${path}.minisig`]);
+      expect(system.consoleLines).toContain(`nodeboot: ${path}: the signature does not match (a deploy under way?); fetching the pair again in 100 ms`);
+
+      staleAnswers = 2;
+      const again = nodeRoot(url);
+      expect((await runPostboot(bootSystem(world, again), FAST)).exitCode).toBe(2);
+      expect(statusOf(again).config).toMatchObject({ version: null, signature: 'refused' });
+      expect(statusOf(again).config.reason).toMatch(new RegExp(`^${path.replace('.', '\\.')}: signature check failed`));
+    } finally {
+      await world.publish(3, { reset: true });
     }
   });
 });

@@ -137,13 +137,14 @@ describe.skipIf(!KERNEL_VERSION || !existsSync(KERNEL))('the bundle on a real ke
     });
     expect(status.steps.map((s) => `${s.name}:${s.result}`)).toEqual([
       'secret:ok',
-      'state:skipped',
+      'state:failed',
       'network:failed',
       'psynet:failed',
       'config:ok',
       'k3s:failed',
     ]);
     expect(status.problems).toEqual([
+      expect.stringMatching(/^state: no volume labelled psyops-state: no downgrade protection /),
       expect.stringMatching(/^network: sshd is not installed in this image .*networking up$/),
       expect.stringMatching(/^psynet: nebula is not installed /),
       expect.stringMatching(/^k3s: k3s is not installed in this image \(config for k3s (agent|server) written\)$/),
@@ -165,7 +166,7 @@ describe.skipIf(!KERNEL_VERSION || !existsSync(KERNEL))('the bundle on a real ke
     const status = statusLine(result.serial);
     expect(status.steps.map((s) => `${s.name}:${s.result}`)).toEqual([
       'secret:failed',
-      'state:skipped',
+      'state:failed',
       'network:ok',
       'psynet:skipped',
       'config:skipped',

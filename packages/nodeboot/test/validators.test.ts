@@ -83,12 +83,19 @@ const configs: [string, unknown][] = [
   ['firewall rule without proto', mutated((d) => delete d.firewall[0].proto)],
 ];
 
-const validLighthouses = { format: 'psyops-lighthouses/1', lighthouses: [{ name: 'lh1', overlayIp: '10.10.8.1', publicAddresses: ['203.0.113.10:4242'] }] };
+const validLighthouses = {
+  format: 'psyops-lighthouses/1',
+  version: 1,
+  lighthouses: [{ name: 'lh1', overlayIp: '10.10.8.1', publicAddresses: ['203.0.113.10:4242'] }],
+};
 const lighthouseDocs: [string, unknown][] = [
   ['valid', validLighthouses],
-  ['valid, none', { format: 'psyops-lighthouses/1', lighthouses: [] }],
+  ['valid, none', { format: 'psyops-lighthouses/1', version: 7, lighthouses: [] }],
+  ['no version', { format: 'psyops-lighthouses/1', lighthouses: [] }],
+  ['version 0', { ...validLighthouses, version: 0 }],
+  ['fractional version', { ...validLighthouses, version: 1.5 }],
   ['wrong format', { ...validLighthouses, format: 'psyops-lighthouses/0' }],
-  ['missing lighthouses', { format: 'psyops-lighthouses/1' }],
+  ['missing lighthouses', { format: 'psyops-lighthouses/1', version: 1 }],
   ['overlayIp out of range', { ...validLighthouses, lighthouses: [{ ...validLighthouses.lighthouses[0], overlayIp: '10.10.8.256' }] }],
   ['overlayIp IPv6', { ...validLighthouses, lighthouses: [{ ...validLighthouses.lighthouses[0], overlayIp: 'fd00::1' }] }],
   ['overlayIp with a leading zero', { ...validLighthouses, lighthouses: [{ ...validLighthouses.lighthouses[0], overlayIp: '10.10.08.1' }] }],

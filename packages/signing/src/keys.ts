@@ -235,11 +235,18 @@ export async function decodeSecretKey(text: string, options: DecodeSecretKeyOpti
     secretKey: body.slice(62, 126),
     publicKey: body.slice(94, 126),
   };
+  const derived = ed25519PublicKeyFromSeed(key.secretKey.subarray(0, 32));
   // minisign leaves the checksum zero in keys made with -W and never checks it for them.
   if (encrypted && !timingSafeEqual(await checksum(key), body.subarray(126, 158))) {
+    // A wrong password scrambles every decrypted byte; damage to the file scrambles only the bytes
+    // damaged. The seed still giving the stored public half, or the checksum matching once the
+    // public half is rebuilt from the seed, proves the password right: then the file is damaged.
+    const rebuilt = { ...key, secretKey: concatBytes(key.secretKey.subarray(0, 32), derived) };
+    if (bytesEqual(derived, key.publicKey) || timingSafeEqual(await checksum(rebuilt), body.subarray(126, 158))) {
+      throw new KeyFormatError(`${source} is damaged (the password is right, but its key id, public half or checksum was altered)`);
+    }
     throw new WrongPasswordError(`wrong password for ${source}`);
   }
-  const derived = ed25519PublicKeyFromSeed(key.secretKey.subarray(0, 32));
   if (!bytesEqual(derived, key.publicKey)) throw new KeyFormatError(`${source} is damaged (its public half does not match its seed)`);
   return key;
 }

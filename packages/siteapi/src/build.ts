@@ -29,6 +29,16 @@ export interface BuildSiteOptions {
   signingKey: SecretKey;
   /** Unix time for signatures' trusted comments (SOURCE_DATE_EPOCH); absent: no timestamp, never "now". */
   timestamp?: number;
+  /**
+   * Unix time after which nodes refuse the signed JSON documents (`expires:` in each trusted
+   * comment; a node then falls back to its last good config). Absent: they do not expire.
+   */
+  expiresAt?: number;
+  /**
+   * A node config that changed since the site in outDir was built while its version did not:
+   * published with the next version (listed in the result) instead of refused.
+   */
+  bumpVersions?: boolean;
   /** The workspace's nodes/ folder: one `<name>.json` node definition per node. Missing: no nodes. */
   nodesDir?: string;
   /** Folder of `psyopsOS-<release>-<arch>.iso` images with a `.json` manifest beside each. Missing: no images. */
@@ -55,6 +65,10 @@ export interface BuildSiteResult {
   nodes: string[];
   images: OsImage[];
   apkArchitectures: string[];
+  /** Node configs published with a higher version than their definitions give (bumpVersions, or an earlier bump kept). */
+  bumped: { name: string; definitionVersion: number; version: number }[];
+  /** The version of psynet/lighthouses.json: the previous site's, raised by one when the list changed. */
+  lighthousesVersion: number;
 }
 
 /** The image file names the site publishes: `psyopsOS-<release>-<arch>.iso`. */
@@ -239,9 +253,11 @@ export async function buildSite(options: BuildSiteOptions): Promise<BuildSiteRes
   });
 
   await assertReplaceable(options.outDir);
+  const previous = (path: string) => readPrevious(options.outDir, path);
 
   const key = options.signingKey;
-  const trustedComment = (path: string) => `${options.timestamp !== undefined ? `timestamp:${options.timestamp}\t` : ''}file:${path}`;
+  const trustedComment = (path: string) =>
+    `${options.timestamp !== undefined ? `timestamp:${options.timestamp}\t` : ''}file:${path}${options.expiresAt !== undefined ? `\texpires:${options.expiresAt}` : ''}`;
   const parent = dirname(options.outDir);
   await mkdir(parent, { recursive: true });
   const staging = await mkdtemp(join(parent, `.${basename(options.outDir)}.build-`));
@@ -261,8 +277,9 @@ export async function buildSite(options: BuildSiteOptions): Promise<BuildSiteRes
     await link(source, target).catch(() => copyFile(source, target));
     entries.set(path, { path, size: (await stat(target)).size, sha256: await sha256File(target) });
   };
+  const document = (value: unknown, schema: SiteSchemaName) => json(siteSchemas[schema].parse(value));
   const putSigned = async (path: string, value: unknown, schema: SiteSchemaName) => {
-    const data = json(siteSchemas[schema].parse(value));
+    const data = document(value, schema);
     await put(path, data);
     await put(`${path}.minisig`, signBytes(Buffer.from(data), key, { trustedComment: trustedComment(path) }));
     documents.push({ path, signature: `${path}.minisig`, schema: `schemas/${schema}.schema.json` });
@@ -316,6 +333,7 @@ export async function buildSite(options: BuildSiteOptions): Promise<BuildSiteRes
       await putSigned('os/latest.json', latest, 'os-latest');
     }
 
+    const bumped: BuildSiteResult['bumped'] = [];
     const encryptor = await SecretEncryptor.open(key, options.secretCacheFile);
     for (const { name, file, definition } of nodes) {
       progress(`node: ${name}`);
@@ -355,10 +373,37 @@ export async function buildSite(options: BuildSiteOptions): Promise<BuildSiteRes
           : {}),
         firewall: config.firewall,
       };
-      await putSigned(`nodes/${name}.json`, published, 'node-config');
+      const path = `nodes/${name}.json`;
+      const version = publishedVersion(
+        path,
+        (v) => document({ ...published, version: v }, 'node-config'),
+        await previous(path),
+        config.version,
+        (before) => {
+          if (options.bumpVersions) return;
+          throw new NodeDefinitionError(
+            `${file}: the config of ${name} changed since the site in ${options.outDir} was built (a setting, or secrets encrypted afresh), but its version is ${config.version} and the published one ${before}: ` +
+              `nodes that applied version ${before} would refuse it. Raise config.version to ${before + 1}, or build with --bump-versions`,
+          );
+        },
+      );
+      if (version !== config.version) {
+        bumped.push({ name, definitionVersion: config.version, version });
+        progress(`node: ${name}: published as version ${version} (its definition says ${config.version})`);
+      }
+      await putSigned(path, { ...published, version }, 'node-config');
     }
 
-    await putSigned('psynet/lighthouses.json', { format: 'psyops-lighthouses/1', lighthouses }, 'lighthouses');
+    const lighthousesPath = 'psynet/lighthouses.json';
+    const lighthouseList = (version: number) => ({ format: 'psyops-lighthouses/1', version, lighthouses });
+    const lighthousesVersion = publishedVersion(
+      lighthousesPath,
+      (v) => document(lighthouseList(v), 'lighthouses'),
+      await previous(lighthousesPath),
+      1,
+      () => undefined,
+    );
+    await putSigned(lighthousesPath, lighthouseList(lighthousesVersion), 'lighthouses');
 
     const links = (items: [string, string][]) => `<ul>\n${items.map(([href, text]) => `<li><a href="${href}">${text}</a></li>`).join('\n')}\n</ul>`;
     await put(
@@ -397,11 +442,47 @@ export async function buildSite(options: BuildSiteOptions): Promise<BuildSiteRes
 
     await swapInto(staging, options.outDir);
     progress(`site: ${files.length + 2} files in ${options.outDir}`);
-    return { outDir: options.outDir, files, nodes: nodeNames, images, apkArchitectures };
+    return { outDir: options.outDir, files, nodes: nodeNames, images, apkArchitectures, bumped, lighthousesVersion };
   } catch (error) {
     await rm(staging, { recursive: true, force: true });
     throw error;
   }
+}
+
+/** A document of the site being replaced (a psyops site, assertReplaceable checked), or undefined. */
+async function readPrevious(outDir: string, path: string): Promise<string | undefined> {
+  try {
+    return await readFile(join(outDir, path), 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The version a versioned document is published with: `wanted` unless the previous site has it
+ * at that version or higher. Then the previous version when the bytes are the same at it (nothing
+ * changed, or an earlier bump is kept), else one more than the previous, after `onChangedAtSameVersion`
+ * (which throws to refuse). Nodes take a version only once: the same version with other bytes is
+ * a replay to them.
+ */
+function publishedVersion(
+  path: string,
+  bytesAt: (version: number) => string,
+  previousBytes: string | undefined,
+  wanted: number,
+  onChangedAtSameVersion: (previousVersion: number) => void,
+): number {
+  let before: unknown;
+  try {
+    before = previousBytes === undefined ? undefined : (JSON.parse(previousBytes) as { version?: unknown }).version;
+  } catch {
+    before = undefined;
+  }
+  if (typeof before !== 'number' || !Number.isSafeInteger(before) || wanted > before) return wanted;
+  if (bytesAt(before) === previousBytes) return before;
+  onChangedAtSameVersion(before);
+  if (before + 1 > Number.MAX_SAFE_INTEGER) throw new SiteInputError(`${path}: version ${before} cannot be raised`);
+  return before + 1;
 }
 
 /**

@@ -31,7 +31,9 @@ export interface DeployOptions {
 }
 
 export type DeployEvent =
-  | { type: 'planned'; uploads: number; unchanged: number; deletions: number }
+  | { type: 'planned'; uploads: number; unchanged: number; deletions: number /** of all the uploads */; bytes: number }
+  /** Within a multipart upload (files of at least `partSize`): bytes of `key` sent so far. */
+  | { type: 'sending'; key: string; sent: number; size: number }
   | { type: 'uploaded'; key: string; size: number; done: number; total: number }
   | { type: 'deleted'; keys: string[] };
 
@@ -210,11 +212,57 @@ async function eachLimited<T>(items: readonly T[], limit: number, work: (item: T
   if (rejected) throw rejected.reason;
 }
 
+const SIGNATURE = '.minisig';
+
+/** The document a signature signs (`X` for `X.minisig`); undefined for anything that is not a signature. */
+function signedDocumentOf(key: string): string | undefined {
+  return key.endsWith(SIGNATURE) && key.length > SIGNATURE.length ? key.slice(0, -SIGNATURE.length) : undefined;
+}
+
+/**
+ * The uploads as chains that go up in order, each link once the one before it is up: a document
+ * and then its signature (when both changed), or a lone file or signature. `regular` chains may run
+ * side by side; `pointers` (index.*, latest.*, manifest.*, APKINDEX and their signatures) run one
+ * after the other once every regular chain is done, index.* last.
+ */
+function uploadChains(uploads: readonly PlannedUpload[]): { regular: PlannedUpload[][]; pointers: PlannedUpload[][] } {
+  const byKey = new Map(uploads.map((u) => [u.key, u]));
+  const chains = new Map<string, PlannedUpload[]>();
+  for (const item of uploads) {
+    const document = signedDocumentOf(item.key);
+    // A signature rides behind its document when that goes up too; otherwise (only the timestamp
+    // changed, or the document is already there) it goes up on its own.
+    if (document !== undefined && byKey.has(document)) continue;
+    const signature = byKey.get(`${item.key}${SIGNATURE}`);
+    chains.set(item.key, signature && document === undefined ? [item, signature] : [item]);
+  }
+  const pointerOf = (chain: PlannedUpload[]) => isPointer(signedDocumentOf(chain[0]!.key) ?? chain[0]!.key);
+  const isIndex = (chain: PlannedUpload[]) => /(^|\/)index\.[^/]*$/.test(signedDocumentOf(chain[0]!.key) ?? chain[0]!.key);
+  const all = [...chains.values()];
+  const pointers = all
+    .filter(pointerOf)
+    .sort((a, b) => Number(isIndex(a)) - Number(isIndex(b)) || (a[0]!.key < b[0]!.key ? -1 : a[0]!.key > b[0]!.key ? 1 : 0));
+  return { regular: all.filter((chain) => !pointerOf(chain)), pointers };
+}
+
 /**
  * Makes the objects under `prefix` in `bucket` match the site folder: uploads new and changed
  * files (compared by size and ETag from one listing, so a deploy that was interrupted simply
- * continues), pointers (index.*, latest.*, manifest.*, APKINDEX) last with their signatures first,
- * and with `delete` removes stale objects under the prefix once every upload succeeded.
+ * continues) and with `delete` removes stale objects under the prefix once every upload succeeded.
+ *
+ * The order keeps every signed pair (`X` + `X.minisig`) as whole as two S3 objects can be for a
+ * node reading mid-deploy: a signature is never there without its document, nor newer than it.
+ *
+ * 1. Every file that is not a pointer, up to `concurrency` at once; a document whose signature
+ *    changed too is followed by that signature at once, by the same upload slot (its bytes read
+ *    while the document goes up), so a new document sits beside its old signature only for the
+ *    time of one small PUT. A signature whose document did not change (only the timestamp did)
+ *    goes up alone: the pair never mixes.
+ * 2. Once all of those are up, the pointers (index.*, latest.*, manifest.*, APKINDEX), one at a
+ *    time, each document before its signature, index.* last: a pointer never names a file that is
+ *    not there yet.
+ * 3. With `delete`, stale signatures first and only then the other stale objects.
+ * 4. The deploy state, for this tool only.
  */
 export async function deploySite(options: DeployOptions): Promise<DeployResult> {
   const concurrency = options.concurrency ?? 8;
@@ -277,28 +325,36 @@ export async function deploySite(options: DeployOptions): Promise<DeployResult> 
       uploads.push({ key, path: file.path, size: file.size, reason: there ? 'changed' : 'new' });
     }
     const localKeys = new Set(local.map((f) => `${prefix}${f.relative}`));
-    const deletions = options.delete ? [...remote.keys()].filter((key) => !localKeys.has(key) && key !== stateKey).sort() : [];
+    const stale = options.delete ? [...remote.keys()].filter((key) => !localKeys.has(key) && key !== stateKey).sort() : [];
+    // Deleted in two steps, so that no signature outlives its document: the signatures, then the rest.
+    const deletionSteps = [stale.filter((key) => signedDocumentOf(key) !== undefined), stale.filter((key) => signedDocumentOf(key) === undefined)];
+    const deletions = deletionSteps.flat();
     const unchanged = local.length - uploads.length;
-    progress({ type: 'planned', uploads: uploads.length, unchanged, deletions: deletions.length });
+    const bytes = uploads.reduce((sum, item) => sum + item.size, 0);
+    progress({ type: 'planned', uploads: uploads.length, unchanged, deletions: deletions.length, bytes });
     if (options.dryRun) return { uploads, deletions, unchanged, dryRun: true, requests };
 
     const uploadedEtags = new Map<string, string>();
-    const upload = async (item: PlannedUpload) => {
+    /** Uploads one file; `body`, for a file below `partSize`, is its content read ahead. */
+    const upload = async (item: PlannedUpload, body?: Promise<Buffer>) => {
       const headers = { ContentType: contentTypeOf(item.key), CacheControl: cacheControlOf(item.key) };
       try {
         let etag: string | undefined;
         if (item.size < partSize) {
-          etag = (await client.send(new PutObjectCommand({ Bucket: options.bucket, Key: item.key, Body: await readFile(item.path), ...headers }))).ETag;
+          etag = (await client.send(new PutObjectCommand({ Bucket: options.bucket, Key: item.key, Body: await (body ?? readFile(item.path)), ...headers })))
+            .ETag;
         } else {
-          etag = (
-            await new Upload({
-              client,
-              params: { Bucket: options.bucket, Key: item.key, Body: createReadStream(item.path), ...headers },
-              partSize,
-              queueSize: 2,
-              leavePartsOnError: false,
-            }).done()
-          ).ETag;
+          const multipart = new Upload({
+            client,
+            params: { Bucket: options.bucket, Key: item.key, Body: createReadStream(item.path), ...headers },
+            partSize,
+            queueSize: 2,
+            leavePartsOnError: false,
+          });
+          multipart.on('httpUploadProgress', ({ loaded }) => {
+            if (loaded !== undefined && loaded < item.size) progress({ type: 'sending', key: item.key, sent: loaded, size: item.size });
+          });
+          etag = (await multipart.done()).ETag;
         }
         if (etag !== undefined) uploadedEtags.set(item.key, etag.replace(/"/g, ''));
       } catch (error) {
@@ -307,31 +363,33 @@ export async function deploySite(options: DeployOptions): Promise<DeployResult> 
     };
     let done = 0;
     const report = (item: PlannedUpload) => progress({ type: 'uploaded', key: item.key, size: item.size, done: ++done, total: uploads.length });
-    const regular = uploads.filter((u) => !isPointer(u.key));
-    // Signatures before the documents they sign; index.* after every other pointer.
-    const rank = (key: string) => (key.endsWith('.minisig') ? 0 : 1) + (/(^|\/)index\.[^/]*$/.test(key) ? 2 : 0);
-    const pointers = uploads.filter((u) => isPointer(u.key)).sort((a, b) => rank(a.key) - rank(b.key) || (a.key < b.key ? -1 : 1));
-    await eachLimited(regular, concurrency, async (item) => {
-      await upload(item);
-      report(item);
-    });
-    for (const item of pointers) {
-      await upload(item);
-      report(item);
-    }
-
-    for (let i = 0; i < deletions.length; i += DELETE_BATCH) {
-      const batch = deletions.slice(i, i + DELETE_BATCH);
-      let result;
-      try {
-        result = await client.send(new DeleteObjectsCommand({ Bucket: options.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } }));
-      } catch (error) {
-        throw fail(error);
+    /** A chain goes up link by link; the links after the first are read while the one before goes up. */
+    const send = async (chain: PlannedUpload[]) => {
+      const ahead = chain.map((item, i) => (i > 0 && item.size < partSize ? readFile(item.path) : undefined));
+      for (const body of ahead) body?.catch(() => undefined); // awaited below, or moot once an earlier link failed
+      for (const [i, item] of chain.entries()) {
+        await upload(item, ahead[i]);
+        report(item);
       }
-      const firstError = result.Errors?.[0];
-      if (firstError)
-        throw new S3OperationError(`deleting ${firstError.Key ?? 'an object'} failed: ${firstError.Code ?? ''} ${firstError.Message ?? ''}`.trim());
-      progress({ type: 'deleted', keys: batch });
+    };
+    const { regular, pointers } = uploadChains(uploads);
+    await eachLimited(regular, concurrency, send);
+    for (const chain of pointers) await send(chain);
+
+    for (const step of deletionSteps) {
+      for (let i = 0; i < step.length; i += DELETE_BATCH) {
+        const batch = step.slice(i, i + DELETE_BATCH);
+        let result;
+        try {
+          result = await client.send(new DeleteObjectsCommand({ Bucket: options.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } }));
+        } catch (error) {
+          throw fail(error);
+        }
+        const firstError = result.Errors?.[0];
+        if (firstError)
+          throw new S3OperationError(`deleting ${firstError.Key ?? 'an object'} failed: ${firstError.Code ?? ''} ${firstError.Message ?? ''}`.trim());
+        progress({ type: 'deleted', keys: batch });
+      }
     }
 
     // Remember what each object holds, for stores whose ETags are not MD5s; written only when it changed.

@@ -52,7 +52,13 @@ export const encryptedSecretSchema = z
 
 function nodeConfigShape<S extends z.ZodType, F extends z.ZodType>(secret: S, file: F) {
   return {
-    version: z.number().int().min(1).describe('Config version; nodeboot reports it and keeps the last good one.'),
+    version: z
+      .number()
+      .int()
+      .min(1)
+      .describe(
+        'Config version: raise it with every change. Nodes refuse an older version than their last good one, and the same version with other content; site build refuses a changed config whose version did not rise (or raises it with --bump-versions).',
+      ),
     hostname: z
       .string()
       .regex(/^[a-zA-Z0-9][a-zA-Z0-9.-]{0,252}$/)
@@ -179,6 +185,11 @@ export type OsImage = z.infer<typeof osImageSchema>;
 /** `psynet/lighthouses.json`. */
 export const lighthousesSchema = z.strictObject({
   format: z.literal('psyops-lighthouses/1'),
+  version: z
+    .number()
+    .int()
+    .min(1)
+    .describe('List version: site build raises it when the list changes; nodes refuse an older one, and the same one with other content.'),
   lighthouses: z.array(lighthouseSchema),
 });
 

@@ -14,8 +14,19 @@ export interface ServeOptions {
   host?: string;
   /** Default 0: any free port. */
   port?: number;
-  /** Called once per request, after the response is sent. */
-  onRequest?: (entry: { method: string; path: string; status: number }) => void;
+  /** Called once per request, once the response is sent (or the connection closed before that). */
+  onRequest?: (entry: RequestLogEntry) => void;
+}
+
+export interface RequestLogEntry {
+  method: string;
+  /** As requested, query included. */
+  path: string;
+  status: number;
+  /** Body bytes sent (0 for HEAD; fewer than the file's size when the client went away). */
+  bytes: number;
+  /** The client's address ('' when unknown). */
+  remoteAddress: string;
 }
 
 export interface SiteServer {
@@ -86,10 +97,23 @@ export async function serveSite(options: ServeOptions): Promise<SiteServer> {
     }
   };
 
+  /** Body bytes written to each response, for the request log. */
+  const sent = new WeakMap<ServerResponse, number>();
+  const count = (response: ServerResponse, bytes: number) => sent.set(response, (sent.get(response) ?? 0) + bytes);
+  const stream = (response: ServerResponse, path: string, range?: { start: number; end: number }) =>
+    createReadStream(path, range)
+      .on('data', (chunk) => count(response, chunk.length))
+      .on('error', () => response.destroy())
+      .pipe(response);
+  const endWith = (response: ServerResponse, text: string) => {
+    count(response, Buffer.byteLength(text));
+    response.end(text);
+  };
+
   const handle = async (request: IncomingMessage, response: ServerResponse): Promise<number> => {
     const method = request.method ?? 'GET';
     if (method !== 'GET' && method !== 'HEAD') {
-      response.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain; charset=utf-8' }).end('method not allowed\n');
+      endWith(response.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain; charset=utf-8' }), 'method not allowed\n');
       return 405;
     }
     const urlPath = (request.url ?? '/').split('?')[0]!;
@@ -97,12 +121,12 @@ export async function serveSite(options: ServeOptions): Promise<SiteServer> {
     if (!file) {
       const page = await resolveFile('/error.html');
       if (!page) {
-        response.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' }).end('not found\n');
+        endWith(response.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' }), 'not found\n');
         return 404;
       }
       response.writeHead(404, { 'Content-Type': 'text/html; charset=utf-8', 'Content-Length': page.size });
       if (method === 'HEAD') response.end();
-      else createReadStream(page.path).pipe(response);
+      else stream(response, page.path);
       return 404;
     }
     const headers: Record<string, string | number> = {
@@ -121,21 +145,26 @@ export async function serveSite(options: ServeOptions): Promise<SiteServer> {
     headers['Content-Length'] = file.size === 0 ? 0 : end - start + 1;
     response.writeHead(status, headers);
     if (method === 'HEAD' || file.size === 0) response.end();
-    else
-      createReadStream(file.path, { start, end })
-        .on('error', () => response.destroy())
-        .pipe(response);
+    else stream(response, file.path, { start, end });
     return status;
   };
 
   const server = createServer((request, response) => {
-    handle(request, response).then(
-      (status) => options.onRequest?.({ method: request.method ?? '', path: request.url ?? '', status }),
-      () => {
-        if (!response.headersSent) response.writeHead(500).end();
-        else response.destroy();
-      },
-    );
+    const log = (status: number) =>
+      response.once('close', () =>
+        options.onRequest?.({
+          method: request.method ?? '',
+          path: request.url ?? '',
+          status,
+          bytes: sent.get(response) ?? 0,
+          remoteAddress: request.socket.remoteAddress ?? '',
+        }),
+      );
+    handle(request, response).then(log, () => {
+      log(500);
+      if (!response.headersSent) response.writeHead(500).end();
+      else response.destroy();
+    });
   });
   const host = options.host ?? '127.0.0.1';
   await new Promise<void>((resolve, reject) => {

@@ -25,6 +25,6 @@ export function checkNodeConfig(value: unknown): Checked<NodeConfig> {
 }
 
 /** A `psynet/lighthouses.json` document, or the first problem. */
-export function checkLighthouses(value: unknown): Checked<{ lighthouses: Lighthouse[] }> {
+export function checkLighthouses(value: unknown): Checked<{ version: number; lighthouses: Lighthouse[] }> {
   return check(lighthousesSchema, value);
 }

@@ -197,6 +197,11 @@ describe('buildSite determinism', () => {
     // index.json lists documents, not their hashes: only the node and the manifest change.
     expect(changed).toEqual(['manifest.json', 'manifest.json.minisig', 'nodes/node-b.json', 'nodes/node-b.json.minisig']);
     writeFileSync(file, original);
+    // Back to the old definition, whose content is version 2's: version 2 stays published (nodes have it).
+    expect((await build()).bumped).toEqual([{ name: 'node-b', definitionVersion: 1, version: 2 }]);
+    expect(treeHashes(site())).toEqual(after);
+    // A site without that history (the document removed) takes it again.
+    rmSync(join(site(), 'nodes', 'node-b.json'));
     await build();
     expect(treeHashes(site())).toEqual(before);
   });
@@ -336,5 +341,77 @@ describe('buildSite bad inputs: one typed error, the previous site untouched', (
 
   it('refuses a lighthouse without a public address', async () => {
     await expect(build({ lighthouses: [{ name: 'x', overlayIp: '10.10.8.1', publicAddresses: [] }] })).rejects.toMatchObject({ code: 'BAD_SITE_INPUT' });
+  });
+});
+
+describe('buildSite versions: a node takes each version once', () => {
+  const nodesDir = join(dir, 'versions-nodes');
+  const out = join(dir, 'versions-site');
+  const define = (version: number, motd: string) => {
+    mkdirSync(nodesDir, { recursive: true });
+    writeFileSync(join(nodesDir, 'node-v.json'), JSON.stringify({ config: { version, files: [{ path: '/etc/motd', content: motd }] } }));
+  };
+  const buildVersions = (overrides: Partial<Parameters<typeof buildSite>[0]> = {}) =>
+    buildSite({ outDir: out, signingKey: ws.key, timestamp: 1_700_000_000, nodesDir, lighthouses: [], ...overrides });
+  const published = (path: string) => JSON.parse(readFileSync(join(out, path), 'utf8'));
+
+  it('refuses a changed config whose version did not rise; --bump-versions publishes the next one and keeps it', async () => {
+    define(3, 'one\n');
+    expect((await buildVersions()).bumped).toEqual([]);
+    const before = treeHashes(out);
+    define(3, 'two\n');
+    await expect(buildVersions()).rejects.toThrow(
+      `${join(nodesDir, 'node-v.json')}: the config of node-v changed since the site in ${out} was built (a setting, or secrets encrypted afresh), but its version is 3 and the published one 3: ` +
+        'nodes that applied version 3 would refuse it. Raise config.version to 4, or build with --bump-versions',
+    );
+    expect(treeHashes(out)).toEqual(before);
+
+    const bumped = await buildVersions({ bumpVersions: true });
+    expect(bumped.bumped).toEqual([{ name: 'node-v', definitionVersion: 3, version: 4 }]);
+    expect(published('nodes/node-v.json')).toMatchObject({ version: 4, files: [{ content: 'two\n' }] });
+    // Unchanged since: version 4 stays, byte for byte, without asking again.
+    const afterBump = treeHashes(out);
+    expect((await buildVersions()).bumped).toEqual([{ name: 'node-v', definitionVersion: 3, version: 4 }]);
+    expect(treeHashes(out)).toEqual(afterBump);
+    // The definition catching up is the same document.
+    define(4, 'two\n');
+    expect((await buildVersions()).bumped).toEqual([]);
+    expect(treeHashes(out)).toEqual(afterBump);
+    define(6, 'three\n');
+    await buildVersions();
+    expect(published('nodes/node-v.json').version).toBe(6);
+  });
+
+  it('numbers the lighthouse list: the next version when it changes, the same bytes when not', async () => {
+    const lighthouse = { name: 'lh1', overlayIp: '10.10.8.1', publicAddresses: ['lh1.example.org:4242'] };
+    const fresh = join(dir, 'versions-lh');
+    const buildLighthouses = (publicAddresses: string[]) =>
+      buildSite({ outDir: fresh, signingKey: ws.key, timestamp: 1_700_000_000, lighthouses: [{ ...lighthouse, publicAddresses }] });
+    expect((await buildLighthouses(['lh1.example.org:4242'])).lighthousesVersion).toBe(1);
+    const first = readFileSync(join(fresh, 'psynet/lighthouses.json'));
+    expect((await buildLighthouses(['lh1.example.org:4242'])).lighthousesVersion).toBe(1);
+    expect(readFileSync(join(fresh, 'psynet/lighthouses.json'))).toEqual(first);
+    expect((await buildLighthouses(['198.51.100.1:4242'])).lighthousesVersion).toBe(2);
+    // Back to the first list: still a change to a node that has version 2.
+    expect((await buildLighthouses(['lh1.example.org:4242'])).lighthousesVersion).toBe(3);
+    expect(JSON.parse(readFileSync(join(fresh, 'psynet/lighthouses.json'), 'utf8'))).toEqual({
+      format: 'psyops-lighthouses/1',
+      version: 3,
+      lighthouses: [lighthouse],
+    });
+  });
+
+  it('an expiry goes into the trusted comment of every JSON document; the real minisign shows it', async () => {
+    define(1, 'expiring\n');
+    const expiring = join(dir, 'versions-expiring');
+    await buildSite({ outDir: expiring, signingKey: ws.key, timestamp: 1_700_000_000, expiresAt: 1_700_086_400, nodesDir, lighthouses: [] });
+    const index = JSON.parse(readFileSync(join(expiring, 'index.json'), 'utf8')) as { documents: { path: string; signature: string }[] };
+    for (const { path, signature } of index.documents) {
+      expect(parseSignature(readFileSync(join(expiring, signature), 'utf8')).trustedComment, path).toBe(
+        `timestamp:1700000000\tfile:${path}\texpires:1700086400`,
+      );
+    }
+    const { stdout } = await execa('minisign', ['-V', '-p', join(dir, 'key.pub'), '-m', join(expiring, 'nodes/node-v.json')]);
+    expect(stdout).toContain('Trusted comment: timestamp:1700000000\tfile:nodes/node-v.json\texpires:1700086400');
   });
 });

@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { DeleteObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
@@ -70,7 +70,7 @@ describe('deploySite against a real S3 server (s3rver)', () => {
     expect(Object.keys(state).every((k) => k.startsWith('live/'))).toBe(true);
     expect(state['live/.site.build-leftover.tmp']).toBeUndefined();
 
-    // Every pointer comes after every other object; signatures before their documents; index.json last.
+    // Every pointer comes after every other object; documents before their signatures; index.json last.
     const pointers = [
       'live/apk/psyopsOS/x86_64/APKINDEX.tar.gz',
       'live/index.html',
@@ -81,8 +81,9 @@ describe('deploySite against a real S3 server (s3rver)', () => {
     ];
     const firstPointer = Math.min(...pointers.map((p) => order.indexOf(p)));
     expect(firstPointer).toBe(order.length - pointers.length - 1);
-    expect(order.indexOf('live/os/latest.json.minisig')).toBeLessThan(order.indexOf('live/os/latest.json'));
-    expect(order.slice(-2)).toEqual(['live/index.json', `live/${DEPLOY_STATE_KEY}`]); // the state is not for clients
+    expect(order.indexOf('live/os/latest.json')).toBeLessThan(order.indexOf('live/os/latest.json.minisig'));
+    expect(order.indexOf('live/os/psyopsOS-1-x86_64.iso')).toBeLessThan(order.indexOf('live/os/psyopsOS-1-x86_64.iso.minisig'));
+    expect(order.slice(-3)).toEqual(['live/index.json', 'live/index.json.minisig', `live/${DEPLOY_STATE_KEY}`]); // the state is not for clients
 
     const head = (Key: string) => client.send(new HeadObjectCommand({ Bucket: 'site', Key }));
     expect(await head('live/index.json')).toMatchObject({ ContentType: 'application/json', CacheControl: 'public, max-age=60' });
@@ -225,5 +226,226 @@ describe('deploySite against a real S3 server (s3rver)', () => {
     expect(normalizePrefix('')).toBe('');
     expect(() => normalizePrefix('a/../b')).toThrow(/plain path/);
     expect(() => normalizePrefix('a//b')).toThrow(/plain path/);
+  });
+});
+
+describe('a deploy observed mid-way (s3rver): no signature without its document, none newer than it', () => {
+  const mid = join(dir, 'midway');
+  const PART = 5 * MiB;
+  /** What each version of each file the test wrote is, by relative path and the ETag S3 gives it. */
+  const known = new Map<string, { version: number; sha256?: string; signs?: string }>();
+  const md5 = (data: Buffer) => createHash('md5').update(data).digest();
+  /** The ETags S3 may list for `data`: its MD5 (s3rver lists that even for multipart objects), and the multipart form S3 gives PART-sized parts. */
+  const etagsOf = (data: Buffer) => {
+    const parts: Buffer[] = [];
+    for (let at = 0; at < data.length; at += PART) parts.push(md5(data.subarray(at, at + PART)));
+    return [md5(data).toString('hex'), `${md5(Buffer.concat(parts)).toString('hex')}-${parts.length}`];
+  };
+  const remember = (relative: string, data: Buffer, info: { version: number; sha256?: string; signs?: string }) => {
+    for (const etag of etagsOf(data)) if (!known.has(`${relative} ${etag}`)) known.set(`${relative} ${etag}`, info); // the version a content first appeared in
+  };
+  const put = (relative: string, data: string | Buffer, version: number) => {
+    const bytes = Buffer.from(data);
+    mkdirSync(join(mid, relative, '..'), { recursive: true });
+    writeFileSync(join(mid, relative), bytes);
+    remember(relative, bytes, { version, sha256: createHash('sha256').update(bytes).digest('hex') });
+    return bytes;
+  };
+  /** A document and a stand-in signature naming the sha256 it signs and the version (timestamp) it was made at. */
+  const signed = (relative: string, data: string | Buffer, version: number) => {
+    const sha256 = createHash('sha256')
+      .update(put(relative, data, version))
+      .digest('hex');
+    const signature = Buffer.from(`signs sha256:${sha256} at version ${version}\n`);
+    mkdirSync(join(mid, relative, '..'), { recursive: true });
+    writeFileSync(join(mid, `${relative}.minisig`), signature);
+    remember(`${relative}.minisig`, signature, { version, signs: sha256 });
+  };
+  const remove = (relative: string) => rmSync(join(mid, relative));
+
+  interface Observation {
+    /** Every S3 write, in the order the client began ("start") and finished ("end") it. */
+    log: { event: 'start' | 'end'; command: string; keys: string[] }[];
+    problems: string[];
+    /** After each finished write, the documents that were newer than their signatures. */
+    mismatched: { after: string[]; documents: string[] }[];
+  }
+
+  /**
+   * A deploy whose client, each time a PutObject, multipart upload or DeleteObjects finishes (and
+   * before deploySite goes on), lists the bucket as a node would see it and checks every pair.
+   */
+  async function observedDeploy(concurrency: number, extra: Partial<DeployOptions> = {}) {
+    const seen: Observation = { log: [], problems: [], mismatched: [] };
+    const observed = createS3Client({ region: 'us-east-1', endpoint: s3.endpoint });
+    const writing = new Set<string>();
+    const inspect = async (after: string[]) => {
+      const there = new Map<string, string>();
+      let token: string | undefined;
+      do {
+        const page = await client.send(new ListObjectsV2Command({ Bucket: 'site', Prefix: 'midway/', ContinuationToken: token }));
+        for (const o of page.Contents ?? []) there.set(o.Key!.slice('midway/'.length), o.ETag!.replace(/"/g, ''));
+        token = page.NextContinuationToken;
+      } while (token);
+      const documents: string[] = [];
+      for (const [key, etag] of there) {
+        if (key === DEPLOY_STATE_KEY) continue;
+        // s3rver, unlike S3, lists an object being written with what it has of it so far.
+        if (!known.has(`${key} ${etag}`) && !writing.has(key)) seen.problems.push(`after ${after.join(',')}: ${key} holds content the test never wrote`);
+        if (!key.endsWith('.minisig')) continue;
+        const document = key.slice(0, -'.minisig'.length);
+        const documentEtag = there.get(document);
+        if (documentEtag === undefined) {
+          seen.problems.push(`after ${after.join(',')}: ${key} is there without ${document}`);
+          continue;
+        }
+        const signature = known.get(`${key} ${etag}`);
+        const doc = known.get(`${document} ${documentEtag}`);
+        if (!signature || !doc || signature.signs === doc.sha256) continue;
+        if (signature.version > doc.version)
+          seen.problems.push(`after ${after.join(',')}: ${key} (version ${signature.version}) is newer than ${document} (version ${doc.version})`);
+        else documents.push(document);
+      }
+      seen.mismatched.push({ after, documents: documents.sort() });
+    };
+    observed.middlewareStack.add(
+      (next, context) => async (args) => {
+        const command = (context.commandName ?? '').replace(/Command$/, '');
+        const input = args.input as { Key?: string; Delete?: { Objects?: { Key?: string }[] } };
+        const starts = ['PutObject', 'CreateMultipartUpload', 'DeleteObjects'].includes(command);
+        const ends = ['PutObject', 'CompleteMultipartUpload', 'DeleteObjects'].includes(command);
+        if (!starts && !ends) return next(args);
+        const keys = (command === 'DeleteObjects' ? (input.Delete?.Objects ?? []).map((o) => o.Key!) : [input.Key!]).map((k) => k.replace(/^midway\//, ''));
+        if (starts) seen.log.push({ event: 'start', command, keys });
+        if (command !== 'DeleteObjects') for (const key of keys) writing.add(key);
+        const result = await next(args);
+        if (ends) {
+          for (const key of keys) writing.delete(key);
+          seen.log.push({ event: 'end', command, keys });
+          await inspect(keys);
+        }
+        return result;
+      },
+      { step: 'initialize', name: 'midwayObserver' },
+    );
+    try {
+      const result = await deploy({ dir: mid, prefix: 'midway', client: observed, concurrency, ...extra });
+      return { result, ...seen };
+    } finally {
+      observed.destroy();
+    }
+  }
+
+  /** Checks the order of the writes in `log`: documents before their signatures, pointers after everything else, one at a time. */
+  function checkOrder(log: Observation['log']) {
+    const puts = log.filter((e) => e.command !== 'DeleteObjects' && e.keys[0] !== DEPLOY_STATE_KEY);
+    const at = (event: 'start' | 'end', key: string) => puts.findIndex((e) => e.event === event && e.keys[0] === key);
+    const keys = [...new Set(puts.map((e) => e.keys[0]!))];
+    const isPointerKey = (key: string) => /(^|\/)(index|latest|manifest)\.|(^|\/)APKINDEX/.test(key);
+    const problems: string[] = [];
+    for (const key of keys.filter((k) => k.endsWith('.minisig'))) {
+      const document = key.slice(0, -'.minisig'.length);
+      if (at('end', document) !== -1 && at('start', key) < at('end', document)) problems.push(`${key} started before ${document} was up`);
+    }
+    const lastRegularEnd = Math.max(-1, ...keys.filter((k) => !isPointerKey(k)).map((k) => at('end', k)));
+    const pointers = keys.filter(isPointerKey);
+    for (const key of pointers) if (at('start', key) < lastRegularEnd) problems.push(`pointer ${key} started before every other file was up`);
+    // Pointers go up one at a time: each one's start directly follows the previous one's end.
+    const pointerEvents = puts.filter((e) => isPointerKey(e.keys[0]!));
+    for (let i = 0; i < pointerEvents.length; i++) {
+      if (pointerEvents[i]!.event !== (i % 2 === 0 ? 'start' : 'end') || pointerEvents[i]!.keys[0] !== pointerEvents[i - (i % 2)]!.keys[0]) {
+        problems.push(`pointers overlap at ${pointerEvents[i]!.keys[0]}`);
+        break;
+      }
+    }
+    return { problems, pointerOrder: pointerEvents.filter((e) => e.event === 'end').map((e) => e.keys[0]) };
+  }
+
+  /** Version `v` of a small site: 8 node documents, an image, its latest pointer, the index, the manifest, an APK repository. */
+  function writeSite(v: number, options: { nodes?: number[]; resignOnly?: number[]; image?: number; apks?: number[] } = {}) {
+    for (const i of options.nodes ?? []) signed(`nodes/n-${i}.json`, `{"n":${i},"v":${v}}\n`, v);
+    for (const i of options.resignOnly ?? []) signed(`nodes/n-${i}.json`, readFileSync(join(mid, `nodes/n-${i}.json`)), v);
+    if (options.image !== undefined) {
+      signed(`os/psyopsOS-${options.image}-x86_64.iso`, Buffer.alloc(6 * MiB + options.image, options.image), v);
+      signed('os/latest.json', `{"filename":"psyopsOS-${options.image}-x86_64.iso"}\n`, v);
+    }
+    for (const i of options.apks ?? []) put(`apk/psyopsOS/x86_64/p${i}-1.0-r0.apk`, `package ${i}`, v);
+    put('apk/psyopsOS/x86_64/APKINDEX.tar.gz', `index of version ${v}`, v);
+    put('schemas/x.schema.json', '{}\n', v);
+    put('index.html', `<html>${v}</html>\n`, v);
+    signed('manifest.json', `{"manifest":${v}}\n`, v);
+    signed('index.json', `{"index":${v}}\n`, v);
+  }
+
+  it('first deploy: each signature only after its document, pointers last, document before signature', async () => {
+    writeSite(1, { nodes: [0, 1, 2, 3, 4, 5, 6, 7], image: 1, apks: [1] });
+    const seen = await observedDeploy(1);
+    expect(seen.result.uploads).toHaveLength(28);
+    expect(seen.problems).toEqual([]);
+    const order = checkOrder(seen.log);
+    expect(order.problems).toEqual([]);
+    expect(order.pointerOrder).toEqual([
+      'apk/psyopsOS/x86_64/APKINDEX.tar.gz',
+      'manifest.json',
+      'manifest.json.minisig',
+      'os/latest.json',
+      'os/latest.json.minisig',
+      'index.html',
+      'index.json',
+      'index.json.minisig',
+    ]);
+  });
+
+  it('changed pairs, one at a time: a document is newer than its signature only until that signature, the next PUT, is up', async () => {
+    writeSite(2, { nodes: [1, 2, 3, 4, 5, 6, 7], resignOnly: [0], image: 2, apks: [2] });
+    const seen = await observedDeploy(1);
+    const uploaded = seen.result.uploads.map((u) => u.key.replace(/^midway\//, ''));
+    expect(uploaded).toContain('nodes/n-0.json.minisig'); // only the timestamp changed: only the signature goes up
+    expect(uploaded).not.toContain('nodes/n-0.json');
+    expect(seen.problems).toEqual([]);
+    expect(checkOrder(seen.log).problems).toEqual([]);
+    // The only pair ever out of step is the one whose document has just gone up: its signature is next.
+    for (const { after, documents } of seen.mismatched) expect(documents.filter((d) => !after.includes(d))).toEqual([]);
+    const puts = seen.log.filter((e) => e.event === 'start' && e.command !== 'DeleteObjects').map((e) => e.keys[0]!);
+    for (const document of ['nodes/n-3.json', 'os/psyopsOS-2-x86_64.iso', 'os/latest.json', 'index.json']) {
+      expect(puts[puts.indexOf(document) + 1]).toBe(`${document}.minisig`);
+    }
+    expect(seen.mismatched.at(-1)!.documents).toEqual([]);
+  });
+
+  it('concurrent uploads: at most one pair per upload slot is out of step at any moment', async () => {
+    writeSite(3, { nodes: [0, 1, 2, 3, 4, 5, 6, 7] });
+    const seen = await observedDeploy(3);
+    expect(seen.problems).toEqual([]);
+    expect(checkOrder(seen.log).problems).toEqual([]);
+    expect(seen.mismatched.some(({ documents }) => documents.length > 0)).toBe(true); // the observer does see the short windows
+    for (const { documents } of seen.mismatched) expect(documents.length).toBeLessThanOrEqual(3);
+    expect(seen.mismatched.at(-1)!.documents).toEqual([]);
+  });
+
+  it('--delete removes stale signatures in a request before their documents', async () => {
+    for (const relative of ['nodes/n-7.json', 'nodes/n-7.json.minisig', 'os/psyopsOS-1-x86_64.iso', 'os/psyopsOS-1-x86_64.iso.minisig']) remove(relative);
+    remove('apk/psyopsOS/x86_64/p1-1.0-r0.apk');
+    writeSite(4);
+    const seen = await observedDeploy(3, { delete: true });
+    expect(seen.problems).toEqual([]);
+    expect(checkOrder(seen.log).problems).toEqual([]);
+    const deletes = seen.log.filter((e) => e.command === 'DeleteObjects');
+    const finished = (key: string) => deletes.findIndex((e) => e.event === 'end' && e.keys.includes(key));
+    const started = (key: string) => deletes.findIndex((e) => e.event === 'start' && e.keys.includes(key));
+    for (const document of ['nodes/n-7.json', 'os/psyopsOS-1-x86_64.iso']) {
+      expect(finished(`${document}.minisig`)).toBeGreaterThanOrEqual(0);
+      expect(started(document)).toBeGreaterThan(finished(`${document}.minisig`));
+    }
+    expect(seen.result.deletions.map((k) => k.replace(/^midway\//, ''))).toEqual([
+      'nodes/n-7.json.minisig',
+      'os/psyopsOS-1-x86_64.iso.minisig',
+      'apk/psyopsOS/x86_64/p1-1.0-r0.apk',
+      'nodes/n-7.json',
+      'os/psyopsOS-1-x86_64.iso',
+    ]);
+    // Deletions come after every upload, the pointers included.
+    const lastPut = Math.max(...seen.log.map((e, i) => (e.command !== 'DeleteObjects' && e.keys[0] !== DEPLOY_STATE_KEY ? i : -1)));
+    expect(seen.log.findIndex((e) => e.command === 'DeleteObjects')).toBeGreaterThan(lastPut);
   });
 });

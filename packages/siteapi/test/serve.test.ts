@@ -97,6 +97,32 @@ describe('serveSite', () => {
     expect((await raw('PUT', '/index.json')).headers.allow).toBe('GET, HEAD');
   });
 
+  it('reports each request once its response is sent: method, path, status, body bytes and client', async () => {
+    const entries: Parameters<NonNullable<Parameters<typeof serveSite>[0]['onRequest']>>[0][] = [];
+    const logged = await serveSite({ root, onRequest: (entry) => entries.push(entry) });
+    const previous = server;
+    server = logged;
+    try {
+      await raw('GET', '/os/image.iso');
+      await raw('GET', '/os/image.iso', { Range: 'bytes=2-5' });
+      await raw('HEAD', '/index.json');
+      await raw('GET', '/nodes/nobody.json?v=1');
+      await raw('POST', '/index.json');
+      for (let i = 0; i < 100 && entries.length < 5; i++) await new Promise((r) => setTimeout(r, 10));
+    } finally {
+      server = previous;
+      await logged.close();
+    }
+    const client = { remoteAddress: '127.0.0.1' };
+    expect(entries).toEqual([
+      { method: 'GET', path: '/os/image.iso', status: 200, bytes: 10, ...client },
+      { method: 'GET', path: '/os/image.iso', status: 206, bytes: 4, ...client },
+      { method: 'HEAD', path: '/index.json', status: 200, bytes: 0, ...client },
+      { method: 'GET', path: '/nodes/nobody.json?v=1', status: 404, bytes: '<h1>Not found</h1>\n'.length, ...client },
+      { method: 'POST', path: '/index.json', status: 405, bytes: 'method not allowed\n'.length, ...client },
+    ]);
+  });
+
   it('refuses a root that does not exist', async () => {
     await expect(serveSite({ root: join(dir, 'nope') })).rejects.toMatchObject({ code: 'FILE_NOT_FOUND' });
   });

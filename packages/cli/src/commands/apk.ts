@@ -82,7 +82,7 @@ function buildCommand(): Command {
         'the same spec and SOURCE_DATE_EPOCH give the same bytes. Writes OUT/<name>-<version>.apk.',
     )
     .argument('<SPEC>', 'package spec file (.json, .yaml or .yml)')
-    .requiredOption('--out <DIR>', 'directory to write the package into');
+    .requiredOption('--out <DIR>', 'directory to write the package into (required)');
   addSigningOptions(command);
   return command.action(async (specPath: string, options: SigningOptions & { out: string }) => {
     const { readSpecFile, buildPackage } = await apkpkg();
@@ -189,7 +189,7 @@ function keygenCommand(): Command {
         'SubjectPublicKeyInfo PEM) like abuild-keygen. Install the .rsa.pub file under that exact name in ' +
         '/etc/apk/keys/ of every machine that trusts the repository.',
     )
-    .requiredOption('--name <EMAIL>', 'key name, usually the packager e-mail address')
+    .requiredOption('--name <EMAIL>', 'key name, usually the packager e-mail address (required)')
     .option('--out <DIR>', 'directory for the key files (default: keys/apk of the workspace, else the current directory)')
     .addOption(new Option('--bits <N>', 'RSA modulus size').choices(['2048', '3072', '4096', '8192']).default('4096'))
     .action(async (options: { name: string; out?: string; bits: string }, command: Command) => {

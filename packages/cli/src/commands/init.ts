@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { Command } from 'commander';
 import { writeFilesAtomically, readTextIfExists } from '@psyops/core';
 import { obtainPassword, type PasswordSources } from '../password.js';
@@ -31,17 +31,33 @@ async function initialGitignore(path: string, rules: string): Promise<string> {
   return `${existing}${existing === '' || existing.endsWith('\n') ? '' : '\n'}${rules}`;
 }
 
+/** What to run after init, in order, from the workspace's own directory. */
+function nextSteps(dir: string): string {
+  const rel = relative(process.cwd(), dir);
+  const cd = rel === '' ? [] : [[`cd ${/^[\w./@%+=:,-]+$/.test(rel) ? rel : `'${rel.replaceAll("'", "'\\''")}'`}`, '']];
+  const steps = [
+    ...cd,
+    ['psyops build-iso', 'build and sign the psyopsOS image into out/'],
+    ['psyops psynet ca init --name NAME', 'the psynet (Nebula) certificate authority, once'],
+    ['psyops node create NAME --mac MAC --out NAME.img', "a node's psyops-secret volume and its nodes/NAME.json"],
+    ['psyops site build', 'the signed site nodes configure themselves from (then site deploy or site serve)'],
+    ['git init && git add -A', 'commit the workspace; back up keys/ elsewhere'],
+  ];
+  const width = Math.max(...steps.map(([command]) => command!.length));
+  return `next steps:\n${steps.map(([command, what]) => `  ${what ? `${command!.padEnd(width)}  # ${what}` : command}\n`).join('')}`;
+}
+
 export function initCommand(): Command {
   const command = new Command('init')
     .summary('create a workspace for your own infrastructure data')
     .description(
-      'Create a psyops workspace in DIR (default: the current directory): psyops.config.json with every\n' +
-        `default written out (documented by ${SCHEMA_FILE} beside it), a minisign key pair in keys/, the\n` +
-        `folders later commands fill (${WORKSPACE_FOLDERS.join(', ')}), and a ${GITIGNORE_FILE} that keeps private keys\n` +
-        '(minisign secret key, psynet CA and host keys, APK *.rsa), plaintext secrets (secrets/, *.secret), secret volume\n' +
-        'images (*.img) and build output and caches out of git, so the workspace can be committed (back the keys up\n' +
-        'elsewhere). An existing .gitignore in DIR is kept and the psyops rules are added to it. Refuses a directory that\n' +
-        'already is a workspace.',
+      'Create a psyops workspace in DIR (default: the current directory): psyops.config.json with every ' +
+        `default written out (documented by ${SCHEMA_FILE} beside it), a minisign key pair in keys/, the ` +
+        `folders later commands fill (${WORKSPACE_FOLDERS.join(', ')}), and a ${GITIGNORE_FILE} that keeps private keys ` +
+        '(minisign secret key, psynet CA and host keys, APK *.rsa), plaintext secrets (secrets/, *.secret), secret volume ' +
+        'images (*.img) and build output and caches out of git, so the workspace can be committed (back the keys up ' +
+        'elsewhere). An existing .gitignore in DIR is kept and the psyops rules are added to it. Refuses a directory that ' +
+        'already is a workspace. At the end it prints the next steps.',
     )
     .argument('[DIR]', 'workspace directory', '.')
     .option('--no-password', 'leave the minisign secret key unencrypted');
@@ -71,7 +87,8 @@ export function initCommand(): Command {
           `  ${CONFIG_FILE}  settings with their defaults (documented in ${SCHEMA_FILE})\n` +
           `  ${config.signing.secretKey}  minisign secret key (${password === null ? 'not encrypted' : 'encrypted'}, 0600; keep it secret)\n` +
           `  ${config.signing.publicKey}  minisign public key, key id ${keyId}\n` +
-          `  ${GITIGNORE_FILE}  keeps private keys, secrets, secret volumes and build output out of git\n`,
+          `  ${GITIGNORE_FILE}  keeps private keys, secrets, secret volumes and build output out of git\n` +
+          nextSteps(dir),
       );
     } catch (error) {
       if (!existed) await rm(dir, { recursive: true, force: true });

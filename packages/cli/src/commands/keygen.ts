@@ -11,6 +11,16 @@ interface KeygenOptions extends PasswordSources {
   password: boolean;
   force?: boolean;
   comment?: string;
+  json?: boolean;
+}
+
+/** What `keygen --json` prints (one line) once the key pair is written. */
+export interface KeygenReport {
+  publicKey: string;
+  secretKey: string;
+  keyId: string;
+  publicKeyBase64: string;
+  encrypted: boolean;
 }
 
 /** Writes a new key pair; shared by `keygen` and `init`. */
@@ -37,14 +47,15 @@ export function keygenCommand(): Command {
   const command = new Command('keygen')
     .summary('create a minisign key pair')
     .description(
-      'Create a minisign-compatible key pair. The secret key is written 0600 and encrypted with a password\n' +
+      'Create a minisign-compatible key pair. The secret key is written 0600 and encrypted with a password ' +
         '(scrypt, exactly as minisign does) unless -W is given. Existing keys are never overwritten without -f.',
     )
-    .requiredOption('-p, --public-key <PUBKEY>', 'public key file to write')
-    .requiredOption('-s, --secret-key <SECKEY>', 'secret key file to write (mode 0600)')
+    .requiredOption('-p, --public-key <PUBKEY>', 'public key file to write (required)')
+    .requiredOption('-s, --secret-key <SECKEY>', 'secret key file to write, mode 0600 (required)')
     .option('-W, --no-password', 'do not encrypt the secret key')
     .option('-c, --comment <COMMENT>', 'untrusted comment on the secret key file')
-    .option('-f, --force', 'overwrite existing key files');
+    .option('-f, --force', 'overwrite existing key files')
+    .option('--json', 'print one JSON object about the new key pair to stdout, and the human text to stderr (see the README)');
   addPasswordOptions(command);
   return command.action(async (options: KeygenOptions) => {
     if (!options.force) {
@@ -59,7 +70,15 @@ export function keygenCommand(): Command {
       password,
       ...(options.comment ? { comment: options.comment } : {}),
     });
-    process.stdout.write(
+    const report: KeygenReport = {
+      publicKey: options.publicKey,
+      secretKey: options.secretKey,
+      keyId,
+      publicKeyBase64,
+      encrypted: password !== null,
+    };
+    if (options.json) process.stdout.write(`${JSON.stringify(report)}\n`);
+    (options.json ? process.stderr : process.stdout).write(
       `secret key: ${options.secretKey} (${password === null ? 'not encrypted' : 'encrypted'}, keep it secret)\n` +
         `public key: ${options.publicKey} (key id ${keyId})\n` +
         `verify with: psyops verify -p ${options.publicKey} -m FILE   or   minisign -Vm FILE -P ${publicKeyBase64}\n`,

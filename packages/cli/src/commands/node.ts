@@ -1,5 +1,7 @@
+import { constants } from 'node:os';
 import { relative, resolve } from 'node:path';
 import { Command } from 'commander';
+import { PsyopsError } from '@psyops/core';
 import { currentWorkspace } from '../context.js';
 import { UsageError } from '../errors.js';
 import { ensureGitignore, WORKSPACE_LAYOUT } from '../workspace.js';
@@ -10,6 +12,40 @@ const nodebootLibrary = () => import('@psyops/nodeboot');
 const NODES_DIR = WORKSPACE_LAYOUT.nodes;
 
 const print = (text: string) => process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+/** With --json, the human text goes to stderr: stdout carries the JSON alone. */
+const printHuman = (text: string) => process.stderr.write(text.endsWith('\n') ? text : `${text}\n`);
+
+/** SIGINT or SIGTERM stopped `node create`: exit 128 + the signal's number (130, 143), as a shell reports it. */
+class NodeCreateInterruptedError extends PsyopsError {
+  override readonly code = 'INTERRUPTED';
+  readonly exitCode: number;
+
+  constructor(message: string, signal: NodeJS.Signals, options?: ErrorOptions) {
+    super(message, options);
+    this.exitCode = 128 + constants.signals[signal];
+  }
+}
+
+/**
+ * Runs `work` with SIGINT and SIGTERM turned into an abort of `signal` (a repeated signal does not
+ * kill the process half-way through its clean-up); the listeners are removed afterwards.
+ */
+async function interruptible<T>(work: (signal: AbortSignal, received: () => NodeJS.Signals | undefined) => Promise<T>): Promise<T> {
+  const controller = new AbortController();
+  let received: NodeJS.Signals | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    received ??= signal;
+    controller.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    return await work(controller.signal, () => received);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
 
 interface CreateOptions {
   mac: string;
@@ -21,6 +57,35 @@ interface CreateOptions {
   force?: boolean;
   rekey?: boolean;
   lighthouse?: string[];
+  json?: boolean;
+}
+
+/** What `node create --json` prints (one line) once the node is written. */
+export interface NodeCreateReport {
+  name: string;
+  output: { kind: 'image' | 'dir'; path: string };
+  role: 'node' | 'lighthouse';
+  psynetAddress: string;
+  /** Only for a lighthouse: its recorded underlay endpoints (empty: psyops.config.json's psynet.lighthouses gives them). */
+  underlay?: string[];
+  ageRecipient: string;
+  sshHostPublicKey: string;
+  sshHostKeyFingerprint: string;
+  certificateFingerprint: string;
+  definitionFile: string;
+  /** The lines added to the workspace's .gitignore (empty when none were needed). */
+  gitignored: string[];
+  testonlyToor: boolean;
+  rekeyed: boolean;
+  /** Only with rekeyed: what the node had before. */
+  replaced?: {
+    psynetAddress?: string;
+    ageRecipient?: string;
+    sshHostPublicKey?: string;
+    sshHostKeyFingerprint?: string;
+    certificateFingerprint?: string;
+    certificateNotAfter?: string;
+  };
 }
 
 /** --lighthouse may be repeated and may hold a comma list: every endpoint, in order. */
@@ -51,10 +116,14 @@ function createCommand(): Command {
         'psyops.config.json gives it), and the node that finds itself there runs Nebula as a lighthouse. --rekey keeps a ' +
         "lighthouse a lighthouse, with its recorded endpoints unless --lighthouse gives new ones; a plain node can't " +
         'become a lighthouse in place (nor the reverse): release it from the psynet registry first.\n' +
+        'The volume is made in a 0700 temporary directory beside the output (an image is 0600 from its creation, whatever ' +
+        'the umask) and renamed into place once complete: no private key is ever readable by other users. Interrupted ' +
+        '(Ctrl-C, SIGTERM) before then, it removes what it made, takes the psynet allocation back and writes nothing; it ' +
+        'exits 130 (143 for SIGTERM).\n' +
         'An output inside the workspace is added to its .gitignore.',
     )
     .argument('<NAME>', 'node name: lower-case letters, digits and dashes')
-    .requiredOption('--mac <MAC>', 'MAC address of the network card that becomes psy0')
+    .requiredOption('--mac <MAC>', 'MAC address of the network card that becomes psy0 (required)')
     .option('--interfaces <FILE>', 'network.interfaces for the node (default: DHCP on psy0)')
     .option('--site-url <URL>', "the site this node configures itself from, overriding the image's")
     .option('--testonly-toor', 'TEST ONLY: the node adds user toor with a blank password')
@@ -67,57 +136,92 @@ function createCommand(): Command {
       'make the node a psynet lighthouse reached at HOST:PORT on the underlay (repeatable, or a comma list)',
       collectEndpoints,
     )
+    .option('--json', 'print one JSON object about the node to stdout, and the human text to stderr (see the README)')
     .action(async (name: string, options: CreateOptions, cmd: Command) => {
       if ((options.out === undefined) === (options.dir === undefined)) throw new UsageError('give exactly one of --out IMAGE and --dir DIR');
       const { createNode, SECRET_LABEL } = await nodebootLibrary();
       const workspace = await currentWorkspace(cmd);
       const { network, pools } = workspace.config.psynet;
-      const node = await createNode({
-        name,
-        mac: options.mac,
-        output: options.out !== undefined ? { kind: 'image', path: resolve(options.out) } : { kind: 'dir', path: resolve(options.dir!) },
-        force: options.force ?? false,
-        rekey: options.rekey ?? false,
-        minisignPublicKeyFile: workspace.path(workspace.config.signing.publicKey),
-        ...(options.interfaces !== undefined ? { interfacesFile: options.interfaces } : {}),
-        ...(options.siteUrl !== undefined ? { siteUrl: options.siteUrl } : {}),
-        testonlyToor: options.testonlyToor ?? false,
-        ...(options.lighthouse !== undefined ? { lighthouse: { underlay: options.lighthouse } } : {}),
-        psynet: { dir: workspace.place('psynet'), plan: { network, pools } },
-        nodesDir: workspace.place('nodes'),
+      await interruptible(async (signal, received) => {
+        const node = await createNode({
+          name,
+          mac: options.mac,
+          output: options.out !== undefined ? { kind: 'image', path: resolve(options.out) } : { kind: 'dir', path: resolve(options.dir!) },
+          force: options.force ?? false,
+          rekey: options.rekey ?? false,
+          minisignPublicKeyFile: workspace.path(workspace.config.signing.publicKey),
+          ...(options.interfaces !== undefined ? { interfacesFile: options.interfaces } : {}),
+          ...(options.siteUrl !== undefined ? { siteUrl: options.siteUrl } : {}),
+          testonlyToor: options.testonlyToor ?? false,
+          ...(options.lighthouse !== undefined ? { lighthouse: { underlay: options.lighthouse } } : {}),
+          psynet: { dir: workspace.place('psynet'), plan: { network, pools } },
+          nodesDir: workspace.place('nodes'),
+          signal,
+        }).catch((error: unknown) => {
+          const by = received();
+          if (by === undefined) throw error;
+          throw new NodeCreateInterruptedError(
+            `interrupted by ${by}: nothing was written (no secret volume, no change to ${NODES_DIR}/${name}.json or the psynet registry)`,
+            by,
+            { cause: error },
+          );
+        });
+        const ignored = await ensureGitignore(workspace, [{ path: node.output.path, directory: node.output.kind === 'dir' }]);
+        const was = (value: string | undefined) => ` (was ${value ?? 'not recorded'})`;
+        const { replaced } = node;
+        const asLighthouse =
+          node.role === 'lighthouse' ? `, lighthouse at ${node.underlay?.join(' ') || 'the addresses psynet.lighthouses in psyops.config.json gives it'}` : '';
+        const gitignored = ignored.filter((line) => !line.startsWith('#'));
+        if (options.json) {
+          const report: NodeCreateReport = {
+            name,
+            output: node.output,
+            role: node.role,
+            psynetAddress: node.psynetAddress,
+            ...(node.role === 'lighthouse' ? { underlay: node.underlay ?? [] } : {}),
+            ageRecipient: node.ageRecipient,
+            sshHostPublicKey: node.sshHostPublicKey,
+            sshHostKeyFingerprint: node.sshHostKeyFingerprint,
+            certificateFingerprint: node.certificateFingerprint,
+            definitionFile: node.definitionFile,
+            gitignored: gitignored.filter((line) => line !== ''),
+            testonlyToor: options.testonlyToor ?? false,
+            rekeyed: replaced !== undefined,
+            ...(replaced ? { replaced } : {}),
+          };
+          print(JSON.stringify(report));
+        }
+        (options.json ? printHuman : print)(
+          [
+            `${name}: secret volume written to ${node.output.path} (${node.output.kind === 'image' ? `ext4 image labelled ${SECRET_LABEL}` : 'files'})`,
+            ...(replaced
+              ? [
+                  `  REKEYED: the keys and psynet certificate of the existing node ${name} were replaced; its old secret volume no longer matches it`,
+                  `  psynet ${node.psynetAddress}${replaced.psynetAddress === node.psynetAddress ? ' (kept)' : was(replaced.psynetAddress)}${asLighthouse}`,
+                  `  age recipient ${node.ageRecipient}${was(replaced.ageRecipient)}`,
+                  `  ssh host key ${node.sshHostPublicKey}`,
+                  `  ssh host key fingerprint ${node.sshHostKeyFingerprint}${was(replaced.sshHostKeyFingerprint)}`,
+                  `  psynet certificate ${node.certificateFingerprint}${was(replaced.certificateFingerprint)}`,
+                  ...(replaced.certificateNotAfter
+                    ? [`  the old psynet certificate stays valid until ${replaced.certificateNotAfter}: destroy the old volume's psynet.host.key`]
+                    : []),
+                ]
+              : [
+                  `  psynet ${node.psynetAddress}${asLighthouse}`,
+                  `  age recipient ${node.ageRecipient}`,
+                  `  ssh host key ${node.sshHostPublicKey}`,
+                  `  ssh host key fingerprint ${node.sshHostKeyFingerprint}`,
+                  `  psynet certificate ${node.certificateFingerprint}`,
+                ]),
+            `  recorded in ${relative(process.cwd(), node.definitionFile) || node.definitionFile}`,
+            ...(ignored.length > 0 ? [`  added to .gitignore: ${gitignored.join(' ')}`] : []),
+            ...(options.testonlyToor ? ['  WARNING: --testonly-toor: this volume adds user toor with a blank password; never use it in production'] : []),
+          ].join('\n'),
+        );
+        // A signal that came once the volume was in place did not stop the node (it is complete), but still ends with its exit code.
+        const late = received();
+        if (late !== undefined) throw new NodeCreateInterruptedError(`interrupted by ${late} after node ${name} was written: it is complete`, late);
       });
-      const ignored = await ensureGitignore(workspace, [{ path: node.output.path, directory: node.output.kind === 'dir' }]);
-      const was = (value: string | undefined) => ` (was ${value ?? 'not recorded'})`;
-      const { replaced } = node;
-      const asLighthouse =
-        node.role === 'lighthouse' ? `, lighthouse at ${node.underlay?.join(' ') || 'the addresses psynet.lighthouses in psyops.config.json gives it'}` : '';
-      print(
-        [
-          `${name}: secret volume written to ${node.output.path} (${node.output.kind === 'image' ? `ext4 image labelled ${SECRET_LABEL}` : 'files'})`,
-          ...(replaced
-            ? [
-                `  REKEYED: the keys and psynet certificate of the existing node ${name} were replaced; its old secret volume no longer matches it`,
-                `  psynet ${node.psynetAddress}${replaced.psynetAddress === node.psynetAddress ? ' (kept)' : was(replaced.psynetAddress)}${asLighthouse}`,
-                `  age recipient ${node.ageRecipient}${was(replaced.ageRecipient)}`,
-                `  ssh host key ${node.sshHostPublicKey}`,
-                `  ssh host key fingerprint ${node.sshHostKeyFingerprint}${was(replaced.sshHostKeyFingerprint)}`,
-                `  psynet certificate ${node.certificateFingerprint}${was(replaced.certificateFingerprint)}`,
-                ...(replaced.certificateNotAfter
-                  ? [`  the old psynet certificate stays valid until ${replaced.certificateNotAfter}: destroy the old volume's psynet.host.key`]
-                  : []),
-              ]
-            : [
-                `  psynet ${node.psynetAddress}${asLighthouse}`,
-                `  age recipient ${node.ageRecipient}`,
-                `  ssh host key ${node.sshHostPublicKey}`,
-                `  ssh host key fingerprint ${node.sshHostKeyFingerprint}`,
-                `  psynet certificate ${node.certificateFingerprint}`,
-              ]),
-          `  recorded in ${relative(process.cwd(), node.definitionFile) || node.definitionFile}`,
-          ...(ignored.length > 0 ? [`  added to .gitignore: ${ignored.filter((line) => !line.startsWith('#')).join(' ')}`] : []),
-          ...(options.testonlyToor ? ['  WARNING: --testonly-toor: this volume adds user toor with a blank password; never use it in production'] : []),
-        ].join('\n'),
-      );
     });
 }
 
@@ -130,15 +234,17 @@ function stateImageCommand(): Command {
         'and keeps the last good node config there; without one the last good config lives in RAM and is lost at ' +
         'power-off. Any ext4 file system with that label works (mkfs.ext4 -L psyops-state /dev/sdX1). Needs no workspace.',
     )
-    .requiredOption('--out <IMAGE>', 'the image to write')
+    .requiredOption('--out <IMAGE>', 'the image to write (required)')
     .option('--size <MIB>', 'size in MiB', '16')
     .option('-f, --force', 'replace an existing image')
-    .action(async (options: { out: string; size: string; force?: boolean }) => {
+    .option('--json', 'print one JSON object about the image to stdout, and the human text to stderr (see the README)')
+    .action(async (options: { out: string; size: string; force?: boolean; json?: boolean }) => {
       const lib = await nodebootLibrary();
       const sizeMiB = Number(options.size);
       const output = resolve(options.out);
       await lib.writeStateImage(output, { sizeMiB, force: options.force ?? false });
-      print(`state volume written to ${output} (ext4 image labelled ${lib.STATE_LABEL}, ${sizeMiB} MiB)`);
+      if (options.json) print(JSON.stringify({ path: output, label: lib.STATE_LABEL, sizeMiB }));
+      (options.json ? printHuman : print)(`state volume written to ${output} (ext4 image labelled ${lib.STATE_LABEL}, ${sizeMiB} MiB)`);
     });
 }
 
@@ -167,7 +273,8 @@ function statusCommand(): Command {
   return new Command('status')
     .summary("print this node's postboot status")
     .description(`Print the status postboot wrote at the end of this boot (/etc/psyopsOS/status.json) as JSON.`)
-    .option('--root <DIR>', "the node's root directory (default /)", '/')
+    .option('--root <DIR>', "the node's root directory", '/')
+    .option('--json', 'the same JSON (the output is JSON with or without it)')
     .action(async (options: { root: string }) => {
       const { readNodeStatus } = await nodebootLibrary();
       print(JSON.stringify(await readNodeStatus(resolve(options.root)), null, 2));

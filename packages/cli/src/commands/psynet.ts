@@ -59,7 +59,7 @@ function allocateCommand(): Command {
         'processes at once: the registry is locked and replaced atomically.',
     )
     .argument('<NAME>', 'host name, a DNS label (lower-case letters, digits, hyphens)')
-    .requiredOption('-r, --role <ROLE>', `host role: ${ROLE_HELP}`)
+    .requiredOption('-r, --role <ROLE>', `host role: ${ROLE_HELP} (required)`)
     .option('--ip <IP>', "a specific address; must be free and inside the role's pool")
     .option('--json', 'print one JSON document (host, whether it was new, registry path)')
     .action(async (name: string, options: { role: string; ip?: string; json?: boolean }, cmd: Command) => {
@@ -108,7 +108,7 @@ function caCommand(): Command {
         'psynet/ca.key (mode 0600; keep it secret and backed up). The CA may only sign addresses inside the ' +
         'psynet network. Refuses to replace an existing CA: every host certificate depends on it.',
     )
-    .requiredOption('-n, --name <NAME>', 'CA name, shown in every certificate it signs')
+    .requiredOption('-n, --name <NAME>', 'CA name, shown in every certificate it signs (required)')
     .option('-d, --duration <DURATION>', 'lifetime, in hours/minutes/seconds like nebula-cert (e.g. 87600h)', '876000h')
     .option('--json', 'print one JSON document (fingerprint, validity, paths)')
     .action(async (options: { name: string; duration: string; json?: boolean }, cmd: Command) => {

@@ -156,7 +156,7 @@ function bootCommand(): Command {
       'Stop the guest and exit 0 as soon as the console output so far matches this JavaScript regular expression; powering off before it matches is a failure.',
     )
     .option('--serial-log <FILE>', 'Also write the serial console to FILE.')
-    .addOption(new Option('--accel <ACCEL>', 'tcg (software, the default) or kvm').choices(['tcg', 'kvm']).default('tcg'))
+    .addOption(new Option('--accel <ACCEL>', 'tcg (software emulation) or kvm').choices(['tcg', 'kvm']).default('tcg'))
     .option('--memory <MIB>', 'Guest memory in MiB.', '1024')
     .option('--mac <MAC>', "The MAC of the guest's user-network NIC (eth0; default 52:54:00:12:34:56). It also seeds the MACs of its --link NICs.")
     .addOption(

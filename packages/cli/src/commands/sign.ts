@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { readSecretKeyFile, signFile } from '@psyops/signing';
+import { formatKeyId, parseSignature, readSecretKeyFile, signFile } from '@psyops/signing';
 import { assertReadableFile, writeFilesAtomically } from '@psyops/core';
 import { progressReporter, sourceDateEpoch, workspaceKeyPath } from '../context.js';
 import { UsageError } from '../errors.js';
@@ -13,6 +13,12 @@ interface SignCommandOptions extends PasswordSources {
   trustedComment?: string;
   untrustedComment?: string;
   legacy?: boolean;
+  json?: boolean;
+}
+
+/** What `sign --json` prints (one line) once every signature is written. */
+export interface SignReport {
+  signatures: { file: string; signatureFile: string; keyId: string; algorithm: 'prehashed' | 'legacy'; trustedComment: string }[];
 }
 
 export function signCommand(): Command {
@@ -24,14 +30,15 @@ export function signCommand(): Command {
         'Without -s the workspace key is used. Either every signature is written or none is.',
     )
     .option('-s, --secret-key <SECKEY>', 'secret key file (default: the workspace key)')
-    .requiredOption('-m, --file <FILE...>', 'file(s) to sign')
+    .requiredOption('-m, --file <FILE...>', 'file(s) to sign (required)')
     .option('-x, --signature-file <SIGFILE>', 'signature file to write (only when signing one file)')
     .option(
       '-t, --trusted-comment <COMMENT>',
       'trusted (signed) comment; default "timestamp:<time>\\tfile:<name>\\thashed"; the time honours SOURCE_DATE_EPOCH',
     )
     .option('-c, --untrusted-comment <COMMENT>', 'untrusted comment (default "signature from minisign secret key")')
-    .option('-l, --legacy', 'legacy signature of the whole file in memory (for minisign < 0.8 and signify-era tools)');
+    .option('-l, --legacy', 'legacy signature of the whole file in memory (for minisign < 0.8 and signify-era tools)')
+    .option('--json', 'print one JSON object listing the signatures written to stdout (see the README)');
   addPasswordOptions(command);
   return command.action(async (options: SignCommandOptions, cmd: Command) => {
     if (options.signatureFile !== undefined && options.file.length > 1) {
@@ -54,5 +61,15 @@ export function signCommand(): Command {
       signatures.push({ path: options.signatureFile ?? `${file}.minisig`, data: text });
     }
     await writeFilesAtomically(signatures);
+    if (options.json) {
+      const report: SignReport = {
+        signatures: signatures.map(({ path, data }, index) => {
+          const parsed = parseSignature(data);
+          const file = options.file[index]!;
+          return { file, signatureFile: path, keyId: formatKeyId(parsed.keyId), algorithm: parsed.algorithm, trustedComment: parsed.trustedComment };
+        }),
+      };
+      process.stdout.write(`${JSON.stringify(report)}\n`);
+    }
   });
 }

@@ -5,7 +5,7 @@ export function workspaceCommand(): Command {
   return new Command('workspace')
     .summary('show which workspace is in use and its settings')
     .description(
-      'Print the workspace this command would use (--workspace, $PSYOPS_WORKSPACE, or the nearest\n' +
+      'Print the workspace this command would use (--workspace, $PSYOPS_WORKSPACE, or the nearest ' +
         'psyops.config.json from the current directory upwards) and its settings with defaults filled in.',
     )
     .option('--json', 'print one JSON document {dir, config}')

@@ -11,7 +11,8 @@ import type { NodeStatus } from '../status.js';
 import { NODE_PATHS, failed, ok, oneLine, skipped, type Outcome, type StepContext } from './context.js';
 import { setHostname } from './network.js';
 import { applyFirewall, type NebulaSetup } from './psynet.js';
-import { verifySigned, type SignedDocument, type SiteClient } from './site.js';
+import { keepSigned, readKept, refuseReplay } from './last-good.js';
+import type { SignedDocument, SiteClient } from './site.js';
 
 /** A node config whose signature was checked, with the signed document it came from. */
 export interface VerifiedConfig {
@@ -46,25 +47,16 @@ function parseNodeConfig(value: unknown, nodename: string, path: string): NodeCo
 }
 
 /** The last good config kept in /var/lib/psyopsOS, its signature checked again; undefined when there is none or it does not check out. */
-export async function readLastGood({ system, log }: StepContext, volume: SecretVolume): Promise<VerifiedConfig | undefined> {
-  const json = await system.readFile(NODE_PATHS.lastGoodConfig);
-  const signature = await system.readFile(`${NODE_PATHS.lastGoodConfig}.minisig`);
-  if (!json || !signature) return undefined;
+export async function readLastGood(context: StepContext, volume: SecretVolume): Promise<VerifiedConfig | undefined> {
   const path = configPath(volume);
+  const kept = await readKept(context, NODE_PATHS.lastGoodConfig, path, volume.minisignPublicKey);
+  if (!kept) return undefined;
   try {
-    const document = { json, signature: signature.toString('utf8') };
-    return { config: parseNodeConfig(verifySigned(document, path, volume.minisignPublicKey), volume.nodename, path), document };
+    return { config: parseNodeConfig(kept.value, volume.nodename, path), document: kept.document };
   } catch (error) {
-    await log.line(`ignoring the stored last good config: ${oneLine(error)}`);
+    await context.log.line(`ignoring the stored last good config: ${oneLine(error)}`);
     return undefined;
   }
-}
-
-/** The signed document as fetched, 0600, signature first: a config without its signature is never kept. */
-async function keepAsLastGood({ system }: StepContext, document: SignedDocument): Promise<void> {
-  await system.mkdir(NODE_PATHS.stateDir, 0o700);
-  await system.writeFile(`${NODE_PATHS.lastGoodConfig}.minisig`, document.signature, 0o600);
-  await system.writeFile(NODE_PATHS.lastGoodConfig, document.json, 0o600);
 }
 
 type SiteOffer = { fresh: VerifiedConfig } | { refusal: string; signature: 'refused' | 'not-fetched' };
@@ -77,9 +69,11 @@ async function configFromSite(site: SiteClient | undefined, volume: SecretVolume
     const fetched = await site.getVerified(path);
     if (fetched === undefined) return { refusal: `the site has no ${path}`, signature: 'not-fetched' };
     const config = parseNodeConfig(fetched.value, volume.nodename, path);
-    if (lastGood && config.version < lastGood.config.version) {
-      throw new NodeConfigRejectedError(`${path}: version ${config.version} is older than the last good version ${lastGood.config.version}`);
-    }
+    refuseReplay(
+      path,
+      { version: config.version, json: fetched.document.json },
+      lastGood && { version: lastGood.config.version, json: lastGood.document.json },
+    );
     return { fresh: { config, document: fetched.document } };
   } catch (error) {
     return { refusal: oneLine(error), signature: error instanceof NodeConfigRejectedError ? 'refused' : 'not-fetched' };
@@ -157,7 +151,7 @@ async function applyChosen(
   const findings = { report, applied: chosen.config, hostname };
   if (fresh) {
     try {
-      await keepAsLastGood(context, chosen.document);
+      await keepSigned(context, NODE_PATHS.lastGoodConfig, configPath(needs.volume), chosen.document);
     } catch (error) {
       return { ...failed(oneLine(error)), ...findings };
     }

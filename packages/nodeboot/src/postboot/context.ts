@@ -15,7 +15,9 @@ export const NODE_PATHS = {
   siteUrl: '/etc/psyopsOS/site.url',
   /** Where the psyops-state volume is mounted when there is one; otherwise in the RAM root. */
   stateDir: '/var/lib/psyopsOS',
-  lastGoodConfig: '/var/lib/psyopsOS/node-config.json',
+  /** The last good config and its signature, one file (see last-good.ts). */
+  lastGoodConfig: '/var/lib/psyopsOS/last-good-config.json',
+  lastGoodLighthouses: '/var/lib/psyopsOS/last-good-lighthouses.json',
   logDir: '/var/log',
   nebulaDir: '/etc/nebula',
   k3sConfig: '/etc/rancher/k3s/config.yaml',

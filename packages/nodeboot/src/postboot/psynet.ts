@@ -10,7 +10,8 @@ import { lighthouseListenPort, nodeNebulaConfig, ownLighthouse } from '../nebula
 import { SECRET_FILES, type SecretVolume } from '../secret-volume.js';
 import type { NodeSystem } from '../system.js';
 import { NODE_PATHS, failed, ok, oneLine, skipped, type Outcome, type StepContext } from './context.js';
-import type { SiteClient } from './site.js';
+import { keepSigned, readKept, refuseReplay } from './last-good.js';
+import type { SignedDocument, SiteClient } from './site.js';
 
 /** The Nebula config as written: what a config with other firewall rules rewrites. */
 export interface NebulaSetup {
@@ -29,18 +30,69 @@ async function writeNebulaConfig(system: NodeSystem, { lighthouses, self, firewa
   await system.writeFile(`${dir}/config.yml`, nodeNebulaConfig({ pki, lighthouses, self, firewall }), 0o644);
 }
 
-/** The lighthouses the site publishes, with a note on how they were found (a problem here does not fail the step). */
-async function fetchLighthouses(site: SiteClient | undefined): Promise<{ lighthouses: Lighthouse[]; note: string }> {
-  if (!site) return { lighthouses: [], note: 'no site URL: no lighthouses' };
+/** A lighthouse list whose signature was checked, with the signed document it came from. */
+export interface VerifiedLighthouses {
+  lighthouses: Lighthouse[];
+  version: number;
+  document: SignedDocument;
+}
+
+function parseLighthouses(value: unknown): { lighthouses: Lighthouse[]; version: number } {
+  const parsed = checkLighthouses(value);
+  if (!parsed.ok) throw new NodeConfigRejectedError(`${LIGHTHOUSES_PATH} does not match its schema (${parsed.error})`);
+  return parsed.value;
+}
+
+/** The last good lighthouse list kept in /var/lib/psyopsOS, its signature checked again. */
+export async function readLastGoodLighthouses(context: StepContext, volume: SecretVolume): Promise<VerifiedLighthouses | undefined> {
+  const kept = await readKept(context, NODE_PATHS.lastGoodLighthouses, LIGHTHOUSES_PATH, volume.minisignPublicKey);
+  if (!kept) return undefined;
+  try {
+    return { ...parseLighthouses(kept.value), document: kept.document };
+  } catch (error) {
+    await context.log.line(`ignoring the stored last good ${LIGHTHOUSES_PATH}: ${oneLine(error)}`);
+    return undefined;
+  }
+}
+
+/**
+ * The lighthouses: the site's list when it is verified and not a replay (then kept as the last
+ * good one), else the last good list; with a note on how they were found. A list the node refused
+ * (bad signature, expired, a replay) is `refused`: the step fails, as for a refused config; an
+ * unreachable site or no list is only noted (the config step reports the site).
+ */
+async function findLighthouses(
+  context: StepContext,
+  site: SiteClient | undefined,
+  lastGood: VerifiedLighthouses | undefined,
+): Promise<{ lighthouses: Lighthouse[]; note: string; refused?: boolean }> {
+  const fallback = (why: string, refused = false) => ({
+    ...(lastGood
+      ? { lighthouses: lastGood.lighthouses, note: `${why}; the last good list, version ${lastGood.version}: ${lastGood.lighthouses.length} lighthouse(s)` }
+      : { lighthouses: [], note: `${why}: no lighthouses` }),
+    ...(refused ? { refused } : {}),
+  });
+  if (!site) return fallback('no site URL');
+  let fresh: VerifiedLighthouses;
   try {
     const fetched = await site.getVerified(LIGHTHOUSES_PATH);
-    if (fetched === undefined) return { lighthouses: [], note: 'the site publishes no lighthouses' };
-    const parsed = checkLighthouses(fetched.value);
-    if (!parsed.ok) throw new NodeConfigRejectedError(`${LIGHTHOUSES_PATH} does not match its schema (${parsed.error})`);
-    return { lighthouses: parsed.value.lighthouses, note: `${parsed.value.lighthouses.length} lighthouse(s)` };
+    if (fetched === undefined) return fallback('the site publishes no lighthouses');
+    fresh = { ...parseLighthouses(fetched.value), document: fetched.document };
+    refuseReplay(
+      LIGHTHOUSES_PATH,
+      { version: fresh.version, json: fresh.document.json },
+      lastGood && { version: lastGood.version, json: lastGood.document.json },
+    );
   } catch (error) {
-    return { lighthouses: [], note: `no lighthouses: ${oneLine(error)}` };
+    return fallback(oneLine(error), error instanceof NodeConfigRejectedError);
   }
+  const note = `${fresh.lighthouses.length} lighthouse(s), list version ${fresh.version}`;
+  try {
+    await keepSigned(context, NODE_PATHS.lastGoodLighthouses, LIGHTHOUSES_PATH, fresh.document);
+  } catch (error) {
+    return { lighthouses: fresh.lighthouses, note: `${note} (not kept: ${oneLine(error)})` };
+  }
+  return { lighthouses: fresh.lighthouses, note };
 }
 
 export interface PsynetNeeds {
@@ -48,15 +100,17 @@ export interface PsynetNeeds {
   site: SiteClient | undefined;
   /** The last good config's rules, until this boot's config is known. */
   firewall: NodeConfig['firewall'];
+  lastGoodLighthouses: VerifiedLighthouses | undefined;
 }
 
-export async function psynetStep({ system }: StepContext, needs: PsynetNeeds): Promise<Outcome & { nebula?: NebulaSetup }> {
+export async function psynetStep(context: StepContext, needs: PsynetNeeds): Promise<Outcome & { nebula?: NebulaSetup }> {
+  const { system } = context;
   const { volume } = needs;
   const psynet = volume?.psynet;
   if (!volume) return skipped('no secret volume');
   if (!psynet) return skipped(`no ${SECRET_FILES.psynetCert} on the secret volume`);
   if (!psynet.ca) return failed(`no ${SECRET_FILES.psynetCa} on the secret volume`);
-  const { lighthouses, note } = await fetchLighthouses(needs.site);
+  const { lighthouses, note, refused } = await findLighthouses(context, needs.site, needs.lastGoodLighthouses);
   const dir = NODE_PATHS.nebulaDir;
   await system.mkdir(dir, 0o700);
   await system.writeFile(`${dir}/ca.crt`, psynet.ca, 0o644);
@@ -77,7 +131,8 @@ export async function psynetStep({ system }: StepContext, needs: PsynetNeeds): P
   } catch (error) {
     return { ...failed(`nebula failed to start: ${oneLine(error)}`), nebula: written };
   }
-  return { ...ok(`nebula started${asLighthouse}; ${note}`), nebula: { ...written, started: true } };
+  const summary = `nebula started${asLighthouse}; ${note}`;
+  return { ...(refused ? failed(summary) : ok(summary)), nebula: { ...written, started: true } };
 }
 
 /** Rewrites the Nebula config for the applied config's firewall rules when they differ, restarting nebula when it runs; returns what failed. */

@@ -16,19 +16,39 @@ export interface SignedDocument {
   signature: string;
 }
 
-/** Checks a signed document: signature by `key`, the trusted comment naming this path; returns its JSON. */
-export function verifySigned(document: SignedDocument, path: string, key: PublicKey): unknown {
+/** A signature that does not match its document: tampered with, or caught mid-deploy (document and signature from two builds). */
+export class SignatureMismatchError extends NodeConfigRejectedError {}
+
+/** A document as checked: its JSON, and when its signature stops being valid (`expires:` in the trusted comment). */
+export interface VerifiedValue {
+  value: unknown;
+  /** Unix seconds; absent: the signature does not expire. */
+  expiresAt?: number;
+}
+
+/**
+ * Checks a signed document: signature by `key`, the trusted comment naming this path and, when
+ * `now` (ms) is given, not expired; returns its JSON. The last good document is checked without
+ * `now`: it was fresh when it was accepted, and stays the fallback.
+ */
+export function verifySigned(document: SignedDocument, path: string, key: PublicKey, now?: number): VerifiedValue {
   let trustedComment: string;
   try {
     trustedComment = verifyBytes(document.json, key, document.signature, { source: `${path}.minisig` }).trustedComment;
   } catch (error) {
-    throw new NodeConfigRejectedError(`${path}: signature check failed (${oneLine(error)})`);
+    throw new SignatureMismatchError(`${path}: signature check failed (${oneLine(error)})`);
   }
   // siteapi signs every document with "file:<path>" in the trusted comment: another signed file cannot stand in for this one.
-  if (!trustedComment.split('\t').includes(`file:${path}`))
-    throw new NodeConfigRejectedError(`${path}: the signature is for another file (${trustedComment.slice(0, 100)})`);
+  const fields = trustedComment.split('\t');
+  if (!fields.includes(`file:${path}`)) throw new NodeConfigRejectedError(`${path}: the signature is for another file (${trustedComment.slice(0, 100)})`);
+  const expires = fields.find((field) => field.startsWith('expires:'));
+  const expiresAt = expires === undefined ? undefined : Number(expires.slice('expires:'.length));
+  if (expiresAt !== undefined && !Number.isSafeInteger(expiresAt))
+    throw new NodeConfigRejectedError(`${path}: the signature's expiry is not a Unix time (${expires})`);
+  if (expiresAt !== undefined && now !== undefined && now >= expiresAt * 1000)
+    throw new NodeConfigRejectedError(`${path}: its signature expired at ${new Date(expiresAt * 1000).toISOString()} (site build --valid-for)`);
   try {
-    return JSON.parse(document.json.toString('utf8'));
+    return { value: JSON.parse(document.json.toString('utf8')), ...(expiresAt !== undefined ? { expiresAt } : {}) };
   } catch {
     throw new NodeConfigRejectedError(`${path} is not JSON`);
   }
@@ -78,15 +98,27 @@ export class SiteClient {
   }
 
   /**
-   * A document and its `.minisig`, verified; undefined when the site does not have it. Throws
-   * NodeConfigRejectedError for a missing or bad signature, SiteUnreachableError after the retries.
+   * A document and its `.minisig`, verified and not expired; undefined when the site does not have
+   * it. A pair whose signature does not match is fetched once more: a deploy uploads the document,
+   * then its signature, and a node may catch the moment between. Throws NodeConfigRejectedError for
+   * a missing, bad or expired signature, SiteUnreachableError after the retries.
    */
-  async getVerified(path: string): Promise<{ document: SignedDocument; value: unknown } | undefined> {
-    const json = await this.get(path);
-    if (json === undefined) return undefined;
-    const signature = await this.get(`${path}.minisig`);
-    if (signature === undefined) throw new NodeConfigRejectedError(`${path} has no signature (${path}.minisig) on the site`);
-    const document = { json, signature: signature.toString('utf8') };
-    return { document, value: verifySigned(document, path, this.key) };
+  async getVerified(path: string): Promise<({ document: SignedDocument } & VerifiedValue) | undefined> {
+    for (let attempt = 1; ; attempt++) {
+      const json = await this.get(path);
+      if (json === undefined) return undefined;
+      const signature = await this.get(`${path}.minisig`);
+      if (signature === undefined) throw new NodeConfigRejectedError(`${path} has no signature (${path}.minisig) on the site`);
+      const document = { json, signature: signature.toString('utf8') };
+      try {
+        return { document, ...verifySigned(document, path, this.key, this.context.system.now()) };
+      } catch (error) {
+        if (!(error instanceof SignatureMismatchError) || attempt === 2) throw error;
+        await this.context.log.line(
+          `${path}: the signature does not match (a deploy under way?); fetching the pair again in ${this.options.siteRetryDelayMs} ms`,
+        );
+        await this.context.system.sleep(this.options.siteRetryDelayMs);
+      }
+    }
   }
 }
