@@ -59,8 +59,12 @@ describe('the release through changesets', () => {
   });
 
   it('`changeset version` gives every package one version (0.1.0 or later) and a CHANGELOG headed by it', async () => {
-    const run = await changeset(['version']);
-    expect(run.exitCode, `${run.stderr}\n${run.stdout}`).toBe(0);
+    // Between releases the pending changesets are versioned here; right after one, none are left.
+    const pending = readdirSync(join(scratch, '.changeset')).filter((file) => file.endsWith('.md') && file !== 'README.md');
+    if (pending.length > 0) {
+      const run = await changeset(['version']);
+      expect(run.exitCode, `${run.stderr}\n${run.stdout}`).toBe(0);
+    }
     const versions = new Set(PUBLISHED.map((pkg) => manifest(scratch, pkg).version));
     expect(versions.size, [...versions].join(', ')).toBe(1);
     const [version] = versions as Set<string>;
@@ -78,7 +82,7 @@ describe('the release through changesets', () => {
 
   it('releases the packages together: a patch to one package is a patch release of all', async () => {
     await git(['add', '-A']);
-    await git(['commit', '-q', '-m', 'release']);
+    await git(['commit', '-q', '--allow-empty', '-m', 'release']);
     const before = manifest(scratch, 'core').version;
     writeFileSync(join(scratch, '.changeset', 'core-only.md'), "---\n'@psyops/core': patch\n---\n\nA fix in core only.\n");
     await git(['add', '-A']);

@@ -110,11 +110,11 @@ export async function serveSite(options: ServeOptions): Promise<SiteServer> {
     response.end(text);
   };
 
-  const handle = async (request: IncomingMessage, response: ServerResponse): Promise<number> => {
+  const handle = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
     const method = request.method ?? 'GET';
     if (method !== 'GET' && method !== 'HEAD') {
       endWith(response.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain; charset=utf-8' }), 'method not allowed\n');
-      return 405;
+      return;
     }
     const urlPath = (request.url ?? '/').split('?')[0]!;
     const file = await resolveFile(urlPath);
@@ -122,12 +122,12 @@ export async function serveSite(options: ServeOptions): Promise<SiteServer> {
       const page = await resolveFile('/error.html');
       if (!page) {
         endWith(response.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' }), 'not found\n');
-        return 404;
+        return;
       }
       response.writeHead(404, { 'Content-Type': 'text/html; charset=utf-8', 'Content-Length': page.size });
       if (method === 'HEAD') response.end();
       else stream(response, page.path);
-      return 404;
+      return;
     }
     const headers: Record<string, string | number> = {
       'Content-Type': contentTypeOf(file.path),
@@ -137,7 +137,7 @@ export async function serveSite(options: ServeOptions): Promise<SiteServer> {
     const range = parseRange(request.headers.range, file.size);
     if (range === 'unsatisfiable') {
       response.writeHead(416, { ...headers, 'Content-Range': `bytes */${file.size}` }).end();
-      return 416;
+      return;
     }
     const status = range ? 206 : 200;
     const { start, end } = range ?? { start: 0, end: file.size - 1 };
@@ -146,22 +146,20 @@ export async function serveSite(options: ServeOptions): Promise<SiteServer> {
     response.writeHead(status, headers);
     if (method === 'HEAD' || file.size === 0) response.end();
     else stream(response, file.path, { start, end });
-    return status;
   };
 
   const server = createServer((request, response) => {
-    const log = (status: number) =>
-      response.once('close', () =>
-        options.onRequest?.({
-          method: request.method ?? '',
-          path: request.url ?? '',
-          status,
-          bytes: sent.get(response) ?? 0,
-          remoteAddress: request.socket.remoteAddress ?? '',
-        }),
-      );
-    handle(request, response).then(log, () => {
-      log(500);
+    // Listening from the start: a short response can be closed before handle() has resolved.
+    response.once('close', () =>
+      options.onRequest?.({
+        method: request.method ?? '',
+        path: request.url ?? '',
+        status: response.statusCode,
+        bytes: sent.get(response) ?? 0,
+        remoteAddress: request.socket.remoteAddress ?? '',
+      }),
+    );
+    handle(request, response).catch(() => {
       if (!response.headersSent) response.writeHead(500).end();
       else response.destroy();
     });
