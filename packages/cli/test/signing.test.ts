@@ -112,7 +112,8 @@ describe('psyops sign and verify', () => {
     expect(key).toEqual({
       publicKey: 'j.pub',
       secretKey: 'j.key',
-      keyId: expect.stringMatching(/^[0-9A-F]{16}$/),
+      // minisign prints key ids as hex without leading zeros (its "%" PRIX64), and so does psyops.
+      keyId: expect.stringMatching(/^[1-9A-F][0-9A-F]{0,15}$/),
       publicKeyBase64: readFileSync(join(sub, 'j.pub'), 'utf8').split('\n')[1],
       encrypted: false,
     });
@@ -159,7 +160,7 @@ describe('psyops sign and verify', () => {
 
     // Without --json the output is what it always was.
     const plain = await psyops(['keygen', '-W', '-p', 'p.pub', '-s', 'p.key'], { cwd: sub });
-    expect(plain.stdout).toMatch(/^secret key: p\.key \(not encrypted, keep it secret\)\npublic key: p\.pub \(key id [0-9A-F]{16}\)\nverify with: /);
+    expect(plain.stdout).toMatch(/^secret key: p\.key \(not encrypted, keep it secret\)\npublic key: p\.pub \(key id [1-9A-F][0-9A-F]{0,15}\)\nverify with: /);
     expect(plain.stderr).toBe('');
     const quiet = await psyops(['sign', '-s', 'p.key', '-m', 'other.txt'], { cwd: sub });
     expect([quiet.exitCode, quiet.stdout, quiet.stderr]).toEqual([0, '', '']);
