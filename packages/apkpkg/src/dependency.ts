@@ -1,6 +1,6 @@
 /** Dependency tokens as apk writes them in `D:`, `p:`, `i:` and /etc/apk/world: `[!]name[@tag][op version]`. */
 import { InvalidDependencyError } from './errors.js';
-import { compareVersions, fuzzyMatchesVersion, isValidVersion } from './version.js';
+import { compareVersions, fuzzyMatchesVersion, isApkVersion } from './version.js';
 
 export type VersionOperator = '<' | '<=' | '=' | '>=' | '>' | '~' | '><';
 
@@ -42,13 +42,28 @@ export function parseDependency(token: string): Dependency {
   if (op !== undefined) {
     const operator = OPERATORS[op];
     if (!operator) throw new InvalidDependencyError(`invalid dependency "${token}": unknown operator "${op}"`);
-    if (operator === '><' ? !/^Q1[A-Za-z0-9+/]{27}=$/.test(version!) : !isValidVersion(version!)) {
+    if (operator === '><' ? !/^Q1[A-Za-z0-9+/]{27}=$/.test(version!) : !isApkVersion(version!)) {
       throw new InvalidDependencyError(`invalid dependency "${token}": "${version}" is not a valid version`);
     }
     dependency.operator = operator;
     dependency.version = version!;
   }
   return dependency;
+}
+
+/** A `p:` token: a name another package may depend on, with the version it offers (none: a pure virtual). */
+export interface ProvidedName {
+  name: string;
+  version?: string;
+}
+
+/** Parses a `p:` token (`so:libz.so.1=1.3.1`, `cmd:sh=1.36.1-r5`, `/bin/sh`), as apk does: `name[=version]`. */
+export function parseProvided(token: string): ProvidedName {
+  const at = token.indexOf('=');
+  if (at === -1) return { name: token };
+  const version = token.slice(at + 1);
+  if (at === 0 || !isApkVersion(version)) throw new InvalidDependencyError(`invalid provides "${token}": expected name or name=version`);
+  return { name: token.slice(0, at), version };
 }
 
 export function formatDependency(dep: Dependency): string {

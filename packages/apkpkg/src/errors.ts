@@ -74,3 +74,8 @@ export class ApkFetchError extends PsyopsError {
 export class ApkKeyError extends PsyopsError {
   override readonly code = 'APK_BAD_KEY';
 }
+
+/** A package carries a file another installed package owns, and no `replaces` allows it (apk: "trying to overwrite … owned by …"). */
+export class FileConflictError extends PsyopsError {
+  override readonly code = 'APK_FILE_CONFLICT';
+}

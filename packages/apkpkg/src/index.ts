@@ -15,10 +15,10 @@ export { indexRepository, createIndex, checkAgainstIndex, INDEX_FILE } from './r
 export type { IndexOptions, ArchIndexResult } from './repo.js';
 export { generateApkKey, readSigningKey, loadKeysDir, keyRing } from './keys.js';
 export type { ApkKeyPair, ApkSigningKey, ApkKeyRing } from './keys.js';
-export { compareVersions, isValidVersion, versionOrderSymbol } from './version.js';
+export { compareVersions, isApkVersion, isValidVersion, versionOrderSymbol } from './version.js';
 export type { VersionOrder } from './version.js';
 export { resolve } from './resolve.js';
-export type { RepositoryIndex, ResolvedPackage } from './resolve.js';
+export type { RepositoryIndex, ResolvedPackage, ResolveOptions } from './resolve.js';
 export { extractPackage } from './extract.js';
 export type { ExtractOptions, ExtractResult } from './extract.js';
 export { readSource, isUrl } from './source.js';
@@ -38,4 +38,5 @@ export {
   UnsatisfiableError,
   ApkFetchError,
   ApkKeyError,
+  FileConflictError,
 } from './errors.js';

@@ -3,6 +3,7 @@
  * `etc/apk/world`), written the way `apk add --root` leaves it, so a root assembled without apk
  * is one apk can later manage.
  */
+import { ApkFormatError } from './errors.js';
 import { BLOCK, padding, tarHeader } from './tar.js';
 import { SCRIPT_NAMES } from './spec.js';
 import { formatIndexText, indexEntryOf, type ApkFileEntry, type ApkPackage, type IndexEntry } from './read.js';
@@ -65,7 +66,7 @@ interface DirRecord {
  * counts only when its directory has its own entry (top-level files go under the root, `F:`
  * with an empty name); entries starting with `.` and `.keep_*` files are not installed.
  */
-function ownedDirectories(pkg: ApkPackage, ids: OwnerIds | undefined): Map<string, DirRecord> {
+function ownedDirectories(pkg: ApkPackage, ids: OwnerIds | undefined, owns: (path: string) => boolean = () => true): Map<string, DirRecord> {
   const dirs = new Map<string, DirRecord>();
   const checksums = new Map<string, string>();
   for (const file of pkg.files) {
@@ -89,6 +90,7 @@ function ownedDirectories(pkg: ApkPackage, ids: OwnerIds | undefined): Map<strin
     // A hard link is recorded with the checksum of the file it links to.
     const checksum = file.sha1 ?? (file.type === 'hardlink' && file.target ? checksums.get(file.target) : undefined);
     if (checksum) checksums.set(file.path, checksum);
+    if (!owns(file.path)) continue;
     const entry: DirRecord['files'][number] = { name, acl: acl(file, ids) };
     if (checksum) entry.checksum = sha1Checksum(checksum);
     record.files.push(entry);
@@ -101,11 +103,11 @@ function ownedDirectories(pkg: ApkPackage, ids: OwnerIds | undefined): Map<strin
  * p i), then r: q: from `.PKGINFO`, then per owned directory `F:` (+ `M:` when not 0:0:755) and
  * per file `R:` (+ `a:` when not 0:0:644) and `Z:` (Q1 SHA-1); a blank line ends the block.
  */
-export function formatInstalledEntry({ entry, pkg }: InstalledPackage, ids?: OwnerIds): string {
+export function formatInstalledEntry({ entry, pkg }: InstalledPackage, ids?: OwnerIds, owns?: (path: string) => boolean): string {
   const lines = [formatIndexText([entry]).replace(/\n\n$/, '')];
   if (pkg.info.replaces.length > 0) lines.push(`r:${pkg.info.replaces.join(' ')}`);
   if (pkg.info.replaces_priority) lines.push(`q:${pkg.info.replaces_priority}`);
-  for (const [dir, record] of ownedDirectories(pkg, ids)) {
+  for (const [dir, record] of ownedDirectories(pkg, ids, owns)) {
     lines.push(`F:${dir}`);
     if (record.acl !== DEFAULT_DIR_ACL) lines.push(`M:${record.acl}`);
     for (const file of record.files) {
@@ -117,9 +119,17 @@ export function formatInstalledEntry({ entry, pkg }: InstalledPackage, ids?: Own
   return `${lines.join('\n')}\n\n`;
 }
 
-/** `lib/apk/db/installed` for packages in install order. */
+/**
+ * `lib/apk/db/installed` for packages in install order. A file two packages list belongs to the
+ * later one only, as apk moves a file's ownership to the package that overwrites it
+ * (apk_db_migrate_files); a file the earlier owner kept must not be in the later package's list.
+ */
 export function formatInstalledDb(packages: readonly InstalledPackage[], ids?: OwnerIds): string {
-  return packages.map((p) => formatInstalledEntry(p, ids)).join('');
+  const lastOwner = new Map<string, number>();
+  packages.forEach(({ pkg }, i) => {
+    for (const file of pkg.files) if (file.type !== 'dir') lastOwner.set(file.path, i);
+  });
+  return packages.map((p, i) => formatInstalledEntry(p, ids, (path) => lastOwner.get(path) === i)).join('');
 }
 
 /** The installed entry for a package read from a file (index fields derived as `apk index` would). */
@@ -161,4 +171,104 @@ export function formatTriggers(packages: readonly InstalledPackage[]): string {
 export function formatWorld(world: readonly string[]): string {
   const sorted = [...new Set(world)].sort();
   return `${sorted.join('\n')}\n`;
+}
+
+/** A directory of a package's installed-database block, with its files. */
+export interface InstalledDir {
+  name: string;
+  /** `M:` (uid:gid:mode), when not 0:0:755. */
+  acl?: string;
+  files: { name: string; acl?: string; checksum?: string }[];
+}
+
+/** One block of `lib/apk/db/installed` as apk reads it. */
+export interface InstalledDbEntry {
+  /** Index fields (`C P V A S I T U L o m t c k D p i`) by letter, as written. */
+  fields: Map<string, string>;
+  replaces: string[];
+  replacesPriority?: number;
+  /** `s:` repository tag. */
+  repositoryTag?: string;
+  /** `f:` broken flags (`f` files, `s` script, `x` xattr, `S` sha256-160). */
+  broken?: string;
+  dirs: InstalledDir[];
+}
+
+const INDEX_LETTERS = new Set('CPVASITULomtckDpi');
+
+/**
+ * Reads `lib/apk/db/installed` with apk 2.14's rules (database.c, apk_db_fdb_read): an empty line
+ * ends a block; each line is `X:value`; `F:` needs a package name before it, `M:` a directory,
+ * `R:` a directory, `a:`/`Z:` a file; any letter apk does not know makes it refuse the database
+ * ("This apk-tools is too old"). Throws ApkFormatError naming the line where apk would stop.
+ */
+export function parseInstalledDb(text: string): InstalledDbEntry[] {
+  const entries: InstalledDbEntry[] = [];
+  let current: InstalledDbEntry | undefined;
+  let dir: InstalledDir | undefined;
+  let file: InstalledDir['files'][number] | undefined;
+  const lines = text.split('\n');
+  if (lines[lines.length - 1] === '') lines.pop();
+  lines.forEach((line, i) => {
+    const fail = (why: string): never => {
+      throw new ApkFormatError(`lib/apk/db/installed line ${i + 1} (${JSON.stringify(line)}): ${why}`);
+    };
+    if (line.length < 2) {
+      if (current) entries.push(current);
+      current = dir = file = undefined;
+      return;
+    }
+    if (line[1] !== ':') fail('not a field');
+    const letter = line[0]!;
+    const value = line.slice(2);
+    current ??= { fields: new Map(), replaces: [], dirs: [] };
+    if (INDEX_LETTERS.has(letter)) {
+      current.fields.set(letter, value);
+      return;
+    }
+    switch (letter) {
+      case 'F':
+        if (!current.fields.has('P')) fail('F: before the package name');
+        dir = { name: value, files: [] };
+        file = undefined;
+        current.dirs.push(dir);
+        break;
+      case 'M':
+        if (!dir) fail('M: outside a directory');
+        dir!.acl = value;
+        break;
+      case 'R':
+        if (!dir) fail('R: outside a directory');
+        file = { name: value };
+        dir!.files.push(file);
+        break;
+      case 'a':
+        if (!file) fail('a: outside a file');
+        file!.acl = value;
+        break;
+      case 'Z':
+        if (!file) fail('Z: outside a file');
+        file!.checksum = value;
+        break;
+      case 'r':
+        current.replaces = value.split(' ').filter((token) => token !== '');
+        break;
+      case 'q':
+        if (!/^\d+$/.test(value)) fail('q: is not a number');
+        current.replacesPriority = Number(value);
+        break;
+      case 's':
+        current.repositoryTag = value;
+        break;
+      case 'f':
+        if (!/^[fsxS]*$/.test(value)) fail('unknown broken flag');
+        current.broken = value;
+        break;
+      default:
+        fail(`unknown field ${letter}: (apk refuses the database: "This apk-tools is too old")`);
+    }
+  });
+  // apk adds a package when its block ends: one without the empty line after it is silently lost.
+  if (current) throw new ApkFormatError(`lib/apk/db/installed ends inside a block (${current.fields.get('P') ?? '?'}): apk would ignore that package`);
+  return entries;
 }

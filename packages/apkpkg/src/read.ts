@@ -242,6 +242,8 @@ export interface IndexEntry {
   depends: string[];
   provides: string[];
   installIf: string[];
+  /** `r:` replaces: names whose files this package may overwrite (file ownership only, not resolution). */
+  replaces?: string[];
 }
 
 export interface ApkIndex {
@@ -299,6 +301,8 @@ function parseIndexText(text: string): IndexEntry[] {
     if (buildTime !== undefined) entry.buildTime = buildTime;
     const priority = number('k');
     if (priority !== undefined) entry.providerPriority = priority;
+    const replaces = list('r');
+    if (replaces.length > 0) entry.replaces = replaces;
     entries.push(entry);
   }
   return entries;

@@ -121,23 +121,34 @@ function getToken(type: Token, c: Cursor): { value: number; next: Token } {
   return { value, next: nextToken(type, c) };
 }
 
-/** The strict grammar (apk's tokenizer alone accepts a few oddities such as `1.0.a`). */
+/**
+ * The grammar psyops builds to (abuild's): apk's tokenizer alone accepts a few more strings, such
+ * as `1.0.a`, `v1.0` or `1.0-r`, which come only from foreign indexes.
+ */
 const VERSION_GRAMMAR = /^[0-9]{1,17}(\.[0-9]{1,17})*[a-z]?(_(alpha|beta|pre|rc|cvs|svn|git|hg|p)[0-9]{0,17})*(-r[0-9]{1,17})?$/;
 
-/** True when `version` is a valid apk version (`1.2.3`, `2.1_rc1-r3`, `1.0a_p2`). */
-export function isValidVersion(version: string): boolean {
-  if (!VERSION_GRAMMAR.test(version)) return false;
+/**
+ * True when `apk version -c` accepts `version` (apk-tools 2.14 `apk_version_validate`: the
+ * tokenizer reaches the end without an invalid token). Laxer than isValidVersion; apk-tools 3's
+ * `~hash` component is not part of 2.14's tokenizer, so `1.0~abc` is refused as 2.14 refuses it.
+ */
+export function isApkVersion(version: string): boolean {
   const c = new Cursor(version);
   let type: Token = Token.Digit;
   while (type !== Token.End && type !== Token.Invalid) type = getToken(type, c).next;
   return type === Token.End;
 }
 
-/** Throws InvalidVersionError unless `version` is valid; `what` names it in the message. */
-function assertValidVersion(version: string, what = 'version'): void {
-  if (!isValidVersion(version)) {
+/** True when `version` is a valid version to build (`1.2.3`, `2.1_rc1-r3`, `1.0a_p2`): abuild's grammar, which apk also accepts. */
+export function isValidVersion(version: string): boolean {
+  return VERSION_GRAMMAR.test(version) && isApkVersion(version);
+}
+
+/** Throws InvalidVersionError unless apk accepts `version`; `what` names it in the message. */
+function assertApkVersion(version: string, what = 'version'): void {
+  if (!isApkVersion(version)) {
     throw new InvalidVersionError(
-      `invalid ${what} "${version}": expected number(.number)*[letter](_suffix[number])*[-rN], suffixes alpha beta pre rc cvs svn git hg p`,
+      `invalid ${what} "${version}": apk reads number(.number)*[letter](_suffix[number])*[-rN], suffixes alpha beta pre rc cvs svn git hg p`,
     );
   }
 }
@@ -173,18 +184,19 @@ function compareTokens(a: string, b: string, fuzzy: boolean): VersionOrder {
 
 /**
  * Compares two versions like `apk version -t`: -1 when a < b, 0 when equal, 1 when a > b.
- * Invalid versions throw InvalidVersionError (apk would give an arbitrary order).
+ * Every version `apk version -c` accepts is ordered; others throw InvalidVersionError (apk would
+ * give an arbitrary order).
  */
 export function compareVersions(a: string, b: string): VersionOrder {
-  assertValidVersion(a);
-  assertValidVersion(b);
+  assertApkVersion(a);
+  assertApkVersion(b);
   return compareTokens(a, b, false);
 }
 
 /** `~` matching: true when `version` starts with the tokens of `prefix` (`2.1_rc1-r3` ~ `2.1`). */
 export function fuzzyMatchesVersion(version: string, prefix: string): boolean {
-  assertValidVersion(version);
-  assertValidVersion(prefix);
+  assertApkVersion(version);
+  assertApkVersion(prefix);
   return compareTokens(version, prefix, true) === 0;
 }
 

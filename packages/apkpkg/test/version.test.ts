@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { compareVersions, InvalidVersionError, isValidVersion, versionOrderSymbol } from '../src/index.ts';
-import { fuzzyMatchesVersion } from '../src/version.ts';
+import { compareVersions, InvalidDependencyError, InvalidVersionError, isValidVersion, versionOrderSymbol } from '../src/index.ts';
+import { parseDependency } from '../src/dependency.ts';
+import { fuzzyMatchesVersion, isApkVersion } from '../src/version.ts';
 
 // Pairs verified with `apk version -t` (apk-tools 2.14.10, see the spec), then pairs from
 // apk-tools' own test/version.data (only those valid under the strict grammar).
@@ -120,16 +121,44 @@ describe('compareVersions', () => {
     expect(versionOrderSymbol(compareVersions(b, a))).toBe(flipped);
   });
 
-  // The first eight are rejected by `apk version -c` (apk-tools 2.14.10) too; apk's tokenizer
-  // lets the rest through, but they are outside the version grammar, so psyops refuses them.
-  it.each(['abc', '1_0', '1.0aa', '1.0 ', '1.0_foo', '1.0-1', '1.0_rc1a', '123456789012345678', '', '1.0.a', '1.0-r', '1..0', '.1', 'v1.0', '1.0-r1-r2'])(
+  // Rejected by `apk version -c` (apk-tools 2.14.10, see the spec) and by 2.14's tokenizer
+  // (src/version.c next_token/get_token: a second letter, an unknown suffix, `-` not followed by
+  // `r`, a space, 18 digits). `~hash` is apk-tools 3's TOKEN_COMMIT_HASH, unknown to 2.14.
+  it.each(['abc', '1_0', '1.0aa', '1.0 ', '1.0_foo', '1.0-1', '1.0_rc1a', '123456789012345678', '1.0~abc', '1.0-r1~abc', '1.0-r1_p1', '1.0_p1a'])(
     'rejects the invalid version %j',
     (version) => {
+      expect(isApkVersion(version)).toBe(false);
       expect(isValidVersion(version)).toBe(false);
       expect(() => compareVersions(version, '1.0')).toThrow(InvalidVersionError);
       expect(() => compareVersions('1.0', version)).toThrow(InvalidVersionError);
+      expect(() => parseDependency(`foo>=${version}`)).toThrow(InvalidDependencyError);
     },
   );
+
+  // apk_version_validate is the tokenizer alone, so `apk version -c` accepts these (the spec notes
+  // `1.0.a`); apk orders them, so psyops must too. They stay outside the grammar psyops builds to.
+  it.each(['1.0.a', '1.0-r', '1..0', '.1', 'v1.0', '1.0-r1-r2', ''])('accepts and orders %j as apk does, but does not build it', (version) => {
+    expect(isApkVersion(version)).toBe(true);
+    expect(isValidVersion(version)).toBe(false);
+    expect(() => compareVersions(version, '1.0')).not.toThrow();
+    if (version !== '') expect(parseDependency(`foo>=${version}`)).toMatchObject({ name: 'foo', version });
+  });
+
+  // Orders that follow from 2.14's token rules for the lax strings above: a missing number reads
+  // as 0 (get_token over no digits), so `.1` = `0.1` and `1.0-r` = `1.0-r0`; a version that goes on
+  // with a dotted number or letter is greater than one that ends (step 4 of the spec's paraphrase).
+  it.each([
+    ['.1', '=', '0.1'],
+    ['1.0-r', '=', '1.0-r0'],
+    ['1.0-r', '>', '1.0'],
+    ['1.0.a', '>', '1.0'],
+    ['1.0.a', '<', '1.0.1'],
+    // Like the verified 1.0a < 1.0.1: going on with a dotted number beats going on with a letter.
+    ['1.0.a', '>', '1.0a'],
+    ['', '<', '0.1'],
+  ] as const)('%s %s %s', (a, op, b) => {
+    expect(versionOrderSymbol(compareVersions(a, b))).toBe(op);
+  });
 
   it('accepts the longest number apk accepts (17 digits)', () => {
     expect(isValidVersion('12345678901234567')).toBe(true);

@@ -18,7 +18,7 @@ import { CACHE_LOCK, type DirectoryLock, type LockOptions, lockDirectory, OUTPUT
 import { isoStage } from './iso.js';
 import { fetchPackages, type FetchedPackage, type FetchPackagesOptions } from './packages.js';
 import { loadRepositories, type LoadedRepository, type RepositorySource } from './repositories.js';
-import { bootPackagesStage, rootfsStage } from './rootfs.js';
+import { bootPackagesStage, nodeRepositories, rootfsStage } from './rootfs.js';
 import { modloopStage, rootImageStage } from './squashfs.js';
 import { removeStageLeftovers, type StageResult } from './stage.js';
 import { requireHostFile, requireTools } from './tools.js';
@@ -238,7 +238,7 @@ async function buildLocked(options: BuildIsoOptions, arch: string, report: (even
   const [rootImage, boot, efi] = await sideBySide([
     step(
       'rootfs',
-      () => rootfsStage(cache, { packages: packages.root, world, repositories: repositoryUrls, keysDirs, arch, mtime }),
+      () => rootfsStage(cache, { packages: packages.root, world, repositories: nodeRepositories(repositoryUrls, siteUrl), keysDirs, arch, mtime }),
       (tree) => `${tree.firstBootScripts} first-boot scripts`,
     ).then((tree) => step('root-image', () => rootImageStage(cache, tree, mtime))),
     step(

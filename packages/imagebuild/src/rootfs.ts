@@ -1,13 +1,13 @@
 /**
  * The root tree of the image, assembled from packages without root and without running their
- * scripts (the chainguard apko model): files extracted in install order, apk's database written
- * as `apk add --root` would leave it, busybox applet links made, install scripts kept for the
- * first boot.
+ * scripts (the chainguard apko model): files extracted in install order under apk's overwrite
+ * rules, apk's database written as `apk add --root` would leave it, busybox applet links made,
+ * install scripts and triggers kept for the first boot, and a root without /sbin/init refused.
  */
 import { createHash } from 'node:crypto';
 import { chmod, lstat, lutimes, mkdir, readdir, readFile, readlink, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, posix } from 'node:path';
-import { ApkChecksumError, extractPackage, readPackage, type ApkFileEntry, type ApkPackage } from '@psyops/apkpkg';
+import { ApkChecksumError, extractPackage, isUrl, readPackage, type ApkFileEntry, type ApkPackage, type ExtractOptions } from '@psyops/apkpkg';
 import {
   formatInstalledDb,
   formatScriptsTar,
@@ -18,8 +18,9 @@ import {
   type InstalledPackage,
   type OwnerIds,
 } from '@psyops/apkpkg/format';
-import { elfInterpreter, fileAccessError, isElf } from '@psyops/core';
+import { elfInterpreter, fileAccessError, isElf, PsyopsError } from '@psyops/core';
 import { ImageConfigError } from './errors.js';
+import { FIRSTBOOT_DIR, firstBootPlan } from './firstboot.js';
 import type { FetchedPackage } from './packages.js';
 import { runStage, type StageCache, type StageResult } from './stage.js';
 
@@ -52,12 +53,20 @@ export interface RootTree extends ExtractedTree {
   firstBootScripts: number;
 }
 
+/** The assembled root has no usable /sbin/init: the kernel's switch to it would fail at boot. */
+export class RootWithoutInitError extends PsyopsError {
+  override readonly code = 'ROOT_WITHOUT_INIT';
+}
+
 export interface AssembleRootTreeOptions {
   /** Install order (dependencies first), as resolve returns it. */
   packages: readonly FetchedPackage[];
   /** etc/apk/world lines. */
   world: readonly string[];
-  /** etc/apk/repositories lines. */
+  /**
+   * etc/apk/repositories lines: what the node reaches (http(s) URLs, optionally `@tag `-prefixed),
+   * never a directory of the build host (see nodeRepositories).
+   */
   repositories: readonly string[];
   /** Their `*.pub` files become etc/apk/keys/. */
   keysDirs: readonly string[];
@@ -68,9 +77,34 @@ export interface AssembleRootTreeOptions {
   mtime: number;
 }
 
-export const FIRSTBOOT_DIR = 'lib/psyops/firstboot';
-const FIRSTBOOT_SCRIPTS = ['pre-install', 'post-install'] as const;
+export { FIRSTBOOT_DIR };
 const MAX_SYMLINK_HOPS = 40;
+
+/** Where siteapi publishes the site's APK repository (`<site>/apk/psyopsOS/<arch>/APKINDEX.tar.gz`). */
+const SITE_APK_REPOSITORY = 'apk/psyopsOS';
+
+/**
+ * The image's etc/apk/repositories: the build's http(s) repositories (Alpine's mirror, …) in
+ * their order, then the site's own repository; the build's local directories are left out, the
+ * node cannot reach them.
+ */
+export function nodeRepositories(buildRepositories: readonly string[], siteUrl?: string): string[] {
+  const lines = buildRepositories.filter((url) => isUrl(url));
+  if (siteUrl) lines.push(`${siteUrl.replace(/\/+$/, '')}/${SITE_APK_REPOSITORY}`);
+  return [...new Set(lines)];
+}
+
+/** Refuses a repositories line the node could not use: a path would be one of the build host. */
+function checkRepositoryLines(lines: readonly string[]): void {
+  for (const line of lines) {
+    const url = line.replace(/^@\S+\s+/, '');
+    if (!/^https?:\/\/\S+$/.test(url)) {
+      throw new ImageConfigError(
+        `etc/apk/repositories line "${line}" is not an http(s) URL: the image lists only repositories the node can reach, never a directory of the build host`,
+      );
+    }
+  }
+}
 
 /**
  * The host path of `path` (relative, chroot view) inside `root`, following symlinks of its parent
@@ -208,7 +242,11 @@ async function treeOwnerIds(root: string): Promise<OwnerIds> {
   return { users: parseIdFile(await readTreeText(root, 'etc/passwd')), groups: parseIdFile(await readTreeText(root, 'etc/group')) };
 }
 
-/** Extracts packages in order (later files replace earlier ones, as with apk) and tracks who owns what. */
+/**
+ * Extracts packages in order and tracks who owns what, as apk does: a file another package owns
+ * is overwritten or kept only as `replaces` allows, anything else fails the build
+ * (FileConflictError, naming both packages and the path).
+ */
 async function extractPackages(
   packages: readonly FetchedPackage[],
   outDir: string,
@@ -216,15 +254,19 @@ async function extractPackages(
 ): Promise<{ installed: InstalledPackage[]; ids: OwnerIds; tree: ExtractedTree }> {
   const installed: InstalledPackage[] = [];
   const lastWriter = new Map<string, ApkFileEntry>();
+  const owners: NonNullable<ExtractOptions['owners']> = new Map();
   for (const fetched of packages) {
     const pkg = await readFetchedPackage(fetched);
-    await extractPackage(pkg, outDir, { allowDevices: true, mtime });
-    for (const file of pkg.files) {
+    const { kept } = await extractPackage(pkg, outDir, { allowDevices: true, mtime, owners });
+    const keptFiles = new Set(kept);
+    // A file its earlier owner kept is neither this package's on disk nor in its database entry.
+    const files = pkg.files.filter((file) => !keptFiles.has(file.path));
+    for (const file of files) {
       if (file.path.startsWith('.') || posix.basename(file.path).startsWith('.keep_')) continue;
       lastWriter.set(file.path, file);
     }
     // The database needs the file list, not the contents: do not hold every package in memory.
-    installed.push({ entry: fetched.entry, pkg: { ...pkg, dataEntries: [] } });
+    installed.push({ entry: fetched.entry, pkg: { ...pkg, files, dataEntries: [] } });
   }
   const ids = await treeOwnerIds(outDir);
   const specialEntries: SpecialEntry[] = [];
@@ -248,9 +290,11 @@ export async function extractTree(packages: readonly FetchedPackage[], outDir: s
 }
 
 /**
- * Busybox applet links from `etc/busybox-paths.d/*` (one absolute path per line, shipped by
- * Alpine's busybox), each a symlink to /bin/busybox unless something exists there already.
- * Returns false when the tree has no such list.
+ * Busybox applet links from `etc/busybox-paths.d/*` (one path per line, shipped by Alpine's
+ * busybox, whose APKBUILD writes `busybox --list-full`: `bin/ls`, `sbin/init`, no leading `/`; a
+ * leading `/` is accepted too), each a symlink to /bin/busybox unless something exists there
+ * already: what busybox's post-install (`busybox --install -s`) makes at boot, made now so the
+ * root has its /sbin/init. Returns false when the tree has no such list.
  */
 async function linkBusyboxApplets(root: string): Promise<boolean> {
   const listDir = await resolveInRoot(root, 'etc/busybox-paths.d');
@@ -262,8 +306,8 @@ async function linkBusyboxApplets(root: string): Promise<boolean> {
     if (!(await lstat(join(listDir, list))).isFile()) continue;
     const text = await readFile(join(listDir, list), 'utf8');
     for (const line of text.split('\n')) {
-      const applet = line.trim();
-      if (!applet.startsWith('/') || posix.normalize(applet) === '/') continue;
+      const applet = posix.normalize(`/${line.trim()}`);
+      if (applet === '/' || line.trim().startsWith('#')) continue;
       const target = await resolveInRoot(root, applet);
       if (await lstat(target).catch(() => undefined)) continue;
       await makeDirs(dirname(target));
@@ -273,18 +317,33 @@ async function linkBusyboxApplets(root: string): Promise<boolean> {
   return true;
 }
 
-/** Install scripts for the first boot: `<NNNN>-<pkgname>.<pre-install|post-install>`, NNNN the 1-based install position. */
-function firstBootScripts(installed: readonly InstalledPackage[], installBusyboxLinks: boolean): { name: string; data: Buffer }[] {
-  const scripts: { name: string; data: Buffer }[] = [];
-  // 0000 runs before every package script, which may need the applets.
-  if (installBusyboxLinks) scripts.push({ name: '0000-busybox.post-install', data: Buffer.from('#!/bin/sh\nexec /bin/busybox --install -s\n') });
-  installed.forEach(({ entry, pkg }, i) => {
-    for (const kind of FIRSTBOOT_SCRIPTS) {
-      const data = pkg.scripts[`.${kind}`];
-      if (data) scripts.push({ name: `${String(i + 1).padStart(4, '0')}-${entry.name}.${kind}`, data });
+/**
+ * Refuses a root whose /sbin/init is missing, a link to nothing, or not executable: /init's
+ * switch_root would fail on the node. Links are followed inside the root (absolute targets from
+ * its top), as they will be at boot.
+ */
+async function checkInit(root: string): Promise<void> {
+  const chain: string[] = [];
+  let path = '/sbin/init';
+  for (let hops = 0; hops <= MAX_SYMLINK_HOPS; hops++) {
+    chain.push(path);
+    const info = await lstat(await resolveInRoot(root, path)).catch(() => undefined);
+    const what = chain.length === 1 ? '/sbin/init' : `/sbin/init (${chain.join(' -> ')})`;
+    if (!info) {
+      throw new RootWithoutInitError(
+        chain.length === 1
+          ? 'the root has no /sbin/init: no package installs it and no etc/busybox-paths.d list names it (on Alpine, busybox provides it)'
+          : `the root's ${what} points to nothing: ${path} is missing`,
+      );
     }
-  });
-  return scripts;
+    if (!info.isSymbolicLink()) {
+      if (info.isFile() && (info.mode & 0o111) !== 0) return;
+      throw new RootWithoutInitError(`the root's ${what} is not an executable file`);
+    }
+    const target = await readlink(await resolveInRoot(root, path));
+    path = target.startsWith('/') ? posix.normalize(target) : posix.normalize(posix.join(posix.dirname(path), target));
+  }
+  throw new RootWithoutInitError(`the root's /sbin/init is a loop of symbolic links (${chain.slice(0, 4).join(' -> ')} …)`);
 }
 
 async function trustedKeys(keysDirs: readonly string[]): Promise<Map<string, Buffer>> {
@@ -308,13 +367,16 @@ async function trustedKeys(keysDirs: readonly string[]): Promise<Map<string, Buf
 
 /**
  * Assembles the root tree in `outDir` (created; it must not exist): packages extracted in order
- * without running scripts, apk's files (world, arch, repositories, keys, installed db,
- * scripts.tar, triggers, lock), busybox applet links, and install scripts under
- * lib/psyops/firstboot/ for /init to run at first boot. Same inputs, same tree (bytes, modes,
- * mtimes). On failure `outDir` is removed.
+ * without running scripts (a file two packages carry fails with FileConflictError unless
+ * `replaces` allows it), apk's files (world, arch, repositories, keys, installed db, scripts.tar,
+ * triggers, lock), busybox applet links, and install scripts and triggers under
+ * lib/psyops/firstboot/ for /init to run at first boot in apk's order. A root without a usable
+ * /sbin/init fails with RootWithoutInitError. Same inputs, same tree (bytes, modes, mtimes). On
+ * failure `outDir` is removed.
  */
 export async function assembleRootTree(options: AssembleRootTreeOptions): Promise<RootTree> {
   const { outDir, mtime } = options;
+  checkRepositoryLines(options.repositories);
   return building(outDir, async () => {
     const { installed, ids, tree } = await extractPackages(options.packages, outDir, mtime);
     const keys = await trustedKeys(options.keysDirs);
@@ -334,11 +396,12 @@ export async function assembleRootTree(options: AssembleRootTreeOptions): Promis
       () => true,
       () => false,
     );
-    const scripts = firstBootScripts(installed, !linked && hasBusybox);
-    for (const script of scripts) await writeTreeFile(outDir, `${FIRSTBOOT_DIR}/${script.name}`, script.data, 0o700);
+    await checkInit(outDir);
+    const plan = firstBootPlan(installed, { busyboxInstall: !linked && hasBusybox });
+    for (const file of plan.files) await writeTreeFile(outDir, `${FIRSTBOOT_DIR}/${file.name}`, file.data, 0o700);
 
     await setTreeTimes(outDir, mtime);
-    return { ...tree, firstBootScripts: scripts.length };
+    return { ...tree, firstBootScripts: plan.runs.length };
   });
 }
 

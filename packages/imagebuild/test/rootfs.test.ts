@@ -9,9 +9,19 @@ import { execa } from 'execa';
 import { ImageConfigError } from '../src/errors.js';
 import { fetchPackages, type FetchedPackage } from '../src/packages.js';
 import { loadRepositories, type LoadedRepository } from '../src/repositories.js';
-import { assembleRootTree, extractTree, findKernel, findStaticBusybox, FIRSTBOOT_DIR, type RootTree } from '../src/rootfs.js';
+import {
+  assembleRootTree,
+  extractTree,
+  findKernel,
+  findStaticBusybox,
+  FIRSTBOOT_DIR,
+  nodeRepositories,
+  RootWithoutInitError,
+  type RootTree,
+} from '../src/rootfs.js';
 import {
   buildFixtureRepository,
+  fixtureSpecs,
   FIXTURE_APPLETS,
   FIXTURE_ARCH,
   FIXTURE_EPOCH,
@@ -34,6 +44,9 @@ async function digest(path: string): Promise<string> {
 let fixture: FixtureRepository;
 let scratch: string;
 let repositories: LoadedRepository[];
+/** The fixture's world as resolved: its suidtool carries hello's etc/motd without replacing hello. */
+let fixturePackages: FetchedPackage[];
+/** The same with a suidtool that `replaces` hello, which apk needs to let it overwrite etc/motd. */
 let rootPackages: FetchedPackage[];
 let root: RootTree;
 let keyName: string;
@@ -43,7 +56,12 @@ beforeAll(async () => {
   scratch = await mkdtemp(join(tmpdir(), 'imagebuild-rootfs-'));
   const cacheDir = join(scratch, 'cache');
   repositories = await loadRepositories([{ url: fixture.dir, keysDir: fixture.keysDir }], { arch: FIXTURE_ARCH, cacheDir });
-  rootPackages = await fetchPackages(resolve(FIXTURE_WORLD, repositories), repositories, { cacheDir });
+  fixturePackages = await fetchPackages(resolve(FIXTURE_WORLD, repositories), repositories, { cacheDir });
+  const suidtool = fixtureSpecs().find((spec) => spec.name === 'suidtool')!;
+  const built = await buildPackage({ ...suidtool, replaces: ['hello'] }, { sourceDateEpoch: FIXTURE_EPOCH });
+  await writeFile(join(scratch, built.fileName), built.bytes);
+  const replacing = { entry: indexEntryOf(readPackage(built.bytes), FIXTURE_ARCH), path: join(scratch, built.fileName) };
+  rootPackages = fixturePackages.map((p) => (p.entry.name === 'suidtool' ? replacing : p));
   keyName = (await readdir(fixture.keysDir))[0]!;
   root = await assembleRootTree(rootOptions(join(scratch, 'root')));
 });
@@ -57,7 +75,7 @@ function rootOptions(outDir: string) {
   return {
     packages: rootPackages,
     world: [...FIXTURE_WORLD].reverse(),
-    repositories: ['https://example.invalid/repo', '/media/cdrom/apks'],
+    repositories: ['https://example.invalid/repo', '@site https://example.invalid/site'],
     keysDirs: [fixture.keysDir],
     arch: FIXTURE_ARCH,
     outDir,
@@ -89,7 +107,7 @@ async function describeTree(dir: string, prefix = ''): Promise<string[]> {
 const text = (path: string): Promise<string> => readFile(join(root.dir, path), 'utf8');
 
 describe('assembleRootTree', () => {
-  test('files from the packages in install order; a later package overwrites an earlier file', async () => {
+  test('files from the packages in install order; a later package that replaces an earlier one overwrites its file', async () => {
     expect(rootPackages.map((p) => p.entry.name)).toEqual(['baselayout', 'busybox', 'hello', 'suidtool']);
     expect(await digest(join(root.dir, 'bin/busybox'))).toBe(await digest(HOST_BUSYBOX));
     expect(await text('usr/bin/hello')).toBe('#!/bin/sh\necho hello\n');
@@ -98,7 +116,7 @@ describe('assembleRootTree', () => {
     expect((await lstat(join(root.dir, 'var/lib/suidtool'))).mode & 0o7777).toBe(0o750);
   });
 
-  test('busybox applet links from etc/busybox-paths.d, never over an existing file', async () => {
+  test('busybox applet links from etc/busybox-paths.d (paths with a leading /), never over an existing file', async () => {
     for (const applet of FIXTURE_APPLETS.filter((a) => a !== '/usr/bin/hello')) {
       expect(await readlink(join(root.dir, applet))).toBe('/bin/busybox');
     }
@@ -109,7 +127,7 @@ describe('assembleRootTree', () => {
   test("apk's files: world, arch, repositories, keys, lock", async () => {
     expect(await text('etc/apk/world')).toBe('baselayout\nhello\nsuidtool\n');
     expect(await text('etc/apk/arch')).toBe('x86_64\n');
-    expect(await text('etc/apk/repositories')).toBe('https://example.invalid/repo\n/media/cdrom/apks\n');
+    expect(await text('etc/apk/repositories')).toBe('https://example.invalid/repo\n@site https://example.invalid/site\n');
     expect(await readdir(join(root.dir, 'etc/apk/keys'))).toEqual([keyName]);
     expect(await digest(join(root.dir, 'etc/apk/keys', keyName))).toBe(await digest(join(fixture.keysDir, keyName)));
     expect(await text('lib/apk/db/lock')).toBe('');
@@ -130,10 +148,10 @@ describe('assembleRootTree', () => {
     expect(hello).toContain(`S:${entry('hello').size}`);
     expect(hello).toContain('D:busybox /bin/sh');
     const helloFiles = hello.slice(hello.indexOf('F:etc'));
+    // etc/motd moved to suidtool, which replaces hello (apk_db_migrate_files): hello keeps only its
+    // directory instance of etc, as apk's database does.
     expect(helloFiles).toEqual([
       'F:etc',
-      'R:motd',
-      `Z:${sha1('from hello\n')}`,
       'F:usr',
       'F:usr/bin',
       'R:hello',
@@ -151,6 +169,9 @@ describe('assembleRootTree', () => {
       'a:0:0:755',
       `Z:${sha1(await readFile(HOST_BUSYBOX))}`,
     ]);
+    // apk_db_fdb_write: r: (and q: when not 0) right after the index fields, before the files.
+    expect(suidtool[suidtool.indexOf('F:etc') - 1]).toBe('r:hello');
+    expect(suidtool.slice(suidtool.indexOf('F:etc'), suidtool.indexOf('F:usr'))).toEqual(['F:etc', 'R:motd', `Z:${sha1('from suidtool\n')}`]);
     expect(suidtool.slice(suidtool.indexOf('F:usr'))).toEqual([
       'F:usr',
       'F:usr/bin',
@@ -178,12 +199,25 @@ describe('assembleRootTree', () => {
     expect(await text('lib/apk/db/triggers')).toBe(`${hello.identity} /usr/share/hello\n`);
   });
 
-  test('install scripts become first-boot scripts: numbered by install position, pre before post, 0700', async () => {
-    expect(root.firstBootScripts).toBe(2);
-    expect(await readdir(join(root.dir, FIRSTBOOT_DIR))).toEqual(['0003-hello.post-install', '0003-hello.pre-install']);
-    const post = join(root.dir, FIRSTBOOT_DIR, '0003-hello.post-install');
-    expect(await readFile(post, 'utf8')).toBe('#!/bin/sh\necho post-install hello > /var/log/hello\n');
-    expect((await lstat(post)).mode & 0o777).toBe(0o700);
+  test('install scripts and triggers become first-boot scripts: numbered by install position, triggers after every package, 0700', async () => {
+    expect(root.firstBootScripts).toBe(3);
+    expect(await readdir(join(root.dir, FIRSTBOOT_DIR))).toEqual([
+      '0003-hello.post-install',
+      '0003-hello.pre-install',
+      '0005-hello.trigger.post-install',
+      'exec',
+    ]);
+    // Each wrapper executes the package's own script as apk does: directly, with the version as $1;
+    // the trigger with the directories of the database its patterns match.
+    const firstboot = (name: string) => readFile(join(root.dir, FIRSTBOOT_DIR, name), 'utf8');
+    expect(await firstboot('0003-hello.post-install')).toBe(
+      `#!/bin/sh\n# hello-1.0-r0 post-install, as apk runs it: with the version as $1\nexec /${FIRSTBOOT_DIR}/exec/hello-1.0-r0.post-install '1.0-r0'\n`,
+    );
+    expect((await firstboot('0005-hello.trigger.post-install')).split('\n')[2]).toBe(`exec /${FIRSTBOOT_DIR}/exec/hello-1.0-r0.trigger '/usr/share/hello'`);
+    expect(await readdir(join(root.dir, FIRSTBOOT_DIR, 'exec'))).toEqual(['hello-1.0-r0.post-install', 'hello-1.0-r0.pre-install', 'hello-1.0-r0.trigger']);
+    expect(await firstboot('exec/hello-1.0-r0.post-install')).toBe('#!/bin/sh\necho post-install hello > /var/log/hello\n');
+    for (const name of ['0003-hello.post-install', 'exec/hello-1.0-r0.trigger'])
+      expect((await lstat(join(root.dir, FIRSTBOOT_DIR, name))).mode & 0o777).toBe(0o700);
   });
 
   test('entries the squashfs stage must own or mark specially', () => {
@@ -220,7 +254,14 @@ describe('assembleRootTree', () => {
   });
 
   test('without busybox-paths.d, a busybox gets a first-boot script that installs the applet links first', async () => {
-    const busybox = await adHocPackage({ name: 'busybox-plain', version: '1.0-r0', files: [{ path: 'bin/busybox', content: 'fake', mode: '0755' }] });
+    const busybox = await adHocPackage({
+      name: 'busybox-plain',
+      version: '1.0-r0',
+      files: [
+        { path: 'bin/busybox', content: 'fake', mode: '0755' },
+        { path: 'sbin/init', type: 'symlink', target: '/bin/busybox' },
+      ],
+    });
     const tool = await adHocPackage({
       name: 'tool',
       version: '1.0-r0',
@@ -229,7 +270,7 @@ describe('assembleRootTree', () => {
     });
     const tree = await assembleRootTree({ ...rootOptions(join(scratch, 'plain')), packages: [busybox, tool], world: ['busybox-plain', 'tool'] });
     expect(tree.firstBootScripts).toBe(2);
-    expect(await readdir(join(tree.dir, FIRSTBOOT_DIR))).toEqual(['0000-busybox.post-install', '0002-tool.post-install']);
+    expect(await readdir(join(tree.dir, FIRSTBOOT_DIR))).toEqual(['0000-busybox.post-install', '0002-tool.post-install', 'exec']);
     expect(await readFile(join(tree.dir, FIRSTBOOT_DIR, '0000-busybox.post-install'), 'utf8')).toContain('/bin/busybox --install -s');
     await expect(lstat(join(tree.dir, 'bin/sh'))).rejects.toThrow();
   });
@@ -242,12 +283,108 @@ describe('assembleRootTree', () => {
         { path: 'usr/bin', type: 'dir' },
         { path: 'bin', type: 'symlink', target: '/usr/bin' },
         { path: 'usr/bin/busybox', content: 'fake', mode: '0755' },
-        { path: 'etc/busybox-paths.d/busybox', content: '/bin/cat\n' },
+        { path: 'etc/busybox-paths.d/busybox', content: '/bin/cat\nsbin/init\n' },
       ],
     });
     const tree = await assembleRootTree({ ...rootOptions(join(scratch, 'merged')), packages: [merged], world: ['merged-usr'] });
     expect(await readlink(join(tree.dir, 'usr/bin/cat'))).toBe('/bin/busybox');
+    expect(await readlink(join(tree.dir, 'sbin/init'))).toBe('/bin/busybox'); // and /bin/busybox resolves to usr/bin/busybox: init is there
     expect(tree.firstBootScripts).toBe(0);
+  });
+});
+
+describe('assembleRootTree: apk rules', () => {
+  // apk-tools 2.14 database.c apk_db_install_file: a file another package owns is overwritten only
+  // when the new package `replaces` it (or is of the same origin); apk refuses anything else with
+  // "trying to overwrite <path> owned by <package>".
+  test('a file two packages carry without replaces fails the build, naming both packages and the path; nothing is left', async () => {
+    const outDir = join(scratch, 'conflict');
+    const error = await assembleRootTree({ ...rootOptions(outDir), packages: fixturePackages }).catch((e: unknown) => e);
+    expect(error).toMatchObject({
+      code: 'APK_FILE_CONFLICT',
+      message: 'suidtool-2.0-r1 would overwrite etc/motd owned by hello-1.0-r0: neither package replaces the other',
+    });
+    await expect(lstat(outDir)).rejects.toThrow();
+  });
+
+  test('an owner that replaces the newcomer with a higher replaces_priority keeps its file, on disk and in the database', async () => {
+    const keeper = await adHocPackage({
+      name: 'keeper',
+      version: '1.0-r0',
+      replaces: ['newcomer'],
+      replaces_priority: 10,
+      files: [
+        { path: 'etc/shared', content: 'keeper\n' },
+        { path: 'sbin/init', content: '#!/bin/sh\n', mode: '0755' },
+      ],
+    });
+    const newcomer = await adHocPackage({
+      name: 'newcomer',
+      version: '1.0-r0',
+      files: [
+        { path: 'etc/shared', content: 'newcomer\n' },
+        { path: 'etc/own', content: 'own\n' },
+      ],
+    });
+    const tree = await assembleRootTree({ ...rootOptions(join(scratch, 'keep')), packages: [keeper, newcomer], world: ['keeper', 'newcomer'] });
+    expect(await readFile(join(tree.dir, 'etc/shared'), 'utf8')).toBe('keeper\n');
+    const [first, second] = (await readFile(join(tree.dir, 'lib/apk/db/installed'), 'utf8')).split('\n\n').map((block) => block.split('\n'));
+    expect(first).toContain('R:shared');
+    expect(first).toContain('r:newcomer');
+    expect(first).toContain('q:10');
+    expect(second!.slice(second!.indexOf('F:etc'))).toEqual(['F:etc', 'R:own', expect.stringMatching(/^Z:Q1/)]);
+  });
+
+  // Alpine's busybox APKBUILD writes etc/busybox-paths.d/busybox from `busybox --list-full`:
+  // `bin/ls`, `sbin/init`, without a leading slash (what its post-install's --install -s makes).
+  test("Alpine's applet list (paths without a leading /) gives the links, /sbin/init among them", async () => {
+    const busybox = await adHocPackage({
+      name: 'busybox',
+      version: '1.36.1-r5',
+      files: [
+        { path: 'bin/busybox', source: HOST_BUSYBOX, mode: '0755' },
+        { path: 'etc/busybox-paths.d/busybox', content: 'bin/busybox\nbin/ls\nsbin/init\nusr/bin/env\n' },
+      ],
+    });
+    const tree = await assembleRootTree({ ...rootOptions(join(scratch, 'alpine-list')), packages: [busybox], world: ['busybox'] });
+    for (const applet of ['bin/ls', 'sbin/init', 'usr/bin/env']) expect(await readlink(join(tree.dir, applet))).toBe('/bin/busybox');
+    expect((await lstat(join(tree.dir, 'bin/busybox'))).isFile()).toBe(true);
+  });
+
+  test('a root without a usable /sbin/init is refused, naming what is missing; nothing is left', async () => {
+    const cases: [string, PackageSpec['files'], RegExp][] = [
+      ['no-init', [{ path: 'etc/issue', content: 'x' }], /^the root has no \/sbin\/init: /],
+      [
+        'dangling-init',
+        [{ path: 'sbin/init', type: 'symlink', target: '/bin/busybox' }],
+        /^the root's \/sbin\/init \(\/sbin\/init -> \/bin\/busybox\) points to nothing: \/bin\/busybox is missing$/,
+      ],
+      ['plain-init', [{ path: 'sbin/init', content: 'not a program', mode: '0644' }], /^the root's \/sbin\/init is not an executable file$/],
+    ];
+    for (const [name, files, message] of cases) {
+      const outDir = join(scratch, name);
+      const pkg = await adHocPackage({ name, version: '1.0-r0', files });
+      const error = await assembleRootTree({ ...rootOptions(outDir), packages: [pkg], world: [name] }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(RootWithoutInitError);
+      expect((error as RootWithoutInitError).code).toBe('ROOT_WITHOUT_INIT');
+      expect((error as Error).message).toMatch(message);
+      await expect(lstat(outDir)).rejects.toThrow();
+    }
+  });
+
+  test('etc/apk/repositories lists what the node reaches: a build host directory is refused, nodeRepositories leaves them out', async () => {
+    const outDir = join(scratch, 'host-path');
+    await expect(assembleRootTree({ ...rootOptions(outDir), repositories: ['https://example.invalid/repo', '/home/builder/repo'] })).rejects.toThrow(
+      new ImageConfigError(
+        'etc/apk/repositories line "/home/builder/repo" is not an http(s) URL: the image lists only repositories the node can reach, never a directory of the build host',
+      ),
+    );
+    await expect(lstat(outDir)).rejects.toThrow();
+    expect(nodeRepositories(['https://dl-cdn.alpinelinux.org/alpine/v3.18/main', '/home/builder/repo'], 'https://site.example/')).toEqual([
+      'https://dl-cdn.alpinelinux.org/alpine/v3.18/main',
+      'https://site.example/apk/psyopsOS',
+    ]);
+    expect(nodeRepositories(['/home/builder/host-repo'])).toEqual([]);
   });
 });
 
