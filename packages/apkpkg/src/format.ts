@@ -6,5 +6,15 @@
 export { tarHeader, padding as tarPadding } from './tar.js';
 export type { TarHeader, TarType } from './tar.js';
 export { splitGzipMembers } from './gzip.js';
-export { formatInstalledDb, formatScriptsTar, formatTriggers, formatWorld, installedPackageOf, ownerOf, parseIdFile, parseInstalledDb, sha1Checksum } from './installed.js';
+export {
+  formatInstalledDb,
+  formatScriptsTar,
+  formatTriggers,
+  formatWorld,
+  installedPackageOf,
+  ownerOf,
+  parseIdFile,
+  parseInstalledDb,
+  sha1Checksum,
+} from './installed.js';
 export type { InstalledPackage, OwnerIds } from './installed.js';

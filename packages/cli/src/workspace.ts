@@ -39,7 +39,8 @@ export interface WorkspaceConfig {
   version: 1;
   site: { url: string; outDir: string };
   signing: { publicKey: string; secretKey: string };
-  repositories: { url: string; keys: string }[];
+  alpine: { mirror: string };
+  repositories: WorkspaceRepository[];
   psynet: {
     network: string;
     pools: { lighthouse: string; client: string; node: string };
@@ -58,6 +59,36 @@ export interface WorkspaceConfig {
     hostname: string;
     outDir: string;
   };
+}
+
+/**
+ * One entry of `repositories`, as loaded: an Alpine repository (`alpine`, a path below
+ * `alpine.mirror`, its `url` derived from them) or any repository by `url`; `keys` filled in.
+ */
+export interface WorkspaceRepository {
+  /** The http(s) URL or directory; for an Alpine repository `<alpine.mirror>/<alpine>`. */
+  url: string;
+  /** For an Alpine repository: its path below the mirror (e.g. `v3.22/main`). */
+  alpine?: string;
+  /** `ALPINE_KEYS` or a directory of trusted `*.rsa.pub` keys (relative to the workspace). */
+  keys: string;
+}
+
+/** The `keys` value that names Alpine's release keys shipped with psyops (@psyops/imagebuild's alpine-keys/). */
+export const ALPINE_KEYS = '@alpine';
+
+/** `<mirror>/<path>`, without doubled or trailing slashes. */
+export function alpineRepositoryUrl(mirror: string, path: string): string {
+  return `${mirror.replace(/\/+$/, '')}/${path.replace(/^\/+|\/+$/g, '')}`;
+}
+
+/** Fills in what a repository entry leaves out: the URL of an Alpine repository, and its keys. */
+function completeRepositories(config: WorkspaceConfig): void {
+  config.repositories = config.repositories.map((repository) => {
+    const raw = repository as Partial<WorkspaceRepository>;
+    if (raw.alpine !== undefined) return { url: alpineRepositoryUrl(config.alpine.mirror, raw.alpine), alpine: raw.alpine, keys: raw.keys ?? ALPINE_KEYS };
+    return { url: raw.url!, keys: raw.keys ?? WORKSPACE_LAYOUT.apkKeys };
+  });
 }
 
 export interface Workspace {
@@ -83,7 +114,7 @@ export class WorkspaceExistsError extends PsyopsError {
 }
 
 type ConfigValidator = ((data: unknown) => data is WorkspaceConfig) & {
-  errors?: { instancePath: string; message?: string; params: Record<string, unknown> }[] | null;
+  errors?: { instancePath: string; keyword?: string; message?: string; params: Record<string, unknown> }[] | null;
 };
 let validateConfig: ConfigValidator | undefined;
 
@@ -107,17 +138,23 @@ export async function parseConfig(value: unknown, source: string): Promise<Works
   const config = structuredClone(value);
   const validate = await configValidator();
   if (!validate(config)) {
+    // A repository with neither or both of url and alpine: say so, not what one branch of the oneOf missed.
+    const either = validate.errors?.find((error) => error.keyword === 'oneOf' && /^\/repositories\/\d+$/.test(error.instancePath));
+    if (either) throw new ConfigError(`${source}: ${either.instancePath} must have exactly one of "url" and "alpine"`);
     const first = validate.errors?.[0];
     const where = first?.instancePath || '(top level)';
     const extra = first?.params && 'additionalProperty' in first.params ? ` "${String(first.params.additionalProperty)}"` : '';
     throw new ConfigError(`${source}: ${where} ${first?.message ?? 'is invalid'}${extra}`);
   }
+  completeRepositories(config);
   return config;
 }
 
-/** A new config with every default, as `psyops init` writes it. */
+/** A new config with every default, as `psyops init` writes it (an Alpine repository without its derived URL). */
 export async function defaultConfig(): Promise<WorkspaceConfig & { $schema: string }> {
-  return { $schema: `./${SCHEMA_FILE}`, ...(await parseConfig({}, 'defaults')) };
+  const config = await parseConfig({}, 'defaults');
+  const repositories = config.repositories.map(({ url, ...repository }) => (repository.alpine !== undefined ? repository : { url, ...repository }));
+  return { $schema: `./${SCHEMA_FILE}`, ...config, repositories: repositories as WorkspaceRepository[] };
 }
 
 /**

@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildFixtureRepository, copyRepository, FIXTURE_WORLD, serveDirectory, type FixtureRepository } from '../../imagebuild/test/fixtures/repository.ts';
+import { ALPINE_KEY_NAME, buildKeyedRepository, testKey, writeKeysDir } from '../../imagebuild/test/fixtures/keyed-repository.ts';
 import { CLI, errorLine, psyops, tempDir, type CliResult } from './helpers.ts';
 
 // build-iso over the small signed fixture repository (a fake kernel: this proves the build and
@@ -18,6 +19,11 @@ beforeAll(async () => {
 afterAll(() => fixture?.cleanup());
 
 const EPOCH = '1700000000';
+/**
+ * The fixture's world without suidtool: the fixture's suidtool carries hello's etc/motd without
+ * replacing hello, a root the rootfs stage refuses (APK_FILE_CONFLICT, as apk does).
+ */
+const WORLD = FIXTURE_WORLD.filter((name) => name !== 'suidtool');
 const sha256 = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
 
 /** A workspace over the fixture repository; `image` and `repositories` override the defaults given here. */
@@ -28,7 +34,7 @@ async function workspace(overrides: { image?: Record<string, unknown>; repositor
   const configPath = join(dir, 'psyops.config.json');
   const config = JSON.parse(readFileSync(configPath, 'utf8'));
   config.repositories = overrides.repositories ?? [{ url: fixture.dir, keys: fixture.keysDir }];
-  config.image = { ...config.image, world: FIXTURE_WORLD, kernel: 'test', initramfsPackages: ['busybox'], release: 't1', ...overrides.image };
+  config.image = { ...config.image, world: WORLD, kernel: 'test', initramfsPackages: ['busybox'], release: 't1', ...overrides.image };
   writeFileSync(configPath, JSON.stringify(config, null, 2));
   return dir;
 }
@@ -123,7 +129,7 @@ describe('psyops build-iso', () => {
       sha256: sha256(iso),
       alpine: 'none',
     });
-    expect(manifest.packages.map((p: { name: string }) => p.name)).toEqual(['baselayout', 'busybox', 'hello', 'suidtool']);
+    expect(manifest.packages.map((p: { name: string }) => p.name)).toEqual(['baselayout', 'busybox', 'hello']);
     expect(manifest.bootPackages.map((p: { name: string; version: string }) => `${p.name}-${p.version}`)).toEqual([
       'busybox-1.36.1-r0',
       expect.stringMatching(/^linux-test-/),
@@ -312,5 +318,210 @@ describe('psyops build-iso', () => {
     const run = await build(dir, ['--release', 'abcdefghijkl']);
     expect(failure(run)).toMatchObject({ code: 'BAD_IMAGE_CONFIG', message: expect.stringContaining('ISO 9660 allows 32') });
     expect(outputs(dir)).toEqual([]);
+  });
+});
+
+describe('psyops build-iso: Alpine repositories, per-repository keys, --mirror, --dry-run, --offline', () => {
+  /** `<root>/v3.22/main/x86_64/…`: a repository laid out as on an Alpine mirror. */
+  async function mirrorOf(repository: string): Promise<string> {
+    const root = tempDir('mirror');
+    await copyRepository(repository, join(root, 'v3.22', 'main'));
+    await copyRepository(repository, join(root, 'alpine', 'v3.22', 'main'));
+    return root;
+  }
+
+  /** A workspace whose config gets `change` applied (after the fixture defaults of workspace()). */
+  async function configured(change: (config: Record<string, any>) => void): Promise<string> {
+    const dir = await workspace();
+    const configPath = join(dir, 'psyops.config.json');
+    const config = JSON.parse(readFileSync(configPath, 'utf8'));
+    change(config);
+    writeFileSync(configPath, JSON.stringify(config, null, 2));
+    return dir;
+  }
+
+  it("a new workspace trusts Alpine's shipped keys for Alpine repositories only, and its own repository with keys/apk only", async () => {
+    // The fixture repository beside each (trusted with its own keys) provides the kernel and busybox.
+    const fixtureRepository = { url: fixture.dir, keys: fixture.keysDir };
+    const workspaceKey = await testKey('workspace');
+    const alpineLike = await testKey('impostor', ALPINE_KEY_NAME);
+    const signedByWorkspace = await buildKeyedRepository(tempDir('own-signed'), workspaceKey, 'own-thing');
+    const signedAlpineLike = await buildKeyedRepository(tempDir('alpine-signed'), alpineLike, 'alpine-thing');
+    const mirror = await mirrorOf(signedByWorkspace);
+    const server = await serveDirectory(mirror);
+    try {
+      // An Alpine repository (keys: @alpine by default) whose index the workspace's key signed: refused.
+      const alpineDir = await configured((config) => {
+        config.alpine = { mirror: server.url };
+        config.repositories = [{ alpine: 'v3.22/main' }, fixtureRepository];
+        config.image.world = ['own-thing'];
+      });
+      await writeKeysDir(join(alpineDir, 'keys', 'apk'), [workspaceKey]);
+      const refused = await build(alpineDir, ['--dry-run']);
+      expect(failure(refused)).toEqual({
+        code: 'APK_UNTRUSTED',
+        message: expect.stringMatching(
+          new RegExp(
+            `^repository ${server.url}/v3\\.22/main \\(trusting only the keys in .*/imagebuild/alpine-keys/x86_64\\): .*signed by ${workspaceKey.keyName}`,
+          ),
+        ),
+      });
+      // A workspace made before psyops shipped Alpine's keys (an Alpine URL with keys/apk) is told how to trust them.
+      const older = await configured((config) => {
+        config.repositories = [{ url: `${server.url}/alpine/v3.22/main`, keys: 'keys/apk' }, fixtureRepository];
+        config.image.world = ['own-thing'];
+      });
+      expect(failure(await build(older, ['--dry-run']))).toEqual({
+        code: 'APK_UNTRUSTED',
+        message: expect.stringMatching(
+          /; for an Alpine repository write \{"alpine": "v3\.22\/main"\} \(or "keys": "@alpine"\) to trust Alpine's release keys shipped with psyops$/,
+        ),
+      });
+      // The same index as the workspace's own repository (keys/apk): accepted.
+      const own = await configured((config) => {
+        config.repositories = [{ url: join(mirror, 'v3.22', 'main') }, fixtureRepository];
+        config.image.world = ['own-thing'];
+      });
+      await writeKeysDir(join(own, 'keys', 'apk'), [workspaceKey]);
+      const accepted = await build(own, ['--dry-run', '--json']);
+      expect(accepted.exitCode, accepted.stderr).toBe(0);
+      expect(JSON.parse(accepted.stdout).packages.map((p: { name: string; repository: string }) => [p.name, p.repository])).toEqual([
+        ['own-thing', join(mirror, 'v3.22', 'main')],
+      ]);
+      // The workspace's own repository signed by a key named like Alpine's: refused with keys/apk…
+      const vice = await configured((config) => {
+        config.repositories = [{ url: signedAlpineLike }, fixtureRepository];
+        config.image.world = ['alpine-thing'];
+      });
+      await writeKeysDir(join(vice, 'keys', 'apk'), [workspaceKey]);
+      expect(failure(await build(vice, ['--dry-run']))).toMatchObject({ code: 'APK_UNTRUSTED', message: expect.stringContaining(signedAlpineLike) });
+      // …and as an Alpine repository the real Alpine key of that name does not verify it.
+      const impostor = await configured((config) => {
+        config.repositories = [{ url: signedAlpineLike, keys: '@alpine' }, fixtureRepository];
+        config.image.world = ['alpine-thing'];
+      });
+      expect(failure(await build(impostor, ['--dry-run']))).toMatchObject({ code: 'APK_BAD_SIGNATURE', message: expect.stringContaining(signedAlpineLike) });
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('--dry-run prints the resolved set (name, version, repository, why) without fetching a package or reading the key; --json; --offline from the cached indexes', async () => {
+    const mirror = await mirrorOf(fixture.dir);
+    const server = await serveDirectory(mirror);
+    const closed = await serveDirectory(mirror);
+    await closed.close();
+    const repository = `${server.url}/v3.22/main`;
+    // alpine.mirror points nowhere: --mirror makes the build use the served one.
+    const dir = await configured((config) => {
+      config.alpine = { mirror: `${closed.url}/alpine` };
+      config.repositories = [{ alpine: 'v3.22/main', keys: fixture.keysDir }];
+    });
+    rmSync(join(dir, 'keys', 'minisign.key')); // a dry run signs nothing
+    try {
+      const human = await build(dir, ['--dry-run', '--mirror', server.url]);
+      expect(human.exitCode, human.stderr).toBe(0);
+      const lines = human.stdout.split('\n');
+      expect(lines[0]).toBe('dry run (x86_64): nothing fetched but the indexes, nothing built');
+      expect(human.stdout).toContain(`  ${repository}  (5 packages; index fetched, verified with ${fixture.keysDir})\n`);
+      const row = (name: string) =>
+        lines
+          .find((line) => line.startsWith(`  ${name} `))
+          ?.trim()
+          .split(/\s{2,}/);
+      expect(row('hello')).toEqual(['hello', '1.0-r0', repository, 'world']);
+      expect(row('busybox')).toEqual(['busybox', '1.36.1-r0', repository, 'dependency of hello']);
+      expect(human.stdout).toMatch(/^boot \(2 packages: kernel and initramfs, not in the root\):\n {2}NAME/m);
+      expect(human.stdout).toMatch(/^a build would download 4 of 4 packages \(\d+\.\d MiB\); the rest are in the cache$/m);
+      expect(server.requests.filter((path) => path.endsWith('.apk'))).toEqual([]);
+      expect(server.requests).toContain('/v3.22/main/x86_64/APKINDEX.tar.gz');
+      expect(existsSync(join(dir, 'cache', 'packages'))).toBe(false);
+      expect(outputs(dir)).toEqual([]);
+
+      const json = await build(dir, ['--dry-run', '--json', '--mirror', `${server.url}/`]);
+      expect(json.exitCode, json.stderr).toBe(0);
+      expect(json.stdout.trimEnd().split('\n')).toHaveLength(1);
+      const plan = JSON.parse(json.stdout);
+      expect(plan).toMatchObject({
+        dryRun: true,
+        arch: 'x86_64',
+        repositories: [{ url: repository, keysDir: fixture.keysDir, indexFrom: 'repository', packages: 5 }],
+      });
+      expect(plan.packages.map((p: Record<string, unknown>) => [p.name, p.version, p.repository, p.why, p.cached])).toEqual([
+        ['baselayout', '3.4.3-r1', repository, 'world', false],
+        ['busybox', '1.36.1-r0', repository, 'dependency of hello', false],
+        ['hello', '1.0-r0', repository, 'world', false],
+      ]);
+      expect(plan.bootPackages.map((p: { name: string; why: string }) => `${p.name}: ${p.why}`).sort()).toEqual([
+        'busybox: image.initramfsPackages',
+        'linux-test: image.kernel',
+      ]);
+      expect(json.stderr).toContain('dry run (x86_64): ');
+      // Without --mirror the configured (closed) mirror is used, and named.
+      expect(failure(await build(dir, ['--dry-run']))).toMatchObject({
+        code: 'APK_FETCH_FAILED',
+        message: expect.stringContaining(`${closed.url}/alpine/v3.22/main`),
+      });
+    } finally {
+      await server.close();
+    }
+    // Offline: the indexes come from the cache (the mirror is gone).
+    const offline = await build(dir, ['--dry-run', '--json', '--offline', '--mirror', server.url]);
+    expect(offline.exitCode, offline.stderr).toBe(0);
+    const cached = JSON.parse(offline.stdout);
+    expect(cached.repositories[0].indexFrom).toBe('cache');
+    expect(cached.packages.map((p: { name: string }) => p.name)).toEqual(['baselayout', 'busybox', 'hello']);
+    // --mirror is a usage error where it cannot apply, or is not a URL.
+    const noAlpine = await workspace();
+    expect(await build(noAlpine, ['--dry-run', '--mirror', server.url])).toMatchObject({ exitCode: 2 });
+    expect(failure(await build(dir, ['--dry-run', '--mirror', 'mirror.example.org']))).toEqual({
+      code: 'USAGE',
+      message: '--mirror must be an http(s) URL, got "mirror.example.org"',
+    });
+  });
+
+  it('--offline builds from the cache after one online build; a package failing its checksum is refused naming the repository, nothing half-written', async () => {
+    const served = tempDir('served-repo');
+    await copyRepository(fixture.dir, served);
+    const server = await serveDirectory(served);
+    const dir = await workspace({ repositories: [{ url: server.url, keys: fixture.keysDir }] });
+    try {
+      const online = await build(dir);
+      expect(online.exitCode, online.stderr).toBe(0);
+    } finally {
+      await server.close();
+    }
+    const offline = await build(dir, ['--offline', '--out', join(dir, 'offline')]);
+    expect(offline.exitCode, offline.stderr).toBe(0);
+    expect(offline.stderr).toContain('build-iso: indexes (cached)');
+    expect(sha256(join(dir, 'offline', 'psyopsOS-t1-x86_64.iso'))).toBe(sha256(join(dir, 'out', 'psyopsOS-t1-x86_64.iso')));
+
+    // A mirror serving a changed package under the indexed name.
+    const bad = tempDir('bad-repo');
+    await copyRepository(fixture.dir, bad);
+    const hello = join(bad, 'x86_64', 'hello-1.0-r0.apk');
+    const bytes = readFileSync(hello);
+    bytes[bytes.length - 30]! ^= 0xff;
+    writeFileSync(hello, bytes);
+    const badServer = await serveDirectory(bad);
+    try {
+      const fresh = await workspace({ repositories: [{ url: badServer.url, keys: fixture.keysDir }] });
+      const run = await build(fresh);
+      expect(failure(run)).toMatchObject({
+        code: 'APK_CHECKSUM_MISMATCH',
+        message: expect.stringMatching(new RegExp(`^repository ${badServer.url}: .*hello-1\\.0-r0\\.apk`)),
+      });
+      expect(outputs(fresh)).toEqual([]);
+      const cachedPackages = readdirSync(join(fresh, 'cache', 'packages'));
+      expect(cachedPackages.filter((name) => !/^[0-9a-f]{40}\.apk$/.test(name))).toEqual([]);
+      // Only good files are cached, and hello is not among them.
+      const goodOthers = readdirSync(join(fixture.dir, 'x86_64'))
+        .filter((name) => name.endsWith('.apk') && !name.startsWith('hello-'))
+        .map((name) => sha256(join(fixture.dir, 'x86_64', name)));
+      for (const name of cachedPackages) expect(goodOthers).toContain(sha256(join(fresh, 'cache', 'packages', name)));
+      expect(readdirSync(join(fresh, 'cache', 'indexes')).filter((name) => !name.endsWith('.APKINDEX.tar.gz'))).toEqual([]);
+    } finally {
+      await badServer.close();
+    }
   });
 });

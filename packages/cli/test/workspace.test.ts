@@ -269,6 +269,47 @@ describe('finding the workspace', () => {
     expect(config.signing.secretKey).toBe('keys/minisign.key');
   });
 
+  it("trusts Alpine's shipped keys for the Alpine repositories of a new workspace, below one mirror; other repositories default to keys/apk", async () => {
+    const ws = join(root, 'alpine');
+    const init = await psyops(['init', ws, ...NO_PASSWORD]);
+    expect(init.exitCode, init.stderr).toBe(0);
+    expect(init.stdout).toContain(
+      "\n  repositories  Alpine v3.22/main, v3.22/community from https://dl-cdn.alpinelinux.org/alpine, trusted with Alpine's release keys shipped with psyops\n",
+    );
+    const written = JSON.parse(readFileSync(join(ws, 'psyops.config.json'), 'utf8'));
+    expect(written.alpine).toEqual({ mirror: 'https://dl-cdn.alpinelinux.org/alpine' });
+    expect(written.repositories).toEqual([
+      { alpine: 'v3.22/main', keys: '@alpine' },
+      { alpine: 'v3.22/community', keys: '@alpine' },
+    ]);
+    written.alpine.mirror = 'https://mirror.example.org/alpine/';
+    written.repositories.push({ url: 'apk' }, { url: 'https://example.org/extra', keys: 'keys/extra' });
+    writeFileSync(join(ws, 'psyops.config.json'), JSON.stringify(written));
+    const shown = await psyops(['workspace', '--json'], { cwd: ws });
+    expect(shown.exitCode, shown.stderr).toBe(0);
+    expect(JSON.parse(shown.stdout).config.repositories).toEqual([
+      { url: 'https://mirror.example.org/alpine/v3.22/main', alpine: 'v3.22/main', keys: '@alpine' },
+      { url: 'https://mirror.example.org/alpine/v3.22/community', alpine: 'v3.22/community', keys: '@alpine' },
+      { url: 'apk', keys: 'keys/apk' },
+      { url: 'https://example.org/extra', keys: 'keys/extra' },
+    ]);
+    const text = await psyops(['workspace'], { cwd: ws });
+    expect(text.stdout).toContain('repositories: https://mirror.example.org/alpine/v3.22/main, https://mirror.example.org/alpine/v3.22/community, apk, ');
+
+    const cases: [unknown, RegExp][] = [
+      [{ repositories: [{ url: 'https://x.example', alpine: 'v3.22/main' }] }, /\/repositories\/0 must have exactly one of "url" and "alpine"$/],
+      [{ repositories: [{ keys: '@alpine' }] }, /\/repositories\/0 must have exactly one of "url" and "alpine"$/],
+      [{ repositories: [{ alpine: '/v3.22/main' }] }, /\/repositories\/0\/alpine must match pattern/],
+      [{ alpine: { mirror: 'mirror.example.org' } }, /\/alpine\/mirror must match pattern/],
+    ];
+    for (const [content, message] of cases) {
+      writeFileSync(join(ws, 'psyops.config.json'), JSON.stringify(content));
+      const error = errorLine(await psyops(['workspace'], { cwd: ws }));
+      expect(error.code).toBe('BAD_CONFIG');
+      expect(error.message).toMatch(message);
+    }
+  });
+
   it('refuses a broken config with the file and the field', async () => {
     const bad = join(root, 'bad');
     mkdirSync(bad);

@@ -129,7 +129,8 @@ export interface BuildIsoResult {
   stages: { stage: StageName; cached: boolean; ms: number }[];
 }
 
-const ARCH_OF_FLAVOR = { pc: 'x86_64', rpi: 'aarch64' } as const;
+/** The architecture of each image flavor. */
+export const ARCH_OF_FLAVOR = { pc: 'x86_64', rpi: 'aarch64' } as const;
 
 /** Runs one step of the build: its progress events around it, its time recorded. */
 type Step = <T>(stage: StageName, work: () => Promise<StageResult<T>>, detail?: (value: T) => string) => Promise<T>;
@@ -265,7 +266,7 @@ async function buildLocked(options: BuildIsoOptions, arch: string, report: (even
   return { ...(await publishImage({ iso, outDir: image.outDir, secretKey: options.secretKey, step, signal }, facts)), stages };
 }
 
-function validatedArch(image: ImageSettings): string {
+export function validatedArch(image: Pick<ImageSettings, 'flavor' | 'world'>): string {
   if (image.flavor !== 'pc') {
     throw new ImageConfigError(
       `image flavor "${image.flavor}" (${ARCH_OF_FLAVOR[image.flavor] ?? 'unknown'}) is not supported yet: only "pc" (x86_64) images can be built`,
@@ -281,14 +282,17 @@ async function requireHostTools(): Promise<void> {
   for (const file of ['isolinuxBin', 'isohdpfxBin', 'syslinuxModules', 'grubEfiModules'] as const) await requireHostFile(file);
 }
 
-interface PackageSets<T> {
+export interface PackageSets<T> {
   /** The root's packages (the world), in install order. */
   root: T[];
   /** The kernel package and the initramfs packages, in install order. */
   boot: T[];
 }
 
-function resolveSets(image: ImageSettings, repositories: readonly LoadedRepository[]): PackageSets<ResolvedPackage> {
+export function resolveSets(
+  image: Pick<ImageSettings, 'world' | 'kernel' | 'initramfsPackages'>,
+  repositories: readonly LoadedRepository[],
+): PackageSets<ResolvedPackage> {
   const indexes = repositories.map((repository) => ({ entries: repository.entries, source: repository.url }));
   return { root: resolveWorld(image.world, indexes), boot: resolveWorld([`linux-${image.kernel}`, ...image.initramfsPackages], indexes) };
 }

@@ -5,6 +5,10 @@
 export { buildIso } from './build.js';
 export type { BuildIsoOptions, BuildIsoResult, BuildProgress, ImageManifest, ImageSettings, PackageRecord, StageName } from './build.js';
 export type { RepositorySource } from './repositories.js';
+export { alpineKeysDir, ALPINE_KEY_ARCHES } from './repositories.js';
+export { ARCH_OF_FLAVOR } from './build.js';
+export { planIso } from './plan.js';
+export type { IsoPlan, PlanIsoOptions, PlannedPackage } from './plan.js';
 export { prepareDefaultImage } from './default-image.js';
 export type { DefaultImageOptions } from './default-image.js';
 export { bootInQemu, linkEndpoint, linkMac, NotAnIsoError, QemuAbortedError, QemuOptionError } from './qemu.js';

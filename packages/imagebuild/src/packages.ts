@@ -2,7 +2,7 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ApkFetchError, checkAgainstIndex, readSource, type IndexEntry, type ResolvedPackage } from '@psyops/apkpkg';
-import { writeFilesAtomically } from '@psyops/core';
+import { PsyopsError, writeFilesAtomically } from '@psyops/core';
 import { abortable, repositoryLocation, type LoadedRepository } from './repositories.js';
 
 export interface FetchPackagesOptions {
@@ -24,13 +24,13 @@ export interface FetchedPackage {
 }
 
 /** `<cacheDir>/packages/<hex of the C: SHA-1>.apk`: the same package from any repository is one file. */
-function cachedPackagePath(cacheDir: string, entry: IndexEntry): string {
+export function cachedPackagePath(cacheDir: string, entry: IndexEntry): string {
   if (!/^Q1[A-Za-z0-9+/]{27}=$/.test(entry.identity))
     throw new ApkFetchError(`${entry.name}-${entry.version}: index checksum ${entry.identity} is not a Q1 SHA-1`);
   return join(cacheDir, 'packages', `${Buffer.from(entry.identity.slice(2), 'base64').toString('hex')}.apk`);
 }
 
-async function isCached(path: string, entry: IndexEntry): Promise<boolean> {
+export async function isCached(path: string, entry: IndexEntry): Promise<boolean> {
   const info = await stat(path).catch(() => undefined);
   // Files only enter the cache verified; a size mismatch means the cache was tampered with.
   return info?.isFile() === true && (!entry.size || info.size === entry.size);
@@ -57,7 +57,13 @@ async function fetchOne(resolved: ResolvedPackage, repositories: readonly Loaded
   }
   // Like apk for repository packages: the identity (C:, from the signed index) is what is trusted,
   // so no package signature is needed; readPackage still checks datahash and every file checksum.
-  checkAgainstIndex(bytes, entry, { name: location });
+  try {
+    checkAgainstIndex(bytes, entry, { name: location });
+  } catch (error) {
+    if (!(error instanceof PsyopsError)) throw error;
+    const Type = error.constructor as new (message: string, options?: ErrorOptions) => PsyopsError;
+    throw new Type(`repository ${repository.url}: ${error.message}`, { cause: error });
+  }
   await writeFilesAtomically([{ path, data: bytes }]);
   return { entry, path };
 }

@@ -1,15 +1,52 @@
 /** APK repositories for an image build: each APKINDEX fetched (or read from the cache when offline) and verified. */
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { join, resolve as resolvePath } from 'node:path';
-import { ApkFetchError, INDEX_FILE, isUrl, loadKeysDir, readIndex, readSource, type IndexEntry } from '@psyops/apkpkg';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve as resolvePath } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ApkFetchError, ApkSignatureError, ApkUntrustedError, INDEX_FILE, isUrl, loadKeysDir, readIndex, readSource, type IndexEntry } from '@psyops/apkpkg';
 import { PsyopsError, writeFilesAtomically } from '@psyops/core';
+import { ImageConfigError } from './errors.js';
 
 export interface RepositorySource {
   /** http(s) base URL or local directory holding `<arch>/APKINDEX.tar.gz`. */
   url: string;
-  /** Directory of trusted public keys (`*.rsa.pub`) for this repository. */
+  /**
+   * Directory of trusted public keys (`*.rsa.pub`) for this repository, and only for it: an
+   * index signed by a key of another repository is refused. `alpineKeysDir(arch)` for Alpine's.
+   */
   keysDir: string;
+}
+
+/**
+ * This package's root. Resolved through the package name, not import.meta.url: the psyops CLI
+ * bundles this code into its own file.
+ */
+function packageRoot(): string {
+  try {
+    return dirname(createRequire(import.meta.url).resolve('@psyops/imagebuild/package.json'));
+  } catch {
+    return fileURLToPath(new URL('..', import.meta.url));
+  }
+}
+
+/** Architectures psyops ships Alpine's release keys for. */
+export const ALPINE_KEY_ARCHES = ['x86_64', 'aarch64'] as const;
+
+/**
+ * Alpine's release public keys for `arch` as shipped with psyops (`alpine-keys/<arch>/`, as
+ * Alpine's `alpine-keys` package installs them): the trust anchors of Alpine's repositories.
+ */
+export function alpineKeysDir(arch: string): string {
+  if (!(ALPINE_KEY_ARCHES as readonly string[]).includes(arch)) {
+    throw new ImageConfigError(
+      `psyops ships no Alpine release keys for ${arch} (only ${ALPINE_KEY_ARCHES.join(', ')}): give the repository its own keys directory`,
+    );
+  }
+  const dir = join(packageRoot(), 'alpine-keys', arch);
+  if (!existsSync(dir)) throw new ImageConfigError(`Alpine's release keys are missing from this installation of @psyops/imagebuild (${dir}): reinstall it`);
+  return dir;
 }
 
 export interface LoadRepositoriesOptions {
@@ -31,6 +68,8 @@ export interface LoadedRepository {
   description?: string;
   /** SHA-256 (hex) of the verified APKINDEX.tar.gz. */
   indexSha256: string;
+  /** Where the index came from: downloaded (or read from the local directory) now, or the cache (offline). */
+  indexFrom: 'repository' | 'cache';
 }
 
 /** Without a trailing slash; local directories made absolute (the cache key must not depend on the cwd). */
@@ -66,11 +105,14 @@ export async function abortable<T>(work: Promise<T>, signal: AbortSignal | undef
   }
 }
 
-/** The same error class with the repository named first. */
-function inRepository(error: unknown, url: string): Error {
-  if (!(error instanceof PsyopsError) || error.message.includes(url)) return error as Error;
+/** The same error class with the repository named first (and, for a signature it does not accept, the keys it trusts). */
+function inRepository(error: unknown, url: string, keysDir: string): Error {
+  if (!(error instanceof PsyopsError)) return error as Error;
+  const trust = error instanceof ApkUntrustedError || error instanceof ApkSignatureError ? ` (trusting only the keys in ${keysDir})` : '';
+  if (error.message.includes(url) && trust === '') return error;
   const Type = error.constructor as new (message: string, options?: ErrorOptions) => PsyopsError;
-  return new Type(`repository ${url}: ${error.message}`, { cause: error });
+  const message = error.message.startsWith(`repository ${url}: `) ? error.message.slice(`repository ${url}: `.length) : error.message;
+  return new Type(`repository ${url}${trust}: ${message}`, { cause: error });
 }
 
 async function loadRepository(source: RepositorySource, options: LoadRepositoriesOptions): Promise<LoadedRepository> {
@@ -96,11 +138,12 @@ async function loadRepository(source: RepositorySource, options: LoadRepositorie
       arch,
       entries: index.entries,
       indexSha256: createHash('sha256').update(bytes).digest('hex'),
+      indexFrom: options.offline ? 'cache' : 'repository',
     };
     if (index.description !== undefined) loaded.description = index.description;
     return loaded;
   } catch (error) {
-    throw inRepository(error, url);
+    throw inRepository(error, url, source.keysDir);
   }
 }
 

@@ -6,12 +6,13 @@ import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { PsyopsError } from '@psyops/core';
 import { formatKeyId, readSecretKeyFile } from '@psyops/signing';
-import type { BuildIsoOptions, BuildIsoResult, BuildProgress } from '@psyops/imagebuild';
+import type { BuildIsoOptions, BuildIsoResult, BuildProgress, IsoPlan, PlannedPackage } from '@psyops/imagebuild';
 import { version } from '../../package.json';
 import { currentWorkspace, sourceDateEpoch } from '../context.js';
 import { obtainPassword, type PasswordSources } from '../password.js';
 import { type LiveStatus, liveStatus, seconds } from '../progress.js';
-import { NoWorkspaceError, WORKSPACE_ENV } from '../workspace.js';
+import { UsageError } from '../errors.js';
+import { ALPINE_KEYS, alpineRepositoryUrl, NoWorkspaceError, WORKSPACE_ENV, type Workspace } from '../workspace.js';
 import { addPasswordOptions } from './options.js';
 
 interface BuildIsoCommandOptions extends PasswordSources {
@@ -21,6 +22,8 @@ interface BuildIsoCommandOptions extends PasswordSources {
   rebuild?: boolean;
   cacheDir?: string;
   json?: boolean;
+  mirror?: string;
+  dryRun?: boolean;
 }
 
 /** Ctrl-C (SIGINT) or SIGTERM during the build. */
@@ -101,34 +104,42 @@ export function buildIsoCommand(): Command {
     .option('--offline', 'use only cached indexes and packages; fail if one is missing')
     .option('--rebuild', 'rebuild every stage instead of reusing cached ones')
     .option('--cache-dir <DIR>', 'package and stage cache (default: <workspace>/cache)')
-    .option('--json', 'print one JSON object about the image to stdout (the summary goes to stderr)');
+    .option('--mirror <URL>', 'Alpine mirror for the alpine repositories of this build (default: alpine.mirror)')
+    .option(
+      '--dry-run',
+      'print the resolved package set (name, version, repository, why) and stop: the indexes are fetched and verified (with --offline read from the cache), no package is fetched, no key is read, nothing is built',
+    )
+    .option('--json', 'print one JSON object about the image (with --dry-run: the package set) to stdout (the summary goes to stderr)');
   addPasswordOptions(command);
   return command.action(async (options: BuildIsoCommandOptions, cmd: Command) => {
     const epoch = sourceDateEpoch();
-    const { buildIso, prepareDefaultImage } = await import('@psyops/imagebuild');
+    if (options.mirror !== undefined && !/^https?:\/\/\S+$/.test(options.mirror))
+      throw new UsageError(`--mirror must be an http(s) URL, got "${options.mirror}"`);
+    const imagebuild = await import('@psyops/imagebuild');
+    const { buildIso, prepareDefaultImage, planIso } = imagebuild;
     const status = liveStatus('build-iso');
-    let build: BuildIsoOptions;
+    let build: Omit<BuildIsoOptions, 'secretKey'> & { secretKey?: BuildIsoOptions['secretKey'] };
     let keyFiles: { secretKey: string; publicKey: string };
     try {
       const workspace = await currentWorkspace(cmd);
-      const { image, repositories, signing, site } = workspace.config;
+      const { image, signing, site } = workspace.config;
       const keyPath = workspace.path(signing.secretKey);
       keyFiles = { secretKey: keyPath, publicKey: workspace.path(signing.publicKey) };
       build = {
         image: { ...image, overlay: workspace.path(image.overlay), outDir: resolve(options.out ?? workspace.path(image.outDir)) },
-        repositories: repositories.map((repository) => ({
-          url: isUrl(repository.url) ? repository.url : workspace.path(repository.url),
-          keysDir: workspace.path(repository.keys),
-        })),
+        repositories: workspaceRepositories(workspace, options.mirror, imagebuild),
         cacheDir: resolve(options.cacheDir ?? workspace.place('cache')),
-        secretKey: await readSecretKeyFile(keyPath, () => obtainPassword(options, `secret key ${keyPath}`)),
         siteUrl: site.url,
         gitDir: workspace.dir,
       };
+      // A dry run signs nothing: it needs neither the key nor its password.
+      if (!options.dryRun) build.secretKey = await readSecretKeyFile(keyPath, () => obtainPassword(options, `secret key ${keyPath}`));
     } catch (error) {
       // Only when no workspace was named: --workspace or PSYOPS_WORKSPACE pointing nowhere is an error.
       const named = cmd.optsWithGlobals<{ workspace?: string }>().workspace ?? process.env[WORKSPACE_ENV];
       if (!(error instanceof NoWorkspaceError) || (named !== undefined && named !== '')) throw error;
+      if (options.mirror !== undefined)
+        throw new UsageError('--mirror applies to the Alpine repositories of a workspace; the embedded default image (no workspace here) uses none');
       const home = defaultImageHome();
       // Where prepareDefaultImage keeps the default image's own throwaway key.
       keyFiles = { secretKey: join(home, 'keys', 'minisign.key'), publicKey: join(home, 'keys', 'minisign.pub') };
@@ -145,9 +156,24 @@ export function buildIsoCommand(): Command {
         onProgress: (line) => status.line(`build-iso: ${line}`),
       });
     }
+    if (options.dryRun) {
+      const plan = await interruptible(status, build.image.outDir, (signal) =>
+        planIso({ image: build.image, repositories: build.repositories, cacheDir: build.cacheDir, offline: options.offline ?? false, signal }),
+      ).catch((error: unknown) => {
+        throw withAlpineKeysHint(error, build.repositories);
+      });
+      status.stop();
+      if (options.json) {
+        process.stderr.write(dryRunText(plan));
+        process.stdout.write(`${JSON.stringify(dryRunJson(plan))}\n`);
+      } else process.stdout.write(dryRunText(plan));
+      return;
+    }
+    const secretKey = build.secretKey!;
     const result = await interruptible(status, build.image.outDir, (signal) =>
       buildIso({
         ...build,
+        secretKey,
         image: { ...build.image, ...(options.release !== undefined ? { release: options.release } : {}) },
         ...(epoch !== undefined ? { sourceDateEpoch: epoch } : {}),
         offline: options.offline ?? false,
@@ -155,9 +181,11 @@ export function buildIsoCommand(): Command {
         onProgress: progressPrinter(status),
         signal,
       }),
-    );
+    ).catch((error: unknown) => {
+      throw withAlpineKeysHint(error, build.repositories);
+    });
     status.stop();
-    const keyId = formatKeyId(build.secretKey.keyId);
+    const keyId = formatKeyId(secretKey.keyId);
     const summary =
       `${result.iso}\n` +
       `  ${(result.manifest.size / 2 ** 20).toFixed(1)} MiB, sha256 ${result.manifest.sha256}\n` +
@@ -211,3 +239,87 @@ async function interruptible<T>(status: LiveStatus, outDir: string, work: (signa
 }
 
 const isUrl = (value: string) => /^https?:\/\//.test(value);
+
+/**
+ * The workspace's repositories for imagebuild: an Alpine repository below the mirror (`--mirror`,
+ * else alpine.mirror), a local directory resolved against the workspace, and each one's own keys
+ * (`@alpine`: Alpine's release keys shipped with psyops, for the image's architecture).
+ */
+function workspaceRepositories(
+  workspace: Workspace,
+  mirror: string | undefined,
+  imagebuild: Pick<typeof import('@psyops/imagebuild'), 'alpineKeysDir' | 'ARCH_OF_FLAVOR'>,
+): BuildIsoOptions['repositories'] {
+  const { repositories, image, alpine } = workspace.config;
+  if (mirror !== undefined && !repositories.some((repository) => repository.alpine !== undefined)) {
+    throw new UsageError('--mirror applies to the alpine repositories ({"alpine": "v3.22/main"}), and this workspace lists none');
+  }
+  return repositories.map((repository) => {
+    const url = repository.alpine !== undefined ? alpineRepositoryUrl(mirror ?? alpine.mirror, repository.alpine) : repository.url;
+    return {
+      url: isUrl(url) ? url : workspace.path(url),
+      keysDir: repository.keys === ALPINE_KEYS ? imagebuild.alpineKeysDir(imagebuild.ARCH_OF_FLAVOR[image.flavor]) : workspace.path(repository.keys),
+    };
+  });
+}
+
+/**
+ * An Alpine repository given by URL with the workspace's own keys (a workspace made before psyops
+ * shipped Alpine's keys) is untrusted: the error says how to trust it.
+ */
+function withAlpineKeysHint(error: unknown, repositories: BuildIsoOptions['repositories']): unknown {
+  if (!(error instanceof PsyopsError) || error.code !== 'APK_UNTRUSTED' || !/^repository \S*alpine/.test(error.message)) return error;
+  const Type = error.constructor as new (message: string, options?: ErrorOptions) => PsyopsError;
+  const shipped = repositories.some(
+    (repository) => error.message.startsWith(`repository ${repository.url} `) && /\/alpine-keys\/[^/]+$/.test(repository.keysDir),
+  );
+  if (shipped) return error;
+  return new Type(
+    `${error.message}; for an Alpine repository write {"alpine": "v3.22/main"} (or "keys": "${ALPINE_KEYS}") to trust Alpine's release keys shipped with psyops`,
+    {
+      cause: error,
+    },
+  );
+}
+
+/** Why a package is in the set, in words. */
+function why(item: PlannedPackage): string {
+  const asked = ['world', 'image.kernel', 'image.initramfsPackages', 'install_if'];
+  const reasons = item.requiredBy.filter((reason) => !asked.includes(reason));
+  return [...asked.filter((reason) => item.requiredBy.includes(reason)), ...(reasons.length > 0 ? [`dependency of ${reasons.join(', ')}`] : [])].join('; ');
+}
+
+/** The one JSON object `build-iso --dry-run --json` prints. */
+function dryRunJson(plan: IsoPlan) {
+  const packages = (set: PlannedPackage[]) => set.map((item) => ({ ...item, why: why(item) }));
+  return {
+    dryRun: true,
+    arch: plan.arch,
+    repositories: plan.repositories,
+    packages: packages(plan.packages),
+    bootPackages: packages(plan.bootPackages),
+  };
+}
+
+function dryRunText(plan: IsoPlan): string {
+  const table = (set: PlannedPackage[]) => {
+    const rows = [['NAME', 'VERSION', 'REPOSITORY', 'WHY'], ...set.map((item) => [item.name, item.version, item.repository, why(item)])];
+    const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
+    return rows.map((row) => `  ${row.map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column]!))).join('  ')}\n`).join('');
+  };
+  const unique = [...new Map([...plan.packages, ...plan.bootPackages].map((item) => [`${item.name}-${item.version}`, item])).values()];
+  const missing = unique.filter((item) => !item.cached);
+  const mib = (missing.reduce((sum, item) => sum + item.size, 0) / 2 ** 20).toFixed(1);
+  return (
+    `dry run (${plan.arch}): nothing fetched but the indexes, nothing built\n` +
+    `repositories, highest priority first:\n${plan.repositories
+      .map(
+        (r) =>
+          `  ${r.url}  (${r.packages} packages; index ${r.indexFrom === 'cache' ? 'from the cache' : isUrl(r.url) ? 'fetched' : 'read'}, verified with ${r.keysDir})\n`,
+      )
+      .join('')}` +
+    `root (${plan.packages.length} packages, install order):\n${table(plan.packages)}` +
+    `boot (${plan.bootPackages.length} packages: kernel and initramfs, not in the root):\n${table(plan.bootPackages)}` +
+    `a build would download ${missing.length} of ${unique.length} packages (${mib} MiB); the rest are in the cache\n`
+  );
+}

@@ -5,6 +5,7 @@ import { Command } from 'commander';
 import { writeFilesAtomically, readTextIfExists } from '@psyops/core';
 import { obtainPassword, type PasswordSources } from '../password.js';
 import {
+  ALPINE_KEYS,
   CONFIG_FILE,
   GITIGNORE_FILE,
   GITIGNORE_MARKER,
@@ -14,6 +15,7 @@ import {
   createWorkspaceFolders,
   defaultConfig,
   WORKSPACE_FOLDERS,
+  type WorkspaceConfig,
   workspaceGitignore,
 } from '../workspace.js';
 import { writeNewKeyPair } from './keygen.js';
@@ -47,6 +49,18 @@ function nextSteps(dir: string): string {
   return `next steps:\n${steps.map(([command, what]) => `  ${what ? `${command!.padEnd(width)}  # ${what}` : command}\n`).join('')}`;
 }
 
+/** The repositories a new workspace builds from, and what each is trusted with. */
+function repositoriesLine(config: WorkspaceConfig): string {
+  const alpine = config.repositories.filter((repository) => repository.alpine !== undefined && repository.keys === ALPINE_KEYS);
+  const others = config.repositories.filter((repository) => !alpine.includes(repository));
+  return [
+    ...(alpine.length > 0
+      ? [`Alpine ${alpine.map((r) => r.alpine).join(', ')} from ${config.alpine.mirror}, trusted with Alpine's release keys shipped with psyops`]
+      : []),
+    ...others.map((r) => `${r.url} (keys: ${r.keys})`),
+  ].join('; ');
+}
+
 export function initCommand(): Command {
   const command = new Command('init')
     .summary('create a workspace for your own infrastructure data')
@@ -56,7 +70,9 @@ export function initCommand(): Command {
         `folders later commands fill (${WORKSPACE_FOLDERS.join(', ')}), and a ${GITIGNORE_FILE} that keeps private keys ` +
         '(minisign secret key, psynet CA and host keys, APK *.rsa), plaintext secrets (secrets/, *.secret), secret volume ' +
         'images (*.img) and build output and caches out of git, so the workspace can be committed (back the keys up ' +
-        'elsewhere). An existing .gitignore in DIR is kept and the psyops rules are added to it. Refuses a directory that ' +
+        "elsewhere). The image is built from Alpine's main and community repositories (below alpine.mirror), trusted " +
+        "with Alpine's release keys that ship with psyops; a repository of your own is trusted with keys/apk only. " +
+        'An existing .gitignore in DIR is kept and the psyops rules are added to it. Refuses a directory that ' +
         'already is a workspace. At the end it prints the next steps.',
     )
     .argument('[DIR]', 'workspace directory', '.')
@@ -88,6 +104,7 @@ export function initCommand(): Command {
           `  ${config.signing.secretKey}  minisign secret key (${password === null ? 'not encrypted' : 'encrypted'}, 0600; keep it secret)\n` +
           `  ${config.signing.publicKey}  minisign public key, key id ${keyId}\n` +
           `  ${GITIGNORE_FILE}  keeps private keys, secrets, secret volumes and build output out of git\n` +
+          `  repositories  ${repositoriesLine(config)}\n` +
           nextSteps(dir),
       );
     } catch (error) {
