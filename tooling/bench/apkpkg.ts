@@ -96,7 +96,7 @@ export async function benchResolve(entries: number, rounds: number): Promise<voi
   const repos = alpineLike({ size: entries });
   const key = await generateApkKey({ name: 'bench@example.org', bits: 4096, now: 1700000000 });
   const signing = { keyName: key.keyName, privateKey: key.privateKeyPem };
-  const files = [repos.main, repos.community].map((list) => createIndex(list, { sourceDateEpoch: 1700000000, key: signing, description: 'bench' }));
+  const files = [repos.main, repos.community, repos.own].map((list) => createIndex(list, { sourceDateEpoch: 1700000000, key: signing, description: 'bench' }));
   const keys = keyRing({ [key.keyName]: key.publicKeyPem });
   const readAll = () => files.map((bytes, i) => ({ entries: readIndex(bytes, { keys, name: `repo${i}` }).entries }));
   let installed = 0;

@@ -4,14 +4,19 @@
  * provider situations Alpine has (several `/bin/sh` providers with `k:`, `cmd:sh` at different
  * versions, `so:` names from two packages, interface virtuals such as `ifupdown-any`, `openssh-client`
  * from two subpackages, `-openrc`/`-doc`/`-bash-completion` install_if subpackages and a two-level
- * install_if chain, a `!conflict`), plus seeded filler up to the wanted size, and a small `@edge`
- * repository with newer versions. Only types come from src, so the benchmark can use it with the
+ * install_if chain, a `!conflict`), plus seeded filler up to the wanted size, a small `@edge`
+ * repository with newer versions, and the workspace's own repository (`own`: psyopsOS's
+ * `psyopsOS-base` and `psyops-nodeboot`, as `psyops apk build` makes them). Only types come from src, so the benchmark can use it with the
  * built package.
  */
 import { createHash } from 'node:crypto';
 import type { IndexEntry } from '../src/read.ts';
 
-/** The original psyopsOS world: the image default for Alpine repositories (psyops.config.schema.json). */
+/**
+ * The image default for Alpine repositories (psyops.config.schema.json): the original psyopsOS
+ * world plus what psyopsOS itself needs on the node (`nodejs`, `nebula`, `psyops-nodeboot`,
+ * `psyopsOS-base`; `openssh` was there already).
+ */
 export const ORIGINAL_WORLD: readonly string[] = [
   'age',
   'alpine-base',
@@ -27,8 +32,12 @@ export const ORIGINAL_WORLD: readonly string[] = [
   'logger',
   'lsblk',
   'minisign',
+  'nebula',
+  'nodejs',
   'openssh',
   'pciutils',
+  'psyops-nodeboot',
+  'psyopsOS-base',
   'python3',
   'ripgrep',
   'shadow',
@@ -52,6 +61,8 @@ export interface AlpineLike {
   community: IndexEntry[];
   /** To be used with tag `edge`. */
   edge: IndexEntry[];
+  /** The workspace's own repository: psyopsOS-base and psyops-nodeboot. */
+  own: IndexEntry[];
 }
 
 interface Spec {
@@ -186,6 +197,21 @@ function coreMain(): IndexEntry[] {
   ] as const) {
     add(name, version, { depends: [LIBC], provides: [so] });
   }
+  // Alpine's nodejs is in main (psyops-nodeboot and psyopsOS-base run on it).
+  add('nodejs', '20.15.1-r0', {
+    depends: [
+      LIBC,
+      'so:libbrotlidec.so.1',
+      'so:libcrypto.so.3',
+      'so:libgcc_s.so.1',
+      'so:libnghttp2.so.14',
+      'so:libssl.so.3',
+      'so:libuv.so.1',
+      'so:libz.so.1',
+      'ca-certificates',
+    ],
+    provides: ['cmd:node=20.15.1-r0'],
+  });
   add('libidn2', '2.3.4-r4', { depends: [LIBC, 'so:libunistring.so.5'], provides: ['so:libidn2.so.0=0.3.8'] });
   add('libpsl', '0.21.5-r0', { depends: [LIBC, 'so:libidn2.so.0', 'so:libunistring.so.5'], provides: ['so:libpsl.so.5=5.3.4'] });
   add('libxml2', '2.11.7-r0', { depends: [LIBC, 'so:liblzma.so.5', 'so:libz.so.1'], provides: ['so:libxml2.so.2=2.11.7'] });
@@ -353,9 +379,21 @@ function coreCommunity(): IndexEntry[] {
   add('k3s', k3s, { depends: ['cni-plugins', 'conntrack-tools', 'iptables'], provides: ['cmd:k3s=1.28.5.1-r0', 'cmd:kubectl=1.28.5.1-r0'] });
   add('k3s-openrc', k3s, { installIf: ['openrc', `k3s=${k3s}`], origin: 'k3s' });
   add('k3s-bash-completion', k3s, { installIf: [`k3s=${k3s}`, 'bash-completion'], origin: 'k3s' });
+  // Go, statically linked; its init script comes with it in -openrc on openrc.
+  add('nebula', '1.8.2-r3', { provides: ['cmd:nebula=1.8.2-r3', 'cmd:nebula-cert=1.8.2-r3'] });
+  add('nebula-openrc', '1.8.2-r3', { installIf: ['openrc', 'nebula=1.8.2-r3'], origin: 'nebula' });
   add('doas', '6.8.2-r7', { depends: [LIBC], provides: ['cmd:doas=6.8.2-r7'] });
   // Stands in for sudo: must not be installed beside it (`!sudo`).
   add('doas-sudo-shim', '0.1.1-r1', { depends: ['doas', '!sudo'], provides: ['cmd:sudo=0.1.1-r1'] });
+  return out;
+}
+
+/** The workspace's own repository, with the dependencies apkpkg's project specs give them (src/project.ts). */
+function coreOwn(): IndexEntry[] {
+  const out: IndexEntry[] = [];
+  const add = (name: string, version: string, spec: Spec = {}) => out.push(entry('own', name, version, spec));
+  add('psyopsOS-base', '0.1.0-r0', { depends: ['nodejs', 'cmd:openrc-run', 'cmd:rc-update'] });
+  add('psyops-nodeboot', '0.1.0-r0', { depends: ['nodejs'] });
   return out;
 }
 
@@ -452,5 +490,5 @@ export function alpineLike(options: AlpineLikeOptions = {}): AlpineLike {
   const libs = ['so:libz.so.1', 'so:libcrypto.so.3', 'so:libssl.so.3', 'so:libncursesw.so.6'];
   main.push(...filler('main', Math.floor(rest * 0.3), rand, taken, libs));
   community.push(...filler('community', rest - Math.floor(rest * 0.3), rand, taken, libs));
-  return { main, community, edge: coreEdge() };
+  return { main, community, edge: coreEdge(), own: coreOwn() };
 }

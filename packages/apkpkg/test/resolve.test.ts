@@ -264,8 +264,9 @@ describe('resolve: Alpine-like main + community', () => {
     { entries: repos.main, source: 'main' },
     { entries: repos.community, source: 'community' },
     { entries: repos.edge, tag: 'edge', source: 'edge' },
+    { entries: repos.own, source: 'own' },
   ];
-  const all = [...repos.main, ...repos.community, ...repos.edge];
+  const all = [...repos.main, ...repos.community, ...repos.edge, ...repos.own];
 
   it('generates the same repositories for the same seed, and about the size asked for', () => {
     const again = alpineLike({ size: 4000, seed: 7 });
@@ -305,6 +306,9 @@ describe('resolve: Alpine-like main + community', () => {
     expect(result.every((r) => r.repository !== 2)).toBe(true);
     expect(chosen.get('busybox')!.entry.version).toBe('1.36.1-r15');
     expect(chosen.get('k3s')!.repository).toBe(1);
+    // What psyopsOS itself needs: Alpine's nodejs (main) and nebula (community), ours from the workspace's repository.
+    expect(['nodejs', 'nebula', 'psyops-nodeboot', 'psyopsOS-base'].map((name) => chosen.get(name)?.repository)).toEqual([0, 1, 3, 3]);
+    expect(chosen.get('nebula-openrc')?.requiredBy).toEqual(['install_if']);
     expect(apkInvariants(ORIGINAL_WORLD, result, all)).toEqual([]);
   });
 

@@ -72,6 +72,8 @@ export interface WorkspaceRepository {
   alpine?: string;
   /** `ALPINE_KEYS` or a directory of trusted `*.rsa.pub` keys (relative to the workspace). */
   keys: string;
+  /** apk's repository tag: the repository serves only world entries `name@<tag>` (and their dependencies). */
+  tag?: string;
 }
 
 /** The `keys` value that names Alpine's release keys shipped with psyops (@psyops/imagebuild's alpine-keys/). */
@@ -86,8 +88,10 @@ export function alpineRepositoryUrl(mirror: string, path: string): string {
 function completeRepositories(config: WorkspaceConfig): void {
   config.repositories = config.repositories.map((repository) => {
     const raw = repository as Partial<WorkspaceRepository>;
-    if (raw.alpine !== undefined) return { url: alpineRepositoryUrl(config.alpine.mirror, raw.alpine), alpine: raw.alpine, keys: raw.keys ?? ALPINE_KEYS };
-    return { url: raw.url!, keys: raw.keys ?? WORKSPACE_LAYOUT.apkKeys };
+    const tag = raw.tag !== undefined ? { tag: raw.tag } : {};
+    if (raw.alpine !== undefined)
+      return { url: alpineRepositoryUrl(config.alpine.mirror, raw.alpine), alpine: raw.alpine, keys: raw.keys ?? ALPINE_KEYS, ...tag };
+    return { url: raw.url!, keys: raw.keys ?? WORKSPACE_LAYOUT.apkKeys, ...tag };
   });
 }
 

@@ -406,6 +406,41 @@ describe('psyops build-iso: Alpine repositories, per-repository keys, --mirror, 
     }
   });
 
+  it('a new workspace builds from its own repository apk/ first: until it has an index, the error says how to make one', async () => {
+    const closed = await serveDirectory(tempDir('closed-mirror'));
+    await closed.close(); // nothing leaves the host: Alpine's repositories point at a closed local port
+    const dir = await configured((config) => {
+      delete config.repositories; // the defaults: apk/, then Alpine's main and community
+      config.alpine = { mirror: closed.url };
+    });
+    const refused = failure(await build(dir, ['--dry-run']));
+    expect(refused.code).toBe('FILE_NOT_FOUND');
+    expect(refused.message).toContain(join(dir, 'apk', 'x86_64', 'APKINDEX.tar.gz'));
+    expect(refused.message).toMatch(/the workspace's own repository has no index yet: .*"psyops apk project psyopsOS-base".*"psyops apk index apk"$/);
+  });
+
+  it('a tagged repository ({"url": …, "tag": "extra"}) serves name@extra only', async () => {
+    const key = await testKey('tagged');
+    const tagged = await buildKeyedRepository(tempDir('tagged'), key, 'tagged-thing');
+    const keys = await writeKeysDir(tempDir('tagged-keys'), [key]);
+    const dir = await configured((config) => {
+      config.repositories = [
+        { url: fixture.dir, keys: fixture.keysDir },
+        { url: tagged, keys, tag: 'extra' },
+      ];
+      config.image.world = [...WORLD, 'tagged-thing@extra'];
+    });
+    const run = await build(dir, ['--dry-run', '--json']);
+    expect(run.exitCode, run.stderr).toBe(0);
+    const plan = JSON.parse(run.stdout);
+    expect(plan.packages.find((p: { name: string }) => p.name === 'tagged-thing')).toMatchObject({ repository: tagged, why: 'world' });
+    const configPath = join(dir, 'psyops.config.json');
+    const config = JSON.parse(readFileSync(configPath, 'utf8'));
+    config.image.world = [...WORLD, 'tagged-thing'];
+    writeFileSync(configPath, JSON.stringify(config));
+    expect(failure(await build(dir, ['--dry-run']))).toMatchObject({ message: expect.stringMatching(/tagged-thing.*@extra/) });
+  });
+
   it('--dry-run prints the resolved set (name, version, repository, why) without fetching a package or reading the key; --json; --offline from the cached indexes', async () => {
     const mirror = await mirrorOf(fixture.dir);
     const server = await serveDirectory(mirror);

@@ -44,6 +44,10 @@ describe('psyops init', () => {
     expect(steps.split('\n').map((line) => line.replace(/\s+#.*/, ''))).toEqual([
       'next steps:',
       '  cd next',
+      '  psyops apk keygen --name EMAIL',
+      '  psyops apk project psyopsOS-base',
+      '  psyops apk project psyops-nodeboot --bundle FILE',
+      '  psyops apk index apk',
       '  psyops build-iso',
       '  psyops psynet ca init --name NAME',
       '  psyops node create NAME --mac MAC --out NAME.img',
@@ -54,7 +58,7 @@ describe('psyops init', () => {
     mkdirSync(join(root, 'next-here'));
     const here = await psyops(['init', ...NO_PASSWORD], { cwd: join(root, 'next-here') });
     expect(here.exitCode, here.stderr).toBe(0);
-    expect(here.stdout).toContain('next steps:\n  psyops build-iso ');
+    expect(here.stdout).toContain('next steps:\n  psyops apk keygen --name EMAIL ');
   });
 
   it('on a terminal says it is deriving the key from the password; piped, it says nothing of it', async () => {
@@ -274,16 +278,18 @@ describe('finding the workspace', () => {
     const init = await psyops(['init', ws, ...NO_PASSWORD]);
     expect(init.exitCode, init.stderr).toBe(0);
     expect(init.stdout).toContain(
-      "\n  repositories  Alpine v3.22/main, v3.22/community from https://dl-cdn.alpinelinux.org/alpine, trusted with Alpine's release keys shipped with psyops\n",
+      "\n  repositories  Alpine v3.22/main, v3.22/community from https://dl-cdn.alpinelinux.org/alpine, trusted with Alpine's release keys shipped with psyops; apk (keys: keys/apk)\n",
     );
     const written = JSON.parse(readFileSync(join(ws, 'psyops.config.json'), 'utf8'));
     expect(written.alpine).toEqual({ mirror: 'https://dl-cdn.alpinelinux.org/alpine' });
     expect(written.repositories).toEqual([
+      { url: 'apk', keys: 'keys/apk' },
       { alpine: 'v3.22/main', keys: '@alpine' },
       { alpine: 'v3.22/community', keys: '@alpine' },
     ]);
     written.alpine.mirror = 'https://mirror.example.org/alpine/';
-    written.repositories.push({ url: 'apk' }, { url: 'https://example.org/extra', keys: 'keys/extra' });
+    written.repositories = [...written.repositories.slice(1), { url: 'apk' }, { url: 'https://example.org/extra', keys: 'keys/extra' }];
+    written.repositories.push({ alpine: 'edge/testing', tag: 'testing' });
     writeFileSync(join(ws, 'psyops.config.json'), JSON.stringify(written));
     const shown = await psyops(['workspace', '--json'], { cwd: ws });
     expect(shown.exitCode, shown.stderr).toBe(0);
@@ -292,6 +298,7 @@ describe('finding the workspace', () => {
       { url: 'https://mirror.example.org/alpine/v3.22/community', alpine: 'v3.22/community', keys: '@alpine' },
       { url: 'apk', keys: 'keys/apk' },
       { url: 'https://example.org/extra', keys: 'keys/extra' },
+      { url: 'https://mirror.example.org/alpine/edge/testing', alpine: 'edge/testing', keys: '@alpine', tag: 'testing' },
     ]);
     const text = await psyops(['workspace'], { cwd: ws });
     expect(text.stdout).toContain('repositories: https://mirror.example.org/alpine/v3.22/main, https://mirror.example.org/alpine/v3.22/community, apk, ');
@@ -301,6 +308,7 @@ describe('finding the workspace', () => {
       [{ repositories: [{ keys: '@alpine' }] }, /\/repositories\/0 must have exactly one of "url" and "alpine"$/],
       [{ repositories: [{ alpine: '/v3.22/main' }] }, /\/repositories\/0\/alpine must match pattern/],
       [{ alpine: { mirror: 'mirror.example.org' } }, /\/alpine\/mirror must match pattern/],
+      [{ repositories: [{ alpine: 'edge/testing', tag: '@testing' }] }, /\/repositories\/0\/tag must match pattern/],
     ];
     for (const [content, message] of cases) {
       writeFileSync(join(ws, 'psyops.config.json'), JSON.stringify(content));

@@ -23,6 +23,8 @@ export interface ApkovlOptions {
   hostname: string;
   world: readonly string[];
   release: string;
+  /** The Alpine release the image is made from (`3.22.2`, `edge`, `none`), in /etc/psyopsOS/iso.json; absent leaves it out. */
+  alpine?: string;
   arch: string;
   buildInfo: BuildInfo;
   /** The workspace overlay: its files, directories and symlinks with their modes; it wins over everything else. */
@@ -105,6 +107,7 @@ function generatedTree(options: ApkovlOptions): Tree {
   const isoInfo = {
     generated: { iso8601: options.buildInfo.date, revision: options.buildInfo.gitRevision, dirty: options.buildInfo.gitDirty },
     release: options.release,
+    ...(options.alpine !== undefined ? { alpine: options.alpine } : {}),
     arch: options.arch,
   };
   file('etc/psyopsOS/iso.json', `${JSON.stringify(isoInfo, null, 2)}\n`);
@@ -238,7 +241,7 @@ async function overlayFingerprint(dir: string | undefined): Promise<string[] | n
   return entries;
 }
 
-export interface ApkovlStageOptions extends Pick<ApkovlOptions, 'hostname' | 'world' | 'release' | 'arch' | 'buildInfo' | 'mtime'> {
+export interface ApkovlStageOptions extends Pick<ApkovlOptions, 'hostname' | 'world' | 'release' | 'alpine' | 'arch' | 'buildInfo' | 'mtime'> {
   /** The workspace overlay directory; a missing one is no overlay. */
   overlay?: string;
   /** Base URL of the site nodes configure themselves from, written to /etc/psyopsOS/site.url. */

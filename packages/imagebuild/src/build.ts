@@ -210,6 +210,8 @@ async function buildLocked(options: BuildIsoOptions, arch: string, report: (even
   const cache = { dir: cacheDir, rebuild: options.rebuild ?? false, ...(signal ? { signal } : {}) };
   const offline = options.offline ?? false;
   const repositoryUrls = options.repositories.map((repository) => repository.url);
+  // etc/apk/repositories lines: a tagged repository as `@tag URL`, as apk reads it.
+  const repositoryLines = options.repositories.map((repository) => (repository.tag !== undefined ? `@${repository.tag} ${repository.url}` : repository.url));
 
   const repositories = await step(
     'indexes',
@@ -224,6 +226,7 @@ async function buildLocked(options: BuildIsoOptions, arch: string, report: (even
   // Time stamps of everything: without SOURCE_DATE_EPOCH the newest package's, so the package stages stay cached.
   const mtime = options.sourceDateEpoch ?? Math.max(0, ...[...sets.root, ...sets.boot].map((item) => item.entry.buildTime ?? 0));
   const release = image.release ?? yymmdd(mtime);
+  const alpine = alpineRelease(sets.root, repositories);
   const volumeId = volumeIdFor(release, arch);
   const onProgress = (done: number, total: number, item: string) => report({ stage: 'fetch', state: 'progress', done, total, item });
   const packages = await step(
@@ -239,7 +242,7 @@ async function buildLocked(options: BuildIsoOptions, arch: string, report: (even
   const [rootImage, boot, efi] = await sideBySide([
     step(
       'rootfs',
-      () => rootfsStage(cache, { packages: packages.root, world, repositories: nodeRepositories(repositoryUrls, siteUrl), keysDirs, arch, mtime }),
+      () => rootfsStage(cache, { packages: packages.root, world, repositories: nodeRepositories(repositoryLines, siteUrl), keysDirs, arch, mtime }),
       (tree) => `${tree.firstBootScripts} first-boot scripts`,
     ).then((tree) => step('root-image', () => rootImageStage(cache, tree, mtime))),
     step(
@@ -255,14 +258,27 @@ async function buildLocked(options: BuildIsoOptions, arch: string, report: (even
   ]);
 
   const buildInfo: BuildInfo = { date: isoDate(options.sourceDateEpoch ?? Math.floor(Date.now() / 1000)), ...(await gitState(options.gitDir)) };
-  const apkovl = await step('apkovl', () => apkovlStage(cache, { hostname, world, overlay, siteUrl, buildInfo, release, arch, mtime }));
+  const apkovl = await step('apkovl', () => apkovlStage(cache, { hostname, world, overlay, siteUrl, buildInfo, release, alpine, arch, mtime }));
   // no_timer_check: a TCG guest on a loaded host can miss the kernel's IO-APIC timer check and panic
   // ("IO-APIC + timer doesn't work"); on real hardware the check is only skipped. The boot loaders
   // pass the command line, so QEMU cannot add it to an ISO boot: every image carries it.
   const cmdline = `quiet no_timer_check ${image.kernelCmdline}`.trim();
   const iso = await step('iso', () => isoStage(cache, { ...boot, rootImage, efi, apkovl, volumeId, release, arch, kernelFlavor, cmdline, mtime }));
 
-  const facts = { image, release, arch, volumeId, kernelVersion: boot.kernel.kernelVersion, cmdline, buildInfo, mtime, repositoryUrls, repositories, sets };
+  const facts = {
+    image,
+    release,
+    alpine,
+    arch,
+    volumeId,
+    kernelVersion: boot.kernel.kernelVersion,
+    cmdline,
+    buildInfo,
+    mtime,
+    repositoryUrls,
+    repositories,
+    sets,
+  };
   return { ...(await publishImage({ iso, outDir: image.outDir, secretKey: options.secretKey, step, signal }, facts)), stages };
 }
 
@@ -293,8 +309,40 @@ export function resolveSets(
   image: Pick<ImageSettings, 'world' | 'kernel' | 'initramfsPackages'>,
   repositories: readonly LoadedRepository[],
 ): PackageSets<ResolvedPackage> {
-  const indexes = repositories.map((repository) => ({ entries: repository.entries, source: repository.url }));
-  return { root: resolveWorld(image.world, indexes), boot: resolveWorld([`linux-${image.kernel}`, ...image.initramfsPackages], indexes) };
+  const indexes = repositories.map((repository) => ({
+    entries: repository.entries,
+    source: repository.url,
+    ...(repository.tag !== undefined ? { tag: repository.tag } : {}),
+  }));
+  const root = resolveWorld(image.world, indexes);
+  requireBootPackages(image, repositories);
+  return { root, boot: resolveWorld([`linux-${image.kernel}`, ...image.initramfsPackages], indexes) };
+}
+
+/**
+ * The kernel package and each initramfs package must be in some repository: said here in the
+ * words of the config (image.kernel, image.initramfsPackages) rather than as an unsatisfiable world.
+ * The initramfs's busybox must be static: on Alpine that is `busybox-static` (bin/busybox.static),
+ * Alpine's `busybox` being dynamically linked.
+ */
+function requireBootPackages(image: Pick<ImageSettings, 'kernel' | 'initramfsPackages'>, repositories: readonly LoadedRepository[]): void {
+  const names = new Set<string>();
+  for (const repository of repositories)
+    for (const entry of repository.entries) {
+      names.add(entry.name);
+      for (const provided of entry.provides) names.add(provided.replace(/[=<>~].*$/, ''));
+    }
+  const where = repositories.map((repository) => repository.url).join(', ');
+  const kernel = `linux-${image.kernel}`;
+  if (!names.has(kernel)) throw new ImageConfigError(`image.kernel "${image.kernel}": no repository has the kernel package ${kernel} (repositories: ${where})`);
+  for (const item of image.initramfsPackages) {
+    const name = item.replace(/[@=<>~].*$/, '');
+    if (names.has(name)) continue;
+    const busybox = /busybox/.test(name)
+      ? "; the initramfs needs a static busybox: Alpine's busybox-static from main (bin/busybox.static; Alpine's busybox is dynamically linked), or a package whose bin/busybox is statically linked"
+      : '';
+    throw new ImageConfigError(`image.initramfsPackages: no repository has ${name} (repositories: ${where})${busybox}`);
+  }
 }
 
 /** Fetches the packages of both sets, each once. */
@@ -336,6 +384,7 @@ async function gitState(dir: string | undefined): Promise<Pick<BuildInfo, 'gitRe
 interface ImageFacts {
   image: ImageSettings;
   release: string;
+  alpine: string;
   arch: string;
   volumeId: string;
   kernelVersion: string;
@@ -367,7 +416,7 @@ function imageManifest(facts: ImageFacts, file: { filename: string; size: number
     flavor: image.flavor,
     volumeId: facts.volumeId,
     kernel: facts.kernelVersion,
-    alpine: sets.root.find((item) => item.entry.name === 'alpine-release' || item.entry.name === 'alpine-base')?.entry.version ?? 'none',
+    alpine: facts.alpine,
     size: file.size,
     sha256: file.sha256,
     kernelCmdline: facts.cmdline,
@@ -377,6 +426,26 @@ function imageManifest(facts: ImageFacts, file: { filename: string; size: number
     packages: records(sets.root),
     bootPackages: records(sets.boot),
   };
+}
+
+/**
+ * The Alpine release an image is made from, for its manifest and /etc/psyopsOS/iso.json: the
+ * root's `alpine-release` package (else `alpine-base`, same version) without its `-rN`, which is
+ * what `/etc/alpine-release` says (`3.22.2`); else the branch of the first Alpine repository that
+ * has one (`v3.22/main` → `3.22`, `edge/testing` → `edge`); else `none` (no Alpine in the image).
+ */
+export function alpineRelease(root: readonly ResolvedPackage[], repositories: readonly Pick<LoadedRepository, 'alpine'>[]): string {
+  for (const name of ['alpine-release', 'alpine-base']) {
+    const version = root.find((item) => item.entry.name === name)?.entry.version;
+    if (version !== undefined) return version.replace(/-r\d+$/, '');
+  }
+  for (const { alpine } of repositories) {
+    const branch = alpine?.split('/')[0];
+    if (branch === undefined) continue;
+    if (/^v\d+\.\d+$/.test(branch)) return branch.slice(1);
+    if (branch === 'edge') return 'edge';
+  }
+  return 'none';
 }
 
 /** Names in outDir: a set being written (removed if a build dies), and a complete set being moved into place. */

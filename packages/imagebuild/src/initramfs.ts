@@ -2,15 +2,17 @@
  * The initramfs: a static busybox, our `/init`, and the kernel modules needed to reach the boot
  * media (CD, USB, SATA, NVMe, virtio) with their dependencies and a matching `modules.dep`.
  */
+import { execFile } from 'node:child_process';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { gunzipSync } from 'node:zlib';
-import { elfInterpreter, elfSection, writeFilesAtomically } from '@psyops/core';
+import { gunzipSync, zstdDecompressSync } from 'node:zlib';
+import { elfInterpreter, elfSection, ToolFailedError, writeFilesAtomically } from '@psyops/core';
 import { type CpioEntry, gzipDeterministic, newcArchive } from './cpio.js';
 import { ImageConfigError } from './errors.js';
 import { initScript, type InitScriptOptions } from './init-script.js';
 import type { BootFiles } from './rootfs.js';
 import { runStage, type StageCache, type StageResult } from './stage.js';
+import { requireTools } from './tools.js';
 
 /** What /init loads before it looks for the media; names the kernel has built in or lacks are skipped. */
 const EARLY_BOOT_MODULES = [
@@ -99,7 +101,7 @@ async function moduleFilesByName(dir: string, prefix = '', found = new Map<strin
 /**
  * The modules.dep lines of the requested modules and their dependencies. Without a modules.dep
  * (a package's files only) they come from each module's `depends=` field: Debian's depmod cannot
- * read gzip'ed modules, and this reads only the modules needed.
+ * read gzip'ed modules (kmod is built without zlib there), and this reads only the modules needed.
  */
 async function loadModulesDep(modulesDir: string, kernelVersion: string, requested: readonly string[]): Promise<Map<string, string[]>> {
   const kernelModules = join(modulesDir, kernelVersion);
@@ -171,15 +173,36 @@ export async function resolveEarlyModules(
   return closureOf(await loadModulesDep(modulesDir, kernelVersion, requested), requested);
 }
 
-/** Module bytes, decompressed (busybox modprobe loads plain `.ko` files). */
-async function moduleBytes(path: string): Promise<Buffer> {
-  const data = await readFile(path);
-  if (path.endsWith('.ko')) return data;
-  if (path.endsWith('.ko.gz')) return gunzipSync(data);
-  throw new ImageConfigError(`cannot decompress kernel module ${path}: only .ko and .ko.gz are supported`);
+/** `xz -dc <path>`: Node has no xz decoder (Alpine's kernels ship `.ko.xz` modules). */
+async function xzDecompress(path: string): Promise<Buffer> {
+  const { xz } = await requireTools(['xz']);
+  return new Promise((resolve, reject) => {
+    execFile(xz, ['-dc', '--', path], { encoding: 'buffer', maxBuffer: 1 << 30, timeout: 120_000 }, (error, stdout, stderr) => {
+      if (error) reject(new ToolFailedError(`xz failed to decompress kernel module ${path}: ${stderr.toString().trim() || error.message}`, { cause: error }));
+      else resolve(stdout);
+    });
+  });
 }
 
-const plainName = (path: string): string => path.replace(/\.ko\.gz$/, '.ko');
+/**
+ * Module bytes, decompressed: busybox modprobe loads plain `.ko` files, and a kernel without
+ * CONFIG_MODULE_DECOMPRESS cannot load compressed ones. Alpine ships `.ko.gz` (older releases),
+ * `.ko.xz` or `.ko.zst`; a module that does not decompress is refused naming it.
+ */
+async function moduleBytes(path: string): Promise<Buffer> {
+  if (path.endsWith('.ko')) return readFile(path);
+  try {
+    if (path.endsWith('.ko.gz')) return gunzipSync(await readFile(path));
+    if (path.endsWith('.ko.zst')) return zstdDecompressSync(await readFile(path));
+  } catch (error) {
+    throw new ImageConfigError(`cannot decompress kernel module ${path}: ${(error as Error).message}`, { cause: error });
+  }
+  if (path.endsWith('.ko.xz')) return xzDecompress(path);
+  throw new ImageConfigError(`cannot decompress kernel module ${path}: only .ko, .ko.gz, .ko.xz and .ko.zst are supported`);
+}
+
+/** The name a module gets in the initramfs: decompressed, so `.ko`. */
+const plainName = (path: string): string => path.replace(MODULE_SUFFIX, '.ko');
 
 /** Refuses a dynamically linked program (it would fail at boot as "no working init found"). */
 function assertStaticElf(data: Buffer, path: string): void {

@@ -17,6 +17,13 @@ export interface RepositorySource {
    * index signed by a key of another repository is refused. `alpineKeysDir(arch)` for Alpine's.
    */
   keysDir: string;
+  /**
+   * apk's repository tag (`@testing` in etc/apk/repositories): the repository serves only world
+   * entries `name@testing` and what they depend on.
+   */
+  tag?: string;
+  /** For an Alpine repository: its path below the mirror (`v3.22/main`, `edge/testing`); the manifest's `alpine` release comes from it. */
+  alpine?: string;
 }
 
 /**
@@ -63,6 +70,8 @@ export interface LoadedRepository {
   /** The URL as given, or the absolute path of a local directory; no trailing slash. */
   url: string;
   keysDir: string;
+  tag?: string;
+  alpine?: string;
   arch: string;
   entries: IndexEntry[];
   description?: string;
@@ -141,6 +150,8 @@ async function loadRepository(source: RepositorySource, options: LoadRepositorie
       indexFrom: options.offline ? 'cache' : 'repository',
     };
     if (index.description !== undefined) loaded.description = index.description;
+    if (source.tag !== undefined) loaded.tag = source.tag;
+    if (source.alpine !== undefined) loaded.alpine = source.alpine;
     return loaded;
   } catch (error) {
     throw inRepository(error, url, source.keysDir);
@@ -150,8 +161,13 @@ async function loadRepository(source: RepositorySource, options: LoadRepositorie
 /**
  * Loads each repository's `<arch>/APKINDEX.tar.gz`, verified against that repository's keys, in
  * the order given (earlier repositories win ties in resolve). Verified indexes are kept in the
- * cache so that `offline` builds can use them. Every error names the repository.
+ * cache so that `offline` builds can use them. Every error names the repository; with several
+ * failing, the error is the first one's in that order.
  */
 export async function loadRepositories(sources: readonly RepositorySource[], options: LoadRepositoriesOptions): Promise<LoadedRepository[]> {
-  return Promise.all(sources.map((source) => loadRepository(source, options)));
+  // Side by side, but a failure is the first failing repository's in the order given, not whichever failed first.
+  const results = await Promise.allSettled(sources.map((source) => loadRepository(source, options)));
+  const failed = results.find((result) => result.status === 'rejected');
+  if (failed) throw failed.reason;
+  return results.map((result) => (result as PromiseFulfilledResult<LoadedRepository>).value);
 }

@@ -86,10 +86,10 @@ const SITE_APK_REPOSITORY = 'apk/psyopsOS';
 /**
  * The image's etc/apk/repositories: the build's http(s) repositories (Alpine's mirror, …) in
  * their order, then the site's own repository; the build's local directories are left out, the
- * node cannot reach them.
+ * node cannot reach them. A tagged repository is given (and written) as apk writes it, `@tag URL`.
  */
 export function nodeRepositories(buildRepositories: readonly string[], siteUrl?: string): string[] {
-  const lines = buildRepositories.filter((url) => isUrl(url));
+  const lines = buildRepositories.filter((line) => isUrl(line.replace(/^@\S+\s+/, '')));
   if (siteUrl) lines.push(`${siteUrl.replace(/\/+$/, '')}/${SITE_APK_REPOSITORY}`);
   return [...new Set(lines)];
 }

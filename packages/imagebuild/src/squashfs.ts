@@ -2,7 +2,7 @@
  * The two squashfs images on the boot media: the modloop (kernel modules and firmware,
  * loop-mounted from the media after boot) and the root image (copied into the tmpfs root by /init).
  */
-import { chmod, copyFile, link, lstat, mkdir, mkdtemp, readdir, readlink, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, link, lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { produceFileAtomically, runTool } from '@psyops/core';
 import { ImageConfigError } from './errors.js';
@@ -82,6 +82,7 @@ export async function buildModloop(options: ModloopOptions): Promise<void> {
     await mkdir(join(layout, 'modules'));
     await chmod(join(layout, 'modules'), 0o755);
     await mirrorTree(kernelModules, join(layout, 'modules', options.kernelVersion));
+    await ensureModulesDep(layout, options.kernelVersion);
     if (options.firmwareDir !== undefined && (await isDirectory(options.firmwareDir))) {
       await mirrorTree(options.firmwareDir, join(layout, 'modules', 'firmware'));
     }
@@ -89,6 +90,59 @@ export async function buildModloop(options: ModloopOptions): Promise<void> {
   } finally {
     await rm(layout, { recursive: true, force: true });
   }
+}
+
+/** Module files below `dir`, relative to it (`.ko`, `.ko.gz`, `.ko.xz`, `.ko.zst`). */
+async function moduleFiles(dir: string, prefix = ''): Promise<string[]> {
+  const found: string[] = [];
+  for (const entry of await readdir(join(dir, prefix), { withFileTypes: true })) {
+    const path = prefix ? `${prefix}/${entry.name}` : entry.name;
+    if (entry.isDirectory()) found.push(...(await moduleFiles(dir, path)));
+    else if (/\.ko(\.gz|\.xz|\.zst)?$/.test(entry.name)) found.push(path);
+  }
+  return found;
+}
+
+/**
+ * A kernel package without `modules.dep` (Alpine's ship it; a hand-made one may not) gets one made
+ * by the host's depmod in the modloop layout (`depmod -b <base> <kver>` over a `lib/modules` link
+ * to it), or the booted system's modprobe finds nothing. kmod's depmod reads `.ko.xz`/`.ko.zst`/
+ * `.ko.gz` only when built with xz/zstd/zlib (Debian's lacks zlib): a module it could not read is
+ * missing from modules.dep, which is refused naming it rather than booting without it.
+ */
+async function ensureModulesDep(layout: string, kernelVersion: string): Promise<void> {
+  const tree = join(layout, 'modules', kernelVersion);
+  if (
+    await lstat(join(tree, 'modules.dep')).then(
+      () => true,
+      () => false,
+    )
+  )
+    return;
+  const modules = await moduleFiles(tree);
+  if (modules.length === 0) return;
+  const { depmod } = await requireTools(['depmod']);
+  const base = await mkdtemp(join(dirname(layout), '.depmod-base-'));
+  try {
+    await mkdir(join(base, 'lib'));
+    await symlink(join(layout, 'modules'), join(base, 'lib', 'modules'));
+    await runTool(depmod, ['-b', base, kernelVersion], { timeoutMs: 300_000 });
+  } finally {
+    await rm(base, { recursive: true, force: true });
+  }
+  const listed = new Set(
+    (await readFile(join(tree, 'modules.dep'), 'utf8').catch(() => ''))
+      .split('\n')
+      .map((line) => line.slice(0, line.indexOf(':')))
+      .filter(Boolean),
+  );
+  const unread = modules.filter((path) => !listed.has(path));
+  if (unread.length > 0)
+    throw new ImageConfigError(
+      `the kernel package has no modules.dep and this host's depmod could not read ${unread.length} of its modules (${unread.slice(0, 3).join(', ')}${
+        unread.length > 3 ? ', …' : ''
+      }): ship modules.dep in the kernel package, or use a kmod built with support for that compression (depmod --version lists +XZ +ZSTD +ZLIB)`,
+    );
 }
 
 /** The modloop stage: `<stage>/modloop`. */

@@ -11,6 +11,7 @@ const HOST_TOOLS = {
   mcopy: 'mtools',
   'grub-mkimage': 'grub-common',
   depmod: 'kmod',
+  xz: 'xz-utils',
   'mkfs.ext4': 'e2fsprogs',
   debugfs: 'e2fsprogs',
   'qemu-system-x86_64': 'qemu-system-x86',

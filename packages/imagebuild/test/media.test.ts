@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { gunzipSync, gzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync, zstdCompressSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bootLoaderConfigs, buildEfiBoot, volumeIdFor } from '../src/bootloader.js';
 import { newcArchive } from '../src/cpio.js';
@@ -43,16 +43,20 @@ function cpioList(gzipped: Buffer): string[] {
     .split('\n');
 }
 
-/** A kernel module tree with only the FAT driver (vfat depends on fat), optionally gzip'ed, without modules.dep. */
-function fatModules(name: string, gzipped: boolean): string {
+/** A kernel module tree with only the FAT driver (vfat depends on fat), optionally compressed as Alpine ships them, without modules.dep. */
+function fatModules(name: string, compression: boolean | 'gz' | 'xz' | 'zst'): string {
+  const suffix = compression === true ? 'gz' : compression;
   const modulesDir = fresh(name);
   const source = join('/lib/modules', kernelVersion);
   const target = join(modulesDir, kernelVersion);
   mkdirSync(join(target, 'kernel/fs/fat'), { recursive: true });
   for (const module of ['fat.ko', 'vfat.ko']) {
     const data = readFileSync(join(source, 'kernel/fs/fat', module));
-    if (gzipped) writeFileSync(join(target, 'kernel/fs/fat', `${module}.gz`), gzipSync(data));
-    else writeFileSync(join(target, 'kernel/fs/fat', module), data);
+    const file = join(target, 'kernel/fs/fat', suffix ? `${module}.${suffix}` : module);
+    if (suffix === 'gz') writeFileSync(file, gzipSync(data));
+    else if (suffix === 'zst') writeFileSync(file, zstdCompressSync(data));
+    else if (suffix === 'xz') writeFileSync(file, execFileSync('xz', ['-c', '--check=crc32'], { input: data }));
+    else writeFileSync(file, data);
   }
   copyFileSync(join(source, 'modules.builtin'), join(target, 'modules.builtin'));
   copyFileSync(join(source, 'modules.order'), join(target, 'modules.order'));
@@ -120,6 +124,48 @@ describe('initramfs', () => {
     expect(readFileSync(join('/lib/modules', kernelVersion, 'modules.builtin'), 'utf8')).toMatch(/\/unix\.ko$/m);
   });
 
+  it.each(['xz', 'zst'] as const)('decompresses .ko.%s modules (newer Alpine kernels), with and without modules.dep', async (suffix) => {
+    const modulesDir = fatModules(`modules-${suffix}`, suffix);
+    const build = async (name: string) => {
+      const out = join(dir, name);
+      const result = await buildInitramfs({
+        kernelVersion,
+        modulesDir,
+        busybox: '/bin/busybox',
+        volumeId: 'psyopsos-boot 1 x86_64',
+        release: '1',
+        kernelFlavor: 'lts',
+        out,
+        mtime: MTIME,
+        modules: ['vfat'],
+      });
+      const extracted = fresh(`${name}-extract`);
+      execFileSync('cpio', ['-i', '-d', '--quiet'], { input: gunzipSync(readFileSync(out)), cwd: extracted });
+      return { result, moduleRoot: join(extracted, 'lib/modules', kernelVersion) };
+    };
+    const files = [`kernel/fs/fat/fat.ko.${suffix}`, `kernel/fs/fat/vfat.ko.${suffix}`];
+    const withoutDep = await build(`initramfs-${suffix}`);
+    expect(withoutDep.result).toEqual({ earlyModules: ['vfat'], moduleFiles: files });
+    // As Alpine's kernel package ships it: modules.dep naming the compressed files.
+    writeFileSync(join(modulesDir, kernelVersion, 'modules.dep'), `${files[0]}:\n${files[1]}: ${files[0]}\n`);
+    const withDep = await build(`initramfs-${suffix}-dep`);
+    expect(withDep.result).toEqual(withoutDep.result);
+    for (const { moduleRoot } of [withoutDep, withDep]) {
+      expect(readFileSync(join(moduleRoot, 'modules.dep'), 'utf8')).toBe('kernel/fs/fat/fat.ko:\nkernel/fs/fat/vfat.ko: kernel/fs/fat/fat.ko\n');
+      for (const module of ['fat.ko', 'vfat.ko'])
+        expect(readFileSync(join(moduleRoot, 'kernel/fs/fat', module))).toEqual(readFileSync(join('/lib/modules', kernelVersion, 'kernel/fs/fat', module)));
+      expect(readdirSync(join(moduleRoot, 'kernel/fs/fat')).sort()).toEqual(['fat.ko', 'vfat.ko']);
+    }
+  });
+
+  it('refuses a compressed module that does not decompress, naming it', async () => {
+    const modulesDir = fatModules('modules-bad-zst', 'zst');
+    writeFileSync(join(modulesDir, kernelVersion, 'kernel/fs/fat/fat.ko.zst'), 'not zstd');
+    const options = { kernelVersion, modulesDir, busybox: '/bin/busybox', volumeId: 'v', release: '1', kernelFlavor: 'lts', mtime: MTIME, modules: ['vfat'] };
+    await expect(buildInitramfs({ ...options, out: join(dir, 'initramfs-bad-zst') })).rejects.toThrow(/cannot decompress kernel module .*fat\.ko\.zst/);
+    await expect(buildInitramfs({ ...options, out: join(dir, 'initramfs-bad-zst') })).rejects.toBeInstanceOf(ImageConfigError);
+  });
+
   it('without modules.dep, takes dependencies from the modules themselves, and decompresses .ko.gz', async () => {
     const modulesDir = fatModules('modules-gz', true);
     const out = join(dir, 'initramfs-gz');
@@ -171,6 +217,8 @@ describe('squashfs images', () => {
 
   it('modloop holds modules/<kver>/… and modules/firmware/…, all root', async () => {
     const modulesDir = fatModules('modloop-modules', false);
+    // As a kernel package ships it (a missing one is made by depmod: the next test).
+    writeFileSync(join(modulesDir, kernelVersion, 'modules.dep'), 'kernel/fs/fat/fat.ko:\nkernel/fs/fat/vfat.ko: kernel/fs/fat/fat.ko\n');
     const firmware = fresh('firmware');
     mkdirSync(join(firmware, 'vendor'));
     writeFileSync(join(firmware, 'vendor/blob.bin'), 'fw');
@@ -182,7 +230,7 @@ describe('squashfs images', () => {
       '',
       '/modules',
       `/modules/${kernelVersion}`,
-      ...['kernel', 'kernel/fs', 'kernel/fs/fat', 'kernel/fs/fat/fat.ko', 'kernel/fs/fat/vfat.ko', 'modules.builtin', 'modules.order'].map(
+      ...['kernel', 'kernel/fs', 'kernel/fs/fat', 'kernel/fs/fat/fat.ko', 'kernel/fs/fat/vfat.ko', 'modules.builtin', 'modules.dep', 'modules.order'].map(
         (path) => `/modules/${kernelVersion}/${path}`,
       ),
       '/modules/firmware',
@@ -192,6 +240,28 @@ describe('squashfs images', () => {
     expect(listing.every((line) => line.split(' ')[1] === '0/0')).toBe(true);
     expect(listing.every((line) => line.includes('2025-11-25 00:00'))).toBe(true);
     await expect(buildModloop({ kernelVersion: '0.0.0-none', modulesDir, out: join(dir, 'modloop-none'), mtime: MTIME })).rejects.toThrow(ImageConfigError);
+  });
+
+  const depmodReads = execFileSync('depmod', ['--version']).toString();
+  it.each(['', 'xz', 'zst', 'gz'] as const)('a kernel package without modules.dep gets one from depmod in the modloop (modules %s)', async (suffix) => {
+    const supported = suffix === '' || depmodReads.includes(`+${{ xz: 'XZ', zst: 'ZSTD', gz: 'ZLIB' }[suffix]}`);
+    const modulesDir = fatModules(`modloop-dep-${suffix || 'plain'}`, suffix === '' ? false : suffix);
+    const out = join(dir, `modloop-dep-${suffix || 'plain'}.squashfs`);
+    const ko = (name: string) => `kernel/fs/fat/${name}.ko${suffix ? `.${suffix}` : ''}`;
+    if (!supported) {
+      // This host's kmod cannot read them: refused, naming a module, rather than a modloop modprobe finds nothing in.
+      await expect(buildModloop({ kernelVersion, modulesDir, out, mtime: MTIME })).rejects.toThrow(
+        new RegExp(`no modules.dep .*${ko('fat').replace(/\./g, '\\.')}`),
+      );
+      return;
+    }
+    await buildModloop({ kernelVersion, modulesDir, out, mtime: MTIME });
+    expect(readdirSync(join(modulesDir, kernelVersion))).not.toContain('modules.dep'); // the input is left alone
+    const extracted = join(fresh(`modloop-dep-${suffix || 'plain'}-x`), 'x');
+    execFileSync('unsquashfs', ['-q', '-n', '-d', extracted, out]);
+    const dep = readFileSync(join(extracted, 'modules', kernelVersion, 'modules.dep'), 'utf8');
+    expect(dep.split('\n').filter(Boolean).sort()).toEqual([`${ko('fat')}:`, `${ko('vfat')}: ${ko('fat')}`]);
+    expect(readdirSync(join(extracted, 'modules', kernelVersion))).toEqual(expect.arrayContaining(['modules.alias', 'modules.dep.bin']));
   });
 
   it('root image: everything root-owned except the special entries, modes kept', async () => {

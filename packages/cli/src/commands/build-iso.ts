@@ -4,7 +4,7 @@ import { isAbsolute, join, relative, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
-import { PsyopsError } from '@psyops/core';
+import { FileAccessError, PsyopsError } from '@psyops/core';
 import { formatKeyId, readSecretKeyFile } from '@psyops/signing';
 import type { BuildIsoOptions, BuildIsoResult, BuildProgress, IsoPlan, PlannedPackage } from '@psyops/imagebuild';
 import { version } from '../../package.json';
@@ -120,8 +120,10 @@ export function buildIsoCommand(): Command {
     const status = liveStatus('build-iso');
     let build: Omit<BuildIsoOptions, 'secretKey'> & { secretKey?: BuildIsoOptions['secretKey'] };
     let keyFiles: { secretKey: string; publicKey: string };
+    let ownRepository: string | undefined;
     try {
       const workspace = await currentWorkspace(cmd);
+      ownRepository = workspace.place('apk');
       const { image, signing, site } = workspace.config;
       const keyPath = workspace.path(signing.secretKey);
       keyFiles = { secretKey: keyPath, publicKey: workspace.path(signing.publicKey) };
@@ -160,7 +162,7 @@ export function buildIsoCommand(): Command {
       const plan = await interruptible(status, build.image.outDir, (signal) =>
         planIso({ image: build.image, repositories: build.repositories, cacheDir: build.cacheDir, offline: options.offline ?? false, signal }),
       ).catch((error: unknown) => {
-        throw withAlpineKeysHint(error, build.repositories);
+        throw withAlpineKeysHint(error, build.repositories, ownRepository);
       });
       status.stop();
       if (options.json) {
@@ -182,7 +184,7 @@ export function buildIsoCommand(): Command {
         signal,
       }),
     ).catch((error: unknown) => {
-      throw withAlpineKeysHint(error, build.repositories);
+      throw withAlpineKeysHint(error, build.repositories, ownRepository);
     });
     status.stop();
     const keyId = formatKeyId(secretKey.keyId);
@@ -259,6 +261,8 @@ function workspaceRepositories(
     return {
       url: isUrl(url) ? url : workspace.path(url),
       keysDir: repository.keys === ALPINE_KEYS ? imagebuild.alpineKeysDir(imagebuild.ARCH_OF_FLAVOR[image.flavor]) : workspace.path(repository.keys),
+      ...(repository.tag !== undefined ? { tag: repository.tag } : {}),
+      ...(repository.alpine !== undefined ? { alpine: repository.alpine } : {}),
     };
   });
 }
@@ -267,9 +271,20 @@ function workspaceRepositories(
  * An Alpine repository given by URL with the workspace's own keys (a workspace made before psyops
  * shipped Alpine's keys) is untrusted: the error says how to trust it.
  */
-function withAlpineKeysHint(error: unknown, repositories: BuildIsoOptions['repositories']): unknown {
-  if (!(error instanceof PsyopsError) || error.code !== 'APK_UNTRUSTED' || !/^repository \S*alpine/.test(error.message)) return error;
+function withAlpineKeysHint(error: unknown, repositories: BuildIsoOptions['repositories'], ownRepository?: string): unknown {
+  if (!(error instanceof PsyopsError)) return error;
   const Type = error.constructor as new (message: string, options?: ErrorOptions) => PsyopsError;
+  // The workspace's own repository (a default since the world has psyopsOS-base and psyops-nodeboot), not built yet.
+  if (ownRepository !== undefined && error instanceof FileAccessError && error.code === 'FILE_NOT_FOUND' && error.path.startsWith(`${ownRepository}/`)) {
+    return new FileAccessError(
+      `${error.message}; the workspace's own repository has no index yet: build psyopsOS's packages into it with ` +
+        '"psyops apk project psyopsOS-base" and "psyops apk project psyops-nodeboot --bundle FILE", then "psyops apk index apk"',
+      error.code,
+      error.path,
+      { cause: error },
+    );
+  }
+  if (error.code !== 'APK_UNTRUSTED' || !/^repository \S*alpine/.test(error.message)) return error;
   const shipped = repositories.some(
     (repository) => error.message.startsWith(`repository ${repository.url} `) && /\/alpine-keys\/[^/]+$/.test(repository.keysDir),
   );

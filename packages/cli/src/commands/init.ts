@@ -39,6 +39,10 @@ function nextSteps(dir: string): string {
   const cd = rel === '' ? [] : [[`cd ${/^[\w./@%+=:,-]+$/.test(rel) ? rel : `'${rel.replaceAll("'", "'\\''")}'`}`, '']];
   const steps = [
     ...cd,
+    ['psyops apk keygen --name EMAIL', "the workspace's APK signing key (keys/apk)"],
+    ['psyops apk project psyopsOS-base', "psyopsOS's own packages into apk/: the default world has them"],
+    ['psyops apk project psyops-nodeboot --bundle FILE', ''],
+    ['psyops apk index apk', ''],
     ['psyops build-iso', 'build and sign the psyopsOS image into out/'],
     ['psyops psynet ca init --name NAME', 'the psynet (Nebula) certificate authority, once'],
     ['psyops node create NAME --mac MAC --out NAME.img', "a node's psyops-secret volume and its nodes/NAME.json"],
@@ -70,8 +74,9 @@ export function initCommand(): Command {
         `folders later commands fill (${WORKSPACE_FOLDERS.join(', ')}), and a ${GITIGNORE_FILE} that keeps private keys ` +
         '(minisign secret key, psynet CA and host keys, APK *.rsa), plaintext secrets (secrets/, *.secret), secret volume ' +
         'images (*.img) and build output and caches out of git, so the workspace can be committed (back the keys up ' +
-        "elsewhere). The image is built from Alpine's main and community repositories (below alpine.mirror), trusted " +
-        "with Alpine's release keys that ship with psyops; a repository of your own is trusted with keys/apk only. " +
+        "elsewhere). The image is built from the workspace's own repository apk/ (psyopsOS-base and psyops-nodeboot, " +
+        "made with psyops apk project and psyops apk index) and Alpine's main and community repositories (below " +
+        "alpine.mirror), trusted with Alpine's release keys that ship with psyops; a repository of your own is trusted with keys/apk only. " +
         'An existing .gitignore in DIR is kept and the psyops rules are added to it. Refuses a directory that ' +
         'already is a workspace. At the end it prints the next steps.',
     )
