@@ -17,11 +17,12 @@ NODE_DIR=/usr/local/lib/psyops-node/$NODE_VERSION
 # pseudo-terminal in the password-prompt test; nebula (nebula-cert, nebula) for psynet; openssl
 # and age for APK signatures and site secrets. build-iso: the Debian kernel and static busybox the
 # default image wraps, xorriso, squashfs-tools, mtools, grub and syslinux to make the ISO, kmod
-# (depmod) and cpio; e2fsprogs for secret volumes; QEMU and OVMF to boot images; OpenSSH: the
-# server the default image wraps (sshd) and the client the tests log into nodes with.
+# (depmod), cpio and xz (Alpine kernels' .ko.xz modules); e2fsprogs for secret volumes; QEMU and
+# OVMF to boot images; OpenSSH: the server the default image wraps (sshd) and the client the tests
+# log into nodes with.
 APT_PACKAGES=(minisign bsdutils nebula openssh-server openssh-client openssl age
   linux-image-amd64 busybox-static xorriso squashfs-tools mtools grub-common grub-efi-amd64-bin
-  isolinux syslinux-common kmod cpio e2fsprogs qemu-system-x86 ovmf)
+  isolinux syslinux-common kmod cpio xz-utils e2fsprogs qemu-system-x86 ovmf)
 
 step() { printf 'setup: %s\n' "$*"; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
