@@ -2,6 +2,7 @@ import { constants } from 'node:os';
 import { relative, resolve } from 'node:path';
 import { Command } from 'commander';
 import { PsyopsError } from '@psyops/core';
+import type { CreatedNode } from '@psyops/nodeboot';
 import { currentWorkspace } from '../context.js';
 import { UsageError } from '../errors.js';
 import { ensureGitignore, WORKSPACE_LAYOUT } from '../workspace.js';
@@ -60,33 +61,13 @@ interface CreateOptions {
   json?: boolean;
 }
 
-/** What `node create --json` prints (one line) once the node is written. */
-export interface NodeCreateReport {
-  name: string;
-  output: { kind: 'image' | 'dir'; path: string };
-  role: 'node' | 'lighthouse';
-  psynetAddress: string;
-  /** Only for a lighthouse: its recorded underlay endpoints (empty: psyops.config.json's psynet.lighthouses gives them). */
-  underlay?: string[];
-  ageRecipient: string;
-  sshHostPublicKey: string;
-  sshHostKeyFingerprint: string;
-  certificateFingerprint: string;
-  definitionFile: string;
+/** What `node create --json` prints (one line) once the node is written: the node as created, and what the command did besides. */
+type NodeCreateReport = CreatedNode & {
   /** The lines added to the workspace's .gitignore (empty when none were needed). */
   gitignored: string[];
   testonlyToor: boolean;
   rekeyed: boolean;
-  /** Only with rekeyed: what the node had before. */
-  replaced?: {
-    psynetAddress?: string;
-    ageRecipient?: string;
-    sshHostPublicKey?: string;
-    sshHostKeyFingerprint?: string;
-    certificateFingerprint?: string;
-    certificateNotAfter?: string;
-  };
-}
+};
 
 /** --lighthouse may be repeated and may hold a comma list: every endpoint, in order. */
 const collectEndpoints = (value: string, previous: string[] | undefined) => [...(previous ?? []), ...value.split(',').map((part) => part.trim())];
@@ -174,20 +155,12 @@ function createCommand(): Command {
         const gitignored = ignored.filter((line) => !line.startsWith('#'));
         if (options.json) {
           const report: NodeCreateReport = {
-            name,
-            output: node.output,
-            role: node.role,
-            psynetAddress: node.psynetAddress,
+            ...node,
+            // A lighthouse always says where it is reached (empty: psyops.config.json gives it).
             ...(node.role === 'lighthouse' ? { underlay: node.underlay ?? [] } : {}),
-            ageRecipient: node.ageRecipient,
-            sshHostPublicKey: node.sshHostPublicKey,
-            sshHostKeyFingerprint: node.sshHostKeyFingerprint,
-            certificateFingerprint: node.certificateFingerprint,
-            definitionFile: node.definitionFile,
             gitignored: gitignored.filter((line) => line !== ''),
             testonlyToor: options.testonlyToor ?? false,
             rekeyed: replaced !== undefined,
-            ...(replaced ? { replaced } : {}),
           };
           print(JSON.stringify(report));
         }
