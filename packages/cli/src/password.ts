@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { PasswordRequiredError } from '@psyops/signing';
 import { PsyopsError, fileAccessError } from '@psyops/core';
+import { InterruptedError } from './errors.js';
 
 /** Where a minisign password may come from, in the order they are tried. */
 export interface PasswordSources {
@@ -15,10 +16,6 @@ const COMMAND_TIMEOUT_MS = 120_000;
 
 export class PasswordSourceError extends PsyopsError {
   override readonly code = 'PASSWORD_SOURCE_FAILED';
-}
-
-class InterruptedError extends PsyopsError {
-  override readonly code = 'INTERRUPTED';
 }
 
 /** minisign reads a password as one line, ending at the first CR or LF; so do we, from every source. */

@@ -11,13 +11,14 @@ import { signCommand } from './commands/sign.js';
 import { siteCommand } from './commands/site.js';
 import { verifyCommand } from './commands/verify.js';
 import { workspaceCommand } from './commands/workspace.js';
+import { EXIT_INTERRUPTED } from './errors.js';
 import { WORKSPACE_ENV } from './workspace.js';
 import { version } from '../package.json';
 
 /** Exit codes: 0 success, 1 any failure psyops reports, 2 a usage error (commander's or a USAGE one), 130 interrupted. */
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
-export const EXIT_INTERRUPTED = 130;
+export { EXIT_INTERRUPTED };
 
 export function createProgram(): Command {
   const program = new Command('psyops')

@@ -11,7 +11,7 @@ import { version } from '../../package.json';
 import { currentWorkspace, sourceDateEpoch } from '../context.js';
 import { obtainPassword, type PasswordSources } from '../password.js';
 import { type LiveStatus, liveStatus, seconds } from '../progress.js';
-import { UsageError } from '../errors.js';
+import { EXIT_INTERRUPTED, InterruptedError, UsageError } from '../errors.js';
 import { ALPINE_KEYS, alpineRepositoryUrl, NoWorkspaceError, WORKSPACE_ENV, type Workspace } from '../workspace.js';
 import { addPasswordOptions } from './options.js';
 
@@ -26,12 +26,6 @@ interface BuildIsoCommandOptions extends PasswordSources {
   dryRun?: boolean;
 }
 
-/** Ctrl-C (SIGINT) or SIGTERM during the build. */
-class BuildInterruptedError extends PsyopsError {
-  override readonly code = 'INTERRUPTED';
-}
-
-const EXIT_INTERRUPTED = 130;
 /** After Ctrl-C the build stops within about a second; should something hang on, the command leaves anyway. */
 const INTERRUPT_DEADLINE_MS = 5000;
 
@@ -208,9 +202,7 @@ export function buildIsoCommand(): Command {
  */
 async function interruptible<T>(status: LiveStatus, outDir: string, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
   const controller = new AbortController();
-  const interruption = new BuildInterruptedError(
-    `build-iso interrupted: nothing was written to ${outDir}; the stages that finished stay cached for the next run`,
-  );
+  const interruption = new InterruptedError(`build-iso interrupted: nothing was written to ${outDir}; the stages that finished stay cached for the next run`);
   const leave = () => {
     process.stderr.write(`psyops: ${interruption.message} (${interruption.code})\n`);
     process.exit(EXIT_INTERRUPTED);

@@ -1,10 +1,8 @@
-import { constants } from 'node:os';
 import { relative, resolve } from 'node:path';
 import { Command } from 'commander';
-import { PsyopsError } from '@psyops/core';
 import type { CreatedNode } from '@psyops/nodeboot';
 import { currentWorkspace } from '../context.js';
-import { UsageError } from '../errors.js';
+import { InterruptedError, UsageError } from '../errors.js';
 import { ensureGitignore, WORKSPACE_LAYOUT } from '../workspace.js';
 
 // The library loads only when a node command runs.
@@ -15,17 +13,6 @@ const NODES_DIR = WORKSPACE_LAYOUT.nodes;
 const print = (text: string) => process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
 /** With --json, the human text goes to stderr: stdout carries the JSON alone. */
 const printHuman = (text: string) => process.stderr.write(text.endsWith('\n') ? text : `${text}\n`);
-
-/** SIGINT or SIGTERM stopped `node create`: exit 128 + the signal's number (130, 143), as a shell reports it. */
-class NodeCreateInterruptedError extends PsyopsError {
-  override readonly code = 'INTERRUPTED';
-  readonly exitCode: number;
-
-  constructor(message: string, signal: NodeJS.Signals, options?: ErrorOptions) {
-    super(message, options);
-    this.exitCode = 128 + constants.signals[signal];
-  }
-}
 
 /**
  * Runs `work` with SIGINT and SIGTERM turned into an abort of `signal` (a repeated signal does not
@@ -141,10 +128,9 @@ function createCommand(): Command {
         }).catch((error: unknown) => {
           const by = received();
           if (by === undefined) throw error;
-          throw new NodeCreateInterruptedError(
+          throw new InterruptedError(
             `interrupted by ${by}: nothing was written (no secret volume, no change to ${NODES_DIR}/${name}.json or the psynet registry)`,
-            by,
-            { cause: error },
+            { signal: by, cause: error },
           );
         });
         const ignored = await ensureGitignore(workspace, [{ path: node.output.path, directory: node.output.kind === 'dir' }]);
@@ -193,7 +179,7 @@ function createCommand(): Command {
         );
         // A signal that came once the volume was in place did not stop the node (it is complete), but still ends with its exit code.
         const late = received();
-        if (late !== undefined) throw new NodeCreateInterruptedError(`interrupted by ${late} after node ${name} was written: it is complete`, late);
+        if (late !== undefined) throw new InterruptedError(`interrupted by ${late} after node ${name} was written: it is complete`, { signal: late });
       });
     });
 }

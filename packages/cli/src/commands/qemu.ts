@@ -1,12 +1,12 @@
 import { PassThrough } from 'node:stream';
 import { Command, Option } from 'commander';
 import { PsyopsError } from '@psyops/core';
+import { EXIT_INTERRUPTED, InterruptedError } from '../errors.js';
 
 /** The exit code of coreutils `timeout`, for a guest that did not power off in time. */
 export const EXIT_TIMEOUT = 124;
 const EXIT_USAGE = 2;
 const EXIT_FAILURE = 1;
-const EXIT_INTERRUPTED = 130;
 /** Ctrl-] (as in telnet and virsh console) ends an interactive console. */
 const CONSOLE_ESCAPE = 0x1d;
 
@@ -229,7 +229,7 @@ function bootCommand(): Command {
           outcome = error instanceof PsyopsError && error.code === 'INTERRUPTED' ? 'interrupted' : 'failed';
           exitCode = outcome === 'interrupted' ? EXIT_INTERRUPTED : EXIT_FAILURE;
           if (terminal?.quit && error instanceof PsyopsError && error.code === 'INTERRUPTED') {
-            throw new QemuInterruptedError('the console was closed with Ctrl-]; QEMU was stopped', { cause: error });
+            throw new InterruptedError('the console was closed with Ctrl-]; QEMU was stopped', { cause: error });
           }
           throw failed;
         });
@@ -261,11 +261,6 @@ function bootCommand(): Command {
         }
       }
     });
-}
-
-/** Ctrl-] ended the interactive console. */
-class QemuInterruptedError extends PsyopsError {
-  override readonly code = 'INTERRUPTED';
 }
 
 /** Puts the terminal in raw mode and forwards keys to the guest until Ctrl-], which aborts the boot. */

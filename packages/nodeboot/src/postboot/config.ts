@@ -47,16 +47,9 @@ function parseNodeConfig(value: unknown, nodename: string, path: string): NodeCo
 }
 
 /** The last good config kept in /var/lib/psyopsOS, its signature checked again; undefined when there is none or it does not check out. */
-export async function readLastGood(context: StepContext, volume: SecretVolume): Promise<VerifiedConfig | undefined> {
+export function readLastGood(context: StepContext, volume: SecretVolume): Promise<VerifiedConfig | undefined> {
   const path = configPath(volume);
-  const kept = await readKept(context, NODE_PATHS.lastGoodConfig, path, volume.minisignPublicKey);
-  if (!kept) return undefined;
-  try {
-    return { config: parseNodeConfig(kept.value, volume.nodename, path), document: kept.document };
-  } catch (error) {
-    await context.log.line(`ignoring the stored last good config: ${oneLine(error)}`);
-    return undefined;
-  }
+  return readKept(context, NODE_PATHS.lastGoodConfig, path, volume.minisignPublicKey, (value) => ({ config: parseNodeConfig(value, volume.nodename, path) }));
 }
 
 type SiteOffer = { fresh: VerifiedConfig } | { refusal: string; signature: 'refused' | 'not-fetched' };

@@ -27,13 +27,17 @@ export async function keepSigned({ system }: StepContext, file: string, path: st
   await system.writeFile(file, `${JSON.stringify(kept)}\n`, 0o600);
 }
 
-/** A kept document, its signature checked again (expiry aside); undefined when there is none or it does not check out (the log says why). */
-export async function readKept(
+/**
+ * A kept document, its signature checked again (expiry aside) and its JSON given to `parse`;
+ * undefined when there is none or it does not check out (the log says why).
+ */
+export async function readKept<T>(
   { system, log }: StepContext,
   file: string,
   path: string,
   key: PublicKey,
-): Promise<{ document: SignedDocument; value: unknown } | undefined> {
+  parse: (value: unknown) => T,
+): Promise<(T & { document: SignedDocument }) | undefined> {
   const bytes = await system.readFile(file);
   if (!bytes) return undefined;
   try {
@@ -41,7 +45,7 @@ export async function readKept(
     if (kept.format !== KEPT_FORMAT || kept.path !== path || typeof kept.document !== 'string' || typeof kept.signature !== 'string')
       throw new Error(`not a kept ${path} (format ${String(kept.format)})`);
     const document = { json: Buffer.from(kept.document, 'base64'), signature: kept.signature };
-    return { document, value: verifySigned(document, path, key).value };
+    return { ...parse(verifySigned(document, path, key).value), document };
   } catch (error) {
     await log.line(`ignoring the stored last good ${path}: ${oneLine(error)}`);
     return undefined;

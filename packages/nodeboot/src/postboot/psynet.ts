@@ -44,15 +44,8 @@ function parseLighthouses(value: unknown): { lighthouses: Lighthouse[]; version:
 }
 
 /** The last good lighthouse list kept in /var/lib/psyopsOS, its signature checked again. */
-export async function readLastGoodLighthouses(context: StepContext, volume: SecretVolume): Promise<VerifiedLighthouses | undefined> {
-  const kept = await readKept(context, NODE_PATHS.lastGoodLighthouses, LIGHTHOUSES_PATH, volume.minisignPublicKey);
-  if (!kept) return undefined;
-  try {
-    return { ...parseLighthouses(kept.value), document: kept.document };
-  } catch (error) {
-    await context.log.line(`ignoring the stored last good ${LIGHTHOUSES_PATH}: ${oneLine(error)}`);
-    return undefined;
-  }
+export function readLastGoodLighthouses(context: StepContext, volume: SecretVolume): Promise<VerifiedLighthouses | undefined> {
+  return readKept(context, NODE_PATHS.lastGoodLighthouses, LIGHTHOUSES_PATH, volume.minisignPublicKey, parseLighthouses);
 }
 
 /**
