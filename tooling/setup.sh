@@ -22,7 +22,7 @@ NODE_DIR=/usr/local/lib/psyops-node/$NODE_VERSION
 # log into nodes with.
 APT_PACKAGES=(minisign bsdutils nebula openssh-server openssh-client openssl age
   linux-image-amd64 busybox-static xorriso squashfs-tools mtools grub-common grub-efi-amd64-bin
-  isolinux syslinux-common kmod cpio xz-utils e2fsprogs qemu-system-x86 ovmf)
+  isolinux syslinux-common kmod cpio xz-utils e2fsprogs fdisk qemu-system-x86 ovmf)
 
 step() { printf 'setup: %s\n' "$*"; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

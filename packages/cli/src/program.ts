@@ -1,7 +1,9 @@
 import { Command, CommanderError } from 'commander';
 import { PsyopsError } from '@psyops/core';
 import { apkCommand } from './commands/apk.js';
+import { buildDiskCommand } from './commands/build-disk.js';
 import { buildIsoCommand } from './commands/build-iso.js';
+import { fleetCommand } from './commands/fleet.js';
 import { initCommand } from './commands/init.js';
 import { keygenCommand } from './commands/keygen.js';
 import { nodeCommand } from './commands/node.js';
@@ -48,8 +50,10 @@ export function createProgram(): Command {
     apkCommand(),
     siteCommand(),
     buildIsoCommand(),
+    buildDiskCommand(),
     qemuCommand(),
     nodeCommand(),
+    fleetCommand(),
   ];
   for (const command of commands) {
     program.addCommand(command.exitOverride().configureOutput(program.configureOutput()));

@@ -6,6 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, errorLine, psyops, tempDir } from './helpers.js';
 // The same real S3 server (s3rver in its own process) the siteapi package's tests use.
 import { startS3, type S3Server } from '../../siteapi/test/fixtures.ts';
+// Update tars in the contract's format, as the siteapi tests make them.
+import { slotTar } from '../../siteapi/test/update-tar.ts';
 
 const dir = tempDir('cli-site');
 const ws = join(dir, 'ws');
@@ -130,10 +132,51 @@ describe('psyops site build', () => {
       files: Object.keys(tree(at('site'))).length,
       nodes: ['node-1'],
       images: ['psyopsOS-2026.11.0-x86_64.iso'],
+      updates: [],
+      updatePointers: [],
       apkArchitectures: ['x86_64'],
       lighthouses: 0,
       lighthousesVersion: expect.any(Number),
       bumped: [],
+    });
+  });
+
+  it('publishes the update tars of --images, signed here, with a pointer to the newest per architecture; reports them', async () => {
+    const images = join(dir, 'images');
+    mkdirSync(images);
+    writeFileSync(join(images, 'psyopsOS-r9-x86_64.tar'), slotTar({ release: 'r9' }));
+    writeFileSync(join(images, 'psyopsOS-r10-x86_64.tar'), slotTar({ release: 'r10' }));
+    const out = join(dir, 'update-site');
+    const run = await psyops(['site', 'build', '--images', images, '--out', out, '--json'], { cwd: ws, env: { SOURCE_DATE_EPOCH: '1700000000' } });
+    expect(run.exitCode, run.stderr).toBe(0);
+    expect(run.stderr).toMatch(/, no OS image, 2 update artifact\(s\) \(newest: r10 x86_64\), APK repository/);
+    const json = JSON.parse(run.stdout);
+    const tar = join(out, 'os', 'psyopsOS-r10-x86_64.tar');
+    const comment = 'type=psyopsOS version=r10 filename=psyopsOS-r10-x86_64.tar kernel=6.12.1-0-virt alpine=3.22.2 arch=x86_64';
+    expect(json.updates.map((u: { filename: string }) => u.filename)).toEqual(['psyopsOS-r10-x86_64.tar', 'psyopsOS-r9-x86_64.tar']);
+    expect(json.updates[0]).toEqual({
+      filename: 'psyopsOS-r10-x86_64.tar',
+      path: 'os/psyopsOS-r10-x86_64.tar',
+      version: 'r10',
+      arch: 'x86_64',
+      kernel: '6.12.1-0-virt',
+      alpine: '3.22.2',
+      size: statSync(tar).size,
+      sha256: createHash('sha256').update(readFileSync(tar)).digest('hex'),
+      trustedComment: comment,
+    });
+    expect(json.updatePointers).toEqual([{ path: 'os/update-x86_64.json', arch: 'x86_64', version: 'r10', filename: 'psyopsOS-r10-x86_64.tar' }]);
+    const verified = await execa('minisign', ['-Vm', tar, '-p', at('keys', 'minisign.pub')], { timeout: 30_000 });
+    expect(verified.stdout).toContain(`Trusted comment: ${comment}`);
+    const pointer = await execa('minisign', ['-Vm', join(out, 'os', 'update-x86_64.json'), '-p', at('keys', 'minisign.pub')], { timeout: 30_000 });
+    expect(pointer.stdout).toContain('Trusted comment: timestamp:1700000000\tfile:os/update-x86_64.json');
+
+    writeFileSync(join(images, 'psyopsOS-r11-x86_64.tar'), slotTar({ release: 'r12' }));
+    const refused = await psyops(['site', 'build', '--images', images, '--out', out], { cwd: ws });
+    expect(refused.exitCode).toBe(1);
+    expect(errorLine(refused)).toEqual({
+      code: 'BAD_UPDATE_INPUT',
+      message: `${join(images, 'psyopsOS-r11-x86_64.tar')} is not a psyopsOS update artifact: psyopsOS-slot.json says version r12, the file name r11`,
     });
   });
 

@@ -12,3 +12,5 @@ export { sha256File } from './hash.js';
 export { isElf, elfInterpreter, elfSection } from './elf.js';
 export { findProgram, requireProgram, runTool } from './tools.js';
 export type { RunToolOptions } from './tools.js';
+export { compareReleases } from './release.js';
+export { parseGrubEnv, formatGrubEnv, GrubEnvError, GRUBENV_SIZE } from './grubenv.js';

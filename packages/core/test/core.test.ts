@@ -10,6 +10,7 @@ import {
   FileAccessError,
   isElf,
   MissingToolError,
+  compareReleases,
   produceDirectoryAtomically,
   produceFileAtomically,
   requireProgram,
@@ -126,5 +127,14 @@ describe('the tool runner', () => {
     const run = runTool('/bin/sleep', ['10'], { signal: controller.signal });
     setTimeout(() => controller.abort(), 50);
     await expect(run).rejects.toThrow('sleep was cancelled');
+  });
+});
+
+describe('compareReleases', () => {
+  it('orders digit runs by value and the rest byte by byte', () => {
+    const sorted = ['r10', 'r9', '2025.10', '2025.9', '251125', '251124', 'r2', 'r2a', '007', '7'].sort(compareReleases);
+    expect(sorted).toEqual(['007', '7', '2025.9', '2025.10', '251124', '251125', 'r2', 'r2a', 'r9', 'r10']);
+    expect(compareReleases('r1', 'r1')).toBe(0);
+    expect(compareReleases('r2', 'r1')).toBeGreaterThan(0);
   });
 });

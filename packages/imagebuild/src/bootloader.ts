@@ -81,7 +81,7 @@ export function bootLoaderConfigs(options: BootLoaderConfigOptions): BootLoaderC
 }
 
 /** The GRUB modules of Alpine's x86_64 images (mkimg.base.sh). */
-const GRUB_EFI_MODULES = [
+export const GRUB_EFI_MODULES = [
   'all_video',
   'disk',
   'part_gpt',

@@ -5,23 +5,24 @@
  * cache directory and the output directory locked (lock.ts) for the whole build.
  */
 import { randomBytes } from 'node:crypto';
-import { copyFile, mkdir, open, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, open, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { resolve as resolveWorld, type ResolvedPackage } from '@psyops/apkpkg';
 import { findProgram, runTool, sha256File } from '@psyops/core';
-import { signFile, type SecretKey } from '@psyops/signing';
+import { formatKeyId, signFile, type SecretKey } from '@psyops/signing';
 import { apkovlStage, type BuildInfo } from './apkovl.js';
-import { efiStage, volumeIdFor } from './bootloader.js';
+import { efiStage, volumeIdFor, type EfiBoot } from './bootloader.js';
+import { diskStage, placeSecretVolume, secretVolumeNodeName, type DiskPartition, type SlotManifest, type SlotSource } from './disk-image.js';
 import { ImageConfigError } from './errors.js';
 import { initramfsStage } from './initramfs.js';
 import { CACHE_LOCK, type DirectoryLock, type LockOptions, lockDirectory, OUTPUT_LOCK } from './lock.js';
 import { isoStage } from './iso.js';
 import { fetchPackages, type FetchedPackage, type FetchPackagesOptions } from './packages.js';
 import { loadRepositories, type LoadedRepository, type RepositorySource } from './repositories.js';
-import { bootPackagesStage, nodeRepositories, rootfsStage } from './rootfs.js';
+import { bootPackagesStage, type KernelFiles, nodeRepositories, rootfsStage } from './rootfs.js';
 import { modloopStage, rootImageStage } from './squashfs.js';
-import { removeStageLeftovers, type StageResult } from './stage.js';
-import { requireHostFile, requireTools } from './tools.js';
+import { removeStageLeftovers, type StageCache, type StageResult } from './stage.js';
+import { type HostTool, requireHostFile, requireTools } from './tools.js';
 
 /** What the image is: the shape of a workspace's `image` section, its paths resolved. */
 export interface ImageSettings {
@@ -88,6 +89,7 @@ export type StageName =
   | 'efi'
   | 'apkovl'
   | 'iso'
+  | 'disk'
   | 'sign';
 
 export type BuildProgress =
@@ -159,15 +161,176 @@ const DEFAULT_LOCK_WAIT_MS = 20 * 60_000;
  * and `.json` manifest.
  */
 export async function buildIso(options: BuildIsoOptions): Promise<BuildIsoResult> {
+  return withBuildLocks(options, async (arch, report) => {
+    const built = await buildParts(options, arch, report, { efi: true });
+    const { step, cache, facts, boot, rootImage, apkovl } = built;
+    const { release, volumeId, cmdline, mtime } = facts;
+    const kernelFlavor = options.image.kernel;
+    const iso = await step('iso', () =>
+      isoStage(cache, { ...boot, rootImage, efi: built.efi!, apkovl, volumeId, release, arch, kernelFlavor, cmdline, mtime }),
+    );
+    const filename = basename(iso);
+    const manifestName = filename.replace(/\.iso$/, '.json');
+    const manifest = await publishOutputs(options.image.outDir, step, options.signal, async (staging) => {
+      const stagedIso = join(staging, filename);
+      await copyFile(iso, stagedIso);
+      const manifest = imageManifest(facts, { filename, size: (await stat(stagedIso)).size, sha256: await sha256File(stagedIso) });
+      await writeFile(join(staging, `${filename}.minisig`), await signFile(stagedIso, options.secretKey, { trustedComment: imageComment(manifest) }));
+      await writeFile(join(staging, manifestName), `${JSON.stringify(manifest, null, 2)}\n`);
+      return manifest;
+    });
+    const out = join(options.image.outDir, filename);
+    return { iso: out, signature: `${out}.minisig`, manifestPath: join(options.image.outDir, manifestName), manifest, stages: built.stages };
+  });
+}
+
+export interface BuildDiskOptions extends BuildIsoOptions {
+  /** Size of each OS slot (default: twice the slot content, at least 64 MiB). */
+  slotSizeMiB?: number;
+  /**
+   * A node's secret volume (ext4 labelled psyops-secret, as `psyops node create --out` writes it)
+   * for the secret partition; the disk is then named `…-<its nodename>.img` and written 0600.
+   * Default: an empty volume.
+   */
+  secretVolume?: string;
+}
+
+export interface DiskManifest extends ImageManifest {
+  /** Each partition in disk order: GPT name, file system label, byte offset and size, type GUID. */
+  partitions: DiskPartition[];
+  /** The slot content's own description (psyopsOS-slot.json). */
+  slot: SlotManifest;
+  /** The update artifact written beside the disk. */
+  update: { filename: string; size: number; sha256: string; trustedComment: string };
+  /** The node whose secret volume the disk carries, or null. */
+  node: string | null;
+}
+
+export interface BuildDiskResult {
+  disk: string;
+  signature: string;
+  manifestPath: string;
+  manifest: DiskManifest;
+  /** `psyopsOS-<release>-<arch>.tar` and its signature. */
+  update: string;
+  updateSignature: string;
+  stages: { stage: StageName; cached: boolean; ms: number }[];
+}
+
+/**
+ * build-disk: the same stages as buildIso up to the boot files, then the A/B disk image
+ * (`psyopsOS-<release>-<arch>.img`, or `…-<node>.img` with a secret volume) and the update artifact
+ * `psyopsOS-<release>-<arch>.tar`, each with a `.minisig`; the disk's `.img.json` manifest lists its
+ * partitions. UEFI boot only.
+ */
+export async function buildDisk(options: BuildDiskOptions): Promise<BuildDiskResult> {
+  // Checked before the build: a wrong file fails at once.
+  const nodeName = options.secretVolume !== undefined ? await secretVolumeNodeName(options.secretVolume) : undefined;
+  const slotSizeMiB = options.slotSizeMiB;
+  if (slotSizeMiB !== undefined && (!Number.isInteger(slotSizeMiB) || slotSizeMiB < 64 || slotSizeMiB > 1024 * 1024)) {
+    throw new ImageConfigError(`the slot size must be a whole number of MiB from 64 to 1048576, not ${slotSizeMiB}`);
+  }
+  return withBuildLocks(
+    options,
+    async (arch, report) => {
+      const built = await buildParts(options, arch, report, { efi: false });
+      const { step, cache, facts, boot, rootImage, apkovl } = built;
+      const { release, alpine, cmdline, mtime, kernelVersion } = facts;
+      const kernelFlavor = options.image.kernel;
+      const slot: SlotSource = {
+        release,
+        arch,
+        kernelVersion,
+        alpine,
+        kernelFlavor,
+        apkovl,
+        kernelImage: boot.kernel.image,
+        initramfs: boot.initramfs,
+        modloop: boot.modloop,
+        rootImage,
+        cmdline,
+      };
+      const keyId = formatKeyId(options.secretKey.keyId);
+      const disk = await step(
+        'disk',
+        () =>
+          diskStage(cache, {
+            slot,
+            kernelFlavor,
+            cmdline,
+            mtime,
+            secretKey: options.secretKey,
+            keyId,
+            ...(slotSizeMiB !== undefined ? { slotMiB: slotSizeMiB } : {}),
+          }),
+        (value) => `slots of ${value.partitions.at(-1)!.size / 2 ** 20} MiB`,
+      );
+      const base = `psyopsOS-${release}-${arch}`;
+      const diskName = `${base}${nodeName !== undefined ? `-${nodeName}` : ''}.img`;
+      const tarName = `${base}.tar`;
+      const manifestName = `${diskName}.json`;
+      const manifest = await publishOutputs(options.image.outDir, step, options.signal, async (staging) => {
+        const stagedDisk = join(staging, diskName);
+        await copyFile(disk.image, stagedDisk);
+        if (options.secretVolume) {
+          // It carries the node's keys: readable by its owner only, before anything is written into it.
+          await chmod(stagedDisk, 0o600);
+          await placeSecretVolume(stagedDisk, disk.partitions, options.secretVolume);
+        }
+        const stagedTar = join(staging, tarName);
+        await copyFile(disk.tar, stagedTar);
+        const trustedComment = `type=psyopsOS version=${release} filename=${tarName} kernel=${kernelVersion} alpine=${alpine} arch=${arch}`;
+        await writeFile(join(staging, `${tarName}.minisig`), await signFile(stagedTar, options.secretKey, { trustedComment }));
+        const update = { filename: tarName, size: (await stat(stagedTar)).size, sha256: await sha256File(stagedTar), trustedComment };
+        const manifest: DiskManifest = {
+          ...imageManifest(facts, { filename: diskName, size: (await stat(stagedDisk)).size, sha256: await sha256File(stagedDisk) }),
+          partitions: disk.partitions,
+          slot: disk.slotManifest,
+          update,
+          node: nodeName ?? null,
+        };
+        await writeFile(join(staging, `${diskName}.minisig`), await signFile(stagedDisk, options.secretKey, { trustedComment: imageComment(manifest) }));
+        await writeFile(join(staging, manifestName), `${JSON.stringify(manifest, null, 2)}\n`);
+        return manifest;
+      });
+      const out = (name: string) => join(options.image.outDir, name);
+      return {
+        disk: out(diskName),
+        signature: out(`${diskName}.minisig`),
+        manifestPath: out(manifestName),
+        manifest,
+        update: out(tarName),
+        updateSignature: out(`${tarName}.minisig`),
+        stages: built.stages,
+      };
+    },
+    ['sfdisk', 'mkfs.ext4', 'debugfs'],
+  );
+}
+
+/** An image's trusted comment: what a node or operator checks before using it. */
+const imageComment = (manifest: ImageManifest) =>
+  `filename=${manifest.filename} version=${manifest.version} kernel=${manifest.kernel} alpine=${manifest.alpine}`;
+
+/**
+ * Holds the cache and output directories for `build`, after removing what a killed build left.
+ * Every host tool is checked first.
+ */
+async function withBuildLocks<T>(
+  options: BuildIsoOptions,
+  build: (arch: string, report: (event: BuildProgress) => void) => Promise<T>,
+  extraTools: readonly HostTool[] = [],
+): Promise<T> {
   const arch = validatedArch(options.image);
   await requireHostTools();
+  await requireTools(extraTools);
   const report = options.onProgress ?? (() => undefined);
   const locks = await lockBuildDirectories(options, report);
   try {
     // Holding both locks, nothing else uses these: what a killed build left is removed first.
     await recoverInterruptedPublish(options.image.outDir);
     await removeStageLeftovers(options.cacheDir);
-    return await buildLocked(options, arch, report);
+    return await build(arch, report);
   } finally {
     for (const lock of locks.reverse()) await lock.release();
   }
@@ -202,12 +365,25 @@ async function lockBuildDirectories(options: BuildIsoOptions, report: (event: Bu
   return locks;
 }
 
-async function buildLocked(options: BuildIsoOptions, arch: string, report: (event: BuildProgress) => void): Promise<BuildIsoResult> {
+/** What both media are made from: the stages up to the boot files, and the facts the manifests state. */
+interface BuiltParts {
+  step: Step;
+  cache: StageCache;
+  stages: BuildIsoResult['stages'];
+  facts: ImageFacts;
+  boot: { kernel: KernelFiles; modloop: string; initramfs: string };
+  rootImage: string;
+  apkovl: string;
+  /** The ISO's UEFI loader (only when asked for). */
+  efi: EfiBoot | undefined;
+}
+
+async function buildParts(options: BuildIsoOptions, arch: string, report: (event: BuildProgress) => void, want: { efi: boolean }): Promise<BuiltParts> {
   const { image, cacheDir, signal, siteUrl } = options;
   const { world, hostname, overlay, kernel: kernelFlavor } = image;
   const stages: BuildIsoResult['stages'] = [];
   const step = stepReporter(report, stages, signal);
-  const cache = { dir: cacheDir, rebuild: options.rebuild ?? false, ...(signal ? { signal } : {}) };
+  const cache: StageCache = { dir: cacheDir, rebuild: options.rebuild ?? false, ...(signal ? { signal } : {}) };
   const offline = options.offline ?? false;
   const repositoryUrls = options.repositories.map((repository) => repository.url);
   // etc/apk/repositories lines: a tagged repository as `@tag URL`, as apk reads it.
@@ -254,7 +430,7 @@ async function buildLocked(options: BuildIsoOptions, arch: string, report: (even
       const initramfs = await step('initramfs', () => initramfsStage(cache, { boot: files, volumeId, release, kernelFlavor, mtime }));
       return { kernel: files.kernel, modloop, initramfs };
     }),
-    step('efi', () => efiStage(cache, volumeId, mtime)),
+    want.efi ? step('efi', () => efiStage(cache, volumeId, mtime)) : Promise.resolve(undefined),
   ]);
 
   const buildInfo: BuildInfo = { date: isoDate(options.sourceDateEpoch ?? Math.floor(Date.now() / 1000)), ...(await gitState(options.gitDir)) };
@@ -263,8 +439,6 @@ async function buildLocked(options: BuildIsoOptions, arch: string, report: (even
   // ("IO-APIC + timer doesn't work"); on real hardware the check is only skipped. The boot loaders
   // pass the command line, so QEMU cannot add it to an ISO boot: every image carries it.
   const cmdline = `quiet no_timer_check ${image.kernelCmdline}`.trim();
-  const iso = await step('iso', () => isoStage(cache, { ...boot, rootImage, efi, apkovl, volumeId, release, arch, kernelFlavor, cmdline, mtime }));
-
   const facts = {
     image,
     release,
@@ -279,7 +453,7 @@ async function buildLocked(options: BuildIsoOptions, arch: string, report: (even
     repositories,
     sets,
   };
-  return { ...(await publishImage({ iso, outDir: image.outDir, secretKey: options.secretKey, step, signal }, facts)), stages };
+  return { step, cache, stages, facts, boot, rootImage, apkovl, efi };
 }
 
 export function validatedArch(image: Pick<ImageSettings, 'flavor' | 'world'>): string {
@@ -453,44 +627,30 @@ const STAGING_PREFIX = '.build-';
 const COMPLETE_PREFIX = '.publish-';
 
 /**
- * The sign step and the outputs, published together: the ISO, its `.minisig` and manifest are
- * written (and fsynced) into a hidden folder inside outDir, which is renamed to mark the set
- * complete, and then moved into place file by file, the ISO last (whoever sees the new ISO finds
- * its signature and manifest). A crash while moving leaves the complete set, and the next build
- * finishes moving it (recoverInterruptedPublish) before anything else.
+ * The sign step and the outputs, published together: `prepare` writes the set (the image, its
+ * `.minisig`, manifest…) into a hidden folder inside outDir; each file is fsynced, the folder is
+ * renamed to mark the set complete, and its files are moved into place one by one, the images
+ * last (whoever sees a new image finds its signature and manifest). A crash while moving leaves
+ * the complete set, and the next build finishes moving it (recoverInterruptedPublish) first.
  */
-async function publishImage(
-  output: { iso: string; outDir: string; secretKey: SecretKey; step: Step; signal: AbortSignal | undefined },
-  facts: ImageFacts,
-): Promise<Omit<BuildIsoResult, 'stages'>> {
-  const { outDir } = output;
-  const filename = basename(output.iso);
+async function publishOutputs<T>(outDir: string, step: Step, signal: AbortSignal | undefined, prepare: (staging: string) => Promise<T>): Promise<T> {
   await mkdir(outDir, { recursive: true });
   const id = randomBytes(4).toString('hex');
   const staging = join(outDir, `${STAGING_PREFIX}${id}`);
-  const iso = join(outDir, filename);
-  const manifestPath = join(outDir, filename.replace(/\.iso$/, '.json'));
   try {
-    const manifest = await output.step('sign', async () => {
+    const value = await step('sign', async () => {
       await mkdir(staging);
-      const stagedIso = join(staging, filename);
-      await copyFile(output.iso, stagedIso);
-      const manifest = imageManifest(facts, { filename, size: (await stat(stagedIso)).size, sha256: await sha256File(stagedIso) });
-      const signature = await signFile(stagedIso, output.secretKey, {
-        trustedComment: `filename=${filename} version=${manifest.version} kernel=${manifest.kernel} alpine=${manifest.alpine}`,
-      });
-      await writeFile(join(staging, `${filename}.minisig`), signature);
-      await writeFile(join(staging, basename(manifestPath)), `${JSON.stringify(manifest, null, 2)}\n`);
+      const value = await prepare(staging);
       for (const name of await readdir(staging)) await syncToDisk(join(staging, name));
-      return uncached(manifest);
+      return uncached(value);
     });
     // The last moment to stop: once the set is complete it is published (by this build or the next).
-    output.signal?.throwIfAborted();
+    signal?.throwIfAborted();
     const complete = join(outDir, `${COMPLETE_PREFIX}${id}`);
     await rename(staging, complete);
     await syncToDisk(outDir);
     await moveSetIntoPlace(complete, outDir);
-    return { iso, signature: `${iso}.minisig`, manifestPath, manifest };
+    return value;
   } finally {
     await rm(staging, { recursive: true, force: true });
   }
@@ -508,9 +668,12 @@ export async function recoverInterruptedPublish(outDir: string): Promise<void> {
   }
 }
 
-/** Renames every file of the set directory into outDir, the ISO last, then removes the empty directory. */
+/** An image or update artifact: moved into place after its signature and manifest. */
+const isArtifact = (name: string) => /\.(iso|img|tar)$/.test(name);
+
+/** Renames every file of the set directory into outDir, the artifacts last, then removes the empty directory. */
 async function moveSetIntoPlace(setDir: string, outDir: string): Promise<void> {
-  const names = (await readdir(setDir)).sort((a, b) => Number(a.endsWith('.iso')) - Number(b.endsWith('.iso')));
+  const names = (await readdir(setDir)).sort((a, b) => Number(isArtifact(a)) - Number(isArtifact(b)));
   for (const name of names) await rename(join(setDir, name), join(outDir, name));
   await syncToDisk(outDir);
   await rmdir(setDir);

@@ -17,10 +17,10 @@ import { buildHostRepository, isHostRepositoryCurrent } from './hostrepo.js';
 import { runStage } from './stage.js';
 
 /**
- * Packages of the default root: busybox init, busybox, Node.js, OpenSSH, nebula, nodeboot (run by the postboot hook) and
+ * Packages of the default root: busybox init, busybox, Node.js, OpenSSH, nebula, minisign, nodeboot (run by the postboot hook) and
  * psyopsOS-base (telepathy, root access setup, the boot media writer).
  */
-const DEFAULT_WORLD = ['host-baselayout', 'busybox', 'nodejs', 'openssh', 'nebula', 'psyops-nodeboot', 'psyopsOS-base'];
+const DEFAULT_WORLD = ['host-baselayout', 'busybox', 'nodejs', 'openssh', 'nebula', 'minisign', 'psyops-nodeboot', 'psyopsOS-base'];
 
 export interface DefaultImageOptions {
   /** Holds the host repository, the project repository, the throwaway signing key and the cache. */

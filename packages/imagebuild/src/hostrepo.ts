@@ -300,8 +300,8 @@ interface HostProgram {
   files: { path: string; debian: string }[];
   /** The Debian package whose version the APK package takes. */
   versionFrom: string;
-  /** Its init script, `hostrepo/<name>/etc/init.d/<service>`: start fails when the daemon does not run afterwards. */
-  service: string;
+  /** Its init script, `hostrepo/<name>/etc/init.d/<service>`: start fails when the daemon does not run afterwards. None for a plain command. */
+  service?: string;
 }
 
 /**
@@ -332,7 +332,17 @@ const NEBULA: HostProgram = {
   service: 'nebula',
 };
 
-const HOST_PROGRAMS = [OPENSSH, NEBULA];
+/** minisign, so an operator can check a download on the node by hand as psyops-node checks updates. */
+const MINISIGN: HostProgram = {
+  name: 'minisign',
+  license: 'ISC',
+  url: 'https://jedisct1.github.io/minisign/',
+  description: "Debian's minisign from the build host, with the shared libraries it loads",
+  files: [{ path: '/usr/bin/minisign', debian: 'minisign' }],
+  versionFrom: 'minisign',
+};
+
+const HOST_PROGRAMS = [OPENSSH, NEBULA, MINISIGN];
 
 /**
  * A host program, its init script, and the shared libraries it loads that `provided` (nodejs's: the C library and
@@ -356,7 +366,6 @@ async function hostProgramPackage(
   progress(`${program.name} ${version}: ${program.files.map((file) => file.path).join(', ')} with ${own.length} shared libraries (${shared} from nodejs)`);
   for (const file of program.files) await stageFile(file.path, join(treeDir, file.path.slice(1)), { mode: 0o755 });
   for (const library of own) await stageFile(library, join(treeDir, library.slice(1)), { mode: 0o755 });
-  const initScript = `etc/init.d/${program.service}`;
   return {
     spec: {
       ...COMMON,
@@ -367,7 +376,10 @@ async function hostProgramPackage(
       description: program.description,
       ...(shared > 0 ? { depends: ['nodejs'] } : {}),
       tree: treeDir,
-      files: [{ path: initScript, source: join(assetsDir(), program.name, initScript), mode: 0o755 }],
+      files:
+        program.service !== undefined
+          ? [{ path: `etc/init.d/${program.service}`, source: join(assetsDir(), program.name, `etc/init.d/${program.service}`), mode: 0o755 }]
+          : [],
     },
     compressionLevel: 6,
   };
@@ -455,7 +467,7 @@ const INPUTS_FILE = 'host-inputs.sha256';
 
 /**
  * A hash of what the host repository is made from: the assets (base layout, init scripts), the pinned Node.js, the
- * newest kernel in /boot, the static busybox and the OpenSSH and nebula programs. It changes when the host is upgraded
+ * newest kernel in /boot, the static busybox and the OpenSSH, nebula and minisign programs. It changes when the host is upgraded
  * or psyops ships new base layout files or pins another Node.js, and then the repository must be rebuilt.
  */
 async function hostRepositoryInputs(): Promise<string> {
@@ -496,7 +508,7 @@ export async function isHostRepositoryCurrent(outDir: string, arch = 'x86_64'): 
 
 /**
  * Builds the signed "host" repository `<outDir>/<arch>/` (linux-debian, busybox, nodejs,
- * openssh, nebula, host-baselayout) from this machine's files and the pinned Node.js. Built beside
+ * openssh, nebula, minisign, host-baselayout) from this machine's files and the pinned Node.js. Built beside
  * it and renamed into place: a build that dies leaves the previous repository (or none), never half of one.
  */
 export async function buildHostRepository(options: HostRepositoryOptions): Promise<HostRepository> {
@@ -515,14 +527,9 @@ export async function buildHostRepository(options: HostRepositoryOptions): Promi
     const archDir = join(work, 'repo', arch);
     await mkdir(archDir, { recursive: true });
     const nodejs = await nodejsPackage(join(trees, 'nodejs'), progress);
-    const staged = [
-      await linuxPackage(join(trees, 'linux-debian'), progress),
-      await busyboxPackage(join(trees, 'busybox'), progress),
-      nodejs,
-      await hostProgramPackage(OPENSSH, join(trees, OPENSSH.name), nodejs.libraries, progress),
-      await hostProgramPackage(NEBULA, join(trees, NEBULA.name), nodejs.libraries, progress),
-      await baselayoutPackage(progress),
-    ];
+    const staged = [await linuxPackage(join(trees, 'linux-debian'), progress), await busyboxPackage(join(trees, 'busybox'), progress), nodejs];
+    for (const program of HOST_PROGRAMS) staged.push(await hostProgramPackage(program, join(trees, program.name), nodejs.libraries, progress));
+    staged.push(await baselayoutPackage(progress));
     const packages: HostRepository['packages'] = [];
     for (const { spec, compressionLevel } of staged) {
       const built = await buildPackage(spec, { sourceDateEpoch: options.mtime, key, compressionLevel, generatedBy: 'psyops hostrepo' });

@@ -1,11 +1,27 @@
 /**
- * The initramfs `/init` (busybox sh). It finds the boot media by label, copies the root image into
+ * The initramfs `/init` (busybox sh). It finds the boot media by label (the ISO's volume id, or the
+ * disk slot named by `psyopsos.slot=` on the kernel command line), copies the root image into
  * RAM and mounts the root as an overlay (root image below, tmpfs above), loop-mounts the modloop
  * from the media at /.modloop (as Alpine does), applies the apkovl, runs the packages' install
  * scripts chrooted, moves the media under the new root and switches root. Each step prints one
  * `psyops-init: ` line; a failure prints `psyops-init: FATAL: <reason>` and opens a rescue shell.
+ *
+ * Kernel command line words (set by the disk image's GRUB, see the README's "The boot"):
+ * - `psyopsos.slot=psyopsOS-A|psyopsOS-B`: the media is the ext4 file system with that label, not the ISO.
+ * - `psyopsos.trial=1`: a trial of that slot. softdog is loaded and armed (opened, written, closed
+ *   without the magic `V`: the kernel keeps counting), so unless the booted system disarms it
+ *   (nodeboot, once the trial reaches ok) the machine reboots, and GRUB boots the last good slot.
+ *   `psyopsos.trial_timeout=N` (60..3600 s, default 600) sets the margin.
+ * - `psyopsos.rolled_back_from=A|B`: only reported here (nodeboot reads it from /proc/cmdline).
  */
 import { FIRSTBOOT_DIR } from './rootfs.js';
+
+/** The file system labels of the disk image's two slots: the only values `psyopsos.slot=` may take. */
+export const SLOT_LABELS = ['psyopsOS-A', 'psyopsOS-B'] as const;
+/** The watchdog margin of a trial boot without `psyopsos.trial_timeout=`, in seconds. */
+export const DEFAULT_TRIAL_TIMEOUT_SECONDS = 600;
+/** The range `psyopsos.trial_timeout=` is honoured in (seconds); outside it the default applies. */
+export const TRIAL_TIMEOUT_RANGE = { min: 60, max: 3600 } as const;
 
 export interface InitScriptOptions {
   /** The ISO volume id, which Linux shows as the file system LABEL. */
@@ -46,6 +62,8 @@ EARLY_MODULES=${shellQuote(options.earlyModules.join(' '))}
 FIRSTBOOT=/sysroot/${FIRSTBOOT_DIR}
 MEDIA_WAIT_SECONDS=${mediaWait}
 SCRIPT_TIMEOUT_SECONDS=${scriptTimeout}
+TRIAL_TIMEOUT_SECONDS=${DEFAULT_TRIAL_TIMEOUT_SECONDS}
+WATCHDOG_ARMED=
 
 # Standard output is the kernel's console (the last console= given); the other active consoles
 # (e.g. the screen besides the serial port) get a copy, so an operator sees the boot anywhere.
@@ -61,6 +79,8 @@ say() {
 
 fatal() {
 	say "FATAL: $*"
+	# A trial that cannot boot must still end: the armed watchdog reboots into the last good slot.
+	[ -n "$WATCHDOG_ARMED" ] && say "trial boot: the watchdog reboots into the last good slot within $TRIAL_TIMEOUT_SECONDS s"
 	echo "psyops-init: release $RELEASE; a rescue shell follows (the boot cannot continue)"
 	while true; do
 		setsid cttyhack sh
@@ -72,21 +92,83 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 
+# The words GRUB passes for a disk slot (absent on an ISO boot). No globbing while splitting.
+SLOT_LABEL=
+TRIAL=
+TRIAL_TIMEOUT_WORD=
+ROLLED_BACK_FROM=
+read -r CMDLINE < /proc/cmdline
+set -f
+for word in $CMDLINE; do
+	case "$word" in
+		psyopsos.slot=*) SLOT_LABEL=\${word#*=} ;;
+		psyopsos.trial=1) TRIAL=1 ;;
+		psyopsos.trial_timeout=*) TRIAL_TIMEOUT_WORD=\${word#*=} ;;
+		psyopsos.rolled_back_from=*) ROLLED_BACK_FROM=\${word#*=} ;;
+	esac
+done
+set +f
+case "$SLOT_LABEL" in
+	'' | ${SLOT_LABELS.join(' | ')}) ;;
+	*) fatal "psyopsos.slot=\\"$SLOT_LABEL\\" is not a slot label (${SLOT_LABELS.join(' or ')})" ;;
+esac
+if [ -n "$TRIAL" ] && [ -z "$SLOT_LABEL" ]; then
+	say "psyopsos.trial=1 ignored: not booted from a disk slot"
+	TRIAL=
+fi
+if [ -n "$TRIAL_TIMEOUT_WORD" ]; then
+	# Out of range or not a number: the default, rather than a trial that cannot roll back.
+	case "$TRIAL_TIMEOUT_WORD" in
+		*[!0-9]* | 0*) ;;
+		*) [ "$TRIAL_TIMEOUT_WORD" -ge ${TRIAL_TIMEOUT_RANGE.min} ] && [ "$TRIAL_TIMEOUT_WORD" -le ${TRIAL_TIMEOUT_RANGE.max} ] && TRIAL_TIMEOUT_SECONDS=$TRIAL_TIMEOUT_WORD ;;
+	esac
+	[ "$TRIAL_TIMEOUT_SECONDS" = "$TRIAL_TIMEOUT_WORD" ] ||
+		say "psyopsos.trial_timeout=$TRIAL_TIMEOUT_WORD ignored (${TRIAL_TIMEOUT_RANGE.min} to ${TRIAL_TIMEOUT_RANGE.max} s): using $TRIAL_TIMEOUT_SECONDS s"
+fi
+case "$ROLLED_BACK_FROM" in
+	'') ;;
+	A | B) say "previous trial of psyopsOS-$ROLLED_BACK_FROM did not come up; booting the last good slot" ;;
+	*) say "psyopsos.rolled_back_from=$ROLLED_BACK_FROM ignored: not a slot (A or B)" ;;
+esac
+
 # One modprobe for all of them: every process is slow to start under emulation. (Loading them in
 # the background while the media is copied was slower: both compete for the one CPU it has early.)
 # shellcheck disable=SC2086 # one word per module
 modprobe -a -q $EARLY_MODULES
 say "early modules: $(grep -c . /proc/modules) loaded"
 
+# Armed as early as it can be: a trial that fails anywhere from here on (no media, a broken root,
+# a hang in the booted system) reboots, and GRUB then boots the last good slot. Opening
+# /dev/watchdog starts softdog; closing it without writing the magic 'V' leaves it counting
+# (the kernel says "watchdog did not stop!"). nodeboot disarms it once the trial is marked good.
+if [ -n "$TRIAL" ]; then
+	modprobe softdog "soft_margin=$TRIAL_TIMEOUT_SECONDS" 2>/dev/null
+	if [ -c /dev/watchdog ] && echo armed > /dev/watchdog; then
+		WATCHDOG_ARMED=1
+		say "trial boot of $SLOT_LABEL: the watchdog reboots in $TRIAL_TIMEOUT_SECONDS s unless it is marked good"
+	else
+		say "trial boot of $SLOT_LABEL: no watchdog (softdog missing): a hang will not roll back by itself"
+	fi
+fi
+
+if [ -n "$SLOT_LABEL" ]; then
+	MEDIA_LABEL=$SLOT_LABEL
+	MEDIA_FSTYPE=ext4
+	MEDIA_KIND=' (slot)'
+else
+	MEDIA_LABEL=$VOLUME_ID
+	MEDIA_FSTYPE=iso9660
+	MEDIA_KIND=
+fi
 device=
 tries=0
-until device=$(findfs "LABEL=$VOLUME_ID" 2>/dev/null); do
-	[ "$tries" -ge $((MEDIA_WAIT_SECONDS * 10)) ] && fatal "no boot media labelled \\"$VOLUME_ID\\" after $MEDIA_WAIT_SECONDS s"
+until device=$(findfs "LABEL=$MEDIA_LABEL" 2>/dev/null); do
+	[ "$tries" -ge $((MEDIA_WAIT_SECONDS * 10)) ] && fatal "no boot media labelled \\"$MEDIA_LABEL\\" after $MEDIA_WAIT_SECONDS s"
 	tries=$((tries + 1))
 	usleep 100000
 done
-mount -t iso9660 -o ro "$device" /media/boot || fatal "cannot mount the boot media $device"
-say "boot media $device label=\\"$VOLUME_ID\\""
+mount -t "$MEDIA_FSTYPE" -o ro "$device" /media/boot || fatal "cannot mount the boot media $device ($MEDIA_FSTYPE)"
+say "boot media $device label=\\"$MEDIA_LABEL\\"$MEDIA_KIND"
 
 # The system runs from RAM: the root image (the overlay's lower layer) is copied into this tmpfs,
 # which also holds the overlay's writable upper layer.

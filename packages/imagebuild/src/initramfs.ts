@@ -1,8 +1,10 @@
 /**
  * The initramfs: a static busybox, our `/init`, and the kernel modules needed to reach the boot
- * media (CD, USB, SATA, NVMe, virtio) with their dependencies and a matching `modules.dep`.
+ * media (CD, USB, SATA, NVMe, virtio; ISO 9660 or a disk slot's ext4) with their dependencies and
+ * a matching `modules.dep`, plus softdog for trial boots of a slot (loaded only then).
  */
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzipSync, zstdDecompressSync } from 'node:zlib';
@@ -35,9 +37,18 @@ const EARLY_BOOT_MODULES = [
   'ohci_pci',
   'sd_mod',
   'nvme',
+  // NVMe behind Intel's Volume Management Device (many recent laptops and small PCs).
+  'vmd',
+  // A disk slot is ext4; mkfs.ext4 enables metadata_csum, whose crc32c ext4 asks the crypto API
+  // for at mount time (not a module dependency): without one loaded the mount fails. The generic
+  // one: crc32c_intel fails (loudly) where the CPU lacks SSE4.2, as under TCG.
+  'crc32c_generic',
   'ext4',
   'af_packet',
 ] as const;
+
+/** In the initramfs (with their dependencies) but not loaded early: /init loads softdog only for a trial boot. */
+const ON_DEMAND_MODULES = ['softdog'] as const;
 
 export interface InitramfsOptions {
   kernelVersion: string;
@@ -53,6 +64,8 @@ export interface InitramfsOptions {
   mtime: number;
   /** Default EARLY_BOOT_MODULES. */
   modules?: readonly string[];
+  /** Modules carried but not loaded early (absent ones are skipped). Default ON_DEMAND_MODULES (softdog). */
+  onDemandModules?: readonly string[];
   mediaWaitSeconds?: InitScriptOptions['mediaWaitSeconds'];
   firstBootScriptTimeoutSeconds?: InitScriptOptions['firstBootScriptTimeoutSeconds'];
 }
@@ -60,7 +73,7 @@ export interface InitramfsOptions {
 export interface InitramfsResult {
   /** The requested modules present as loadable modules, in load order. */
   earlyModules: string[];
-  /** Every module file in the initramfs (relative to `lib/modules/<kver>`, dependencies included). */
+  /** Every module file in the initramfs (relative to `lib/modules/<kver>`, dependencies and on-demand modules included). */
   moduleFiles: string[];
 }
 
@@ -145,7 +158,7 @@ function parseModulesDep(text: string): Map<string, string[]> {
   return deps;
 }
 
-function closureOf(deps: Map<string, string[]>, requested: readonly string[]): InitramfsResult {
+function closureOf(deps: Map<string, string[]>, requested: readonly string[], onDemand: readonly string[] = []): InitramfsResult {
   const byName = new Map([...deps.keys()].map((path) => [moduleName(path), path]));
   const closure = new Set<string>();
   const add = (path: string): void => {
@@ -153,14 +166,19 @@ function closureOf(deps: Map<string, string[]>, requested: readonly string[]): I
     closure.add(path);
     for (const dep of deps.get(path) ?? []) add(dep);
   };
-  const earlyModules: string[] = [];
   // Built-in or absent modules are skipped silently: kernel configurations differ.
-  for (const name of requested) {
-    const path = byName.get(name.replace(/-/g, '_'));
-    if (path === undefined) continue;
-    earlyModules.push(moduleName(path));
-    add(path);
-  }
+  const present = (names: readonly string[]): string[] => {
+    const found: string[] = [];
+    for (const name of names) {
+      const path = byName.get(name.replace(/-/g, '_'));
+      if (path === undefined) continue;
+      found.push(moduleName(path));
+      add(path);
+    }
+    return found;
+  };
+  const earlyModules = present(requested);
+  present(onDemand);
   return { earlyModules, moduleFiles: [...closure].sort() };
 }
 
@@ -169,8 +187,9 @@ export async function resolveEarlyModules(
   modulesDir: string,
   kernelVersion: string,
   requested: readonly string[] = EARLY_BOOT_MODULES,
+  onDemand: readonly string[] = ON_DEMAND_MODULES,
 ): Promise<InitramfsResult> {
-  return closureOf(await loadModulesDep(modulesDir, kernelVersion, requested), requested);
+  return closureOf(await loadModulesDep(modulesDir, kernelVersion, [...requested, ...onDemand]), requested, onDemand);
 }
 
 /** `xz -dc <path>`: Node has no xz decoder (Alpine's kernels ship `.ko.xz` modules). */
@@ -217,8 +236,9 @@ function parentDirs(path: string): string[] {
 /** Builds the gzip'ed newc initramfs at `out`. */
 export async function buildInitramfs(options: InitramfsOptions): Promise<InitramfsResult> {
   const requested = options.modules ?? EARLY_BOOT_MODULES;
-  const deps = await loadModulesDep(options.modulesDir, options.kernelVersion, requested);
-  const resolved = closureOf(deps, requested);
+  const onDemand = options.onDemandModules ?? ON_DEMAND_MODULES;
+  const deps = await loadModulesDep(options.modulesDir, options.kernelVersion, [...requested, ...onDemand]);
+  const resolved = closureOf(deps, requested, onDemand);
   const busybox = await readFile(options.busybox);
   assertStaticElf(busybox, options.busybox);
   const kernelModules = join(options.modulesDir, options.kernelVersion);
@@ -258,13 +278,23 @@ export async function buildInitramfs(options: InitramfsOptions): Promise<Initram
   return resolved;
 }
 
+/**
+ * What the initramfs is made by besides its inputs: the module lists and the text of /init (with
+ * placeholders), so a changed list or script is a new stage even where the code hash does not see
+ * it (the stage code hash covers the bundle, not each source module).
+ */
+function initramfsRecipe(): { modules: readonly string[]; onDemandModules: readonly string[]; init: string } {
+  const template = initScript({ volumeId: 'V', release: 'R', kernelVersion: 'K', kernelFlavor: 'F', earlyModules: ['M'] });
+  return { modules: EARLY_BOOT_MODULES, onDemandModules: ON_DEMAND_MODULES, init: createHash('sha256').update(template).digest('hex') };
+}
+
 /** The initramfs stage: `<stage>/initramfs`, from the boot files' kernel modules and static busybox. */
 export function initramfsStage(
   cache: StageCache,
   options: { boot: BootFiles; volumeId: string; release: string; kernelFlavor: string; mtime: number },
 ): Promise<StageResult<string>> {
   const { boot, ...settings } = options;
-  return runStage(cache, 'initramfs', options, async (dir) => {
+  return runStage(cache, 'initramfs', { ...options, recipe: initramfsRecipe() }, async (dir) => {
     const out = join(dir, 'initramfs');
     await buildInitramfs({ ...settings, ...boot.kernel, busybox: boot.busybox, out });
     return out;

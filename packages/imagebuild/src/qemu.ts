@@ -47,19 +47,36 @@ export interface QemuLink {
 }
 
 export interface QemuBootOptions {
-  /** ISO image, attached as a CD-ROM and booted from. */
+  /** ISO image, attached as a CD-ROM and booted from. Exactly one of `iso`, `kernel` and `disk` is given. */
   iso?: string;
   /**
    * Direct kernel boot instead of an ISO (used by tests). Under TCG `no_timer_check` is added to
    * `append` when it is not there: on a loaded host the kernel's timer check can fail in a TCG guest.
    */
   kernel?: { image: string; initrd: string; append: string };
+  /**
+   * A raw disk image to boot from (the disk image's GRUB, with `uefi`): attached read-write as a
+   * virtio block device with bootindex 0, so GRUB's `save_env` and everything the guest writes land
+   * in the file. It is /dev/vda in the guest; `drives` follow it (/dev/vdb…).
+   */
+  disk?: string;
   /** Raw disk image attached read-only as a USB mass-storage device (qemu-xhci + usb-storage). */
   secretImage?: string;
-  /** Further raw disks, attached as virtio block devices (/dev/vda, /dev/vdb… in the guest), in order. */
+  /** Further raw disks, attached as virtio block devices (/dev/vda, /dev/vdb… in the guest, after the boot `disk`), in order. */
   drives?: QemuDrive[];
-  /** Boot with OVMF (UEFI) instead of SeaBIOS. */
+  /**
+   * Boot with OVMF (UEFI) instead of SeaBIOS. Each call starts from a fresh copy of OVMF's variable
+   * store, which lives for the whole QEMU process: a guest reboot (`allowReboot`) keeps its NVRAM.
+   */
   uefi?: boolean;
+  /**
+   * Default false: QEMU runs with -no-reboot, so a guest reboot (or a panic with panic=N) ends it
+   * like a power-off. True: a reboot resets the guest inside the same QEMU process (the firmware and
+   * a direct kernel boot start again, disks and NVRAM keep what was written) and the serial output
+   * goes on in the same log, so one run can watch boot, update, reboot, trial and rollback; only a
+   * guest power-off, `until`, the timeout or the signal end it.
+   */
+  allowReboot?: boolean;
   /** Default tcg. KVM is never chosen automatically: /dev/kvm can exist where KVM does not work. */
   accel?: 'tcg' | 'kvm';
   /** Guest memory (default 1024 MiB). */
@@ -84,7 +101,7 @@ export interface QemuBootOptions {
 }
 
 export interface QemuBootResult {
-  /** poweroff: QEMU ended by itself (guest power-off, reboot or panic, as -no-reboot ends QEMU on those). */
+  /** poweroff: QEMU ended by itself (guest power-off; without `allowReboot` also a reboot or panic, as -no-reboot ends QEMU on those). */
   reason: 'poweroff' | 'matched' | 'timeout';
   /** QEMU's exit code; null when it was killed. */
   exitCode: number | null;
@@ -97,7 +114,10 @@ export class QemuAbortedError extends PsyopsError {
   override readonly code = 'INTERRUPTED';
 }
 
-/** An option of the boot cannot be used as given (a bad MAC, port or link name, a port in use); found before QEMU starts. */
+/**
+ * An option of the boot cannot be used as given (not exactly one of iso, kernel and disk, a bad MAC,
+ * port or link name, a port in use); found before QEMU starts.
+ */
 export class QemuOptionError extends PsyopsError {
   override readonly code = 'BAD_QEMU_OPTION';
 }
@@ -266,8 +286,9 @@ function withNoTimerCheck(append: string): string {
 
 /** Boots in QEMU under TCG (unless told otherwise) and returns how it ended and the serial output. */
 export async function bootInQemu(options: QemuBootOptions): Promise<QemuBootResult> {
-  if ((options.iso === undefined) === (options.kernel === undefined)) {
-    throw new ToolFailedError('qemu: give either an ISO or a kernel to boot, not both or neither');
+  const bootFrom = [options.iso !== undefined && 'iso', options.kernel !== undefined && 'kernel', options.disk !== undefined && 'disk'].filter(Boolean);
+  if (bootFrom.length !== 1) {
+    throw new QemuOptionError(`qemu: give exactly one of an ISO, a kernel and a disk to boot${bootFrom.length > 1 ? `, not ${bootFrom.join(' and ')}` : ''}`);
   }
   const plan = planNetwork(options);
   const accel = options.accel ?? 'tcg';
@@ -278,6 +299,7 @@ export async function bootInQemu(options: QemuBootOptions): Promise<QemuBootResu
     await assertReadableFile(options.kernel.image, 'kernel');
     await assertReadableFile(options.kernel.initrd, 'initramfs');
   }
+  if (options.disk !== undefined) await assertReadableFile(options.disk, 'boot disk image');
   if (options.secretImage !== undefined) await assertReadableFile(options.secretImage, 'secret image');
   for (const drive of options.drives ?? []) await assertReadableFile(drive.file, 'disk image');
   for (const entry of plan?.publish ?? []) await assertPortFree(entry.hostPort);
@@ -296,7 +318,7 @@ export async function bootInQemu(options: QemuBootOptions): Promise<QemuBootResu
       'stdio',
       '-monitor',
       'none',
-      '-no-reboot',
+      ...(options.allowReboot ? [] : ['-no-reboot']),
       '-accel',
       accel,
       '-m',
@@ -322,6 +344,9 @@ export async function bootInQemu(options: QemuBootOptions): Promise<QemuBootResu
       // timer does not work, and panic; the check proves nothing on emulated hardware.
       const append = accel === 'tcg' ? withNoTimerCheck(options.kernel.append) : options.kernel.append;
       args.push('-kernel', options.kernel.image, '-initrd', options.kernel.initrd, '-append', append);
+    } else if (options.disk !== undefined) {
+      // bootindex: the firmware's boot order (OVMF reads it through fw_cfg) names this disk first.
+      args.push('-drive', `if=none,id=bootdisk,format=raw,file=${qemuOptionPath(options.disk)}`, '-device', 'virtio-blk-pci,drive=bootdisk,bootindex=0');
     }
     if (options.secretImage !== undefined) {
       args.push(

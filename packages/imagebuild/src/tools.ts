@@ -9,6 +9,7 @@ const HOST_TOOLS = {
   unsquashfs: 'squashfs-tools',
   mformat: 'mtools',
   mcopy: 'mtools',
+  sfdisk: 'fdisk',
   'grub-mkimage': 'grub-common',
   depmod: 'kmod',
   xz: 'xz-utils',

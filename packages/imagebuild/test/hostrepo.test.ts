@@ -52,12 +52,12 @@ describe('buildHostRepository (from this Debian host)', () => {
   }, 900_000);
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('writes a signed index of the six packages, with a private key only root can read, and records what it was built from', async () => {
+  it('writes a signed index of the seven packages, with a private key only root can read, and records what it was built from', async () => {
     const index = readIndex(readFileSync(join(repo.dir, 'x86_64/APKINDEX.tar.gz')), { keys });
     expect(index.trustedBy).toMatch(/^psyops-host-[0-9a-f]+\.rsa\.pub$/);
     const entries = index.entries.map((entry) => ({ name: entry.name, version: entry.version })).sort((a, b) => a.name.localeCompare(b.name));
     expect(entries).toEqual([...repo.packages].sort((a, b) => a.name.localeCompare(b.name)));
-    expect(entries.map((entry) => entry.name)).toEqual(['busybox', 'host-baselayout', 'linux-debian', 'nebula', 'nodejs', 'openssh']);
+    expect(entries.map((entry) => entry.name)).toEqual(['busybox', 'host-baselayout', 'linux-debian', 'minisign', 'nebula', 'nodejs', 'openssh']);
     expect(index.entries.find((entry) => entry.name === 'host-baselayout')?.depends).toEqual(['busybox']);
     // OpenRC's commands, as Alpine's openrc provides them: psyopsOS-base depends on them.
     expect(index.entries.find((entry) => entry.name === 'host-baselayout')?.provides).toEqual(['cmd:openrc-run=1.2.0-r0', 'cmd:rc-update=1.2.0-r0']);
@@ -176,6 +176,18 @@ describe('buildHostRepository (from this Debian host)', () => {
     expect(packages.get('nebula')!.info.pkgver).toMatch(new RegExp(`^${/^Version: (\S+)/.exec(version)![1]!.replaceAll('.', '\\.')}-r\\d+$`));
   });
 
+  it('minisign: the host binary and libsodium, no init script; it verifies a signature the host minisign made', () => {
+    const tree = trees.get('minisign')!;
+    expect(readFileSync(join(tree, 'usr/bin/minisign')).equals(readFileSync('/usr/bin/minisign'))).toBe(true);
+    expect(packages.get('minisign')!.files.some((file) => /^(usr\/)?lib\/x86_64-linux-gnu\/libsodium\.so\./.test(file.path))).toBe(true);
+    expect(packages.get('minisign')!.files.filter((file) => file.path.startsWith('etc/'))).toEqual([]);
+    const key = join(dir, 'minisign-test');
+    execFileSync('minisign', ['-G', '-W', '-p', `${key}.pub`, '-s', `${key}.key`], { stdio: 'ignore' });
+    writeFileSync(`${key}.txt`, 'signed on the host\n');
+    execFileSync('minisign', ['-S', '-s', `${key}.key`, '-m', `${key}.txt`], { stdio: 'ignore' });
+    expect(runPackaged('minisign', 'usr/bin/minisign', ['-V', '-p', `${key}.pub`, '-m', `${key}.txt`])).toMatch(/Signature and comment signature verified/);
+  });
+
   it.skipIf(process.getuid?.() !== 0)('nodejs: runs chrooted in its own tree, finding its libraries where the loader looks', () => {
     const output = execFileSync('/usr/sbin/chroot', [trees.get('nodejs')!, '/usr/bin/node', '-e', 'console.log(1 + 1)'], {
       encoding: 'utf8',
@@ -252,6 +264,7 @@ describe('buildHostRepository (from this Debian host)', () => {
     expect(resolved.map((pkg) => pkg.entry.name).sort()).toEqual([
       'busybox',
       'host-baselayout',
+      'minisign',
       'nebula',
       'nodejs',
       'openssh',

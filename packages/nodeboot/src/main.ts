@@ -4,16 +4,26 @@
  *                                 --print-status also prints status.json as one console line
  *   node nodeboot.mjs status     print /etc/psyopsOS/status.json
  *   node nodeboot.mjs check-secret DIR   validate a secret volume's files (prints no secret)
+ *   node nodeboot.mjs apply [--json]     fetch, verify and apply the node's config now, without a reboot
+ *   node nodeboot.mjs upgrade [--json]   upgrade installed packages from the site's signed APK repository
+ *   node nodeboot.mjs write-bootmedia ISO [DEVICE] [--signature FILE] [--json]   verify an ISO, write it over the boot media, read it back
+ *   node nodeboot.mjs update [--check] [--version V] [--allow-downgrade] [--reboot] [--json]   write a signed release into the other disk slot, try it once at the next boot
  */
 import { basename } from 'node:path';
 import { runPostboot } from './postboot.js';
 import { readSecretVolume } from './secret-volume.js';
 import { readNodeStatus } from './status.js';
 import { LinuxSystem } from './system.js';
+import { opsCommands } from './ops/commands.js';
+import { updateCommand } from './slot-update/update.js';
 
-const USAGE = 'usage: nodeboot.mjs postboot [--print-status] | status | check-secret DIR';
+const USAGE =
+  'usage: nodeboot.mjs postboot [--print-status] | status | check-secret DIR | apply [--json] | upgrade [--json] | write-bootmedia ISO [DEVICE] [--signature FILE] [--json] | update [--check] [--version V] [--allow-downgrade] [--reboot] [--json]';
 
 async function main(args: string[]): Promise<number> {
+  const operation = Object.hasOwn(opsCommands, args[0] ?? '') ? opsCommands[args[0]!] : undefined;
+  if (operation) return operation(args.slice(1));
+  if (args[0] === 'update') return updateCommand(args.slice(1));
   switch (args[0]) {
     case 'postboot':
       try {

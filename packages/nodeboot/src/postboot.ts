@@ -7,6 +7,8 @@ import { psynetStep } from './postboot/psynet.js';
 import { secretStep } from './postboot/secret.js';
 import { SiteClient } from './postboot/site.js';
 import { stateStep } from './postboot/state.js';
+import { finishTrial, slotBootStatus, type SlotBootStatus } from './postboot/trial.js';
+import { commandMounter, type VolumeMounter } from './slot-update/volumes.js';
 import type { NodeStatus, StepName, StepStatus } from './status.js';
 import type { NodeSystem } from './system.js';
 
@@ -23,6 +25,8 @@ export interface PostbootOptions {
   secretPollMs?: number;
   /** How long the program took to start before calling runPostboot (node start-up and module loading), reported in the status. */
   startupMs?: number;
+  /** How the slots and the ESP are mounted for a trial or a rollback (default: mount/umount through the system). */
+  mounter?: VolumeMounter;
   /** Also print the status as one console line `psyopsOS: status {…}` before the last line (for serial-console tests). */
   printStatus?: boolean;
 }
@@ -61,6 +65,7 @@ class StepRunner {
 
 /** Step 7: status.json, the finished marker, and the console's last line(s). */
 async function recordStatus({ system, log }: StepContext, report: NodeStatus, printStatus: boolean): Promise<void> {
+  const rollback = report.rollback ? ` rolled-back-from=${report.rollback.version ?? `slot-${report.rollback.slot}`}` : '';
   await system.mkdir('/etc/psyopsOS', 0o755);
   await system.writeFile(NODE_PATHS.status, `${JSON.stringify(report, null, 2)}\n`, 0o644);
   await system.mkdir(posix.dirname(NODE_PATHS.finishedMarker), 0o755);
@@ -68,15 +73,28 @@ async function recordStatus({ system, log }: StepContext, report: NodeStatus, pr
   await log.line(`finished: ${report.status} in ${report.durationMs} ms`);
   if (printStatus) system.console(`psyopsOS: status ${JSON.stringify(report)}`);
   system.console(
-    `psyopsOS: postboot finished status=${report.status} hostname=${report.hostname} config=${report.config.version ?? 'none'} secret=${report.secret}`,
+    `psyopsOS: postboot finished status=${report.status} hostname=${report.hostname} config=${report.config.version ?? 'none'} secret=${report.secret}${rollback}`,
   );
+}
+
+/** The booted slot, release and any rollback; an ISO boot or an unreadable slot says nothing (never fails the boot). */
+async function slotStatus(context: StepContext, mounter: VolumeMounter): Promise<Partial<SlotBootStatus>> {
+  try {
+    const boot = await slotBootStatus(context.system, mounter);
+    if (boot.rollback) await context.log.line(`rolled back from ${boot.rollback.version ?? `slot ${boot.rollback.slot}`}: ${boot.rollback.reason}`);
+    return boot;
+  } catch (error) {
+    await context.log.line(`booted slot unknown (${oneLine(error)})`);
+    return {};
+  }
 }
 
 /**
  * postboot: individuates the node at boot, in order: (1) exits if this boot already finished,
  * (2) the secret volume, then the psyops-state volume (the last good config's home across
  * reboots, its version the downgrade protection: without it the boot is degraded), (3) hostname, interfaces, SSH host key, networking, (4) psynet,
- * (5) the signed node config, (6) k3s, (7) status.json, the finished marker and the final line
+ * (5) the signed node config, (6) k3s, (7) the booted slot and release, a trial boot settled (its slot
+ * marked good at ok, otherwise recorded and rebooted after the final line), status.json, the finished marker and the final line
  * `psyopsOS: postboot finished status=… hostname=… config=… secret=…`. Never throws for a
  * failing step: each is recorded and the rest go on.
  */
@@ -120,6 +138,8 @@ export async function runPostboot(system: NodeSystem, options: PostbootOptions =
     k3sStep(context, { k3s: config.applied?.k3s, ageIdentity: volume?.ageIdentity, hostname: config.hostname }),
   );
 
+  const mounter = options.mounter ?? commandMounter(system);
+  const boot = await slotStatus(context, mounter);
   const { steps } = runner;
   const status: NodeStatus['status'] = secret.secret !== 'mounted-ro' ? 'failed' : steps.some((s) => s.result === 'failed') ? 'degraded' : 'ok';
   const finishedAt = system.now();
@@ -138,7 +158,15 @@ export async function runPostboot(system: NodeSystem, options: PostbootOptions =
     finishedAt: iso(finishedAt),
     durationMs: finishedAt - startedAt,
     ...(settings.startupMs >= 0 ? { startupMs: settings.startupMs } : {}),
+    ...boot,
   };
+  // A trial is settled before status.json says ok: whoever sees ok on the new release sees a slot marked good.
+  const trial =
+    boot.trial && boot.slot && boot.release
+      ? await finishTrial(system, { status, problems: report.problems, release: boot.release, slot: boot.slot }, mounter)
+      : undefined;
+  for (const line of trial?.lines ?? []) await context.log.line(line);
   await recordStatus(context, report, settings.printStatus);
+  if (trial?.reboot) await system.run('reboot', [], 60_000);
   return { status: report, exitCode: POSTBOOT_EXIT[status] };
 }

@@ -40,6 +40,14 @@ export interface NodeStatus {
   durationMs: number;
   /** Process start to postboot start, when the program reported it. */
   startupMs?: number;
+  /** The booted release (from the boot media), when known. */
+  release?: string | null;
+  /** The disk slot this boot came from; null when booted from an ISO. */
+  slot?: 'A' | 'B' | null;
+  /** This boot is a slot's one trial: it is marked good when postboot ends ok. */
+  trial?: boolean;
+  /** GRUB took this boot back to the good slot because the slot on trial did not come up. */
+  rollback?: { slot: 'A' | 'B'; version: string | null; reason: string };
 }
 
 /** The status postboot wrote on a node whose root is `root` (`/` on the node itself). */

@@ -24,7 +24,8 @@ describe('the nodeboot bundle (dist/nodeboot.mjs, from the last build)', () => {
       inputs.filter((path) => /node_modules[\\/](zod|age-encryption|@noble|@scure|ajv)[\\/]|siteapi[\\/]dist[\\/](schemas|validators)/.test(path)),
     ).toEqual([]);
     const bundle = readFileSync(join(DIST, 'nodeboot.mjs'), 'utf8');
-    expect(bundle.length).toBeLessThan(100_000);
+    // Every boot parses it: the node commands (apply, upgrade, write-bootmedia, update) ride along, so keep an eye on it.
+    expect(bundle.length).toBeLessThan(130_000);
   });
 
   it('loads no http, https or TLS module before it fetches', async () => {

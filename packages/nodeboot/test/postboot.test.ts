@@ -6,9 +6,11 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { formatGrubEnv, parseGrubEnv } from '@psyops/core';
 import { signBytes } from '@psyops/signing';
 import { buildSite, serveSite, type Lighthouse } from '@psyops/siteapi';
 import { NODE_PATHS, TempRootSystem, runPostboot, type NodeStatus, type PostbootOptions } from '../src/index.js';
+import { dirMounter } from './slot-tar.js';
 import { FILE_SECRET, K3S_TOKEN, LIGHTHOUSES, MAC, NODE, makeWorld, siteFor, tempDir, type World } from './fixtures.js';
 
 const FAST: PostbootOptions = { secretWaitMs: 0, siteAttempts: 3, siteRetryDelayMs: 100, fetchTimeoutMs: 5000 };
@@ -387,6 +389,51 @@ describe('postboot against a temporary root, a real secret image and a real serv
     const sleeps = system.effects.filter((e) => e.kind === 'sleep');
     expect(sleeps.map((e) => e.detail)).toEqual(['250', '250', '250', '250']);
     expect(system.effects.filter((e) => e.kind === 'mount')).toEqual([]);
+  });
+
+  /** A node booted from disk slot B on its one trial: cmdline, boot media, watchdog, an ESP and slot B by label. */
+  function trialBoot(root: string) {
+    for (const dir of ['proc', 'media/boot', 'dev']) mkdirSync(join(root, dir), { recursive: true });
+    writeFileSync(join(root, 'proc/cmdline'), 'psyopsos.slot=psyopsOS-B panic=10 psyopsos.trial=1\n');
+    writeFileSync(join(root, 'media/boot/.psyopsOS-release'), 'r2 x86_64\n');
+    writeFileSync(join(root, 'dev/watchdog'), '');
+    const esp = tempDir('trialesp');
+    mkdirSync(join(esp, 'boot/grub'), { recursive: true });
+    writeFileSync(join(esp, 'boot/grub/grubenv'), formatGrubEnv({ psyops_good: 'A', psyops_try: '', psyops_trying: 'B' }));
+    const mounts: string[] = [];
+    const grubenv = () => parseGrubEnv(readFileSync(join(esp, 'boot/grub/grubenv')));
+    return { mounter: dirMounter({ 'PSYOPS-ESP': esp, 'psyopsOS-B': tempDir('trialslot') }, mounts), grubenv };
+  }
+
+  it('a trial boot that ends ok marks its slot good before status.json says ok, and disarms the watchdog', async () => {
+    const root = nodeRoot(world.server.url);
+    const trial = trialBoot(root);
+    const system = bootSystem(world, root);
+    const result = await runPostboot(system, { ...FAST, mounter: trial.mounter });
+    expect(result.exitCode).toBe(0);
+    expect(statusOf(root)).toMatchObject({ status: 'ok', release: 'r2', slot: 'B', trial: true });
+    expect(trial.grubenv().get('psyops_good')).toBe('B');
+    expect(trial.grubenv().get('psyops_trying')).toBe('');
+    expect(read(root, '/dev/watchdog')).toBe('V');
+    expect(system.consoleLines).toContain('nodeboot: slot B marked good (r2)');
+    expect(lastLine(system)).toMatch(/^psyopsOS: postboot finished status=ok /);
+    expect(system.effects.filter((e) => e.detail === 'reboot')).toEqual([]);
+  });
+
+  it('a trial boot that fails records why and reboots after its last line; slot A stays the good one', async () => {
+    const root = nodeRoot(world.server.url);
+    const trial = trialBoot(root);
+    const system = bootSystem(world, root, { secret: false, state: false });
+    const result = await runPostboot(system, { ...FAST, mounter: trial.mounter });
+    expect(result.exitCode).toBe(1);
+    expect(trial.grubenv().get('psyops_good')).toBe('A');
+    expect(read(root, '/dev/watchdog')).toBe('');
+    expect(JSON.parse(read(root, '/var/lib/psyopsOS/trial-failure.json'))).toMatchObject({ slot: 'B', version: 'r2' });
+    expect(system.consoleLines).toContainEqual(
+      expect.stringMatching(/^nodeboot: trial of r2 in slot B failed: secret: .*; rebooting into the last good slot$/),
+    );
+    expect(lastLine(system)).toMatch(/^psyopsOS: postboot finished status=failed /);
+    expect(system.effects.at(-1)).toEqual({ kind: 'run', detail: 'reboot' });
   });
 
   it('with an unreachable site: bounded retries with backoff, then the last good config', async () => {

@@ -99,7 +99,10 @@ describe('the bundle dist/nodeboot.mjs', () => {
       `${NODE}: valid secret volume (TESTONLYNOPROD.env age.key mactab minisign.pubkey network.interfaces nodename psynet.ca.crt psynet.host.crt psynet.host.key ssh_host_ed25519_key; TESTONLY toor user)\n`,
     );
     const usage = await run(process.execPath, ['nodeboot.mjs'], { cwd: empty, timeout: 30_000 }).catch((error: { code: number; stderr: string }) => error);
-    expect(usage).toMatchObject({ code: 64, stderr: 'usage: nodeboot.mjs postboot [--print-status] | status | check-secret DIR\n' });
+    expect(usage).toMatchObject({
+      code: 64,
+      stderr: expect.stringMatching(/^usage: nodeboot\.mjs postboot \[--print-status\] \| status \| check-secret DIR \| apply .* \| update .*\n$/),
+    });
     expect(readdirSync(empty)).toEqual(['nodeboot.mjs']);
   });
 });

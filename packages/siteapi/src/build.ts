@@ -3,7 +3,7 @@ import { copyFile, link, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, wr
 import { basename, dirname, join } from 'node:path';
 import type { z } from 'zod';
 import { signBytes, signFile, type SecretKey } from '@psyops/signing';
-import { fileAccessError, sha256File } from '@psyops/core';
+import { compareReleases, fileAccessError, sha256File } from '@psyops/core';
 import { ImageInputError, NodeDefinitionError, SiteInputError } from './errors.js';
 import {
   NODE_NAME,
@@ -18,9 +18,11 @@ import {
   type NodeDefinition,
   type OsImage,
   type OsLatest,
+  type OsUpdate,
   type SiteSchemaName,
 } from './schemas.js';
 import { SecretEncryptor } from './secrets.js';
+import { newestPerArch, readUpdateInput, UPDATE_NAME, updateTrustedComment } from './updates.js';
 
 export interface BuildSiteOptions {
   /** Where the site goes; replaced as a whole, only once everything is built. */
@@ -41,7 +43,10 @@ export interface BuildSiteOptions {
   bumpVersions?: boolean;
   /** The workspace's nodes/ folder: one `<name>.json` node definition per node. Missing: no nodes. */
   nodesDir?: string;
-  /** Folder of `psyopsOS-<release>-<arch>.iso` images with a `.json` manifest beside each. Missing: no images. */
+  /**
+   * Folder of `psyopsOS-<release>-<arch>.iso` images with a `.json` manifest beside each, and of
+   * update artifacts `psyopsOS-<release>-<arch>.tar` (build-disk). Missing: no images, no updates.
+   */
   imagesDir?: string;
   /** APK repository folder holding `<arch>/APKINDEX.tar.gz` and packages (`psyops apk index` writes it). Missing: no repository. */
   apkRepositoryDir?: string;
@@ -64,12 +69,24 @@ export interface BuildSiteResult {
   files: ManifestEntry[];
   nodes: string[];
   images: OsImage[];
+  /** Every update artifact published (`os/<filename>` + `.minisig`), sorted by file name. */
+  updates: UpdateArtifact[];
+  /** The signed pointers `os/update-<arch>.json`: the newest update per architecture, sorted by arch. */
+  updatePointers: OsUpdate[];
   apkArchitectures: string[];
   /** Node configs published with a higher version than their definitions give (bumpVersions, or an earlier bump kept). */
   bumped: { name: string; definitionVersion: number; version: number }[];
   /** The version of psynet/lighthouses.json: the previous site's, raised by one when the list changed. */
   lighthousesVersion: number;
 }
+
+/** An update artifact as published: what its pointer would say, and where its signature is. */
+export type UpdateArtifact = Omit<OsUpdate, 'format'> & {
+  /** Path of its `.minisig` in the site. */
+  signature: string;
+  /** The signature's trusted comment (`type=psyopsOS version=… filename=… kernel=… alpine=… arch=…`). */
+  trustedComment: string;
+};
 
 /** The image file names the site publishes: `psyopsOS-<release>-<arch>.iso`. */
 const IMAGE_NAME = /^psyopsOS-([A-Za-z0-9._+~-]+)-(x86_64|aarch64)\.iso$/;
@@ -223,11 +240,6 @@ async function checkApkRepositories(repositories: ApkInput[], keysDir: string): 
   }
 }
 
-/** Numeric-aware version order: 2025.10 after 2025.9. */
-function compareVersions(a: string, b: string): number {
-  return a.localeCompare(b, 'en', { numeric: true }) || byString(a, b);
-}
-
 const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
 
 function html(title: string, body: string): string {
@@ -244,6 +256,10 @@ export async function buildSite(options: BuildSiteOptions): Promise<BuildSiteRes
   // Read and check every input before writing anything.
   const nodes = await readNodeDefinitions(options.nodesDir);
   const imageInputs = await readImageInputs(options.imagesDir);
+  const updateInputs = [];
+  for (const filename of ((await listDir(options.imagesDir, 'images folder')) ?? []).filter((name) => UPDATE_NAME.test(name))) {
+    updateInputs.push(await readUpdateInput(options.imagesDir!, filename));
+  }
   const apkInputs = await readApkInputs(options.apkRepositoryDir);
   if (options.apkTrustedKeysDir !== undefined && apkInputs.length > 0) await checkApkRepositories(apkInputs, options.apkTrustedKeysDir);
   const lighthouses = (options.lighthouses ?? []).map((l, i) => {
@@ -321,16 +337,37 @@ export async function buildSite(options: BuildSiteOptions): Promise<BuildSiteRes
       const newestPerArch: Record<string, OsImage> = {};
       for (const image of images) {
         const current = newestPerArch[image.arch];
-        if (!current || compareVersions(image.version, current.version) > 0) newestPerArch[image.arch] = image;
+        if (!current || compareReleases(image.version, current.version) > 0) newestPerArch[image.arch] = image;
       }
       const arches = Object.keys(newestPerArch).sort(byString);
-      const current = newestPerArch.x86_64 ?? [...images].sort((a, b) => compareVersions(b.version, a.version))[0]!;
+      const current = newestPerArch.x86_64 ?? [...images].sort((a, b) => compareReleases(b.version, a.version))[0]!;
       const latest: OsLatest = {
         format: 'psyops-os-latest/1',
         ...current,
         architectures: Object.fromEntries(arches.map((arch) => [arch, newestPerArch[arch]!])),
       };
       await putSigned('os/latest.json', latest, 'os-latest');
+    }
+
+    // Update artifacts: the tar signed here (the node checks the trusted comment), then per
+    // architecture a signed pointer to the newest one.
+    const updates: UpdateArtifact[] = [];
+    for (const input of updateInputs) {
+      progress(`os: ${input.filename}`);
+      const path = `os/${input.filename}`;
+      await place(path, input.path);
+      const comment = updateTrustedComment(input);
+      await put(`${path}.minisig`, await signFile(input.path, key, { trustedComment: comment }));
+      const { size, sha256 } = entries.get(path)!;
+      const { version, arch, filename, kernel, alpine } = input;
+      updates.push({ version, arch, filename, path, size, sha256, kernel, alpine, signature: `${path}.minisig`, trustedComment: comment });
+    }
+    const updatePointers: OsUpdate[] = [];
+    for (const newest of newestPerArch(updates)) {
+      const { signature: _signature, trustedComment: _comment, ...fields } = newest;
+      const pointer: OsUpdate = { format: 'psyops-os-update/1', ...fields };
+      await putSigned(`os/update-${newest.arch}.json`, pointer, 'os-update');
+      updatePointers.push(siteSchemas['os-update'].parse(pointer));
     }
 
     const bumped: BuildSiteResult['bumped'] = [];
@@ -415,6 +452,7 @@ export async function buildSite(options: BuildSiteOptions): Promise<BuildSiteRes
             ['index.json', 'index.json: every API document'],
             ['manifest.json', 'manifest.json: every file with its size and sha256'],
             ...(images.length > 0 ? ([['os/latest.json', 'os/latest.json: the current OS image']] as [string, string][]) : []),
+            ...updatePointers.map((p): [string, string] => [`os/update-${p.arch}.json`, `os/update-${p.arch}.json: the current update (${p.arch})`]),
             ['psynet/lighthouses.json', 'psynet/lighthouses.json: psynet lighthouses'],
             ...apkInputs.map((r): [string, string] => [`apk/psyopsOS/${r.arch}/APKINDEX.tar.gz`, `APK repository (${r.arch})`]),
           ]),
@@ -442,7 +480,7 @@ export async function buildSite(options: BuildSiteOptions): Promise<BuildSiteRes
 
     await swapInto(staging, options.outDir);
     progress(`site: ${files.length + 2} files in ${options.outDir}`);
-    return { outDir: options.outDir, files, nodes: nodeNames, images, apkArchitectures, bumped, lighthousesVersion };
+    return { outDir: options.outDir, files, nodes: nodeNames, images, updates, updatePointers, apkArchitectures, bumped, lighthousesVersion };
   } catch (error) {
     await rm(staging, { recursive: true, force: true });
     throw error;

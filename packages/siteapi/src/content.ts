@@ -15,14 +15,16 @@ export function contentTypeOf(path: string): string {
       return 'text/plain; charset=utf-8';
     case '.iso':
       return 'application/x-iso9660-image';
+    case '.tar':
+      return 'application/x-tar';
     default:
       return 'application/octet-stream';
   }
 }
 
 /**
- * Pointers (index.*, latest.*, the APKINDEX) and other documents that change in place are
- * cached briefly; versioned artifacts (OS images, packages, and their signatures) never
+ * Pointers (index.*, latest.*, os/update-*.json, the APKINDEX) and other documents that change in place are
+ * cached briefly; versioned artifacts (OS images, update tars, packages, and their signatures) never
  * change under their name, so caches may keep them for a year.
  */
 export function cacheControlOf(path: string): string {
@@ -31,11 +33,12 @@ export function cacheControlOf(path: string): string {
 
 function isVersionedArtifact(path: string): boolean {
   const name = posix.basename(path);
-  return /\.(iso|img|apk)(\.minisig)?$/.test(name) && !isPointer(path);
+  return /\.(iso|img|tar|apk)(\.minisig)?$/.test(name) && !isPointer(path);
 }
 
 /** Documents a client reads first to find everything else: deploy uploads them last. */
 export function isPointer(path: string): boolean {
   const name = posix.basename(path);
-  return /^(index|latest|manifest)\./.test(name) || name.startsWith('APKINDEX');
+  // os/update-<arch>.json names an update tar, as os/latest.json names an image.
+  return /^(index|latest|manifest)\./.test(name) || name.startsWith('APKINDEX') || /(^|\/)os\/update-[^/]+\.json(\.minisig)?$/.test(path);
 }

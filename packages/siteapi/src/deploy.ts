@@ -222,7 +222,7 @@ function signedDocumentOf(key: string): string | undefined {
 /**
  * The uploads as chains that go up in order, each link once the one before it is up: a document
  * and then its signature (when both changed), or a lone file or signature. `regular` chains may run
- * side by side; `pointers` (index.*, latest.*, manifest.*, APKINDEX and their signatures) run one
+ * side by side; `pointers` (index.*, latest.*, manifest.*, os/update-*.json, APKINDEX and their signatures) run one
  * after the other once every regular chain is done, index.* last.
  */
 function uploadChains(uploads: readonly PlannedUpload[]): { regular: PlannedUpload[][]; pointers: PlannedUpload[][] } {
@@ -258,7 +258,7 @@ function uploadChains(uploads: readonly PlannedUpload[]): { regular: PlannedUplo
  *    while the document goes up), so a new document sits beside its old signature only for the
  *    time of one small PUT. A signature whose document did not change (only the timestamp did)
  *    goes up alone: the pair never mixes.
- * 2. Once all of those are up, the pointers (index.*, latest.*, manifest.*, APKINDEX), one at a
+ * 2. Once all of those are up, the pointers (index.*, latest.*, manifest.*, os/update-*.json, APKINDEX), one at a
  *    time, each document before its signature, index.* last: a pointer never names a file that is
  *    not there yet.
  * 3. With `delete`, stale signatures first and only then the other stale objects.

@@ -10,6 +10,11 @@ export class ImageInputError extends PsyopsError {
   override readonly code = 'BAD_IMAGE_INPUT';
 }
 
+/** An update artifact (`psyopsOS-<release>-<arch>.tar`) in the images folder cannot be published. */
+export class UpdateInputError extends PsyopsError {
+  override readonly code = 'BAD_UPDATE_INPUT';
+}
+
 /** A site input other than nodes and images (lighthouses, APK repository, output folder). */
 export class SiteInputError extends PsyopsError {
   override readonly code = 'BAD_SITE_INPUT';

@@ -182,6 +182,24 @@ export const osLatestSchema = z.strictObject({
 export type OsLatest = z.infer<typeof osLatestSchema>;
 export type OsImage = z.infer<typeof osImageSchema>;
 
+/**
+ * `os/update-<arch>.json`: the newest update artifact (slot tar) of one architecture, which
+ * `psyops-node update` fetches first. Its `.minisig` is the site's; the tar's own `.minisig`
+ * (`<path>.minisig`) carries `type=psyopsOS version= filename= kernel= alpine= arch=`.
+ */
+export const osUpdateSchema = z.strictObject({
+  format: z.literal('psyops-os-update/1'),
+  version: z.string().describe('The release in the tar.'),
+  arch: z.string(),
+  filename: z.string().describe('psyopsOS-<version>-<arch>.tar'),
+  path: z.string().describe('Path of the tar in the site (os/<filename>); its signature is <path>.minisig.'),
+  size: z.number().int().min(0),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  kernel: z.string(),
+  alpine: z.string(),
+});
+export type OsUpdate = z.infer<typeof osUpdateSchema>;
+
 /** `psynet/lighthouses.json`. */
 export const lighthousesSchema = z.strictObject({
   format: z.literal('psyops-lighthouses/1'),
@@ -213,6 +231,7 @@ export const siteSchemas = {
   'node-config': nodeConfigSchema,
   'node-definition': nodeDefinitionSchema,
   'os-latest': osLatestSchema,
+  'os-update': osUpdateSchema,
   lighthouses: lighthousesSchema,
   'site-index': siteIndexSchema,
   'site-manifest': siteManifestSchema,

@@ -38,25 +38,25 @@ export function defaultImageHome(): string {
  * On a terminal, a live line with every running stage and its elapsed seconds (ticking), and a
  * line per finished stage above it; piped, only the line per finished stage.
  */
-function progressPrinter(status: LiveStatus): (event: BuildProgress) => void {
+export function progressPrinter(status: LiveStatus, name: string): (event: BuildProgress) => void {
   return (event) => {
     if (event.state === 'start') status.start(event.stage, event.stage);
     else if (event.state === 'progress') status.update(event.stage, `${event.done}/${event.total}${event.item ? ` ${event.item}` : ''}`);
     else {
       const how = event.cached ? 'cached' : seconds(event.ms);
-      status.end(event.stage, `build-iso: ${event.stage} (${how})${event.detail ? `: ${event.detail}` : ''}`);
+      status.end(event.stage, `${name}: ${event.stage} (${how})${event.detail ? `: ${event.detail}` : ''}`);
     }
   };
 }
 
 /** A path as the user would type it here: relative below the current directory, else absolute; quoted for a shell when needed. */
-function shellPath(path: string, relativeToCwd: boolean): string {
+export function shellPath(path: string, relativeToCwd: boolean): string {
   const rel = relative(process.cwd(), path);
   const shown = relativeToCwd && rel !== '' && !rel.startsWith('..') && !isAbsolute(rel) ? rel : path;
   return /^[\w./@%+=:,-]+$/.test(shown) ? shown : `'${shown.replaceAll("'", "'\\''")}'`;
 }
 
-const verifyCommand = (iso: string, publicKey: string, relativeToCwd: boolean) =>
+export const verifyCommand = (iso: string, publicKey: string, relativeToCwd: boolean) =>
   `minisign -Vm ${shellPath(iso, relativeToCwd)} -p ${shellPath(publicKey, relativeToCwd)}`;
 
 /** The one JSON object `build-iso --json` prints (see the README's "JSON output"). */
@@ -76,6 +76,71 @@ function jsonResult(result: BuildIsoResult, key: { keyId: string; secretKey: str
     verify: verifyCommand(result.iso, key.publicKey, false),
     stages: result.stages,
   };
+}
+
+/** What build-iso and build-disk build: the workspace's image, or the embedded default outside one. */
+export interface ResolvedImageBuild {
+  build: Omit<BuildIsoOptions, 'secretKey'> & { secretKey?: BuildIsoOptions['secretKey'] };
+  keyFiles: { secretKey: string; publicKey: string };
+  /** The workspace's own APK repository folder (none for the embedded default). */
+  ownRepository: string | undefined;
+}
+
+/**
+ * The build options of the workspace (psyops.config.json), or of the embedded default when no
+ * workspace is here (and none was named); the secret key is read (asking for its password) unless
+ * this is a dry run.
+ */
+export async function resolveImageBuild(
+  options: Pick<BuildIsoCommandOptions, 'out' | 'cacheDir' | 'mirror' | 'dryRun'> & PasswordSources,
+  cmd: Command,
+  status: LiveStatus,
+  name: string,
+): Promise<ResolvedImageBuild> {
+  const epoch = sourceDateEpoch();
+  const imagebuild = await import('@psyops/imagebuild');
+  const { prepareDefaultImage } = imagebuild;
+  let build: Omit<BuildIsoOptions, 'secretKey'> & { secretKey?: BuildIsoOptions['secretKey'] };
+  let keyFiles: { secretKey: string; publicKey: string };
+  let ownRepository: string | undefined;
+  try {
+    const workspace = await currentWorkspace(cmd);
+    ownRepository = workspace.place('apk');
+    const { image, signing, site } = workspace.config;
+    const keyPath = workspace.path(signing.secretKey);
+    keyFiles = { secretKey: keyPath, publicKey: workspace.path(signing.publicKey) };
+    build = {
+      image: { ...image, overlay: workspace.path(image.overlay), outDir: resolve(options.out ?? workspace.path(image.outDir)) },
+      repositories: workspaceRepositories(workspace, options.mirror, imagebuild),
+      cacheDir: resolve(options.cacheDir ?? workspace.place('cache')),
+      siteUrl: site.url,
+      gitDir: workspace.dir,
+    };
+    // A dry run signs nothing: it needs neither the key nor its password.
+    if (!options.dryRun) build.secretKey = await readSecretKeyFile(keyPath, () => obtainPassword(options, `secret key ${keyPath}`));
+  } catch (error) {
+    // Only when no workspace was named: --workspace or PSYOPS_WORKSPACE pointing nowhere is an error.
+    const named = cmd.optsWithGlobals<{ workspace?: string }>().workspace ?? process.env[WORKSPACE_ENV];
+    if (!(error instanceof NoWorkspaceError) || (named !== undefined && named !== '')) throw error;
+    if (options.mirror !== undefined)
+      throw new UsageError('--mirror applies to the Alpine repositories of a workspace; the embedded default image (no workspace here) uses none');
+    const home = defaultImageHome();
+    // Where prepareDefaultImage keeps the default image's own throwaway key.
+    keyFiles = { secretKey: join(home, 'keys', 'minisign.key'), publicKey: join(home, 'keys', 'minisign.pub') };
+    status.line(
+      `${name}: no workspace here: building the embedded default image (this host's kernel, busybox, sshd and nebula, the pinned Node.js) from ${home}`,
+    );
+    build = await prepareDefaultImage({
+      home,
+      nodebootBundle: await readFile(fileURLToPath(import.meta.resolve('@psyops/nodeboot/nodeboot.mjs'))),
+      nodebootVersion: version,
+      outDir: resolve(options.out ?? 'out'),
+      ...(options.cacheDir !== undefined ? { cacheDir: resolve(options.cacheDir) } : {}),
+      ...(epoch !== undefined ? { mtime: epoch } : {}),
+      onProgress: (line) => status.line(`${name}: ${line}`),
+    });
+  }
+  return { build, keyFiles, ownRepository };
 }
 
 export function buildIsoCommand(): Command {
@@ -109,49 +174,9 @@ export function buildIsoCommand(): Command {
     const epoch = sourceDateEpoch();
     if (options.mirror !== undefined && !/^https?:\/\/\S+$/.test(options.mirror))
       throw new UsageError(`--mirror must be an http(s) URL, got "${options.mirror}"`);
-    const imagebuild = await import('@psyops/imagebuild');
-    const { buildIso, prepareDefaultImage, planIso } = imagebuild;
     const status = liveStatus('build-iso');
-    let build: Omit<BuildIsoOptions, 'secretKey'> & { secretKey?: BuildIsoOptions['secretKey'] };
-    let keyFiles: { secretKey: string; publicKey: string };
-    let ownRepository: string | undefined;
-    try {
-      const workspace = await currentWorkspace(cmd);
-      ownRepository = workspace.place('apk');
-      const { image, signing, site } = workspace.config;
-      const keyPath = workspace.path(signing.secretKey);
-      keyFiles = { secretKey: keyPath, publicKey: workspace.path(signing.publicKey) };
-      build = {
-        image: { ...image, overlay: workspace.path(image.overlay), outDir: resolve(options.out ?? workspace.path(image.outDir)) },
-        repositories: workspaceRepositories(workspace, options.mirror, imagebuild),
-        cacheDir: resolve(options.cacheDir ?? workspace.place('cache')),
-        siteUrl: site.url,
-        gitDir: workspace.dir,
-      };
-      // A dry run signs nothing: it needs neither the key nor its password.
-      if (!options.dryRun) build.secretKey = await readSecretKeyFile(keyPath, () => obtainPassword(options, `secret key ${keyPath}`));
-    } catch (error) {
-      // Only when no workspace was named: --workspace or PSYOPS_WORKSPACE pointing nowhere is an error.
-      const named = cmd.optsWithGlobals<{ workspace?: string }>().workspace ?? process.env[WORKSPACE_ENV];
-      if (!(error instanceof NoWorkspaceError) || (named !== undefined && named !== '')) throw error;
-      if (options.mirror !== undefined)
-        throw new UsageError('--mirror applies to the Alpine repositories of a workspace; the embedded default image (no workspace here) uses none');
-      const home = defaultImageHome();
-      // Where prepareDefaultImage keeps the default image's own throwaway key.
-      keyFiles = { secretKey: join(home, 'keys', 'minisign.key'), publicKey: join(home, 'keys', 'minisign.pub') };
-      status.line(
-        `build-iso: no workspace here: building the embedded default image (this host's kernel, busybox, sshd and nebula, the pinned Node.js) from ${home}`,
-      );
-      build = await prepareDefaultImage({
-        home,
-        nodebootBundle: await readFile(fileURLToPath(import.meta.resolve('@psyops/nodeboot/nodeboot.mjs'))),
-        nodebootVersion: version,
-        outDir: resolve(options.out ?? 'out'),
-        ...(options.cacheDir !== undefined ? { cacheDir: resolve(options.cacheDir) } : {}),
-        ...(epoch !== undefined ? { mtime: epoch } : {}),
-        onProgress: (line) => status.line(`build-iso: ${line}`),
-      });
-    }
+    const { build, keyFiles, ownRepository } = await resolveImageBuild(options, cmd, status, 'build-iso');
+    const { buildIso, planIso } = await import('@psyops/imagebuild');
     if (options.dryRun) {
       const plan = await interruptible(status, build.image.outDir, (signal) =>
         planIso({ image: build.image, repositories: build.repositories, cacheDir: build.cacheDir, offline: options.offline ?? false, signal }),
@@ -174,7 +199,7 @@ export function buildIsoCommand(): Command {
         ...(epoch !== undefined ? { sourceDateEpoch: epoch } : {}),
         offline: options.offline ?? false,
         rebuild: options.rebuild ?? false,
-        onProgress: progressPrinter(status),
+        onProgress: progressPrinter(status, 'build-iso'),
         signal,
       }),
     ).catch((error: unknown) => {
@@ -200,9 +225,9 @@ export function buildIsoCommand(): Command {
  * removes its temporary directories and rejects, and the command prints one line and exits 130.
  * A second Ctrl-C, or a build that does not stop within INTERRUPT_DEADLINE_MS, exits at once.
  */
-async function interruptible<T>(status: LiveStatus, outDir: string, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+export async function interruptible<T>(status: LiveStatus, outDir: string, work: (signal: AbortSignal) => Promise<T>, name = 'build-iso'): Promise<T> {
   const controller = new AbortController();
-  const interruption = new InterruptedError(`build-iso interrupted: nothing was written to ${outDir}; the stages that finished stay cached for the next run`);
+  const interruption = new InterruptedError(`${name} interrupted: nothing was written to ${outDir}; the stages that finished stay cached for the next run`);
   const leave = () => {
     process.stderr.write(`psyops: ${interruption.message} (${interruption.code})\n`);
     process.exit(EXIT_INTERRUPTED);
@@ -263,7 +288,7 @@ function workspaceRepositories(
  * An Alpine repository given by URL with the workspace's own keys (a workspace made before psyops
  * shipped Alpine's keys) is untrusted: the error says how to trust it.
  */
-function withAlpineKeysHint(error: unknown, repositories: BuildIsoOptions['repositories'], ownRepository?: string): unknown {
+export function withAlpineKeysHint(error: unknown, repositories: BuildIsoOptions['repositories'], ownRepository?: string): unknown {
   if (!(error instanceof PsyopsError)) return error;
   const Type = error.constructor as new (message: string, options?: ErrorOptions) => PsyopsError;
   // The workspace's own repository (a default since the world has psyopsOS-base and psyops-nodeboot), not built yet.

@@ -16,6 +16,7 @@ const SECRET_CACHE = 'site-secrets.json';
 
 interface BuildOptions extends PasswordSources {
   out?: string;
+  images?: string;
   validFor?: string;
   bumpVersions?: boolean;
   json?: boolean;
@@ -61,6 +62,8 @@ function buildCommand(): Command {
         [
           [`${NODES_DIR}/<name>.json`, 'node definitions: nodes/<name>.json, secrets age-encrypted'],
           [`${IMAGES_DIR}/psyopsOS-*.iso`, 'OS images and their .json manifests: os/, os/latest.json'],
+          [`${IMAGES_DIR}/psyopsOS-*.tar`, 'update artifacts (build-disk): os/, signed here,'],
+          ['', 'and os/update-<arch>.json naming the newest'],
           [`${APK_DIR}/<arch>/`, `APK repository (psyops apk index), trusted by ${APK_KEYS_DIR}`],
           // Rows short enough for an 80-column help: commander would wrap them flush left.
           ['psynet registry', 'lighthouses: psynet/lighthouses.json, at the underlay'],
@@ -76,6 +79,7 @@ function buildCommand(): Command {
         '(raise config.version, or pass --bump-versions); psynet/lighthouses.json gets the next version by itself when the list changes.',
     )
     .option('-o, --out <DIR>', 'output folder (default: the workspace site.outDir)')
+    .option('--images <DIR>', `folder of OS images and update artifacts (default: the workspace ${IMAGES_DIR}/)`)
     .option(
       '--valid-for <DURATION>',
       'signatures of the JSON documents expire this long after SOURCE_DATE_EPOCH (else now): 30d, 12h, 90m, 3600s; nodes refuse an expired config and keep their last good one (default: no expiry)',
@@ -99,7 +103,7 @@ function buildCommand(): Command {
       ...(validFor !== undefined ? { expiresAt: (timestamp ?? Math.floor(Date.now() / 1000)) + validFor } : {}),
       bumpVersions: options.bumpVersions ?? false,
       nodesDir: workspace.place('nodes'),
-      imagesDir: workspace.place('out'),
+      imagesDir: options.images !== undefined ? resolve(options.images) : workspace.place('out'),
       apkRepositoryDir: workspace.place('apk'),
       apkTrustedKeysDir: workspace.place('apkKeys'),
       lighthouses,
@@ -109,8 +113,12 @@ function buildCommand(): Command {
     for (const bump of result.bumped)
       process.stderr.write(`note: node ${bump.name} published as version ${bump.version} (${NODES_DIR}/${bump.name}.json says ${bump.definitionVersion})\n`);
     const latest = result.images.length > 0 ? `, ${result.images.length} OS image(s)` : ', no OS image';
+    const updates =
+      result.updates.length > 0
+        ? `, ${result.updates.length} update artifact(s) (newest: ${result.updatePointers.map((p) => `${p.version} ${p.arch}`).join(', ')})`
+        : '';
     const apk = result.apkArchitectures.length > 0 ? `, APK repository for ${result.apkArchitectures.join(', ')}` : ', no APK repository';
-    const summary = `site built: ${outDir} (${result.files.length + 2} files: ${result.nodes.length} node(s)${latest}${apk}, ${lighthouses.length} lighthouse(s))\n`;
+    const summary = `site built: ${outDir} (${result.files.length + 2} files: ${result.nodes.length} node(s)${latest}${updates}${apk}, ${lighthouses.length} lighthouse(s))\n`;
     if (!options.json) {
       process.stdout.write(summary);
       return;
@@ -122,6 +130,24 @@ function buildCommand(): Command {
       files: result.files.length + 2,
       nodes: result.nodes,
       images: result.images.map((image) => image.filename),
+      // Every update tar published (signed here), and the pointer per architecture to the newest one.
+      updates: result.updates.map(({ filename, path, version, arch, kernel, alpine, size, sha256, trustedComment }) => ({
+        filename,
+        path,
+        version,
+        arch,
+        kernel,
+        alpine,
+        size,
+        sha256,
+        trustedComment,
+      })),
+      updatePointers: result.updatePointers.map((pointer) => ({
+        path: `os/update-${pointer.arch}.json`,
+        arch: pointer.arch,
+        version: pointer.version,
+        filename: pointer.filename,
+      })),
       apkArchitectures: result.apkArchitectures,
       lighthouses: lighthouses.length,
       lighthousesVersion: result.lighthousesVersion,
@@ -137,7 +163,7 @@ function deployCommand(): Command {
     .description(
       'Make the objects under --prefix in --bucket match the site folder DIR (default: the workspace site.outDir). ' +
         'Files are compared by size and checksum with one listing of the bucket; only new and changed files are uploaded (multipart for big ones), ' +
-        'with Content-Type by extension and Cache-Control short for index.*, latest.*, manifest.* and APKINDEX, a year and immutable for images and packages. ' +
+        'with Content-Type by extension and Cache-Control short for index.*, latest.*, manifest.*, os/update-*.json and APKINDEX, a year and immutable for images, update tars and packages. ' +
         'Each document goes up before its signature (right after it), never a signature without its document; those pointer files go up last, so a client never sees a pointer to an object that is not there yet; with --delete, stale signatures go before their documents. An interrupted deploy is finished by running it again.\n' +
         'Credentials come from the standard AWS chain: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ~/.aws.',
     )
