@@ -232,11 +232,12 @@ export async function interruptible<T>(status: LiveStatus, outDir: string, work:
     process.stderr.write(`psyops: ${interruption.message} (${interruption.code})\n`);
     process.exit(EXIT_INTERRUPTED);
   };
+  let deadline: NodeJS.Timeout | undefined;
   const onSignal = () => {
     if (controller.signal.aborted) leave();
     status.stop();
     controller.abort(interruption);
-    setTimeout(leave, INTERRUPT_DEADLINE_MS).unref();
+    deadline = setTimeout(leave, INTERRUPT_DEADLINE_MS).unref();
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
@@ -251,6 +252,8 @@ export async function interruptible<T>(status: LiveStatus, outDir: string, work:
     setTimeout(() => process.exit(EXIT_INTERRUPTED), 100).unref();
     throw interruption;
   } finally {
+    // Settled: from here the error path reports the interrupt, once; the deadline must not print it again.
+    clearTimeout(deadline);
     status.stop();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
