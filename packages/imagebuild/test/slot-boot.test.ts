@@ -22,8 +22,11 @@ const MTIME = 1_764_028_800;
 const TRIAL_TIMEOUT_S = 61;
 const CONSOLE = 'console=ttyS0,115200 quiet';
 
+// OVMF clears the screen with escape sequences that share a line with the first thing /init says.
+const TERMINAL_ESCAPE = new RegExp(`${String.fromCharCode(0x1b)}\\[[=?]?[0-9;]*[A-Za-z]`, 'g');
+
 function lines(serial: string): string[] {
-  return serial.split(/\r?\n/).map((line) => line.replace(/\r/g, '').trim());
+  return serial.split(/\r?\n/).map((line) => line.replace(TERMINAL_ESCAPE, '').replace(/\r/g, '').trim());
 }
 
 const initLines = (serial: string): string[] => lines(serial).filter((line) => line.startsWith('psyops-init: '));
