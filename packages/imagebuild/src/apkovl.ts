@@ -36,6 +36,8 @@ export interface ApkovlOptions {
   out: string;
   /** Seconds since the epoch, for every entry. */
   mtime: number;
+  /** Once aborted, nothing more is written (work outliving a Ctrl-C must not refill a removed stage directory). */
+  signal?: AbortSignal | undefined;
 }
 
 type OverlayEntry = { type: 'dir'; mode: number } | { type: 'file'; mode: number; data: Uint8Array } | { type: 'symlink'; target: string };
@@ -154,7 +156,9 @@ export async function buildApkovl(options: ApkovlOptions): Promise<void> {
     if (!stats?.isDirectory()) throw new ImageConfigError(`overlay ${options.overlayDir} is not a directory`);
     await addOverlay(tree, options.overlayDir);
   }
-  await writeFilesAtomically([{ path: options.out, data: gzipDeterministic(ustarArchive(tree.entries, options.mtime)) }]);
+  const data = await gzipDeterministic(ustarArchive(tree.entries, options.mtime));
+  options.signal?.throwIfAborted();
+  await writeFilesAtomically([{ path: options.out, data }]);
 }
 
 /** A POSIX ustar archive of the entries, sorted by path (parents first), owner root. */
@@ -256,7 +260,7 @@ export async function apkovlStage(cache: StageCache, options: ApkovlStageOptions
   const hook = postbootHook(options.release);
   return runStage(cache, 'apkovl', { ...settings, overlay: fingerprint, extraFiles, hook }, async (dir) => {
     const out = join(dir, `${options.hostname}.apkovl.tar.gz`);
-    await buildApkovl({ ...settings, overlayDir: fingerprint ? overlay : undefined, extraFiles, postbootHook: hook, out });
+    await buildApkovl({ ...settings, overlayDir: fingerprint ? overlay : undefined, extraFiles, postbootHook: hook, out, signal: cache.signal });
     return out;
   });
 }

@@ -68,6 +68,8 @@ export interface InitramfsOptions {
   onDemandModules?: readonly string[];
   mediaWaitSeconds?: InitScriptOptions['mediaWaitSeconds'];
   firstBootScriptTimeoutSeconds?: InitScriptOptions['firstBootScriptTimeoutSeconds'];
+  /** Once aborted, nothing more is written (work outliving a Ctrl-C must not refill a removed stage directory). */
+  signal?: AbortSignal | undefined;
 }
 
 export interface InitramfsResult {
@@ -274,7 +276,9 @@ export async function buildInitramfs(options: InitramfsOptions): Promise<Initram
   const dirs = new Set(['dev', 'proc', 'sys', 'tmp', 'media', 'media/boot', 'ram', 'sysroot']);
   for (const entry of files) for (const dir of parentDirs(entry.path)) dirs.add(dir);
   const entries: CpioEntry[] = [...[...dirs].map((path): CpioEntry => ({ path, type: 'dir', mode: 0o755 })), ...files];
-  await writeFilesAtomically([{ path: options.out, data: gzipDeterministic(newcArchive(entries, options.mtime)) }]);
+  const data = await gzipDeterministic(newcArchive(entries, options.mtime));
+  options.signal?.throwIfAborted();
+  await writeFilesAtomically([{ path: options.out, data }]);
   return resolved;
 }
 
@@ -296,7 +300,7 @@ export function initramfsStage(
   const { boot, ...settings } = options;
   return runStage(cache, 'initramfs', { ...options, recipe: initramfsRecipe() }, async (dir) => {
     const out = join(dir, 'initramfs');
-    await buildInitramfs({ ...settings, ...boot.kernel, busybox: boot.busybox, out });
+    await buildInitramfs({ ...settings, ...boot.kernel, busybox: boot.busybox, out, signal: cache.signal });
     return out;
   });
 }

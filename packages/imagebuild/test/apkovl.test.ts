@@ -1,6 +1,6 @@
 /** The apkovl, read back with GNU tar and busybox tar (what /init extracts it with). */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -152,5 +152,13 @@ describe('buildApkovl', () => {
     await expect(buildApkovl(options(join(dir, 'host.tar.gz'), { hostname: 'bad host' }))).rejects.toThrow(ImageConfigError);
     await expect(buildApkovl(options(join(dir, 'missing.tar.gz'), { overlayDir: join(dir, 'no-such-dir') }))).rejects.toThrow(/not a directory/);
     expect(readdirSync(dir).filter((name) => /^(escaping|fifo|host|missing)/.test(name) || name.endsWith('.tmp'))).toEqual([]);
+  });
+
+  it('once its signal has aborted writes nothing, not even the folder of its output', async () => {
+    // As a stage built after Ctrl-C: its folder was removed, and recreating it would leave it behind.
+    const folder = join(dir, 'aborted-stage');
+    const reason = new Error('interrupted');
+    await expect(buildApkovl(options(join(folder, 'x.apkovl.tar.gz'), { signal: AbortSignal.abort(reason) }))).rejects.toBe(reason);
+    expect(existsSync(folder)).toBe(false);
   });
 });

@@ -1,7 +1,7 @@
 /** Each boot-media stage checked with the real tools (cpio, unsquashfs, mtools, xorriso). */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync, zstdCompressSync } from 'node:zlib';
@@ -164,6 +164,14 @@ describe('initramfs', () => {
     const options = { kernelVersion, modulesDir, busybox: '/bin/busybox', volumeId: 'v', release: '1', kernelFlavor: 'lts', mtime: MTIME, modules: ['vfat'] };
     await expect(buildInitramfs({ ...options, out: join(dir, 'initramfs-bad-zst') })).rejects.toThrow(/cannot decompress kernel module .*fat\.ko\.zst/);
     await expect(buildInitramfs({ ...options, out: join(dir, 'initramfs-bad-zst') })).rejects.toBeInstanceOf(ImageConfigError);
+  });
+
+  it('once its signal has aborted writes nothing, not even the folder of its output', async () => {
+    const folder = join(dir, 'aborted-stage');
+    const reason = new Error('interrupted');
+    const options = { kernelVersion, modulesDir: '/lib/modules', busybox: '/bin/busybox', volumeId: 'v', release: '1', kernelFlavor: 'lts', mtime: MTIME };
+    await expect(buildInitramfs({ ...options, out: join(folder, 'initramfs'), signal: AbortSignal.abort(reason) })).rejects.toBe(reason);
+    expect(existsSync(folder)).toBe(false);
   });
 
   it('without modules.dep, takes dependencies from the modules themselves, and decompresses .ko.gz', async () => {
