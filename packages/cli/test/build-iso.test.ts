@@ -249,18 +249,30 @@ describe('psyops build-iso', () => {
 
   it('on a terminal shows the running stage with its elapsed time ticking; piped, one line per finished stage', async () => {
     const dir = await workspace();
-    // A live process (this test) holds the cache lock for two seconds: the build waits in its lock stage.
+    // A live process (this test) holds the cache lock: the build waits in its lock stage, shown
+    // for 2.5 s from when it says so (however long a loaded machine takes to start it).
     mkdirSync(join(dir, 'cache'), { recursive: true });
     const lock = join(dir, 'cache', '.psyops-cache.lock');
     writeFileSync(lock, JSON.stringify({ pid: process.pid, host: hostname(), since: new Date().toISOString(), token: 'test' }));
-    setTimeout(() => rmSync(lock), 2500);
     // script(1) runs the command on a pseudo-terminal: stdout and stderr both arrive on its stdout.
-    const run = await execa('script', ['-q', '-e', '-c', `${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} build-iso`, '/dev/null'], {
+    const child = execa('script', ['-q', '-e', '-c', `${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} build-iso`, '/dev/null'], {
       cwd: dir,
       env: { SOURCE_DATE_EPOCH: EPOCH, PSYOPS_WORKSPACE: undefined },
       reject: false,
       timeout: 120_000,
     });
+    const release = () => rmSync(lock, { force: true });
+    const fallback = setTimeout(release, 60_000); // never seen waiting: the assertions below say so
+    let seen = '';
+    child.stdout.on('data', function watch(chunk: Buffer) {
+      seen += chunk.toString();
+      if (!seen.includes('waiting for pid')) return;
+      child.stdout.off('data', watch);
+      clearTimeout(fallback);
+      setTimeout(release, 2500);
+    });
+    const run = await child;
+    clearTimeout(fallback);
     expect(run.exitCode, run.stdout).toBe(0);
     // What the terminal got, "erase line" spelled out: `\r<EL>` starts each redraw of the live line.
     const screen = run.stdout.replaceAll('\u001b[K', '<EL>');
