@@ -279,7 +279,7 @@ async function espImage(work: string, out: string, options: DiskBootOptions, mti
 }
 
 /** Copies `source` into `disk` at `offset`, skipping all-zero blocks (the disk file stays sparse). */
-async function writeAt(disk: string, offset: number, source: string): Promise<void> {
+export async function writeAt(disk: string, offset: number, source: string): Promise<void> {
   const input = await open(source, 'r');
   const output = await open(disk, 'r+');
   try {

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { formatGrubEnv } from '@psyops/core';
 import { execa } from 'execa';
 import { buildApkovl } from '../src/apkovl.js';
+import { writeAt } from '../src/disk-image.js';
 import { buildInitramfs } from '../src/initramfs.js';
 import { buildModloop, buildRootImage } from '../src/squashfs.js';
 import { ARCH, FLAVOR, hostKernelVersion, POSTBOOT_HOOK, RELEASE } from './media-fixture.js';
@@ -127,24 +128,6 @@ async function espImage(work: string, mib: number, mtime: number): Promise<strin
   await execa('mformat', ['-i', image, '-v', 'PSYOPS-ESP', '-N', '0', '::']);
   await execa('mcopy', ['-i', image, '-s', '-m', join(tree, 'EFI'), join(tree, 'boot'), '::']);
   return image;
-}
-
-/** Copies `source` into `disk` at byte `offset` (the partition's start), leaving the rest of the disk alone. */
-async function writeAt(disk: string, offset: number, source: string): Promise<void> {
-  const input = await open(source, 'r');
-  const output = await open(disk, 'r+');
-  try {
-    const buffer = Buffer.alloc(MiB);
-    for (let position = 0; ; position += buffer.length) {
-      const { bytesRead } = await input.read(buffer, 0, buffer.length, position);
-      if (bytesRead === 0) break;
-      await output.write(buffer, 0, bytesRead, offset + position);
-    }
-    await output.sync();
-  } finally {
-    await input.close();
-    await output.close();
-  }
 }
 
 /** Builds the stages and the disk in `dir`. */
