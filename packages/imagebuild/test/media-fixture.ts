@@ -69,7 +69,7 @@ async function rootTree(dir: string): Promise<string> {
 }
 
 /** A small module tree (the FAT driver) so the test modloop builds in a second. */
-async function smallModulesDir(dir: string, kernelVersion: string): Promise<string> {
+export async function smallModulesDir(dir: string, kernelVersion: string): Promise<string> {
   const modulesDir = join(dir, 'modules');
   const source = join('/lib/modules', kernelVersion);
   const target = join(modulesDir, kernelVersion);

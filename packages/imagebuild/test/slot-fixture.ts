@@ -7,7 +7,7 @@
  * (not build-disk's): its embedded config records in grubenv that it ran, then boots slot A as
  * after a rolled-back trial of B.
  */
-import { chmod, copyFile, link, mkdir, open, readdir, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, open, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { formatGrubEnv } from '@psyops/core';
 import { execa } from 'execa';
@@ -15,7 +15,7 @@ import { buildApkovl } from '../src/apkovl.js';
 import { writeAt } from '../src/disk-image.js';
 import { buildInitramfs } from '../src/initramfs.js';
 import { buildModloop, buildRootImage } from '../src/squashfs.js';
-import { ARCH, FLAVOR, hostKernelVersion, POSTBOOT_HOOK, RELEASE } from './media-fixture.js';
+import { ARCH, FLAVOR, hostKernelVersion, POSTBOOT_HOOK, RELEASE, smallModulesDir } from './media-fixture.js';
 
 /** Each slot's release (`.psyopsOS-release`): the guest prints it from its boot media. */
 export const SLOT_RELEASES = { A: `${RELEASE}`, B: `${RELEASE}b` } as const;
@@ -69,21 +69,6 @@ async function rootTree(dir: string): Promise<string> {
   await writeFile(join(root, 'sbin/init'), ROOT_INIT, { mode: 0o755 });
   await chmod(join(root, 'sbin/init'), 0o755);
   return root;
-}
-
-/** The FAT driver only: the modloop must exist and match the kernel, its content does not matter here. */
-async function smallModulesDir(dir: string, kernelVersion: string): Promise<string> {
-  const modulesDir = join(dir, 'modules');
-  const source = join('/lib/modules', kernelVersion);
-  const target = join(modulesDir, kernelVersion);
-  await mkdir(join(target, 'kernel/fs/fat'), { recursive: true });
-  for (const name of await readdir(join(source, 'kernel/fs/fat'))) {
-    await link(join(source, 'kernel/fs/fat', name), join(target, 'kernel/fs/fat', name)).catch(() =>
-      copyFile(join(source, 'kernel/fs/fat', name), join(target, 'kernel/fs/fat', name)),
-    );
-  }
-  for (const name of ['modules.dep', 'modules.builtin', 'modules.order']) await copyFile(join(source, name), join(target, name));
-  return modulesDir;
 }
 
 // GRUB's save_env rewrites the grubenv file's sectors in place: the boot disk's writes must land in
