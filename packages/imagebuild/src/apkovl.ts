@@ -7,8 +7,7 @@ import { createHash } from 'node:crypto';
 import { lstat, readFile, readdir, readlink, stat } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { tarHeader, tarPadding } from '@psyops/apkpkg/format';
-import { writeFilesAtomically } from '@psyops/core';
-import { gzipDeterministic } from './cpio.js';
+import { writeGzipped } from './cpio.js';
 import { ImageConfigError } from './errors.js';
 import { runStage, type StageCache, type StageResult } from './stage.js';
 
@@ -36,7 +35,7 @@ export interface ApkovlOptions {
   out: string;
   /** Seconds since the epoch, for every entry. */
   mtime: number;
-  /** Once aborted, nothing more is written (work outliving a Ctrl-C must not refill a removed stage directory). */
+  /** Once aborted, nothing is written (see writeGzipped). */
   signal?: AbortSignal | undefined;
 }
 
@@ -156,9 +155,7 @@ export async function buildApkovl(options: ApkovlOptions): Promise<void> {
     if (!stats?.isDirectory()) throw new ImageConfigError(`overlay ${options.overlayDir} is not a directory`);
     await addOverlay(tree, options.overlayDir);
   }
-  const data = await gzipDeterministic(ustarArchive(tree.entries, options.mtime));
-  options.signal?.throwIfAborted();
-  await writeFilesAtomically([{ path: options.out, data }]);
+  await writeGzipped(options.out, ustarArchive(tree.entries, options.mtime), options.signal);
 }
 
 /** A POSIX ustar archive of the entries, sorted by path (parents first), owner root. */

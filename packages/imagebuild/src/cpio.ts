@@ -5,6 +5,7 @@
  */
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
+import { writeFilesAtomically } from '@psyops/core';
 import { ImageConfigError } from './errors.js';
 
 export type CpioEntry =
@@ -57,10 +58,14 @@ export function newcArchive(entries: readonly CpioEntry[], mtime: number): Buffe
 const gzipAsync = promisify(gzip);
 
 /**
- * gzip without a name or timestamp in the header (node's zlib writes neither). Level 6: on an
- * initramfs level 9 saved 0.4 % and took ten times as long. Off the main thread: tens of MiB take
- * seconds, and a blocked event loop could not act on Ctrl-C (nor clean up) meanwhile.
+ * Writes `data` gzip'ed to `path` (atomically), without a name or timestamp in the gzip header
+ * (node's zlib writes neither). Level 6: on an initramfs level 9 saved 0.4 % and took ten times as
+ * long. Off the main thread: tens of MiB take seconds, and a blocked event loop could not act on
+ * Ctrl-C meanwhile. Once `signal` has aborted nothing is written: work that outlives a Ctrl-C must
+ * not refill the stage directory the abort removed.
  */
-export async function gzipDeterministic(data: Uint8Array): Promise<Buffer> {
-  return gzipAsync(data, { level: 6 });
+export async function writeGzipped(path: string, data: Uint8Array, signal: AbortSignal | undefined): Promise<void> {
+  const compressed = await gzipAsync(data, { level: 6 });
+  signal?.throwIfAborted();
+  await writeFilesAtomically([{ path, data: compressed }]);
 }

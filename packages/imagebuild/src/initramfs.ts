@@ -8,8 +8,8 @@ import { createHash } from 'node:crypto';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzipSync, zstdDecompressSync } from 'node:zlib';
-import { elfInterpreter, elfSection, ToolFailedError, writeFilesAtomically } from '@psyops/core';
-import { type CpioEntry, gzipDeterministic, newcArchive } from './cpio.js';
+import { elfInterpreter, elfSection, ToolFailedError } from '@psyops/core';
+import { type CpioEntry, writeGzipped, newcArchive } from './cpio.js';
 import { ImageConfigError } from './errors.js';
 import { initScript, type InitScriptOptions } from './init-script.js';
 import type { BootFiles } from './rootfs.js';
@@ -68,7 +68,7 @@ export interface InitramfsOptions {
   onDemandModules?: readonly string[];
   mediaWaitSeconds?: InitScriptOptions['mediaWaitSeconds'];
   firstBootScriptTimeoutSeconds?: InitScriptOptions['firstBootScriptTimeoutSeconds'];
-  /** Once aborted, nothing more is written (work outliving a Ctrl-C must not refill a removed stage directory). */
+  /** Once aborted, nothing is written (see writeGzipped). */
   signal?: AbortSignal | undefined;
 }
 
@@ -276,9 +276,7 @@ export async function buildInitramfs(options: InitramfsOptions): Promise<Initram
   const dirs = new Set(['dev', 'proc', 'sys', 'tmp', 'media', 'media/boot', 'ram', 'sysroot']);
   for (const entry of files) for (const dir of parentDirs(entry.path)) dirs.add(dir);
   const entries: CpioEntry[] = [...[...dirs].map((path): CpioEntry => ({ path, type: 'dir', mode: 0o755 })), ...files];
-  const data = await gzipDeterministic(newcArchive(entries, options.mtime));
-  options.signal?.throwIfAborted();
-  await writeFilesAtomically([{ path: options.out, data }]);
+  await writeGzipped(options.out, newcArchive(entries, options.mtime), options.signal);
   return resolved;
 }
 

@@ -248,9 +248,8 @@ export async function interruptible<T>(status: LiveStatus, outDir: string, work:
     if (!controller.signal.aborted) await sleep(50);
     if (!controller.signal.aborted) throw error;
     // Whatever failed after the interrupt (a tool killed by the same Ctrl-C) is the interrupt.
-    // runCli prints the error line and the process ends by itself once work that outlived the
-    // abort has removed its temporary directory; should a killed tool's pipes keep it alive, the deadline ends it.
-    setTimeout(() => process.exit(EXIT_INTERRUPTED), INTERRUPT_DEADLINE_MS).unref();
+    // runCli prints the error line; should a killed tool's pipes keep the process alive, leave right after.
+    setTimeout(() => process.exit(EXIT_INTERRUPTED), 100).unref();
     throw interruption;
   } finally {
     // Settled: from here the error path reports the interrupt, once; the deadline must not print it again.

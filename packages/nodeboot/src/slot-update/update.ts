@@ -190,7 +190,7 @@ export async function runUpdate(system: NodeSystem, options: UpdateOptions = {})
   const key = volume.minisignPublicKey;
 
   let version: string;
-  let pointer: { size: number } | undefined;
+  let pointerSize: number | undefined;
   if (options.version !== undefined) {
     if (!RELEASE.test(options.version)) throw new UsageError(`--version ${options.version} is not a release tag`);
     version = options.version;
@@ -217,7 +217,7 @@ export async function runUpdate(system: NodeSystem, options: UpdateOptions = {})
       throw new UpdateError(`${path} does not name a ${arch} update`, 'BAD_POINTER');
     if (typeof value.size !== 'number') throw new UpdateError(`${path} has no size`, 'BAD_POINTER');
     version = v;
-    pointer = { size: value.size };
+    pointerSize = value.size;
   }
   const filename = `psyopsOS-${version}-${arch}.tar`;
   const sigText = (await fetchOk(system, `${site}/os/${filename}.minisig`, DOC_LIMITS)).toString('utf8');
@@ -249,7 +249,7 @@ export async function runUpdate(system: NodeSystem, options: UpdateOptions = {})
   // Whole tar in RAM, verified before anything is written: a tampered tar leaves both slots as they were.
   const tar = await fetchOk(system, `${site}/os/${filename}`, {
     deadlineMs: options.downloadDeadlineMs ?? 30 * 60_000,
-    maxBytes: pointer?.size ?? MAX_TAR_BYTES,
+    maxBytes: pointerSize ?? MAX_TAR_BYTES,
   });
   try {
     verifyBytes(tar, key, sigText, { source: `os/${filename}.minisig` });
@@ -257,8 +257,8 @@ export async function runUpdate(system: NodeSystem, options: UpdateOptions = {})
     throw new UpdateError(`os/${filename}: ${(error as Error).message}`, 'BAD_SIGNATURE');
   }
   // The size is enough here: the signature just verified binds the bytes.
-  if (pointer && tar.length !== pointer.size)
-    throw new UpdateError(`os/${filename} is ${tar.length} bytes, the update pointer says ${pointer.size}`, 'BAD_POINTER');
+  if (pointerSize !== undefined && tar.length !== pointerSize)
+    throw new UpdateError(`os/${filename} is ${tar.length} bytes, the update pointer says ${pointerSize}`, 'BAD_POINTER');
   const { description, files } = slotFiles(tar, version, arch);
   const mounter = options.mounter ?? commandMounter(system);
   await withVolume(mounter, `psyopsOS-${slot}`, 'ext4', 'rw', async (dir) => writeSlot(dir, description, files));
