@@ -15,7 +15,8 @@ import { ssh, SITE_ADDRESS, TELEPATHY_PORT } from './psynet-nodes.ts';
 export const NODE = E2E_NODE.name;
 /** Guest memory: the update artifact is downloaded and verified in RAM before the slot is written. */
 const MEMORY_MIB = 2048;
-const FINISHED_LINE = /psyopsOS: postboot finished[^\r\n]*/g;
+// Only whole lines: the serial output arrives in pieces.
+const FINISHED_LINE = /psyopsOS: postboot finished[^\r\n]*(?=\r?\n)/g;
 const STATUS_LINE = /psyopsOS: status (\{[^\r\n]*\})/g;
 
 export interface DiskNode {

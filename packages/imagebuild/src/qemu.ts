@@ -83,7 +83,10 @@ export interface QemuBootOptions {
   memoryMiB?: number;
   /** QEMU is killed after this long. */
   timeoutMs: number;
-  /** Stop as soon as the serial output so far matches. */
+  /**
+   * Stop as soon as the serial output so far matches. Output arrives in pieces: a pattern that ends
+   * in `[^\n]*\n` waits for the whole line.
+   */
   until?: RegExp;
   /** File the serial output is written to as it arrives. */
   serialLog?: string;

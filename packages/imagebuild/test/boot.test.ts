@@ -60,7 +60,7 @@ describe('boot media in QEMU (TCG)', () => {
 
   it('stops with FATAL and a rescue shell when the media never shows up', { timeout: BOOT_TIMEOUT_MS + 60_000 }, async () => {
     const wrong = await buildTestMedia(dir, { mtime: MTIME, name: 'wrong-label', initramfsVolumeId: 'psyopsos-boot other x86_64', mediaWaitSeconds: 2 });
-    const result = await bootInQemu({ iso: wrong.iso, timeoutMs: BOOT_TIMEOUT_MS, until: /rescue shell follows/ });
+    const result = await bootInQemu({ iso: wrong.iso, timeoutMs: BOOT_TIMEOUT_MS, until: /rescue shell follows[^\n]*\n/ });
     expect(result.reason, result.serial.slice(-2000)).toBe('matched');
     expect(lines(result.serial)).toContain('psyops-init: FATAL: no boot media labelled "psyopsos-boot other x86_64" after 2 s');
     expect(result.serial).not.toContain('psyops-init: switching root');

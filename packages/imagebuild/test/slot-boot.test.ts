@@ -101,8 +101,9 @@ describe('booting a disk slot (QEMU, TCG)', () => {
         drives: [{ file: slots.disk }],
         uefi: true,
         allowReboot: true,
-        // The second boot's /init: the reset started the kernel again inside the same QEMU.
-        until: /psyops-init: early modules[\s\S]*Initiating system reboot[\s\S]*psyops-init: early modules/,
+        // The second boot's /init: the reset started the kernel again inside the same QEMU. The line
+        // must be whole: serial output arrives in pieces, and a match stops QEMU at once.
+        until: /psyops-init: early modules[\s\S]*Initiating system reboot[\s\S]*psyops-init: early modules[^\n]*\n/,
         timeoutMs: BOOT_TIMEOUT_MS + TRIAL_TIMEOUT_S * 1000,
         serialLog: join(dir, 'serial-trial-b.log'),
         onSerial: (text) => {
@@ -147,7 +148,7 @@ describe('booting a disk slot (QEMU, TCG)', () => {
       const result = await bootInQemu({
         kernel: { image: slots.kernel, initrd: slots.initrd, append: `${CONSOLE} psyopsos.slot=psyopsOS-C` },
         drives: [{ file: slots.disk, readonly: true }],
-        until: /rescue shell follows/,
+        until: /rescue shell follows[^\n]*\n/,
         timeoutMs: BOOT_TIMEOUT_MS,
       });
       expect(result.reason, result.serial.slice(-3000)).toBe('matched');
