@@ -10,7 +10,7 @@ import { formatGrubEnv, parseGrubEnv } from '@psyops/core';
 import { signBytes } from '@psyops/signing';
 import { buildSite, serveSite, type Lighthouse } from '@psyops/siteapi';
 import { NODE_PATHS, TempRootSystem, runPostboot, type NodeStatus, type PostbootOptions } from '../src/index.js';
-import { dirMounter } from './slot-tar.js';
+import { dirMounter } from './dir-mounter.js';
 import { FILE_SECRET, K3S_TOKEN, LIGHTHOUSES, MAC, NODE, makeWorld, siteFor, tempDir, type World } from './fixtures.js';
 
 const FAST: PostbootOptions = { secretWaitMs: 0, siteAttempts: 3, siteRetryDelayMs: 100, fetchTimeoutMs: 5000 };

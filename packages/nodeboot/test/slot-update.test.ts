@@ -10,13 +10,15 @@ import { updateCommandWith } from '../src/slot-update/update.js';
 import { TempRootSystem } from '../src/temp-root-system.js';
 import { MAC, NODE, psynetFixture, tempDir } from './fixtures.js';
 import { serveDir } from './ops-helpers.js';
-import { dirMounter, slotTar } from './slot-tar.js';
+// Update tars as siteapi's tests make them (ustar, slot.json first).
+import { slotTar } from '../../siteapi/test/update-tar.ts';
+import { dirMounter } from './dir-mounter.js';
 
 const key = generateKeyPair();
 
 async function site(releases: string[]): Promise<{ url: string; requests: string[]; siteDir: string }> {
   const images = tempDir('images');
-  for (const release of releases) writeFileSync(join(images, `psyopsOS-${release}-x86_64.tar`), slotTar(release));
+  for (const release of releases) writeFileSync(join(images, `psyopsOS-${release}-x86_64.tar`), slotTar({ release }));
   const siteDir = join(tempDir('site'), 'site');
   await buildSite({ outDir: siteDir, signingKey: key, imagesDir: images, timestamp: 1_790_000_000 });
   return { ...(await serveDir(siteDir)), siteDir };
@@ -57,7 +59,7 @@ describe('psyops-node update against a real site on 127.0.0.1', () => {
     expect(await n.run('--json', '--reboot')).toBe(0);
     const report = JSON.parse(n.out[0]!);
     expect(report).toMatchObject({ action: 'updated', from: 'r2', to: 'r3', slot: 'B' });
-    expect(report.bytes).toBe(slotTar('r3').length);
+    expect(report.bytes).toBe(slotTar({ release: 'r3' }).length);
     expect(readdirSync(n.slotB).sort()).toEqual(['.psyopsOS-release', 'boot', 'psyopsOS-slot.json', 'psyopsOS-slot.json.minisig']);
     expect(readFileSync(join(n.slotB, 'boot/vmlinuz-virt'), 'utf8')).toBe('kernel of r3');
     expect(readdirSync(n.slotA)).toEqual(['marker']);

@@ -6,7 +6,7 @@ import { formatGrubEnv } from '@psyops/core';
 import { UNKNOWN_TRIAL_FAILURE, finishTrial, slotBootStatus } from '../src/postboot/trial.js';
 import { TempRootSystem } from '../src/temp-root-system.js';
 import { tempDir } from './fixtures.js';
-import { dirMounter } from './slot-tar.js';
+import { dirMounter } from './dir-mounter.js';
 
 function trialNode(cmdline: string) {
   const root = tempDir('trialroot');

@@ -28,6 +28,8 @@ interface BuildIsoCommandOptions extends PasswordSources {
 
 /** After Ctrl-C the build stops within about a second; should something hang on, the command leaves anyway. */
 const INTERRUPT_DEADLINE_MS = 5000;
+/** Once the interrupt is reported: time for runCli to print its line before a killed tool's open pipes could keep the process alive. */
+const EXIT_AFTER_REPORT_MS = 100;
 
 /** Where the embedded default lives (its host repository, key and caches): per user, outside any project. */
 export function defaultImageHome(): string {
@@ -248,8 +250,7 @@ export async function interruptible<T>(status: LiveStatus, outDir: string, work:
     if (!controller.signal.aborted) await sleep(50);
     if (!controller.signal.aborted) throw error;
     // Whatever failed after the interrupt (a tool killed by the same Ctrl-C) is the interrupt.
-    // runCli prints the error line; should a killed tool's pipes keep the process alive, leave right after.
-    setTimeout(() => process.exit(EXIT_INTERRUPTED), 100).unref();
+    setTimeout(() => process.exit(EXIT_INTERRUPTED), EXIT_AFTER_REPORT_MS).unref();
     throw interruption;
   } finally {
     // Settled: from here the error path reports the interrupt, once; the deadline must not print it again.
